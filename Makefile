@@ -1,0 +1,65 @@
+# multiconnect -- see README.md. `make` builds bin/multiconnect; `make asan` the
+# ASan+UBSan twin; `make test` runs every spec with both; `make dev` runs locally.
+
+PKGS     := lua5.4 lua5.4-cjson libmicrohttpd libpq hiredis libcurl openssl readline
+WARN     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   ?= -O2 -g
+DEPFLAGS := -MMD -MP
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+
+SRC      := $(wildcard core/*.c)
+LUA_SRC  := $(shell find core/lua -name '*.lua' | LC_ALL=C sort)
+ASAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+OBJ      := $(SRC:core/%.c=build/normal/%.o) build/normal/embedded.o
+ASAN_OBJ := $(SRC:core/%.c=build/asan/%.o) build/asan/embedded.o
+
+.PHONY: all asan setup deps test dev clean services-start services-stop
+all: bin/multiconnect
+
+# The build, test and dev targets check the Debian packages first (tools/setup
+# --check fails with the list of what is missing and says to run `make setup`).
+deps:
+	@tools/setup --check
+
+setup:
+	@tools/setup
+
+bin/multiconnect: $(OBJ) | deps
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $(OBJ) $(PKG_LIBS) -lm
+
+asan: bin/multiconnect-asan
+bin/multiconnect-asan: $(ASAN_OBJ) | deps
+	@mkdir -p bin
+	$(CC) $(ASAN) -o $@ $(ASAN_OBJ) $(PKG_LIBS) -lm
+
+build/embedded.c: $(LUA_SRC) tools/embed-lua
+	@mkdir -p build
+	tools/embed-lua $@ $(LUA_SRC)
+
+build/normal/%.o: core/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) $(DEPFLAGS) $(PKG_CFLAGS) -Icore -c -o $@ $<
+build/normal/embedded.o: build/embedded.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Icore -c -o $@ $<
+
+build/asan/%.o: core/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(ASAN) $(DEPFLAGS) $(PKG_CFLAGS) -Icore -c -o $@ $<
+build/asan/embedded.o: build/embedded.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(ASAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
+
+test: bin/multiconnect bin/multiconnect-asan
+	@tools/test
+
+dev: bin/multiconnect
+	@tools/dev
+
+clean:
+	rm -rf build bin
+
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d)

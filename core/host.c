@@ -1,0 +1,216 @@
+/* host.c -- building Lua states for the host, and the mc.host module.
+ *
+ * Every process type (run, test, later web and worker) makes its states here, so
+ * they all see the same modules and paths: the embedded core/lua/mc/ sources and
+ * the C modules through package.preload, then $MC_ROOT/scripts, then Debian's
+ * Lua 5.4 locations (so Debian's Lua C modules such as busted's load too). */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include <curl/curl.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <readline/readline.h>
+
+#include "host.h"
+
+/* ---- boot facts ---------------------------------------------------------- */
+
+static char *parent_dir(const char *path) {
+  char *copy = strdup(path);
+  if (copy == NULL) return NULL;
+  char *slash = strrchr(copy, '/');
+  if (slash == NULL || slash == copy) slash = copy + 1;
+  *slash = '\0';
+  return copy;
+}
+
+/* Fills b from /proc/self/exe and MC_ROOT; -1 with a message on stderr if the
+ * binary cannot find itself. b owns the strings (mc_boot_free). */
+int mc_boot_init(mc_boot *b, const char *argv0) {
+  char buf[PATH_MAX];
+  b->exe = b->root = NULL;
+  if (realpath("/proc/self/exe", buf) == NULL && realpath(argv0, buf) == NULL) {
+    fprintf(stderr, "multiconnect: cannot locate own binary: %s\n", strerror(errno));
+    return -1;
+  }
+  b->exe = strdup(buf);
+  const char *env = getenv("MC_ROOT");
+  if (env != NULL && *env != '\0') {
+    b->root = realpath(env, NULL);
+    if (b->root == NULL) {
+      fprintf(stderr, "multiconnect: MC_ROOT=%s: %s\n", env, strerror(errno));
+      return -1;
+    }
+  } else if (b->exe != NULL) {
+    char *bindir = parent_dir(b->exe); /* .../bin */
+    b->root = bindir ? parent_dir(bindir) : NULL;
+    free(bindir);
+  }
+  if (b->exe == NULL || b->root == NULL) {
+    fprintf(stderr, "multiconnect: out of memory\n");
+    return -1;
+  }
+  return 0;
+}
+
+void mc_boot_free(mc_boot *b) {
+  free((void *)b->exe);
+  free((void *)b->root);
+  b->exe = b->root = NULL;
+}
+
+/* ---- protected calls ----------------------------------------------------- */
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) { /* a non-string error object */
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+int mc_pcall(lua_State *L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs; /* the function's slot */
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, base);
+  int status = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  return status;
+}
+
+/* ---- state construction -------------------------------------------------- */
+
+static const luaL_Reg c_modules[] = {
+  {"mc.host", luaopen_mc_host},
+  {"mc.json", luaopen_mc_json},
+  {"mc.url", luaopen_mc_url},
+  {"cjson", luaopen_cjson},
+  {"cjson.safe", luaopen_cjson_safe},
+  {NULL, NULL},
+};
+
+/* package.preload loader for an embedded source; upvalue 1 is its index. */
+static int load_embedded(lua_State *L) {
+  const mc_embedded *m = &mc_embedded_modules[lua_tointeger(L, lua_upvalueindex(1))];
+  if (luaL_loadbufferx(L, m->src, m->len, m->chunkname, "t") != LUA_OK)
+    return lua_error(L);
+  lua_pushstring(L, m->name);
+  lua_pushstring(L, m->chunkname + 1);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+static void preload_modules(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const luaL_Reg *r = c_modules; r->name != NULL; r++) {
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, -2, r->name);
+  }
+  for (lua_Integer i = 0; mc_embedded_modules[i].name != NULL; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, mc_embedded_modules[i].name);
+  }
+  lua_pop(L, 1);
+}
+
+/* package.path = $MC_ROOT/scripts/?.lua;...;<Debian's default or LUA_PATH> */
+static void set_paths(lua_State *L, const char *root) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "%s/scripts/?.lua;%s/scripts/?/init.lua;%s", root, root,
+                  lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 2);
+}
+
+static int state_init(lua_State *L) {
+  const mc_boot *b = lua_touserdata(L, 1);
+  luaL_openlibs(L);
+  lua_pushlightuserdata(L, (void *)b);
+  lua_setfield(L, LUA_REGISTRYINDEX, "mc.boot");
+  preload_modules(L);
+  set_paths(L, b->root);
+  lua_getglobal(L, "require"); /* the one global the host adds: mc, as ngx in OpenResty */
+  lua_pushliteral(L, "mc");
+  lua_call(L, 1, 1);
+  lua_setglobal(L, "mc");
+  return 0;
+}
+
+lua_State *mc_state_new(const mc_boot *b) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    fprintf(stderr, "multiconnect: cannot create Lua state: out of memory\n");
+    return NULL;
+  }
+  lua_pushcfunction(L, state_init);
+  lua_pushlightuserdata(L, (void *)b);
+  if (mc_pcall(L, 1, 0) != LUA_OK) {
+    fprintf(stderr, "multiconnect: boot failed: %s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+/* ---- mc.host ------------------------------------------------------------- */
+
+static const mc_boot *boot_of(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
+  const mc_boot *b = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (b == NULL) luaL_error(L, "mc.host: state was not made by mc_state_new");
+  return b;
+}
+
+static void set_str(lua_State *L, const char *key, const char *value) {
+  lua_pushstring(L, value);
+  lua_setfield(L, -2, key);
+}
+
+/* mc.host.versions() -> {lua=, libmicrohttpd=, libpq=, hiredis=, libcurl=, ...}:
+ * the libraries this process runs with (run-time versions where they expose one). */
+static int host_versions(lua_State *L) {
+  char buf[64];
+  lua_createtable(L, 0, 8);
+  set_str(L, "multiconnect", MC_VERSION);
+  set_str(L, "lua", LUA_RELEASE);
+  set_str(L, "libmicrohttpd", MHD_get_version());
+  int pq = PQlibVersion();
+  snprintf(buf, sizeof buf, "%d.%d", pq / 10000, pq % 10000);
+  set_str(L, "libpq", buf);
+  snprintf(buf, sizeof buf, "%d.%d.%d", HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
+  set_str(L, "hiredis", buf);
+  set_str(L, "libcurl", curl_version_info(CURLVERSION_NOW)->version);
+  set_str(L, "openssl", OpenSSL_version(OPENSSL_VERSION));
+  set_str(L, "readline", rl_library_version);
+  return 1;
+}
+
+int luaopen_mc_host(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"versions", host_versions},
+    {NULL, NULL},
+  };
+  const mc_boot *b = boot_of(L);
+  luaL_newlib(L, funcs);
+  set_str(L, "version", MC_VERSION);
+  set_str(L, "root", b->root);
+  set_str(L, "exe", b->exe);
+  return 1;
+}

@@ -1,0 +1,46 @@
+/* host.h -- the embedding: building a Lua state with every mc.* module, and
+ * running Lua code under lua_pcall with a traceback. */
+#ifndef MC_HOST_H
+#define MC_HOST_H
+
+#include <lua.h>
+
+#define MC_VERSION "0.1.0"
+
+/* Process-wide facts fixed at boot, before any thread starts; read-only after. */
+typedef struct mc_boot {
+  const char *root; /* MC_ROOT: the directory that holds bin/, scripts/, spec/ */
+  const char *exe;  /* absolute path of the running binary */
+} mc_boot;
+
+int mc_boot_init(mc_boot *b, const char *argv0);
+void mc_boot_free(mc_boot *b);
+
+/* A fresh state with the standard libraries, package paths rooted at b->root and
+ * every mc.* module preloadable; NULL on allocation failure. Caller owns it. */
+lua_State *mc_state_new(const mc_boot *b);
+
+/* lua_pcall with a traceback handler: the error object on failure is the message
+ * with its traceback (a string). Same return codes as lua_pcall. */
+int mc_pcall(lua_State *L, int nargs, int nresults);
+
+/* Module openers, one per core/<name>.c file. */
+int luaopen_mc_host(lua_State *L);
+int luaopen_mc_json(lua_State *L);
+int luaopen_mc_url(lua_State *L);
+
+/* Debian's lua-cjson.h declares only luaopen_cjson; the library has both. */
+int luaopen_cjson(lua_State *L);
+int luaopen_cjson_safe(lua_State *L);
+
+/* Lua sources under core/lua/mc/, embedded by tools/embed-lua. */
+typedef struct mc_embedded {
+  const char *name;      /* module name: "mc.log" */
+  const char *chunkname; /* "@core/lua/mc/log.lua", for tracebacks */
+  const char *src;
+  size_t len;
+} mc_embedded;
+
+extern const mc_embedded mc_embedded_modules[]; /* ends with a NULL name */
+
+#endif

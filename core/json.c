@@ -1,0 +1,149 @@
+/* json.c -- mc.json: lua-cjson (Debian's 2.1.0) in safe mode, with what it lacks.
+ *
+ * - Decoding: cjson 2.1.0 turns every number into a float, so "5" would come back
+ *   as 5.0 and print as "5.0"; integral values that a double holds exactly
+ *   (|n| <= 2^53) are turned back into Lua integers.
+ * - Empty arrays: an empty Lua table encodes as {}. json.empty_array is a sentinel
+ *   string, random per state, that encode rewrites to []; a remote peer cannot
+ *   guess it, so decoded input can never smuggle it in.
+ * - Limits: decoding nests at most 64 deep; NaN, Infinity and hex numbers are
+ *   refused on input as on output.
+ * Failures of either direction return nil, err (safe mode). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "host.h"
+
+#define JSON_MAX_DEPTH 64
+#define EXACT_INT_LIMIT 9007199254740992.0 /* 2^53 */
+
+enum { UP_DECODE = 1, UP_ENCODE, UP_TOKEN }; /* upvalues of decode/encode */
+
+/* True (and *out set) when n is integral and a double holds it exactly. */
+static int exact_integer(lua_Number n, lua_Integer *out) {
+  if (!(n >= -EXACT_INT_LIMIT && n <= EXACT_INT_LIMIT) || floor(n) != n) return 0;
+  *out = (lua_Integer)n;
+  return 1;
+}
+
+/* Turns integral floats into integers in place, recursively (depth is bounded by
+ * the decoder's own limit). */
+static void integerize(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 3, "json: nesting too deep");
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      integerize(L, -1);
+    } else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Integer i;
+      if (exact_integer(lua_tonumber(L, -1), &i)) {
+        lua_pushvalue(L, -2);
+        lua_pushinteger(L, i);
+        lua_rawset(L, idx); /* assigning an existing field is allowed during next */
+      }
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* json.decode(s) -> value | nil, err */
+static int json_decode(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(UP_DECODE));
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 2);
+  if (lua_isnil(L, -2)) return 2;
+  lua_pop(L, 1);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    integerize(L, -1);
+  } else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+    lua_Integer i;
+    if (exact_integer(lua_tonumber(L, -1), &i)) lua_pushinteger(L, i);
+  }
+  return 1;
+}
+
+/* json.encode(value) -> string | nil, err */
+static int json_encode(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(UP_ENCODE));
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 2);
+  if (lua_isnil(L, -2)) return 2;
+  lua_pop(L, 1);
+  const char *out = lua_tostring(L, -1);
+  const char *quoted = lua_tostring(L, lua_upvalueindex(UP_TOKEN));
+  if (strstr(out, quoted) != NULL) luaL_gsub(L, out, quoted, "[]");
+  return 1;
+}
+
+/* json.array(t) -> t, or json.empty_array when t is empty */
+static int json_array(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_pushnil(L);
+  if (lua_next(L, 1) != 0) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  lua_getfield(L, lua_upvalueindex(1), "empty_array");
+  return 1;
+}
+
+/* Pushes a fresh cjson.safe instance configured for untrusted input. */
+static void push_cjson(lua_State *L) {
+  luaL_requiref(L, "cjson.safe", luaopen_cjson_safe, 0);
+  lua_getfield(L, -1, "new");
+  lua_call(L, 0, 1);
+  lua_remove(L, -2);
+  lua_getfield(L, -1, "decode_max_depth");
+  lua_pushinteger(L, JSON_MAX_DEPTH);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "decode_invalid_numbers");
+  lua_pushboolean(L, 0);
+  lua_call(L, 1, 0);
+}
+
+static void push_token(lua_State *L) {
+  unsigned char raw[16];
+  char hex[2 * sizeof raw + 1];
+  if (getentropy(raw, sizeof raw) != 0) luaL_error(L, "json: no entropy for the empty-array token");
+  for (size_t i = 0; i < sizeof raw; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+  lua_pushfstring(L, "mc.json.empty_array:%s", hex);
+}
+
+int luaopen_mc_json(lua_State *L) {
+  lua_newtable(L);                              /* M */
+  push_cjson(L);                                /* M cjson */
+  push_token(L);                                /* M cjson token */
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -4, "empty_array");
+  lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1)); /* as it appears encoded */
+  lua_remove(L, -2);                            /* M cjson "token" */
+
+  lua_getfield(L, -2, "decode");
+  lua_pushcclosure(L, json_decode, 1);
+  lua_setfield(L, -4, "decode");
+
+  lua_getfield(L, -2, "decode");                /* placeholder for UP_DECODE */
+  lua_getfield(L, -3, "encode");
+  lua_pushvalue(L, -3);
+  lua_pushcclosure(L, json_encode, 3);
+  lua_setfield(L, -4, "encode");
+  lua_pop(L, 1);                                /* M cjson */
+
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, json_array, 1);
+  lua_setfield(L, -3, "array");
+  lua_getfield(L, -1, "null");
+  lua_setfield(L, -3, "null");
+  lua_pop(L, 1);
+  return 1;
+}

@@ -1,0 +1,19 @@
+-- mc: the namespace every script also sees as the global `mc` (as OpenResty's
+-- `ngx`). Submodules load on first use: mc.json, mc.log, mc.env, ...
+local host = require "mc.host"
+local json = require "mc.json"
+
+local _M = {
+  version = host.version,
+  null = json.null, -- the one null: JSON null, SQL NULL, Redis nil
+}
+
+return setmetatable(_M, {
+  __index = function(t, k)
+    local name = "mc." .. tostring(k)
+    if package.preload[name] == nil and package.loaded[name] == nil then return nil end
+    local mod = require(name)
+    rawset(t, k, mod)
+    return mod
+  end,
+})

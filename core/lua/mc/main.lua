@@ -1,0 +1,64 @@
+-- mc.main: the command line. main(...) gets argv (without the program name) and
+-- returns the exit status; C runs it under lua_pcall with a traceback, so an
+-- error anywhere ends as a traceback on stderr and status 1.
+local host = require "mc.host"
+
+local _M = {}
+
+local USAGE = [[
+usage: multiconnect <command> [args...]
+
+commands:
+  run FILE|MODULE [args...]  run a Lua file, or a module under scripts/, with
+                             every mc.* module loaded; exit 1 on error
+  test [busted args] [paths] run the specs (default: spec/) inside the host
+  version                    print the versions of multiconnect and its libraries
+  help                       print this text
+
+environment:
+  MC_ROOT     project root holding scripts/ (default: the folder above bin/)
+  LOG_LEVEL   debug, info, warn or error (default: info)
+]]
+
+local COMMANDS = {}
+
+function COMMANDS.help()
+  io.stdout:write(USAGE)
+  return 0
+end
+
+local LIBRARY_ORDER = { "lua", "libmicrohttpd", "libpq", "hiredis", "libcurl", "openssl", "readline" }
+
+function COMMANDS.version()
+  local v = host.versions()
+  local lines = { "multiconnect " .. v.multiconnect }
+  for _, name in ipairs(LIBRARY_ORDER) do
+    lines[#lines + 1] = string.format("%-14s %s", name, v[name])
+  end
+  lines[#lines + 1] = string.format("%-14s %s", "lua-cjson", require("cjson")._VERSION)
+  io.stdout:write(table.concat(lines, "\n"), "\n")
+  return 0
+end
+
+function COMMANDS.run(args)
+  return require("mc.run").main(args)
+end
+
+function COMMANDS.test(args)
+  return require("mc.test").main(args)
+end
+
+function _M.main(...)
+  local args = { ... }
+  local name = table.remove(args, 1)
+  if name == nil or name == "-h" or name == "--help" then name = "help" end
+  if name == "-v" or name == "--version" then name = "version" end
+  local command = COMMANDS[name]
+  if not command then
+    io.stderr:write(string.format("multiconnect: unknown command %q\n\n", name), USAGE)
+    return 2
+  end
+  return command(args)
+end
+
+return _M

@@ -1,0 +1,29 @@
+-- mc.test: `multiconnect test [busted options] [paths]` runs Debian's busted
+-- inside the host, so specs can use every mc.* primitive. Output goes through
+-- mc.test_output, which ends with the line "N passed, N failed[, N skipped]".
+local host = require "mc.host"
+
+local _M = {}
+
+local function has_path(args)
+  for i, a in ipairs(args) do
+    local prev = args[i - 1]
+    local takes_value = prev and prev:match("^%-%a$") and not prev:match("^%-[vlRkqsc]$")
+    if not a:match("^%-") and not takes_value then return true end
+  end
+  return false
+end
+
+function _M.main(args)
+  local argv = { [0] = "multiconnect test" }
+  for i, a in ipairs(args) do argv[i] = a end
+  if not has_path(args) then argv[#argv + 1] = host.root .. "/spec" end
+  _G.arg = argv
+  package.path = host.root .. "/spec/?.lua;" .. package.path
+  -- On failure busted ends the process itself (os.exit(1, true), which closes
+  -- the state); on success it returns here.
+  require("busted.runner")({ standalone = false, output = "mc.test_output" })
+  return 0
+end
+
+return _M

@@ -1,0 +1,99 @@
+/* url.c -- mc.url: URL parsing through libcurl's URL API (curl_url_*), so that
+ * DATABASE_URL, REDIS_URL and the external base URLs are read by a parser that
+ * other people maintain, for any scheme. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <curl/curl.h>
+
+#include "host.h"
+
+#define URL_MAX_LEN 8192
+
+/* The parse state, owned by a userdata so that a raise while pushing (out of
+ * memory) frees the handle and every part string in __gc. */
+typedef struct url_parts {
+  CURLU *h;
+  char *part[8];
+} url_parts;
+
+static const struct {
+  CURLUPart part;
+  unsigned flags;
+  const char *key;
+} PARTS[8] = {
+  {CURLUPART_SCHEME, 0, "scheme"},
+  {CURLUPART_USER, CURLU_URLDECODE, "user"},
+  {CURLUPART_PASSWORD, CURLU_URLDECODE, "password"},
+  {CURLUPART_HOST, 0, "host"},
+  {CURLUPART_PORT, 0, "port"},
+  {CURLUPART_PATH, 0, "path"},
+  {CURLUPART_QUERY, 0, "query"},
+  {CURLUPART_FRAGMENT, 0, "fragment"},
+};
+
+static int parts_gc(lua_State *L) {
+  url_parts *u = lua_touserdata(L, 1);
+  for (int i = 0; i < 8; i++) {
+    curl_free(u->part[i]);
+    u->part[i] = NULL;
+  }
+  if (u->h != NULL) curl_url_cleanup(u->h);
+  u->h = NULL;
+  return 0;
+}
+
+static url_parts *new_parts(lua_State *L) {
+  url_parts *u = lua_newuserdatauv(L, sizeof *u, 0);
+  memset(u, 0, sizeof *u);
+  if (luaL_newmetatable(L, "mc.url.parts")) {
+    lua_pushcfunction(L, parts_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return u;
+}
+
+/* mc.url.parse(s) -> {scheme, user, password, host, port, path, query, fragment}
+ * | nil, err. user and password are percent-decoded; port is an integer, present
+ * only when the URL names one; absent parts are nil. */
+static int url_parse(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (len > URL_MAX_LEN) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "URL too long");
+    return 2;
+  }
+  url_parts *u = new_parts(L);
+  if ((u->h = curl_url()) == NULL) return luaL_error(L, "out of memory");
+  CURLUcode rc = curl_url_set(u->h, CURLUPART_URL, s, CURLU_NON_SUPPORT_SCHEME);
+  if (rc != CURLUE_OK) {
+    luaL_pushfail(L);
+    lua_pushstring(L, curl_url_strerror(rc));
+    return 2;
+  }
+  for (int i = 0; i < 8; i++)
+    if (curl_url_get(u->h, PARTS[i].part, &u->part[i], PARTS[i].flags) != CURLUE_OK)
+      u->part[i] = NULL;
+  lua_createtable(L, 0, 8);
+  for (int i = 0; i < 8; i++) {
+    if (u->part[i] == NULL) continue;
+    if (PARTS[i].part == CURLUPART_PORT)
+      lua_pushinteger(L, strtol(u->part[i], NULL, 10));
+    else
+      lua_pushstring(L, u->part[i]);
+    lua_setfield(L, -2, PARTS[i].key);
+  }
+  return 1; /* the userdata frees the parts when collected */
+}
+
+int luaopen_mc_url(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"parse", url_parse},
+    {NULL, NULL},
+  };
+  luaL_newlib(L, funcs);
+  return 1;
+}
