@@ -1,0 +1,30 @@
+-- The plain binary under valgrind: a script that uses the host's modules must
+-- leave no definitely lost memory. (The ASan suite checks leaks its own way.)
+local proc = require "support.process"
+
+local asan = proc.exe:match("%-asan$") ~= nil
+local has_valgrind = os.execute("command -v valgrind >/dev/null 2>&1")
+
+describe("memory", function()
+  local run_it = (asan or not has_valgrind) and pending or it
+
+  run_it("has no definite leaks under valgrind for a script using mc.json, mc.log, mc.env, mc.url", function()
+    local dir, cleanup = proc.tmpdir()
+    local script = proc.write(dir .. "/leak.lua", [[
+      local v = assert(mc.json.decode('{"a":[1,2,{"b":null}],"c":"x"}'))
+      assert(mc.json.encode({ v, mc.json.empty_array }))
+      assert(not mc.json.decode("{"))
+      mc.log.info("checking", { port = mc.env.int("PORT", 5000), password = "x" })
+      assert(mc.url.parse("postgres://u:p@h:1/d"))
+      assert(not mc.url.parse("::"))
+      return 0
+    ]])
+    local r = proc.run({ "valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+      "--error-exitcode=99", proc.exe, "run", script })
+    cleanup()
+    assert.equal(0, r.code, r.stderr)
+    -- valgrind ran to the end (and exits 99 on a definite leak)
+    assert.truthy(r.stderr:find("All heap blocks were freed", 1, true)
+      or r.stderr:find("definitely lost: 0 bytes", 1, true), r.stderr)
+  end)
+end)

@@ -1,0 +1,69 @@
+-- support.process: run the real binary (or any command) from a spec and collect
+-- what it did. Specs of the command line use it instead of stand-ins.
+local host = require "mc.host"
+
+local _M = {}
+
+_M.exe = host.exe -- the binary running the specs: the ASan suite spawns the ASan twin
+
+function _M.quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local data = f:read("a")
+  f:close()
+  os.remove(path)
+  return data
+end
+
+-- run(argv, opts) -> {code =, stdout =, stderr =}
+--   argv: array of words (quoted here); opts.env: {NAME = value | false}
+--   (false unsets); opts.cwd; opts.stdin: a string fed to the command.
+function _M.run(argv, opts)
+  opts = opts or {}
+  local words = {}
+  for i, a in ipairs(argv) do words[i] = _M.quote(a) end
+  local env = { "env" }
+  for k, v in pairs(opts.env or {}) do
+    env[#env + 1] = v == false and ("-u " .. k) or _M.quote(k .. "=" .. v)
+  end
+  local out, err = os.tmpname(), os.tmpname()
+  local input = "/dev/null"
+  if opts.stdin then
+    input = os.tmpname()
+    local f = assert(io.open(input, "wb"))
+    f:write(opts.stdin)
+    f:close()
+  end
+  local cmd = string.format("cd %s && %s %s <%s >%s 2>%s", _M.quote(opts.cwd or "."),
+    table.concat(env, " "), table.concat(words, " "), input, out, err)
+  local _, how, code = os.execute(cmd)
+  if opts.stdin then os.remove(input) end
+  return { code = how == "exit" and code or 128 + code, stdout = slurp(out), stderr = slurp(err) }
+end
+
+-- mc(args..., opts): run this multiconnect binary.
+function _M.mc(args, opts)
+  local argv = { _M.exe }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return _M.run(argv, opts)
+end
+
+-- A scratch directory, removed by the returned cleanup function.
+function _M.tmpdir()
+  local path = os.tmpname()
+  os.remove(path)
+  assert(os.execute("mkdir -p " .. _M.quote(path)))
+  return path, function() os.execute("rm -rf " .. _M.quote(path)) end
+end
+
+function _M.write(path, content)
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+  return path
+end
+
+return _M

@@ -1,0 +1,94 @@
+local json = require "mc.json"
+
+describe("mc.json", function()
+  describe("decode", function()
+    it("decodes objects, arrays, strings, booleans and null", function()
+      local v = json.decode('{"a":[1,"two",true,null],"b":{"c":"\\u00e9\\ud83d\\ude00"}}')
+      assert.same(1, v.a[1])
+      assert.same("two", v.a[2])
+      assert.is_true(v.a[3])
+      assert.equal(json.null, v.a[4])
+      assert.equal("é😀", v.b.c)
+    end)
+
+    it("gives integral numbers back as Lua integers, others as floats", function()
+      local v = json.decode('[5, -3, 1.0, 2.5, 3e2, 9007199254740992, 1e300]')
+      assert.equal("integer", math.type(v[1]))
+      assert.equal(5, v[1])
+      assert.equal("integer", math.type(v[2]))
+      assert.equal("integer", math.type(v[3]))
+      assert.equal("float", math.type(v[4]))
+      assert.equal(2.5, v[4])
+      assert.equal(300, v[5])
+      assert.equal("integer", math.type(v[5]))
+      assert.equal("integer", math.type(v[6]))
+      assert.equal("float", math.type(v[7])) -- beyond 2^53: a double, not exact
+    end)
+
+    it("handles a scalar document", function()
+      assert.equal("integer", math.type(json.decode("42")))
+      assert.equal("x", json.decode('"x"'))
+      assert.equal(json.null, json.decode("null"))
+    end)
+
+    it("returns nil, err for malformed JSON", function()
+      for _, bad in ipairs({ "{", "[1,]", "{'a':1}", "", "tru", '{"a":1}x', "NaN", "Infinity", "0x10" }) do
+        local v, err = json.decode(bad)
+        assert.is_nil(v, bad)
+        assert.is_string(err, bad)
+      end
+    end)
+
+    it("refuses nesting deeper than 64 levels", function()
+      local ok = json.decode(string.rep("[", 64) .. string.rep("]", 64))
+      assert.is_table(ok)
+      local v, err = json.decode(string.rep("[", 65) .. string.rep("]", 65))
+      assert.is_nil(v)
+      assert.matches("nested", err)
+    end)
+
+    it("raises on misuse (a non-string argument)", function()
+      assert.has_error(function() json.decode({}) end)
+    end)
+  end)
+
+  describe("encode", function()
+    it("round-trips values", function()
+      local value = { name = "o'neil \"quoted\" \\ / \n\t", list = { 1, 2, 3 }, flag = false, n = 1.5 }
+      assert.same(value, json.decode(json.encode(value)))
+    end)
+
+    it("encodes integers without a fraction", function()
+      assert.equal("[1,-7,0]", json.encode({ 1, -7, 0 }))
+    end)
+
+    it("encodes mc.null as null", function()
+      assert.equal('{"a":null}', json.encode({ a = json.null }))
+      assert.equal(mc.null, json.null)
+    end)
+
+    it("encodes json.empty_array and json.array({}) as []", function()
+      assert.equal('{"a":[]}', json.encode({ a = json.empty_array }))
+      assert.equal("[]", json.encode(json.array({})))
+      assert.equal("[[],[1]]", json.encode({ json.array({}), json.array({ 1 }) }))
+      assert.equal("{}", json.encode({}))
+    end)
+
+    it("does not turn a string that merely looks like the sentinel into []", function()
+      local s = "mc.json.empty_array:00000000000000000000000000000000"
+      assert.equal('["' .. s .. '"]', json.encode({ s }))
+    end)
+
+    it("returns nil, err for values JSON cannot hold", function()
+      for _, bad in ipairs({ function() end, 0 / 0, math.huge, { [1] = 1, [1000] = 2 } }) do
+        local s, err = json.encode(bad)
+        assert.is_nil(s)
+        assert.is_string(err)
+      end
+    end)
+
+    it("escapes control characters", function()
+      assert.equal('"\\u0000\\u0001"', json.encode("\0\1"))
+    end)
+  end)
+end)

@@ -1,0 +1,48 @@
+local url = require "mc.url"
+
+describe("mc.url.parse", function()
+  it("splits a Postgres URL", function()
+    local u = assert(url.parse("postgres://user:p%40ss@db.example.com:5433/name?sslmode=require"))
+    assert.equal("postgres", u.scheme)
+    assert.equal("user", u.user)
+    assert.equal("p@ss", u.password)
+    assert.equal("db.example.com", u.host)
+    assert.equal(5433, u.port)
+    assert.equal("integer", math.type(u.port))
+    assert.equal("/name", u.path)
+    assert.equal("sslmode=require", u.query)
+  end)
+
+  it("splits a rediss URL with only a password", function()
+    local u = assert(url.parse("rediss://:secret@127.0.0.1:6380/2"))
+    assert.equal("rediss", u.scheme)
+    assert.equal("", u.user)
+    assert.equal("secret", u.password)
+    assert.equal("/2", u.path)
+  end)
+
+  it("leaves absent parts nil", function()
+    local u = assert(url.parse("https://api.heroku.com"))
+    assert.is_nil(u.port)
+    assert.is_nil(u.user)
+    assert.is_nil(u.query)
+  end)
+
+  it("returns nil, err for what is not a URL", function()
+    for _, bad in ipairs({ "", "not a url", "http://", "://x", "http://a b" }) do
+      local u, err = url.parse(bad)
+      assert.is_nil(u, bad)
+      assert.is_string(err, bad)
+    end
+  end)
+
+  it("refuses very long input", function()
+    local u, err = url.parse("http://x/" .. string.rep("a", 9000))
+    assert.is_nil(u)
+    assert.equal("URL too long", err)
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() url.parse() end)
+  end)
+end)
