@@ -18,10 +18,10 @@ ASAN_OBJ := $(SRC:core/%.c=build/asan/%.o) build/asan/embedded.o
 .PHONY: all asan setup deps test dev clean services-start services-stop
 all: bin/multiconnect
 
-# The build, test and dev targets check the Debian packages first (tools/setup
-# --check fails with the list of what is missing and says to run `make setup`).
+# The build, test and dev targets first make sure the Debian packages are there
+# (tools/setup installs what is missing and is silent when nothing is).
 deps:
-	@tools/setup --check
+	@tools/setup --quiet
 
 setup:
 	@tools/setup
