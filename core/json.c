@@ -6,6 +6,8 @@
  * - Empty arrays: an empty Lua table encodes as {}. json.empty_array is a sentinel
  *   string, random per state, that encode rewrites to []; a remote peer cannot
  *   guess it, so decoded input can never smuggle it in.
+ * - Precision: cjson prints 14 significant digits; encode refuses an integer of
+ *   more digits (it would be rounded) instead of writing a wrong number.
  * - Limits: decoding nests at most 64 deep; NaN, Infinity and hex numbers are
  *   refused on input as on output.
  * Failures of either direction return nil, err (safe mode). */
@@ -69,10 +71,44 @@ static int json_decode(lua_State *L) {
   return 1;
 }
 
+/* cjson 2.1.0 prints numbers with 14 significant digits, so a larger integer
+ * (an id, a microsecond timestamp) would come out rounded. Finds one, so that
+ * encode fails loudly instead; also bounds the walk's depth (cycles). */
+#define ENCODE_MAX_DEPTH 1000
+#define EXACT_PRINT_LIMIT 100000000000000LL /* 10^14 */
+
+static int inexact_integer(lua_State *L, int idx, int depth, lua_Integer *bad) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    if (!lua_isinteger(L, idx)) return 0;
+    lua_Integer n = lua_tointeger(L, idx);
+    if (n > -EXACT_PRINT_LIMIT && n < EXACT_PRINT_LIMIT) return 0;
+    *bad = n;
+    return 1;
+  }
+  if (lua_type(L, idx) != LUA_TTABLE || depth > ENCODE_MAX_DEPTH) return 0;
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 3, "json: nesting too deep");
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (inexact_integer(L, -1, depth + 1, bad)) {
+      lua_pop(L, 2);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* json.encode(value) -> string | nil, err */
 static int json_encode(lua_State *L) {
   luaL_checkany(L, 1);
   lua_settop(L, 1);
+  lua_Integer bad;
+  if (inexact_integer(L, 1, 0, &bad)) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "cannot encode integer %I exactly (more than 14 digits): pass it as a string", bad);
+    return 2;
+  }
   lua_pushvalue(L, lua_upvalueindex(UP_ENCODE));
   lua_pushvalue(L, 1);
   lua_call(L, 1, 2);

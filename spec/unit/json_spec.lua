@@ -87,6 +87,14 @@ describe("mc.json", function()
       end
     end)
 
+    it("refuses integers it could not write exactly, rather than round them", function()
+      assert.equal("[99999999999999]", json.encode({ 99999999999999 }))
+      local s, err = json.encode({ id = { 1234567890123456 } })
+      assert.is_nil(s)
+      assert.matches("1234567890123456", err, 1, true)
+      assert.is_nil((json.encode(-100000000000000)))
+    end)
+
     it("escapes control characters", function()
       assert.equal('"\\u0000\\u0001"', json.encode("\0\1"))
     end)
