@@ -1,0 +1,9 @@
+/* pg.c -- mc.pg (issue 3: being written). */
+#include <lauxlib.h>
+
+#include "host.h"
+
+int luaopen_mc_pg(lua_State *L) {
+  lua_newtable(L);
+  return 1;
+}
