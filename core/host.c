@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -206,9 +207,18 @@ static int host_versions(lua_State *L) {
   return 1;
 }
 
+/* mc.host.now() -> seconds (float) on the monotonic clock: for durations. */
+static int host_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 int luaopen_mc_host(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"versions", host_versions},
+    {"now", host_now},
     {NULL, NULL},
   };
   const mc_boot *b = boot_of(L);
