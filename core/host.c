@@ -102,7 +102,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.pg", luaopen_mc_pg},
   {"mc.redis", luaopen_mc_redis},
   {"mc.http", luaopen_mc_http},
-  {"mc.crypto", luaopen_mc_crypto},
+  {"mc.crypto_native", luaopen_mc_crypto_native},
   {"cjson", luaopen_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {NULL, NULL},
