@@ -8,7 +8,7 @@ local has_valgrind = os.execute("command -v valgrind >/dev/null 2>&1")
 describe("memory", function()
   local run_it = (asan or not has_valgrind) and pending or it
 
-  run_it("has no definite leaks under valgrind for a script using mc.json, mc.log, mc.env, mc.url", function()
+  run_it("has no definite leaks under valgrind for a script using mc.json, mc.log, mc.env, mc.url, mc.crypto", function()
     local dir, cleanup = proc.tmpdir()
     local script = proc.write(dir .. "/leak.lua", [[
       local v = assert(mc.json.decode('{"a":[1,2,{"b":null}],"c":"x"}'))
@@ -17,6 +17,10 @@ describe("memory", function()
       mc.log.info("checking", { port = mc.env.int("PORT", 5000), password = "x" })
       assert(mc.url.parse("postgres://u:p@h:1/d"))
       assert(not mc.url.parse("::"))
+      local ring = assert(mc.crypto.keyring("k:" .. mc.crypto.new_key()))
+      assert(ring:open(ring:seal("secret", "ctx"), "ctx") == "secret")
+      assert(not ring:open("v1.k.AAAA", "ctx"))
+      assert(mc.crypto.from_base64url(mc.crypto.to_base64url(mc.crypto.random(64))))
       return 0
     ]])
     local r = proc.run({ "valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
