@@ -5,11 +5,14 @@ local host = require "mc.host"
 
 local _M = {}
 
+-- Whether the arguments name a spec file or folder (else the default spec/ runs).
 local function has_path(args)
-  for i, a in ipairs(args) do
-    local prev = args[i - 1]
-    local takes_value = prev and prev:match("^%-%a$") and not prev:match("^%-[vlRkqsc]$")
-    if not a:match("^%-") and not takes_value then return true end
+  for _, a in ipairs(args) do
+    local f = not a:match("^%-") and io.open(a, "r")
+    if f then
+      f:close()
+      return true
+    end
   end
   return false
 end
