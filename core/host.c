@@ -103,6 +103,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.redis", luaopen_mc_redis},
   {"mc.http", luaopen_mc_http},
   {"mc.crypto_native", luaopen_mc_crypto_native},
+  {"mc.web_native", luaopen_mc_web_native},
   {"cjson", luaopen_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {NULL, NULL},
@@ -215,10 +216,18 @@ static int host_now(lua_State *L) {
   return 1;
 }
 
+/* mc.host.cpus() -> the number of online processors */
+static int host_cpus(lua_State *L) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  lua_pushinteger(L, n > 0 ? n : 1);
+  return 1;
+}
+
 int luaopen_mc_host(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"versions", host_versions},
     {"now", host_now},
+    {"cpus", host_cpus},
     {NULL, NULL},
   };
   const mc_boot *b = boot_of(L);

@@ -32,6 +32,7 @@ int luaopen_mc_pg(lua_State *L);
 int luaopen_mc_redis(lua_State *L);
 int luaopen_mc_http(lua_State *L);
 int luaopen_mc_crypto_native(lua_State *L);
+int luaopen_mc_web_native(lua_State *L);
 
 /* Debian's lua-cjson.h declares only luaopen_cjson; the library has both. */
 int luaopen_cjson(lua_State *L);

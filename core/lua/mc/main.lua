@@ -11,6 +11,7 @@ usage: multiconnect <command> [args...]
 commands:
   run FILE|MODULE [args...]  run a Lua file, or a module under scripts/, with
                              every mc.* module loaded; exit 1 on error
+  web                        serve HTTP on $PORT: the routes of scripts/app.lua
   test [busted args] [paths] run the specs (default: spec/) inside the host
   version                    print the versions of multiconnect and its libraries
   help                       print this text
@@ -42,6 +43,10 @@ end
 
 function COMMANDS.run(args)
   return require("mc.run").main(args)
+end
+
+function COMMANDS.web()
+  return require("mc.web").serve()
 end
 
 function COMMANDS.test(args)

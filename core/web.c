@@ -1,0 +1,591 @@
+/* web.c -- mc.web_native: the HTTP server of `multiconnect web`.
+ *
+ * libmicrohttpd runs a pool of epoll threads; each thread owns one lua_State
+ * (thread-local, built on its first request, closed when the thread ends) and
+ * never shares it. A request is read whole (bounded), then handed to the Lua
+ * router (core/lua/mc/web.lua) as (method, path, body, request id, ctx); headers,
+ * query and peer address are fetched lazily through ctx, which is valid only
+ * while the handler runs.
+ *
+ * The main thread waits for signals: SIGHUP or a change under the watched folders
+ * bumps a generation counter (after a probe state has loaded the new code), and
+ * each thread swaps its state before its next request; SIGTERM/SIGINT stop
+ * accepting, let in-flight requests finish (up to shutdown_timeout), and return. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <microhttpd.h>
+
+#include "host.h"
+#include "watch.h"
+
+typedef struct web_config {
+  int port, threads, conn_limit, per_ip_limit, idle_timeout;
+  size_t body_limit, header_limit;
+  double request_timeout, shutdown_timeout;
+  int reload;
+  const char *bind;
+} web_config;
+
+typedef struct web_server {
+  web_config cfg;
+  const mc_boot *boot;
+  atomic_uint generation; /* bumped when the scripts change */
+  atomic_int active;      /* requests between first callback and completion */
+  atomic_int draining;    /* after SIGTERM: answer with Connection: close */
+  pthread_key_t state_key;
+} web_server;
+
+/* One per server thread. */
+typedef struct thread_state {
+  lua_State *L;
+  int handle_ref; /* the Lua entry point: fn(method, path, body, id, ctx) */
+  unsigned generation;
+  uint64_t rng[2]; /* for request ids */
+} thread_state;
+
+/* One per request, from the first access callback to the completion callback. */
+typedef struct request {
+  char *body;
+  size_t len, cap;
+  int too_large, timed_out;
+  double start;
+  char id[80];
+} request;
+
+/* The handler's window onto its connection (a full userdata per state). */
+typedef struct web_ctx {
+  struct MHD_Connection *conn;
+} web_ctx;
+
+#define CTX_MT "mc.web.ctx"
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Copies s into out as the inside of a logfmt quoted value: quotes, backslashes and
+ * control characters escaped, cut to fit. */
+static const char *log_escape(const char *s, char *out, size_t cap) {
+  size_t j = 0;
+  for (; s != NULL && *s != '\0' && j + 5 < cap; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') {
+      out[j++] = '\\';
+      out[j++] = (char)ch;
+    } else if (ch < 0x20 || ch == 0x7f) {
+      j += (size_t)snprintf(out + j, cap - j, "\\x%02x", ch);
+    } else {
+      out[j++] = (char)ch;
+    }
+  }
+  out[j] = '\0';
+  return out;
+}
+
+/* ---- request ids ---------------------------------------------------------- */
+
+static uint64_t next_random(uint64_t s[2]) { /* xorshift128+: ids need uniqueness, not secrecy */
+  uint64_t x = s[0], y = s[1];
+  s[0] = y;
+  x ^= x << 23;
+  s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+  return s[1] + y;
+}
+
+/* X-Request-Id from the router when it is sane (Heroku sends 20-200 chars), else a
+ * fresh UUID v4. */
+static void request_id(thread_state *ts, struct MHD_Connection *c, char out[80]) {
+  const char *given = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+  if (given != NULL) {
+    size_t n = strlen(given);
+    if (n >= 1 && n < 80 && strspn(given, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                          "0123456789-_.+/=") == n) {
+      memcpy(out, given, n + 1);
+      return;
+    }
+  }
+  uint64_t a = next_random(ts->rng), b = next_random(ts->rng);
+  snprintf(out, 80, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
+           (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
+           (unsigned long long)(b & 0xffffffffffffULL));
+}
+
+/* ---- per-thread Lua states ------------------------------------------------ */
+
+/* Builds a state with the app loaded; NULL (error logged) if the app fails to load. */
+static lua_State *load_app_state(const web_server *srv, int *ref) {
+  lua_State *L = mc_state_new(srv->boot);
+  if (L == NULL) return NULL;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "mc.web");
+  if (mc_pcall(L, 1, 1) != LUA_OK) goto fail;
+  lua_getfield(L, -1, "thread_entry");
+  if (mc_pcall(L, 0, 1) != LUA_OK) goto fail;
+  luaL_newmetatable(L, CTX_MT);
+  lua_pop(L, 1);
+  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, 0);
+  return L;
+fail: {
+  char err[2048];
+  printf("at=error msg=\"app failed to load\" error=\"%s\"\n", log_escape(lua_tostring(L, -1), err, sizeof err));
+}
+  lua_close(L);
+  return NULL;
+}
+
+static void thread_state_free(void *p) {
+  thread_state *ts = p;
+  if (ts->L != NULL) lua_close(ts->L);
+  free(ts);
+}
+
+/* The calling thread's state, rebuilt when the generation moved; NULL if none could
+ * be built. A failed rebuild keeps the previous state serving. */
+static thread_state *current_state(web_server *srv) {
+  thread_state *ts = pthread_getspecific(srv->state_key);
+  unsigned gen = atomic_load(&srv->generation);
+  if (ts != NULL && ts->generation == gen && ts->L != NULL) return ts;
+  if (ts == NULL) {
+    if ((ts = calloc(1, sizeof *ts)) == NULL) return NULL;
+    if (getrandom(ts->rng, sizeof ts->rng, 0) != (ssize_t)sizeof ts->rng) ts->rng[0] = (uint64_t)time(NULL);
+    ts->rng[1] |= 1;
+    pthread_setspecific(srv->state_key, ts);
+  }
+  int ref;
+  lua_State *L = load_app_state(srv, &ref);
+  ts->generation = gen; /* even on failure: do not retry on every request */
+  if (L != NULL) {
+    if (ts->L != NULL) lua_close(ts->L);
+    ts->L = L;
+    ts->handle_ref = ref;
+  }
+  return ts->L != NULL ? ts : NULL;
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+static enum MHD_Result send_buffer(web_server *srv, struct MHD_Connection *c, request *r,
+                                   unsigned status, const char *body, size_t len, lua_State *L,
+                                   int headers_idx, const char *method, const char *url) {
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+  if (resp == NULL) return MHD_NO;
+  if (L != NULL && headers_idx != 0 && lua_istable(L, headers_idx)) {
+    lua_pushnil(L);
+    while (lua_next(L, headers_idx) != 0) { /* the router made keys and values strings */
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING)
+        MHD_add_response_header(resp, lua_tostring(L, -2), lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  } else {
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+  }
+  MHD_add_response_header(resp, "X-Request-Id", r->id);
+  if (atomic_load(&srv->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+  enum MHD_Result ret = MHD_queue_response(c, status, resp);
+  MHD_destroy_response(resp);
+  char path[1024];
+  printf("at=info method=%s path=\"%s\" status=%u bytes=%zu duration_ms=%.3f request_id=%s\n",
+         method, log_escape(url, path, sizeof path), status, len, (now() - r->start) * 1000.0, r->id);
+  return ret;
+}
+
+static enum MHD_Result send_error(web_server *srv, struct MHD_Connection *c, request *r,
+                                  unsigned status, const char *message, const char *method,
+                                  const char *url) {
+  char body[256];
+  int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"request_id\":\"%s\"}", message, r->id);
+  return send_buffer(srv, c, r, status, body, (size_t)n, NULL, 0, method, url);
+}
+
+/* Runs the Lua entry point and sends what it returns. */
+static enum MHD_Result dispatch(web_server *srv, thread_state *ts, struct MHD_Connection *c,
+                                request *r, const char *method, const char *url) {
+  lua_State *L = ts->L;
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ts->handle_ref);
+  lua_pushstring(L, method);
+  lua_pushstring(L, url);
+  if (r->body != NULL) lua_pushlstring(L, r->body, r->len); else lua_pushnil(L);
+  lua_pushstring(L, r->id);
+  web_ctx *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
+  ctx->conn = c;
+  luaL_setmetatable(L, CTX_MT);
+  lua_pushvalue(L, -1);
+  lua_insert(L, 1); /* keep ctx below the call to invalidate it afterwards */
+  int status = mc_pcall(L, 5, 3);
+  ctx->conn = NULL;
+  if (status != LUA_OK) {
+    char err[2048];
+    printf("at=error msg=\"web entry point failed\" request_id=%s error=\"%s\"\n", r->id,
+           log_escape(lua_tostring(L, -1), err, sizeof err));
+    lua_settop(L, 0);
+    return send_error(srv, c, r, 500, "internal server error", method, url);
+  }
+  size_t len = 0;
+  const char *body = lua_tolstring(L, 3, &len);
+  lua_Integer code = lua_tointeger(L, 2);
+  enum MHD_Result ret = send_buffer(srv, c, r, (unsigned)code, body ? body : "", len, L, 4,
+                                    method, url);
+  lua_settop(L, 0);
+  return ret;
+}
+
+/* ---- libmicrohttpd callbacks ---------------------------------------------- */
+
+static int append_body(web_server *srv, request *r, const char *data, size_t size) {
+  if (r->too_large || r->len + size > srv->cfg.body_limit) {
+    r->too_large = 1;
+    return 0;
+  }
+  if (r->len + size > r->cap) {
+    size_t cap = r->cap ? r->cap * 2 : 4096;
+    while (cap < r->len + size) cap *= 2;
+    char *p = realloc(r->body, cap);
+    if (p == NULL) return -1;
+    r->body = p;
+    r->cap = cap;
+  }
+  memcpy(r->body + r->len, data, size);
+  r->len += size;
+  return 0;
+}
+
+static enum MHD_Result begin(web_server *srv, struct MHD_Connection *c, const char *url,
+                             const char *method, void **con_cls) {
+  thread_state *ts = current_state(srv);
+  request *r = calloc(1, sizeof *r);
+  if (r == NULL) return MHD_NO;
+  *con_cls = r;
+  atomic_fetch_add(&srv->active, 1);
+  r->start = now();
+  if (ts != NULL) request_id(ts, c, r->id);
+  else snprintf(r->id, sizeof r->id, "none");
+  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (cl != NULL && strtoull(cl, NULL, 10) > srv->cfg.body_limit) {
+    r->too_large = 1;
+    return send_error(srv, c, r, 413, "request body too large", method, url);
+  }
+  return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+  (void)version;
+  web_server *srv = cls;
+  request *r = *con_cls;
+  if (r == NULL) return begin(srv, c, url, method, con_cls);
+  if (*upload_data_size > 0) {
+    if (now() - r->start > srv->cfg.request_timeout) return MHD_NO; /* a trickling body */
+    if (append_body(srv, r, upload_data, *upload_data_size) < 0) return MHD_NO;
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  if (r->too_large) return send_error(srv, c, r, 413, "request body too large", method, url);
+  thread_state *ts = current_state(srv);
+  if (ts == NULL) return send_error(srv, c, r, 503, "application not loaded", method, url);
+  return dispatch(srv, ts, c, r, method, url);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  (void)c;
+  (void)toe;
+  web_server *srv = cls;
+  request *r = *con_cls;
+  if (r == NULL) return;
+  free(r->body);
+  free(r);
+  *con_cls = NULL;
+  atomic_fetch_sub(&srv->active, 1);
+}
+
+static void on_mhd_error(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  msg[strcspn(msg, "\n")] = '\0';
+  printf("at=warn msg=\"libmicrohttpd: %s\"\n", msg);
+}
+
+/* ---- lazy request fields (called from Lua while the handler runs) ---------- */
+
+static struct MHD_Connection *check_ctx(lua_State *L) {
+  web_ctx *ctx = luaL_checkudata(L, 1, CTX_MT);
+  if (ctx->conn == NULL) luaL_error(L, "the request is over: read what you need while handling it");
+  return ctx->conn;
+}
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value) {
+  (void)kind;
+  lua_State *L = cls;
+  char name[256];
+  size_t n = strlen(key);
+  if (n >= sizeof name) return MHD_YES; /* no real header name is that long */
+  for (size_t i = 0; i <= n; i++) name[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
+  lua_getfield(L, -1, name);
+  if (lua_isstring(L, -1)) { /* repeated: join as RFC 9110 allows */
+    lua_pushliteral(L, ", ");
+    lua_pushstring(L, value ? value : "");
+    lua_concat(L, 3);
+  } else {
+    lua_pop(L, 1);
+    lua_pushstring(L, value ? value : "");
+  }
+  lua_setfield(L, -2, name);
+  return MHD_YES;
+}
+
+/* headers(ctx) -> {lower-cased name = value} */
+static int web_headers(lua_State *L) {
+  struct MHD_Connection *c = check_ctx(L);
+  lua_newtable(L);
+  MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, L);
+  return 1;
+}
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
+  (void)kind;
+  lua_State *L = cls;
+  lua_getfield(L, -1, key);
+  switch (lua_type(L, -1)) {
+  case LUA_TNIL: /* first: a plain string */
+    lua_pop(L, 1);
+    lua_pushstring(L, value ? value : "");
+    lua_setfield(L, -2, key);
+    break;
+  case LUA_TSTRING: /* second: becomes an array */
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_pushstring(L, value ? value : "");
+    lua_rawseti(L, -2, 2);
+    lua_setfield(L, -2, key);
+    break;
+  default: /* further: append */
+    lua_pushstring(L, value ? value : "");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+  }
+  return MHD_YES;
+}
+
+/* query(ctx) -> {name = value | {values...}} (decoded by libmicrohttpd) */
+static int web_query(lua_State *L) {
+  struct MHD_Connection *c = check_ctx(L);
+  lua_newtable(L);
+  MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, L);
+  return 1;
+}
+
+/* ip(ctx) -> the peer's address */
+static int web_ip(lua_State *L) {
+  struct MHD_Connection *c = check_ctx(L);
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  char buf[INET6_ADDRSTRLEN] = "";
+  if (info != NULL && info->client_addr != NULL) {
+    const struct sockaddr *sa = info->client_addr;
+    if (sa->sa_family == AF_INET)
+      inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, sizeof buf);
+    else if (sa->sa_family == AF_INET6)
+      inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof buf);
+  }
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* unescape(s) -> s with %XX sequences decoded (libmicrohttpd's decoder) */
+static int web_unescape(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+  char *p = luaL_buffinitsize(L, &b, len + 1);
+  memcpy(p, s, len);
+  p[len] = '\0';
+  size_t n = MHD_http_unescape(p);
+  luaL_pushresultsize(&b, n);
+  return 1;
+}
+
+/* ---- serving -------------------------------------------------------------- */
+
+static double opt_number(lua_State *L, const char *key, double dflt) {
+  lua_getfield(L, 1, key);
+  double v = luaL_optnumber(L, -1, dflt);
+  lua_pop(L, 1);
+  return v;
+}
+
+static void read_config(lua_State *L, web_config *cfg) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  cfg->port = (int)opt_number(L, "port", 5000);
+  cfg->threads = (int)opt_number(L, "threads", (double)sysconf(_SC_NPROCESSORS_ONLN));
+  cfg->conn_limit = (int)opt_number(L, "max_connections", 1000);
+  cfg->per_ip_limit = (int)opt_number(L, "max_connections_per_ip", 0);
+  cfg->idle_timeout = (int)opt_number(L, "idle_timeout", 30);
+  cfg->body_limit = (size_t)opt_number(L, "max_body", 1 << 20);
+  cfg->header_limit = (size_t)opt_number(L, "max_header", 32 * 1024);
+  cfg->request_timeout = opt_number(L, "request_timeout", 30);
+  cfg->shutdown_timeout = opt_number(L, "shutdown_timeout", 25);
+  lua_getfield(L, 1, "reload");
+  cfg->reload = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "bind");
+  cfg->bind = luaL_optstring(L, -1, "0.0.0.0"); /* the string stays in the opts table */
+  lua_pop(L, 1);
+  if (cfg->port < 1 || cfg->port > 65535) luaL_error(L, "web: port out of range");
+  if (cfg->threads < 1) cfg->threads = 1;
+}
+
+static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr) {
+  const web_config *cfg = &srv->cfg;
+  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
+  return MHD_start_daemon(
+      flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
+      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL, /* first, so it catches everything */
+      MHD_OPTION_SOCK_ADDR, addr,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->conn_limit,
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_limit,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->header_limit,
+      MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+      MHD_OPTION_END);
+}
+
+/* Loads the current code in a probe state; bumps the generation only if it loads. */
+static void reload(web_server *srv, const char *why) {
+  int ref;
+  lua_State *probe = load_app_state(srv, &ref);
+  if (probe == NULL) {
+    printf("at=error msg=\"reload failed: previous code keeps serving\" reason=%s\n", why);
+    return;
+  }
+  lua_close(probe);
+  unsigned gen = atomic_fetch_add(&srv->generation, 1) + 1;
+  printf("at=info msg=reloaded reason=%s generation=%u\n", why, gen);
+}
+
+/* Stop accepting (new connections are refused), let in-flight requests finish. */
+static void drain(web_server *srv, struct MHD_Daemon *d) {
+  atomic_store(&srv->draining, 1);
+  MHD_socket fd = MHD_quiesce_daemon(d);
+  if (fd != MHD_INVALID_SOCKET) shutdown(fd, SHUT_RDWR); /* closed after MHD_stop_daemon */
+  double deadline = now() + srv->cfg.shutdown_timeout;
+  while (atomic_load(&srv->active) > 0 && now() < deadline) {
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  int left = atomic_load(&srv->active);
+  if (left > 0) printf("at=warn msg=\"shutdown timeout: dropping requests\" count=%d\n", left);
+  MHD_stop_daemon(d);
+  if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+/* The main thread's loop: signals and the file watcher. */
+static void wait_loop(web_server *srv, const sigset_t *set) {
+  char scripts[4096], mappings[4096], sandbox[4096];
+  snprintf(scripts, sizeof scripts, "%s/scripts", srv->boot->root);
+  snprintf(mappings, sizeof mappings, "%s/mappings", srv->boot->root);
+  snprintf(sandbox, sizeof sandbox, "%s/sandbox", srv->boot->root);
+  const char *const dirs[] = {scripts, mappings, sandbox, NULL};
+  uint64_t seen = srv->cfg.reload ? mc_tree_signature(dirs) : 0, pending = seen;
+  struct timespec tick = {0, 250 * 1000 * 1000};
+  for (;;) {
+    int sig = sigtimedwait(set, NULL, &tick);
+    if (sig == SIGTERM || sig == SIGINT) {
+      printf("at=info msg=\"shutting down\" signal=%s\n", sig == SIGTERM ? "TERM" : "INT");
+      return;
+    }
+    if (sig == SIGHUP) {
+      reload(srv, "SIGHUP");
+      continue;
+    }
+    if (!srv->cfg.reload) continue;
+    uint64_t sig_now = mc_tree_signature(dirs);
+    if (sig_now != seen && sig_now == pending) { /* stable for one tick: the write is done */
+      seen = sig_now;
+      reload(srv, "files-changed");
+    }
+    pending = sig_now;
+  }
+}
+
+/* serve(opts) -> true | nil, err. Blocks until SIGTERM/SIGINT and the drain. */
+static int web_serve(lua_State *L) {
+  web_server *srv = lua_newuserdatauv(L, sizeof *srv, 0); /* lives on this stack frame */
+  memset(srv, 0, sizeof *srv);
+  read_config(L, &srv->cfg);
+  lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
+  srv->boot = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  int ref;
+  lua_State *probe = load_app_state(srv, &ref); /* refuse to start with broken code */
+  if (probe == NULL) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "the app failed to load (see the log)");
+    return 2;
+  }
+  lua_close(probe);
+
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->cfg.port)};
+  if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1) return luaL_error(L, "web: bad bind address");
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, &old); /* server threads inherit it: signals come here */
+  pthread_key_create(&srv->state_key, thread_state_free);
+  struct MHD_Daemon *d = start_daemon(srv, &addr);
+  if (d == NULL) {
+    int e = errno;
+    pthread_key_delete(srv->state_key);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    luaL_pushfail(L);
+    lua_pushfstring(L, "cannot listen on %s:%d: %s", srv->cfg.bind, srv->cfg.port, strerror(e));
+    return 2;
+  }
+  printf("at=info msg=listening port=%d threads=%d reload=%s\n", srv->cfg.port, srv->cfg.threads,
+         srv->cfg.reload ? "on" : "off");
+  wait_loop(srv, &set);
+  drain(srv, d);
+  pthread_key_delete(srv->state_key);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  printf("at=info msg=stopped\n");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int luaopen_mc_web_native(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"serve", web_serve},
+    {"headers", web_headers},
+    {"query", web_query},
+    {"ip", web_ip},
+    {"unescape", web_unescape},
+    {NULL, NULL},
+  };
+  luaL_newlib(L, funcs);
+  return 1;
+}
