@@ -85,6 +85,9 @@ static const char *log_escape(const char *s, char *out, size_t cap) {
     if (ch == '"' || ch == '\\') {
       out[j++] = '\\';
       out[j++] = (char)ch;
+    } else if (ch == '\n' || ch == '\t') {
+      out[j++] = '\\';
+      out[j++] = ch == '\n' ? 'n' : 't';
     } else if (ch < 0x20 || ch == 0x7f) {
       j += (size_t)snprintf(out + j, cap - j, "\\x%02x", ch);
     } else {

@@ -38,6 +38,8 @@ end
 
 -- "/orgs/:id/events/*" -> "^/orgs/([^/]+)/events/(.*)$", { "id", "*" }
 local function compile(pattern)
+  local star = pattern:find("*", 1, true)
+  if star and star ~= #pattern then error("route " .. pattern .. ": '*' only at the end", 3) end
   local names = {}
   local lua = pattern:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0")
   lua = lua:gsub(":([%a_][%w_]*)", function(name)
@@ -48,7 +50,6 @@ local function compile(pattern)
     names[#names + 1] = "*"
     lua = lua:sub(1, -2) .. "(.*)"
   end
-  if lua:find("*", 1, true) then error("route " .. pattern .. ": '*' only at the end", 3) end
   return "^" .. lua .. "$", names
 end
 
