@@ -101,7 +101,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.url", luaopen_mc_url},
   {"mc.pg", luaopen_mc_pg},
   {"mc.redis", luaopen_mc_redis},
-  {"mc.http", luaopen_mc_http},
+  {"mc.http_native", luaopen_mc_http_native},
   {"mc.crypto", luaopen_mc_crypto},
   {"cjson", luaopen_cjson},
   {"cjson.safe", luaopen_cjson_safe},
