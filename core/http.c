@@ -25,7 +25,7 @@
 #define CLIENT_MT "mc.http.client"
 #define REQUEST_MT "mc.http.request"
 #define CSTR_MT "mc.http.cstr"
-#define CLIENT_KEY "mc.http.client" /* registry field holding this state's client */
+#define CLIENT_KEY "mc.http.easy" /* registry field: this state's client (not CLIENT_MT!) */
 
 #define DEFAULT_TIMEOUT 30.0        /* seconds, the whole request */
 #define DEFAULT_CONNECT_TIMEOUT 10.0
