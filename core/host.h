@@ -30,7 +30,7 @@ int luaopen_mc_json(lua_State *L);
 int luaopen_mc_url(lua_State *L);
 int luaopen_mc_pg(lua_State *L);
 int luaopen_mc_redis(lua_State *L);
-int luaopen_mc_http(lua_State *L);
+int luaopen_mc_http_native(lua_State *L);
 int luaopen_mc_crypto_native(lua_State *L);
 int luaopen_mc_web_native(lua_State *L);
 

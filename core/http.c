@@ -1,9 +1,449 @@
-/* http.c -- mc.http (issue 3: being written). */
+/* http.c -- mc.http_native: one blocking HTTP request through libcurl's easy
+ * interface. The Lua half (core/lua/mc/http.lua) builds requests (query strings,
+ * JSON and form bodies) and wraps responses; this file moves the bytes.
+ *
+ * Each Lua state keeps one easy handle, owned by a userdata in the registry, and
+ * reuses it: curl_easy_reset clears the options between requests but keeps the
+ * handle's connection cache, so consecutive requests to one host share a
+ * keep-alive connection. Per request, the header list and the response body are
+ * owned by a second userdata, so a Lua error at any point frees them.
+ *
+ * Defaults are the safe ones: TLS peer and host verified, redirects not
+ * followed, http and https only, a 16 MiB cap on the body, 30 s for the whole
+ * request and 10 s to connect. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
 #include <lauxlib.h>
+#include <curl/curl.h>
 
 #include "host.h"
 
-int luaopen_mc_http(lua_State *L) {
+#define CLIENT_MT "mc.http.client"
+#define REQUEST_MT "mc.http.request"
+#define CSTR_MT "mc.http.cstr"
+#define CLIENT_KEY "mc.http.easy" /* registry field: this state's client (not CLIENT_MT!) */
+
+#define DEFAULT_TIMEOUT 30.0        /* seconds, the whole request */
+#define DEFAULT_CONNECT_TIMEOUT 10.0
+#define DEFAULT_MAX_BODY (16 * 1024 * 1024)
+#define MAX_TIMEOUT 86400.0
+#define MAX_REDIRECTS 20
+#define BODY_CHUNK 16384
+
+/* ---- owners ------------------------------------------------------------- */
+
+typedef struct http_client {
+  CURL *easy; /* reused by every request of this state: it holds the connections */
+} http_client;
+
+typedef struct http_request {
+  struct curl_slist *headers;
+  char *body; /* the response body, malloc'd; grows up to max */
+  size_t len, cap, max;
+  int too_large, oom; /* why the write callback refused data */
+  char errbuf[CURL_ERROR_SIZE];
+} http_request;
+
+typedef struct http_cstr {
+  char *s; /* a string allocated by libcurl (curl_free) */
+} http_cstr;
+
+static void client_close(http_client *c) {
+  if (c->easy != NULL) curl_easy_cleanup(c->easy);
+  c->easy = NULL;
+}
+
+static void request_close(http_request *r) {
+  curl_slist_free_all(r->headers);
+  free(r->body);
+  r->headers = NULL;
+  r->body = NULL;
+  r->len = r->cap = 0;
+}
+
+static void cstr_close(http_cstr *c) {
+  curl_free(c->s);
+  c->s = NULL;
+}
+
+static int client_gc(lua_State *L) {
+  client_close(luaL_checkudata(L, 1, CLIENT_MT));
+  return 0;
+}
+
+static int request_gc(lua_State *L) {
+  request_close(luaL_checkudata(L, 1, REQUEST_MT));
+  return 0;
+}
+
+static int cstr_gc(lua_State *L) {
+  cstr_close(luaL_checkudata(L, 1, CSTR_MT));
+  return 0;
+}
+
+static int client_tostring(lua_State *L) {
+  http_client *c = luaL_checkudata(L, 1, CLIENT_MT);
+  if (c->easy == NULL) lua_pushliteral(L, "mc.http.client (closed)");
+  else lua_pushfstring(L, "mc.http.client (%p)", (void *)c);
+  return 1;
+}
+
+static int request_tostring(lua_State *L) {
+  http_request *r = luaL_checkudata(L, 1, REQUEST_MT);
+  lua_pushfstring(L, "mc.http.request (%p, %I body bytes)", (void *)r, (lua_Integer)r->len);
+  return 1;
+}
+
+static int cstr_tostring(lua_State *L) {
+  http_cstr *c = luaL_checkudata(L, 1, CSTR_MT);
+  lua_pushfstring(L, "mc.http.cstr (%s)", c->s ? "held" : "freed");
+  return 1;
+}
+
+static void *new_owner(lua_State *L, size_t size, const char *mt) {
+  void *p = lua_newuserdatauv(L, size, 0);
+  memset(p, 0, size);
+  luaL_setmetatable(L, mt);
+  return p;
+}
+
+/* This state's easy handle, made on first use and kept in the registry. */
+static CURL *easy_of(lua_State *L) {
+  http_client *c;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CLIENT_KEY) == LUA_TUSERDATA) {
+    c = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (c->easy != NULL) return c->easy;
+  } else {
+    lua_pop(L, 1);
+    c = new_owner(L, sizeof *c, CLIENT_MT);
+    lua_setfield(L, LUA_REGISTRYINDEX, CLIENT_KEY);
+  }
+  if ((c->easy = curl_easy_init()) == NULL) luaL_error(L, "http: out of memory");
+  return c->easy;
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+/* opts[key] as a string (def when absent). The string stays anchored by the
+ * options table at index 1, which nothing changes during the request. */
+static const char *opt_string(lua_State *L, const char *key, const char *def, size_t *len) {
+  const char *s = def;
+  int t = lua_getfield(L, 1, key);
+  if (t != LUA_TNIL) {
+    if (t != LUA_TSTRING) luaL_error(L, "http: %s must be a string", key);
+    s = lua_tolstring(L, -1, len);
+  }
+  lua_pop(L, 1);
+  return s;
+}
+
+/* opts[key] in seconds, as milliseconds for curl. */
+static long opt_millis(lua_State *L, const char *key, double def) {
+  double n = def;
+  int t = lua_getfield(L, 1, key);
+  if (t != LUA_TNIL) {
+    if (t != LUA_TNUMBER) luaL_error(L, "http: %s must be a number of seconds", key);
+    n = lua_tonumber(L, -1);
+    if (!(n > 0 && n <= MAX_TIMEOUT)) luaL_error(L, "http: %s out of range", key);
+  }
+  lua_pop(L, 1);
+  long ms = (long)(n * 1000);
+  return ms > 0 ? ms : 1;
+}
+
+static lua_Integer opt_integer(lua_State *L, const char *key, lua_Integer def,
+                               lua_Integer lo, lua_Integer hi) {
+  lua_Integer n = def;
+  if (lua_getfield(L, 1, key) != LUA_TNIL) {
+    int ok;
+    n = lua_tointegerx(L, -1, &ok);
+    if (!ok || n < lo || n > hi) luaL_error(L, "http: %s must be an integer in [%I, %I]", key, lo, hi);
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+static int valid_token(const char *s) {
+  if (*s == '\0') return 0;
+  for (; *s; s++)
+    if (*s <= ' ' || *s >= 127 || strchr("()<>@,;:\\\"/[]?={}", *s) != NULL) return 0;
+  return 1;
+}
+
+static void append_line(lua_State *L, http_request *r, const char *line) {
+  struct curl_slist *l = curl_slist_append(r->headers, line);
+  if (l == NULL) luaL_error(L, "http: out of memory");
+  r->headers = l;
+}
+
+/* Appends "name: value" to r->headers; raises on a header that could smuggle
+ * another one (CR, LF, NUL) or on out of memory. The list is r's, so a raise
+ * leaks nothing. */
+static void add_header(lua_State *L, http_request *r, const char *name, const char *value, size_t vlen) {
+  if (!valid_token(name)) luaL_error(L, "http: invalid header name \"%s\"", name);
+  if (strlen(value) != vlen || strpbrk(value, "\r\n") != NULL)
+    luaL_error(L, "http: header %s: value must not contain CR, LF or NUL", name);
+  /* curl sends "Name;" as an empty header, where "Name:" would remove it */
+  append_line(L, r, *value ? lua_pushfstring(L, "%s: %s", name, value) : lua_pushfstring(L, "%s;", name));
+  lua_pop(L, 1);
+}
+
+/* opts.headers ({name = string | number}) into r->headers. Returns whether a
+ * Content-Type was given. */
+static int set_headers(lua_State *L, http_request *r) {
+  int has_type = 0, t = lua_getfield(L, 1, "headers");
+  if (t != LUA_TNIL && t != LUA_TTABLE) luaL_error(L, "http: headers must be a table");
+  for (lua_pushnil(L); t == LUA_TTABLE && lua_next(L, -2) != 0; lua_pop(L, 1)) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "http: header names must be strings");
+    const char *name = lua_tostring(L, -2);
+    if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+      luaL_error(L, "http: header %s: value must be a string", name);
+    size_t vlen;
+    const char *value = lua_tolstring(L, -1, &vlen); /* a number converts in place: fine for a value */
+    add_header(L, r, name, value, vlen);
+    if (strcasecmp(name, "content-type") == 0) has_type = 1;
+  }
+  lua_pop(L, 1);
+  append_line(L, r, "Expect:"); /* "Name:" removes curl's own: no 100-continue round trip */
+  return has_type;
+}
+
+static int valid_method(const char *m) {
+  size_t n = strlen(m);
+  if (n == 0 || n > 16) return 0;
+  for (; *m; m++)
+    if (*m < 'A' || *m > 'Z') return 0;
+  return 1;
+}
+
+/* Method and body. POSTFIELDS points into the Lua string, anchored by opts. */
+static void set_method(lua_State *L, CURL *e, const char *method, const char *body, size_t blen) {
+  if (!valid_method(method)) luaL_error(L, "http: invalid method \"%s\"", method);
+  if (strcmp(method, "HEAD") == 0) {
+    if (body != NULL) luaL_error(L, "http: a HEAD request has no body");
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    return;
+  }
+  if (strcmp(method, "GET") == 0 && body == NULL) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    return;
+  }
+  if (strcmp(method, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  if (body != NULL || strcmp(method, "POST") == 0) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+  }
+}
+
+/* Appends to r->body, or refuses (0: curl stops with CURLE_WRITE_ERROR) past
+ * r->max or when memory runs out. */
+static size_t on_body(char *data, size_t size, size_t n, void *ud) {
+  http_request *r = ud;
+  size_t len = size * n;
+  if (len > r->max - r->len) {
+    r->too_large = 1;
+    return 0;
+  }
+  if (r->len + len > r->cap) {
+    size_t cap = r->cap ? r->cap : BODY_CHUNK;
+    while (cap < r->len + len) cap *= 2;
+    if (cap > r->max) cap = r->max;
+    char *p = realloc(r->body, cap);
+    if (p == NULL) {
+      r->oom = 1;
+      return 0;
+    }
+    r->body = p;
+    r->cap = cap;
+  }
+  memcpy(r->body + r->len, data, len);
+  r->len += len;
+  return len;
+}
+
+/* Every option of one request; raises on misuse (nothing leaks: r owns it all). */
+static void set_options(lua_State *L, CURL *e, http_request *r) {
+  size_t blen = 0;
+  const char *url = opt_string(L, "url", NULL, NULL);
+  if (url == NULL || *url == '\0') luaL_error(L, "http: url is required");
+  const char *body = opt_string(L, "body", NULL, &blen);
+  const char *method = opt_string(L, "method", "GET", NULL);
+  set_method(L, e, method, body, blen);
+  /* curl would label any body a form; a raw body goes out with no type unless given one */
+  if (!set_headers(L, r) && body != NULL) append_line(L, r, "Content-Type:");
+  r->max = (size_t)opt_integer(L, "max_body", DEFAULT_MAX_BODY, 1, (lua_Integer)1 << 40);
+  lua_Integer follow = opt_integer(L, "follow", 0, 0, MAX_REDIRECTS);
+  lua_getfield(L, 1, "insecure");
+  int insecure = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "multiconnect/" MC_VERSION);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opt_millis(L, "timeout", DEFAULT_TIMEOUT));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opt_millis(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, follow > 0 ? 1L : 0L);
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)follow);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
+  if (strcmp(method, "HEAD") != 0) /* refuse early, by Content-Length */
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  if (curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+      curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK)
+    luaL_error(L, "http: libcurl cannot restrict protocols (needs 7.85 or later)");
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static int is_tls_error(CURLcode rc) {
+  switch (rc) {
+  case CURLE_SSL_CONNECT_ERROR: case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED: case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER: case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_ENGINE_INITFAILED: case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_SHUTDOWN_FAILED: case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR: case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS: case CURLE_SSL_CLIENTCERT:
+  case CURLE_USE_SSL_FAILED:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* The short, stable token for a failed transfer, or NULL for "use curl's text". */
+static const char *failure_token(CURL *e, const http_request *r, CURLcode rc) {
+  long os_errno = 0;
+  switch (rc) {
+  case CURLE_OPERATION_TIMEDOUT: return "timeout";
+  case CURLE_COULDNT_RESOLVE_HOST: return "could not resolve host";
+  case CURLE_COULDNT_RESOLVE_PROXY: return "could not resolve proxy";
+  case CURLE_COULDNT_CONNECT:
+    curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
+    return os_errno == ECONNREFUSED ? "connection refused" : "could not connect";
+  case CURLE_FILESIZE_EXCEEDED: return "too large";
+  case CURLE_WRITE_ERROR: return r->too_large ? "too large" : r->oom ? "out of memory" : "write error";
+  case CURLE_TOO_MANY_REDIRECTS: return "too many redirects";
+  case CURLE_UNSUPPORTED_PROTOCOL: return "unsupported protocol";
+  case CURLE_URL_MALFORMAT: return "malformed url";
+  case CURLE_GOT_NOTHING: return "empty reply";
+  case CURLE_SEND_ERROR: return "send failed";
+  case CURLE_RECV_ERROR: return "receive failed";
+  case CURLE_PARTIAL_FILE: return "incomplete body";
+  case CURLE_WEIRD_SERVER_REPLY: return "bad response";
+  default: return NULL;
+  }
+}
+
+static int push_failure(lua_State *L, CURL *e, const http_request *r, CURLcode rc) {
+  luaL_pushfail(L);
+  const char *token = failure_token(e, r, rc);
+  if (token != NULL) lua_pushstring(L, token);
+  else if (is_tls_error(rc)) lua_pushfstring(L, "tls: %s", *r->errbuf ? r->errbuf : curl_easy_strerror(rc));
+  else lua_pushstring(L, *r->errbuf ? r->errbuf : curl_easy_strerror(rc));
+  return 2;
+}
+
+/* Pushes the lower-cased form of s. */
+static void push_lower(lua_State *L, const char *s) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (; *s; s++) luaL_addchar(&b, (char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s));
+  luaL_pushresult(&b);
+}
+
+/* The final response's headers as {name = value}: names lower-cased, repeated
+ * headers joined with ", " (RFC 9110), except set-cookie, whose values may hold
+ * commas: it is always an array of strings. */
+static void push_headers(lua_State *L, CURL *e) {
+  struct curl_header *h = NULL;
   lua_newtable(L);
+  while ((h = curl_easy_nextheader(e, CURLH_HEADER, -1, h)) != NULL) {
+    push_lower(L, h->name);
+    lua_pushvalue(L, -1);
+    int t = lua_rawget(L, -3);
+    if (strcmp(lua_tostring(L, -2), "set-cookie") == 0) {
+      if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+      }
+      lua_pushstring(L, h->value);
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    } else if (t == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushstring(L, h->value);
+    } else {
+      lua_pushliteral(L, ", ");
+      lua_pushstring(L, h->value);
+      lua_concat(L, 3);
+    }
+    lua_rawset(L, -3);
+  }
+}
+
+/* native.request(opts) -> status, headers, body | nil, err
+ *   opts: url, method ("GET"), headers ({name = value}), body (string),
+ *   timeout, connect_timeout (seconds), follow (max redirects, 0), max_body
+ *   (bytes), insecure (skip TLS verification). */
+static int http_request_fn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  CURL *e = easy_of(L);
+  http_request *r = new_owner(L, sizeof *r, REQUEST_MT); /* index 2 */
+  curl_easy_reset(e);
+  set_options(L, e, r);
+  CURLcode rc = curl_easy_perform(e);
+  if (rc != CURLE_OK) return push_failure(L, e, r, rc);
+  long status = 0;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  lua_pushinteger(L, status);
+  push_headers(L, e);
+  lua_pushlstring(L, r->body, r->len);
+  request_close(r); /* now, not at the next collection: bodies can be large */
+  return 3;
+}
+
+/* native.escape(s) -> s percent-encoded (all but A-Z a-z 0-9 - . _ ~). */
+static int http_escape(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (len > INT_MAX) return luaL_argerror(L, 1, "string too long");
+  http_cstr *c = new_owner(L, sizeof *c, CSTR_MT);
+  if ((c->s = curl_easy_escape(easy_of(L), s, (int)len)) == NULL) return luaL_error(L, "http: out of memory");
+  lua_pushstring(L, c->s);
+  cstr_close(c);
+  return 1;
+}
+
+static void new_metatable(lua_State *L, const char *name, lua_CFunction gc, lua_CFunction tostring) {
+  luaL_newmetatable(L, name);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+int luaopen_mc_http_native(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"request", http_request_fn},
+    {"escape", http_escape},
+    {NULL, NULL},
+  };
+  new_metatable(L, CLIENT_MT, client_gc, client_tostring);
+  new_metatable(L, REQUEST_MT, request_gc, request_tostring);
+  new_metatable(L, CSTR_MT, cstr_gc, cstr_tostring);
+  luaL_newlib(L, funcs);
   return 1;
 }
