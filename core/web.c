@@ -1,15 +1,14 @@
 /* web.c -- mc.web_native: the HTTP server of `multiconnect web`.
  *
- * libmicrohttpd runs a pool of epoll threads; each thread owns one lua_State
- * (thread-local, built on its first request, closed when the thread ends) and
- * never shares it. A request is read whole (bounded), then handed to the Lua
+ * libmicrohttpd runs a pool of epoll threads; a request borrows one of as many
+ * Lua states from an mc_pool (pool.c), built ahead by the main thread, and gives
+ * it back when answered. A request is read whole (bounded), then handed to the Lua
  * router (core/lua/mc/web.lua) as (method, path, body, request id, ctx); headers,
  * query and peer address are fetched lazily through ctx, which is valid only
  * while the handler runs.
  *
  * The main thread waits for signals: SIGHUP or a change under the watched folders
- * bumps a generation counter (after a probe state has loaded the new code), and
- * each thread swaps its state before its next request; SIGTERM/SIGINT stop
+ * builds a new set of states, which replaces the old only if every state loads; SIGTERM/SIGINT stop
  * accepting, let in-flight requests finish (up to shutdown_timeout), and return. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +26,7 @@
 #include <microhttpd.h>
 
 #include "host.h"
+#include "pool.h"
 #include "watch.h"
 
 typedef struct web_config {
@@ -40,19 +40,10 @@ typedef struct web_config {
 typedef struct web_server {
   web_config cfg;
   const mc_boot *boot;
-  atomic_uint generation; /* bumped when the scripts change */
-  atomic_int active;      /* requests between first callback and completion */
-  atomic_int draining;    /* after SIGTERM: answer with Connection: close */
-  pthread_key_t state_key;
+  mc_pool pool;        /* app states; entry point: fn(method, path, body, id, ctx) */
+  atomic_int active;   /* requests between first callback and completion */
+  atomic_int draining; /* after SIGTERM: answer with Connection: close */
 } web_server;
-
-/* One per server thread. */
-typedef struct thread_state {
-  lua_State *L;
-  int handle_ref; /* the Lua entry point: fn(method, path, body, id, ctx) */
-  unsigned generation;
-  uint64_t rng[2]; /* for request ids */
-} thread_state;
 
 /* One per request, from the first access callback to the completion callback. */
 typedef struct request {
@@ -100,7 +91,13 @@ static const char *log_escape(const char *s, char *out, size_t cap) {
 
 /* ---- request ids ---------------------------------------------------------- */
 
+static _Thread_local uint64_t rng[2]; /* per server thread, seeded on first use */
+
 static uint64_t next_random(uint64_t s[2]) { /* xorshift128+: ids need uniqueness, not secrecy */
+  if (s[0] == 0 && s[1] == 0) {
+    if (getrandom(s, 2 * sizeof *s, 0) != (ssize_t)(2 * sizeof *s)) s[0] = (uint64_t)time(NULL);
+    s[1] |= 1;
+  }
   uint64_t x = s[0], y = s[1];
   s[0] = y;
   x ^= x << 23;
@@ -110,7 +107,7 @@ static uint64_t next_random(uint64_t s[2]) { /* xorshift128+: ids need uniquenes
 
 /* X-Request-Id from the router when it is sane (Heroku sends 20-200 chars), else a
  * fresh UUID v4. */
-static void request_id(thread_state *ts, struct MHD_Connection *c, char out[80]) {
+static void request_id(struct MHD_Connection *c, char out[80]) {
   const char *given = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
   if (given != NULL) {
     size_t n = strlen(given);
@@ -120,16 +117,18 @@ static void request_id(thread_state *ts, struct MHD_Connection *c, char out[80])
       return;
     }
   }
-  uint64_t a = next_random(ts->rng), b = next_random(ts->rng);
+  uint64_t a = next_random(rng), b = next_random(rng);
   snprintf(out, 80, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
            (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
            (unsigned long long)(b & 0xffffffffffffULL));
 }
 
-/* ---- per-thread Lua states ------------------------------------------------ */
+/* ---- app states ---------------------------------------------------------- */
 
-/* Builds a state with the app loaded; NULL (error logged) if the app fails to load. */
-static lua_State *load_app_state(const web_server *srv, int *ref) {
+/* mc_state_builder: a state with the app loaded and its entry point referenced;
+ * NULL (the error logged with file and line) if the app fails to load. */
+static lua_State *load_app_state(void *ud, int *ref) {
+  const web_server *srv = ud;
   lua_State *L = mc_state_new(srv->boot);
   if (L == NULL) return NULL;
   lua_getglobal(L, "require");
@@ -148,35 +147,6 @@ fail: {
 }
   lua_close(L);
   return NULL;
-}
-
-static void thread_state_free(void *p) {
-  thread_state *ts = p;
-  if (ts->L != NULL) lua_close(ts->L);
-  free(ts);
-}
-
-/* The calling thread's state, rebuilt when the generation moved; NULL if none could
- * be built. A failed rebuild keeps the previous state serving. */
-static thread_state *current_state(web_server *srv) {
-  thread_state *ts = pthread_getspecific(srv->state_key);
-  unsigned gen = atomic_load(&srv->generation);
-  if (ts != NULL && ts->generation == gen && ts->L != NULL) return ts;
-  if (ts == NULL) {
-    if ((ts = calloc(1, sizeof *ts)) == NULL) return NULL;
-    if (getrandom(ts->rng, sizeof ts->rng, 0) != (ssize_t)sizeof ts->rng) ts->rng[0] = (uint64_t)time(NULL);
-    ts->rng[1] |= 1;
-    pthread_setspecific(srv->state_key, ts);
-  }
-  int ref;
-  lua_State *L = load_app_state(srv, &ref);
-  ts->generation = gen; /* even on failure: do not retry on every request */
-  if (L != NULL) {
-    if (ts->L != NULL) lua_close(ts->L);
-    ts->L = L;
-    ts->handle_ref = ref;
-  }
-  return ts->L != NULL ? ts : NULL;
 }
 
 /* ---- responses ------------------------------------------------------------ */
@@ -216,11 +186,11 @@ static enum MHD_Result send_error(web_server *srv, struct MHD_Connection *c, req
 }
 
 /* Runs the Lua entry point and sends what it returns. */
-static enum MHD_Result dispatch(web_server *srv, thread_state *ts, struct MHD_Connection *c,
-                                request *r, const char *method, const char *url) {
-  lua_State *L = ts->L;
+static enum MHD_Result run_entry(web_server *srv, mc_state *st, struct MHD_Connection *c,
+                                 request *r, const char *method, const char *url) {
+  lua_State *L = st->L;
   lua_settop(L, 0);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ts->handle_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->entry_ref);
   lua_pushstring(L, method);
   lua_pushstring(L, url);
   if (r->body != NULL) lua_pushlstring(L, r->body, r->len); else lua_pushnil(L);
@@ -248,6 +218,15 @@ static enum MHD_Result dispatch(web_server *srv, thread_state *ts, struct MHD_Co
   return ret;
 }
 
+/* Borrows an app state for the request and gives it back. */
+static enum MHD_Result dispatch(web_server *srv, struct MHD_Connection *c, request *r,
+                                const char *method, const char *url) {
+  mc_state st = mc_pool_acquire(&srv->pool);
+  enum MHD_Result ret = run_entry(srv, &st, c, r, method, url);
+  mc_pool_release(&srv->pool, st);
+  return ret;
+}
+
 /* ---- libmicrohttpd callbacks ---------------------------------------------- */
 
 static int append_body(web_server *srv, request *r, const char *data, size_t size) {
@@ -270,14 +249,12 @@ static int append_body(web_server *srv, request *r, const char *data, size_t siz
 
 static enum MHD_Result begin(web_server *srv, struct MHD_Connection *c, const char *url,
                              const char *method, void **con_cls) {
-  thread_state *ts = current_state(srv);
   request *r = calloc(1, sizeof *r);
   if (r == NULL) return MHD_NO;
   *con_cls = r;
   atomic_fetch_add(&srv->active, 1);
   r->start = now();
-  if (ts != NULL) request_id(ts, c, r->id);
-  else snprintf(r->id, sizeof r->id, "none");
+  request_id(c, r->id);
   const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (cl != NULL && strtoull(cl, NULL, 10) > srv->cfg.body_limit) {
     r->too_large = 1;
@@ -301,9 +278,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   if (r->too_large) return send_error(srv, c, r, 413, "request body too large", method, url);
-  thread_state *ts = current_state(srv);
-  if (ts == NULL) return send_error(srv, c, r, 503, "application not loaded", method, url);
-  return dispatch(srv, ts, c, r, method, url);
+  return dispatch(srv, c, r, method, url);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -476,17 +451,13 @@ static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr
       MHD_OPTION_END);
 }
 
-/* Loads the current code in a probe state; bumps the generation only if it loads. */
+/* Builds a new set of app states; they replace the old only if all load. */
 static void reload(web_server *srv, const char *why) {
-  int ref;
-  lua_State *probe = load_app_state(srv, &ref);
-  if (probe == NULL) {
+  int gen = mc_pool_reload(&srv->pool);
+  if (gen < 0)
     printf("at=error msg=\"reload failed: previous code keeps serving\" reason=%s\n", why);
-    return;
-  }
-  lua_close(probe);
-  unsigned gen = atomic_fetch_add(&srv->generation, 1) + 1;
-  printf("at=info msg=reloaded reason=%s generation=%u\n", why, gen);
+  else
+    printf("at=info msg=reloaded reason=%s generation=%d\n", why, gen);
 }
 
 /* Stop accepting (new connections are refused), let in-flight requests finish. */
@@ -542,14 +513,11 @@ static int web_serve(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
   srv->boot = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  int ref;
-  lua_State *probe = load_app_state(srv, &ref); /* refuse to start with broken code */
-  if (probe == NULL) {
-    luaL_pushfail(L);
+  if (mc_pool_init(&srv->pool, srv->cfg.threads, load_app_state, srv) != 0) {
+    luaL_pushfail(L); /* refuse to start with broken code */
     lua_pushliteral(L, "the app failed to load (see the log)");
     return 2;
   }
-  lua_close(probe);
 
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->cfg.port)};
   if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1) return luaL_error(L, "web: bad bind address");
@@ -559,11 +527,10 @@ static int web_serve(lua_State *L) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, &old); /* server threads inherit it: signals come here */
-  pthread_key_create(&srv->state_key, thread_state_free);
   struct MHD_Daemon *d = start_daemon(srv, &addr);
   if (d == NULL) {
     int e = errno;
-    pthread_key_delete(srv->state_key);
+    mc_pool_free(&srv->pool);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     luaL_pushfail(L);
     lua_pushfstring(L, "cannot listen on %s:%d: %s", srv->cfg.bind, srv->cfg.port, strerror(e));
@@ -573,7 +540,7 @@ static int web_serve(lua_State *L) {
          srv->cfg.reload ? "on" : "off");
   wait_loop(srv, &set);
   drain(srv, d);
-  pthread_key_delete(srv->state_key);
+  mc_pool_free(&srv->pool);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   printf("at=info msg=stopped\n");
   lua_pushboolean(L, 1);
