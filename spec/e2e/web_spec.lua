@@ -185,8 +185,13 @@ describe("multiconnect web", function()
     end)
 
     it("refuses oversized headers", function()
-      local r = srv:request("GET", "/hello", { headers = { ["X-Big"] = string.rep("h", 40000) } })
-      assert.truthy(r.status == 431 or r.status == 413 or r.status == 400, r.status)
+      -- 431, or (when the server's close overtakes the reply) a reset: never served
+      local ok, r = pcall(srv.request, srv, "GET", "/hello", { headers = { ["X-Big"] = string.rep("h", 40000) } })
+      if ok then
+        assert.truthy(r.status == 431 or r.status == 413 or r.status == 400, r.status)
+      else
+        assert.matches("closed", r)
+      end
       assert.equal(200, srv:request("GET", "/hello").status)
     end)
 
