@@ -60,6 +60,7 @@ typedef struct web_ctx {
 } web_ctx;
 
 #define CTX_MT "mc.web.ctx"
+static const char CTX_KEY = 0; /* registry key (by address) of a state's one ctx */
 
 static double now(void) {
   struct timespec ts;
@@ -117,10 +118,18 @@ static void request_id(struct MHD_Connection *c, char out[80]) {
       return;
     }
   }
+  /* UUID v4 layout: 8-4-4-4-12 hex digits, version nibble 4, variant 10xx */
+  static const char hex[] = "0123456789abcdef";
   uint64_t a = next_random(rng), b = next_random(rng);
-  snprintf(out, 80, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
-           (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
-           (unsigned long long)(b & 0xffffffffffffULL));
+  a = (a & ~0xf000ULL) | 0x4000ULL;
+  b = (b & ~(0xc000ULL << 48)) | (0x8000ULL << 48);
+  char *p = out;
+  for (int i = 0; i < 32; i++) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) *p++ = '-';
+    uint64_t w = i < 16 ? a : b;
+    *p++ = hex[(w >> (60 - 4 * (i % 16))) & 15];
+  }
+  *p = '\0';
 }
 
 /* ---- app states ---------------------------------------------------------- */
@@ -136,9 +145,12 @@ static lua_State *load_app_state(void *ud, int *ref) {
   if (mc_pcall(L, 1, 1) != LUA_OK) goto fail;
   lua_getfield(L, -1, "thread_entry");
   if (mc_pcall(L, 0, 1) != LUA_OK) goto fail;
-  luaL_newmetatable(L, CTX_MT);
-  lua_pop(L, 1);
   *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  web_ctx *ctx = lua_newuserdatauv(L, sizeof *ctx, 0); /* reused by every request */
+  ctx->conn = NULL;
+  luaL_newmetatable(L, CTX_MT);
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
   lua_settop(L, 0);
   return L;
 fail: {
@@ -172,8 +184,9 @@ static enum MHD_Result send_buffer(web_server *srv, struct MHD_Connection *c, re
   enum MHD_Result ret = MHD_queue_response(c, status, resp);
   MHD_destroy_response(resp);
   char path[1024];
-  printf("at=info method=%s path=\"%s\" status=%u bytes=%zu duration_ms=%.3f request_id=%s\n",
-         method, log_escape(url, path, sizeof path), status, len, (now() - r->start) * 1000.0, r->id);
+  long us = (long)((now() - r->start) * 1e6); /* integer formatting: cheaper than %f */
+  printf("at=info method=%s path=\"%s\" status=%u bytes=%zu duration_ms=%ld.%03ld request_id=%s\n",
+         method, log_escape(url, path, sizeof path), status, len, us / 1000, us % 1000, r->id);
   return ret;
 }
 
@@ -195,11 +208,9 @@ static enum MHD_Result run_entry(web_server *srv, mc_state *st, struct MHD_Conne
   lua_pushstring(L, url);
   if (r->body != NULL) lua_pushlstring(L, r->body, r->len); else lua_pushnil(L);
   lua_pushstring(L, r->id);
-  web_ctx *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
-  ctx->conn = c;
-  luaL_setmetatable(L, CTX_MT);
-  lua_pushvalue(L, -1);
-  lua_insert(L, 1); /* keep ctx below the call to invalidate it afterwards */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
+  web_ctx *ctx = lua_touserdata(L, -1);
+  ctx->conn = c; /* valid only during the call */
   int status = mc_pcall(L, 5, 3);
   ctx->conn = NULL;
   if (status != LUA_OK) {
@@ -210,9 +221,9 @@ static enum MHD_Result run_entry(web_server *srv, mc_state *st, struct MHD_Conne
     return send_error(srv, c, r, 500, "internal server error", method, url);
   }
   size_t len = 0;
-  const char *body = lua_tolstring(L, 3, &len);
-  lua_Integer code = lua_tointeger(L, 2);
-  enum MHD_Result ret = send_buffer(srv, c, r, (unsigned)code, body ? body : "", len, L, 4,
+  const char *body = lua_tolstring(L, 2, &len);
+  lua_Integer code = lua_tointeger(L, 1);
+  enum MHD_Result ret = send_buffer(srv, c, r, (unsigned)code, body ? body : "", len, L, 3,
                                     method, url);
   lua_settop(L, 0);
   return ret;
@@ -421,7 +432,7 @@ static void read_config(lua_State *L, web_config *cfg) {
   cfg->per_ip_limit = (int)opt_number(L, "max_connections_per_ip", 0);
   cfg->idle_timeout = (int)opt_number(L, "idle_timeout", 30);
   cfg->body_limit = (size_t)opt_number(L, "max_body", 1 << 20);
-  cfg->header_limit = (size_t)opt_number(L, "max_header", 32 * 1024);
+  cfg->header_limit = (size_t)opt_number(L, "max_header", 16 * 1024);
   cfg->request_timeout = opt_number(L, "request_timeout", 30);
   cfg->shutdown_timeout = opt_number(L, "shutdown_timeout", 25);
   lua_getfield(L, 1, "reload");
