@@ -100,7 +100,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.json", luaopen_mc_json},
   {"mc.url", luaopen_mc_url},
   {"mc.pg", luaopen_mc_pg},
-  {"mc.redis", luaopen_mc_redis},
+  {"mc.redis_native", luaopen_mc_redis_native},
   {"mc.http", luaopen_mc_http},
   {"mc.crypto", luaopen_mc_crypto},
   {"cjson", luaopen_cjson},
