@@ -1,6 +1,7 @@
 /* main.c -- the multiconnect binary: boot, then hand argv to mc.main (Lua),
  * which dispatches the subcommands. Everything runs under lua_pcall, so a Lua
  * error ends as a traceback on stderr and exit status 1, never a crash. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -29,6 +30,9 @@ int main(int argc, char **argv) {
   mc_boot boot;
   int status = 1;
   setvbuf(stdout, NULL, _IOLBF, 0); /* log lines leave at once, whole */
+  /* A peer that hangs up must be an EPIPE for the writer, not the end of the
+   * process: OpenSSL writes to its sockets without MSG_NOSIGNAL. */
+  signal(SIGPIPE, SIG_IGN);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     fprintf(stderr, "multiconnect: curl_global_init failed\n");
     return 1;
