@@ -1,7 +1,7 @@
 /* redis.c -- mc.redis_native: the Redis connection under mc.redis (core/lua/mc/
  * redis.lua). hiredis is only the codec -- its reply reader and its command
  * formatter -- because Debian's hiredis 0.14 has neither TLS nor connect
- * options. The socket is ours: non-blocking, every wait a poll() against a
+ * options. (We encode commands ourselves: see out_arg.) The socket is ours: non-blocking, every wait a poll() against a
  * deadline, TLS through OpenSSL. A connection that fails mid-command is closed
  * (its replies can no longer be matched to commands) and reopened, with AUTH and
  * SELECT, by the next command. */
@@ -32,10 +32,17 @@
 #include "host.h"
 
 #define CONN_MT "mc.redis.conn"
+#define PIPE_MT "mc.redis.pipeline"
 #define READ_CHUNK 16384
-#define WBUF_KEEP (1 << 20) /* a bigger write buffer is given back after use */
+#define OUT_KEEP (1 << 20) /* a bigger output buffer is given back after use */
 
 enum { ST_OPEN, ST_BROKEN, ST_CLOSED };
+
+/* A growing output buffer of RESP-encoded commands. */
+typedef struct outbuf {
+  char *p;
+  size_t len, cap;
+} outbuf;
 
 /* One connection. Owned by its userdata: everything below is freed by
  * conn_close, which __gc, __close and close() share. */
@@ -46,13 +53,10 @@ typedef struct rconn {
   SSL *ssl;             /* NULL for plain TCP */
   redisReader *reader;  /* made per connection: a new socket starts clean */
   redisReply *reply;    /* the reply being turned into Lua values */
-  char *wbuf;           /* formatted commands waiting to be sent */
-  size_t wlen, wcap;
-  const char **argv;    /* scratch for redisFormatCommandArgv */
-  size_t *argvlen;
-  int argcap;
+  outbuf out;           /* encoded commands waiting to be sent */
   char *host, *user, *password, *ca_file;
   int port, db, tls, verify;
+  int awaiting;         /* a write went out and nothing was read since */
   int connect_ms, timeout_ms;
   char err[200];        /* the last failure, as returned to Lua */
 } rconn;
@@ -232,11 +236,16 @@ static int io_write(rconn *c, const char *buf, size_t len, double deadline) {
     }
     if (wait_fd(c, c->fd, ev, deadline) != 0) return -1;
   }
+  c->awaiting = 1;
   return 0;
 }
 
 /* Reads what has arrived (at least one byte) into buf: its length, or -1. */
 static ssize_t io_read(rconn *c, char *buf, size_t cap, double deadline) {
+  /* Right after a write the answer is not there yet: wait before trying, which
+   * saves a recv() per round trip. (OpenSSL may hold decrypted bytes: ask it.) */
+  if (c->ssl == NULL && c->awaiting && wait_fd(c, c->fd, POLLIN, deadline) != 0) return -1;
+  c->awaiting = 0;
   for (;;) {
     short ev = POLLIN;
     if (c->ssl != NULL) {
@@ -301,9 +310,7 @@ static void conn_close(rconn *c) {
   transport_close(c);
   if (c->ctx != NULL) SSL_CTX_free(c->ctx);
   c->ctx = NULL;
-  free(c->wbuf);
-  free(c->argv);
-  free(c->argvlen);
+  free(c->out.p);
   free(c->host);
   free(c->user);
   free(c->ca_file);
@@ -314,15 +321,61 @@ static void conn_close(rconn *c) {
   c->state = ST_CLOSED;
 }
 
+/* ---- encoding commands ---------------------------------------------------- */
+
+/* Commands are encoded here rather than by redisFormatCommandArgv: hiredis
+ * 0.14 formats every length with snprintf into a fresh allocation, which was a
+ * third of the client's time in pipelines (bench/redis.lua). RESP requests are
+ * simple: *<argc>\r\n, then $<len>\r\n<bytes>\r\n per argument. */
+static int out_reserve(outbuf *b, size_t extra) {
+  if (b->cap - b->len >= extra) return 0;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap - b->len < extra) cap *= 2;
+  char *p = realloc(b->p, cap);
+  if (p == NULL) return -1;
+  b->p = p;
+  b->cap = cap;
+  return 0;
+}
+
+/* Appends "<type><n>\r\n"; room for it is reserved by the caller. */
+static void out_header(outbuf *b, char type, size_t n) {
+  char digits[24];
+  int i = 0;
+  do digits[i++] = (char)('0' + n % 10); while ((n /= 10) != 0);
+  b->p[b->len++] = type;
+  while (i > 0) b->p[b->len++] = digits[--i];
+  b->p[b->len++] = '\r';
+  b->p[b->len++] = '\n';
+}
+
+#define HEADER_MAX 24 /* '$', 20 digits, CRLF */
+
+static int out_arg(outbuf *b, const char *s, size_t len) {
+  if (out_reserve(b, len + HEADER_MAX + 2) != 0) return -1;
+  out_header(b, '$', len);
+  memcpy(b->p + b->len, s, len);
+  b->len += len;
+  b->p[b->len++] = '\r';
+  b->p[b->len++] = '\n';
+  return 0;
+}
+
+static int out_command(outbuf *b, int argc) {
+  if (out_reserve(b, HEADER_MAX) != 0) return -1;
+  out_header(b, '*', (size_t)argc);
+  return 0;
+}
+
 /* A command of the handshake (AUTH, SELECT): sent and answered without Lua. */
 static int handshake_cmd(rconn *c, int argc, const char **argv, double deadline) {
-  size_t lens[3];
-  char *cmd = NULL;
-  for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-  int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-  if (len < 0) return fail(c, "out of memory");
-  int status = io_write(c, cmd, (size_t)len, deadline);
-  redisFreeCommand(cmd);
+  outbuf b = {0};
+  int status = out_command(&b, argc);
+  for (int i = 0; i < argc && status == 0; i++) status = out_arg(&b, argv[i], strlen(argv[i]));
+  if (status != 0) status = fail(c, "out of memory");
+  if (status == 0) status = io_write(c, b.p, b.len, deadline);
+  if (b.p != NULL) OPENSSL_cleanse(b.p, b.cap); /* it held the password */
+  free(b.p);
   if (status == 0) status = read_reply(c, deadline);
   if (status == 0 && c->reply->type == REDIS_REPLY_ERROR)
     status = fail(c, "%s: %s", argv[0], c->reply->str); /* never echoes the password */
@@ -381,51 +434,22 @@ static void number_arg(lua_State *L, int idx) {
   lua_replace(L, idx);
 }
 
-static void reserve_argv(lua_State *L, rconn *c, int argc) {
-  if (argc <= c->argcap) return;
-  const char **argv = realloc(c->argv, (size_t)argc * sizeof *argv);
-  if (argv != NULL) c->argv = argv;
-  size_t *lens = realloc(c->argvlen, (size_t)argc * sizeof *lens);
-  if (lens != NULL) c->argvlen = lens;
-  if (argv == NULL || lens == NULL) luaL_error(L, "out of memory");
-  c->argcap = argc;
-}
-
-static int wbuf_append(rconn *c, const char *s, size_t len) {
-  if (c->wcap - c->wlen < len) {
-    size_t cap = c->wcap ? c->wcap : 4096;
-    while (cap - c->wlen < len) cap *= 2;
-    char *p = realloc(c->wbuf, cap);
-    if (p == NULL) return -1;
-    c->wbuf = p;
-    c->wcap = cap;
-  }
-  memcpy(c->wbuf + c->wlen, s, len);
-  c->wlen += len;
-  return 0;
-}
-
-/* Appends the command made of the stack values [first, first + argc) to
- * c->wbuf. A value neither string nor number raises: as an argument error of
- * call when cmdno is 0, else naming command cmdno of the batch. */
-static void format_cmd(lua_State *L, rconn *c, int first, int argc, lua_Integer cmdno) {
-  reserve_argv(L, c, argc);
-  for (int i = 0; i < argc; i++) {
-    int idx = first + i, t = lua_type(L, idx);
-    if (t == LUA_TNUMBER) {
+/* Appends the command made of the arguments 2..top of a call or p:call to b.
+ * A value neither string nor number raises, as an argument error. */
+static void format_cmd(lua_State *L, outbuf *b) {
+  int top = lua_gettop(L);
+  luaL_argcheck(L, top >= 2, 2, "command expected");
+  if (out_command(b, top - 1) != 0) luaL_error(L, "out of memory");
+  for (int idx = 2; idx <= top; idx++) {
+    int t = lua_type(L, idx);
+    if (t == LUA_TNUMBER)
       number_arg(L, idx);
-    } else if (t != LUA_TSTRING) {
-      if (cmdno == 0) luaL_typeerror(L, idx, "string or number");
-      luaL_error(L, "command %I, argument %d: string or number expected, got %s", cmdno,
-                 i + 1, luaL_typename(L, idx));
-    }
-    c->argv[i] = lua_tolstring(L, idx, &c->argvlen[i]);
+    else if (t != LUA_TSTRING)
+      luaL_typeerror(L, idx, "string or number");
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (out_arg(b, s, len) != 0) luaL_error(L, "out of memory");
   }
-  char *cmd = NULL;
-  int len = redisFormatCommandArgv(&cmd, argc, c->argv, c->argvlen);
-  int status = len < 0 ? -1 : wbuf_append(c, cmd, (size_t)len);
-  if (cmd != NULL) redisFreeCommand(cmd); /* before anything can raise */
-  if (status != 0) luaL_error(L, "out of memory");
 }
 
 /* Pushes reply r: status and bulk -> string, integer -> integer, nil ->
@@ -452,19 +476,23 @@ static void push_reply(lua_State *L, const redisReply *r) {
   }
 }
 
-/* Sends c->wbuf (reconnecting first when the last command broke the
- * connection) and reads the first reply; 0, or -1 with c->err and the socket
- * closed, so that the next command reconnects. */
-static int send_commands(rconn *c, double *deadline) {
+static void out_reset(outbuf *b) {
+  b->len = 0;
+  if (b->cap > OUT_KEEP) {
+    free(b->p);
+    b->p = NULL;
+    b->cap = 0;
+  }
+}
+
+/* Sends b (reconnecting first when the last command broke the connection);
+ * 0, or -1 with c->err and the socket closed, so that the next command
+ * reconnects. The replies are due by *deadline. */
+static int send_commands(rconn *c, outbuf *b, double *deadline) {
   if (c->state == ST_BROKEN && conn_open(c) != 0) return -1;
   *deadline = now_ms() + c->timeout_ms;
-  int status = io_write(c, c->wbuf, c->wlen, *deadline);
-  c->wlen = 0;
-  if (c->wcap > WBUF_KEEP) {
-    free(c->wbuf);
-    c->wbuf = NULL;
-    c->wcap = 0;
-  }
+  int status = io_write(c, b->p, b->len, *deadline);
+  out_reset(b);
   if (status != 0) transport_close(c);
   return status;
 }
@@ -475,13 +503,14 @@ static int send_commands(rconn *c, double *deadline) {
  * (transport: "timeout", "connection lost", "closed", ...). */
 static int r_call(lua_State *L) {
   rconn *c = check_conn(L);
-  int argc = lua_gettop(L) - 1;
   double deadline;
-  luaL_argcheck(L, argc >= 1, 2, "command expected");
-  if (c->state == ST_CLOSED) return push_fail(L, "closed");
-  c->wlen = 0;
-  format_cmd(L, c, 2, argc, 0);
-  if (send_commands(c, &deadline) != 0) return push_fail(L, c->err);
+  if (c->state == ST_CLOSED) {
+    luaL_argcheck(L, lua_gettop(L) >= 2, 2, "command expected");
+    return push_fail(L, "closed");
+  }
+  c->out.len = 0; /* what a raise left behind */
+  format_cmd(L, &c->out);
+  if (send_commands(c, &c->out, &deadline) != 0) return push_fail(L, c->err);
   if (read_reply(c, deadline) != 0) {
     transport_close(c);
     return push_fail(L, c->err);
@@ -497,38 +526,70 @@ static int r_call(lua_State *L) {
   return 1;
 }
 
-/* Formats every command of the array at index 2: each an array of arguments
- * (its length is field n when present). Returns the count. */
-static lua_Integer format_batch(lua_State *L, rconn *c) {
-  lua_Integer n = luaL_len(L, 2);
-  for (lua_Integer i = 1; i <= n; i++) {
-    if (lua_geti(L, 2, i) != LUA_TTABLE)
-      luaL_error(L, "command %I: table of arguments expected", i);
-    int t = lua_gettop(L);
-    lua_Integer argc = lua_getfield(L, t, "n") == LUA_TNUMBER ? lua_tointeger(L, -1)
-                                                            : luaL_len(L, t);
-    lua_pop(L, 1);
-    if (argc < 1 || argc > INT_MAX - 1) luaL_error(L, "command %I: no command name", i);
-    luaL_checkstack(L, (int)argc, "too many arguments");
-    for (lua_Integer j = 1; j <= argc; j++) lua_geti(L, t, j);
-    format_cmd(L, c, t + 1, (int)argc, i);
-    lua_settop(L, t - 1);
-  }
-  return n;
+/* ---- pipelines ------------------------------------------------------------ */
+
+/* Commands queued by p:call, encoded at once into the pipeline's own buffer
+ * (so a raise in fn leaves the connection untouched); owned by its userdata. */
+typedef struct rpipe {
+  outbuf out;
+  lua_Integer n;
+  int sent;
+} rpipe;
+
+static rpipe *check_pipe(lua_State *L) {
+  return luaL_checkudata(L, 1, PIPE_MT);
 }
 
-/* r:call_many({{cmd, ...}, ...}) -> {value | {err = "..."}, ...} | nil, err.
- * All the commands leave in one write; the replies are read after. */
-static int r_call_many(lua_State *L) {
+static void pipe_free(rpipe *p) {
+  free(p->out.p);
+  memset(&p->out, 0, sizeof p->out);
+  p->n = 0;
+  p->sent = 1;
+}
+
+/* native.pipeline() -> an empty pipeline for r:pipeline's fn. */
+static int p_new(lua_State *L) {
+  rpipe *p = lua_newuserdatauv(L, sizeof *p, 0);
+  memset(p, 0, sizeof *p);
+  luaL_setmetatable(L, PIPE_MT);
+  return 1;
+}
+
+/* p:call(cmd, ...): queues the command; it leaves with the others after fn. */
+static int p_call(lua_State *L) {
+  rpipe *p = check_pipe(L);
+  if (p->sent) return luaL_error(L, "pipeline already sent");
+  format_cmd(L, &p->out);
+  p->n++;
+  return 0;
+}
+
+static int p_gc(lua_State *L) {
+  pipe_free(check_pipe(L));
+  return 0;
+}
+
+static int p_tostring(lua_State *L) {
+  rpipe *p = check_pipe(L);
+  lua_pushfstring(L, "mc.redis pipeline (%I queued%s): %p", p->n, p->sent ? ", sent" : "",
+                  (void *)p);
+  return 1;
+}
+
+/* r:send_pipeline(p) -> {value | {err = "..."}, ...} | nil, err. All the
+ * commands leave in one write; the replies are read after. */
+static int r_send_pipeline(lua_State *L) {
   rconn *c = check_conn(L);
+  rpipe *p = luaL_checkudata(L, 2, PIPE_MT);
   double deadline;
-  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer n = p->n;
+  luaL_argcheck(L, !p->sent, 2, "pipeline already sent");
   if (c->state == ST_CLOSED) return push_fail(L, "closed");
-  c->wlen = 0;
-  lua_Integer n = format_batch(L, c);
   lua_createtable(L, n < INT_MAX ? (int)n : INT_MAX, 0);
   if (n == 0) return 1;
-  if (send_commands(c, &deadline) != 0) return push_fail(L, c->err);
+  int status = send_commands(c, &p->out, &deadline);
+  pipe_free(p);
+  if (status != 0) return push_fail(L, c->err);
   for (lua_Integer i = 1; i <= n; i++) {
     if (read_reply(c, deadline) != 0) {
       transport_close(c);
@@ -540,6 +601,8 @@ static int r_call_many(lua_State *L) {
   }
   return 1;
 }
+
+/* ---- more methods --------------------------------------------------------- */
 
 static int timeout_ms(lua_State *L, int idx) {
   lua_Number s = luaL_checknumber(L, idx);
@@ -663,7 +726,7 @@ static int r_sha1_hex(lua_State *L) {
 
 static const luaL_Reg conn_methods[] = {
   {"call", r_call},
-  {"call_many", r_call_many},
+  {"send_pipeline", r_send_pipeline},
   {"set_timeout", r_set_timeout},
   {"close", r_close},
   {NULL, NULL},
@@ -676,15 +739,30 @@ static const luaL_Reg conn_meta[] = {
   {NULL, NULL},
 };
 
+static const luaL_Reg pipe_meta[] = {
+  {"__gc", p_gc},
+  {"__close", p_gc},
+  {"__tostring", p_tostring},
+  {NULL, NULL},
+};
+
 static const luaL_Reg funcs[] = {
   {"connect", r_connect},
+  {"pipeline", p_new},
   {"sha1_hex", r_sha1_hex},
   {NULL, NULL},
 };
 
-/* The module: connect, sha1_hex, and methods (the connection's method table,
- * which mc.redis completes with pipeline and eval). */
+/* The module: connect, pipeline, sha1_hex, and methods (the connection's
+ * method table, which mc.redis completes with pipeline and eval). */
 int luaopen_mc_redis_native(lua_State *L) {
+  luaL_newmetatable(L, PIPE_MT);
+  luaL_setfuncs(L, pipe_meta, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, p_call);
+  lua_setfield(L, -2, "call");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
   luaL_newmetatable(L, CONN_MT);
   luaL_setfuncs(L, conn_meta, 0);
   luaL_newlib(L, conn_methods);

@@ -13,12 +13,9 @@ local url = require "mc.url"
 
 local type = type
 local error = error
-local select = select
 local tonumber = tonumber
 local getenv = os.getenv
-local pack = table.pack
 local unpack = table.unpack
-local setmetatable = setmetatable
 
 local _M = {
   null = require("mc.json").null,
@@ -91,43 +88,19 @@ function _M.connect(s, opts)
   return native.connect(cfg)
 end
 
--- ---- pipelines -------------------------------------------------------------
-
-local pipeline_mt = {}
-pipeline_mt.__index = pipeline_mt
-
-local function check_args(n, ...)
-  for i = 1, n do
-    local t = type((select(i, ...)))
-    if t ~= "string" and t ~= "number" then
-      error("bad argument #" .. i .. " to 'call' (string or number expected, got "
-        .. t .. ")", 3)
-    end
-  end
-end
-
--- p:call(cmd, ...): queues the command; nothing is sent until fn returns.
-function pipeline_mt:call(...)
-  local n = select("#", ...)
-  if n == 0 then error("bad argument #1 to 'call' (command expected)", 2) end
-  check_args(n, ...)
-  local cmds = self.cmds
-  cmds[#cmds + 1] = pack(...)
-end
-
 local methods = native.methods
 
--- r:pipeline(fn) -> results | nil, err. fn(p) queues commands with p:call; they
--- leave in one write and the results come back in order, each the value or
+-- r:pipeline(fn) -> results | nil, err. fn(p) queues commands with p:call(cmd,
+-- ...) (checked and encoded at once, in C); they leave in one write and the results come back in order, each the value or
 -- {err = "ERR ..."} for a command Redis refused. nil, err is a transport
 -- failure (nothing is known of which commands ran).
 function methods:pipeline(fn)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'pipeline' (function expected, got " .. type(fn) .. ")", 2)
   end
-  local p = setmetatable({ cmds = {} }, pipeline_mt)
+  local p = native.pipeline()
   fn(p)
-  return self:call_many(p.cmds)
+  return self:send_pipeline(p)
 end
 
 -- r:eval(script, keys?, args?) -> value | nil, err: EVALSHA by the script's
