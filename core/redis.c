@@ -1,8 +1,8 @@
 /* redis.c -- mc.redis_native: the Redis connection under mc.redis (core/lua/mc/
- * redis.lua). hiredis is only the codec -- its reply reader and its command
- * formatter -- because Debian's hiredis 0.14 has neither TLS nor connect
- * options. (We encode commands ourselves: see out_arg.) The socket is ours: non-blocking, every wait a poll() against a
- * deadline, TLS through OpenSSL. A connection that fails mid-command is closed
+ * redis.lua). hiredis is only the reply parser (redisReader): Debian's hiredis
+ * 0.14 has neither TLS nor connect timeouts, and its command formatter is slow
+ * (see out_arg). The socket is ours: non-blocking, every wait a poll() against
+ * a deadline, TLS through OpenSSL. A connection that fails mid-command is closed
  * (its replies can no longer be matched to commands) and reopened, with AUTH and
  * SELECT, by the next command. */
 #include <errno.h>
@@ -171,7 +171,8 @@ static int tls_fail(rconn *c, int rc) {
   unsigned long e = ERR_peek_last_error();
   if (v != X509_V_OK)
     return fail(c, "tls: certificate verify failed: %s", X509_verify_cert_error_string(v));
-  if (e != 0) return fail(c, "tls: %s", ERR_reason_error_string(e));
+  if (e != 0 && ERR_reason_error_string(e) != NULL)
+    return fail(c, "tls: %s", ERR_reason_error_string(e));
   if (SSL_get_error(c->ssl, rc) == SSL_ERROR_SYSCALL && errno != 0)
     return fail_errno(c, errno, 1);
   return fail(c, "tls: handshake failed");
@@ -302,6 +303,7 @@ static void transport_close(rconn *c) {
   c->ssl = NULL;
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
+  c->awaiting = 0;
   if (c->state == ST_OPEN) c->state = ST_BROKEN;
 }
 

@@ -196,7 +196,12 @@ describe("mc.redis", function()
     it("returns an empty array for no commands and raises on misuse", function()
       assert.same({}, r:pipeline(function() end))
       assert.has_error(function() r:pipeline("PING") end)
-      assert.has_error(function() r:pipeline(function(p) p:call("SET", "k", {}) end) end)
+      assert.has_error(function() r:pipeline(function(p) p:call("SET", "k", {}) end) end,
+        "bad argument #3 to 'call' (string or number expected, got table)")
+      local kept
+      assert(r:pipeline(function(p) kept = p; p:call("PING") end))
+      assert.has_error(function() kept:call("PING") end, "pipeline already sent")
+      assert.has_error(function() r:eval("return 1", "k") end)
       assert.has_error(function() r:pipeline(function(p) p:call() end) end)
       assert.has_error(function() r:pipeline(function() error("boom") end) end, "boom")
       assert.equal("PONG", r:call("PING"))

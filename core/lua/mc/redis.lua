@@ -109,6 +109,12 @@ function methods:eval(script, keys, args)
   if type(script) ~= "string" then
     error("bad argument #1 to 'eval' (string expected, got " .. type(script) .. ")", 2)
   end
+  if keys ~= nil and type(keys) ~= "table" then
+    error("bad argument #2 to 'eval' (table expected, got " .. type(keys) .. ")", 2)
+  end
+  if args ~= nil and type(args) ~= "table" then
+    error("bad argument #3 to 'eval' (table expected, got " .. type(args) .. ")", 2)
+  end
   keys, args = keys or EMPTY, args or EMPTY
   local nkeys, nargs = #keys, #args
   local argv = { native.sha1_hex(script), nkeys }
