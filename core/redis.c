@@ -426,11 +426,13 @@ static void number_arg(lua_State *L, int idx) {
     lua_pushfstring(L, "%I", lua_tointeger(L, idx));
   } else {
     lua_Number n = lua_tonumber(L, idx);
-    if (isnan(n)) luaL_error(L, "bad argument: NaN cannot be sent to Redis");
-    if (n == floor(n) && n >= -0x1p63 && n < 0x1p63)
+    luaL_argcheck(L, !isnan(n), idx, "NaN cannot be sent to Redis");
+    if (n == floor(n) && n >= -0x1p63 && n < 0x1p63) {
       snprintf(buf, sizeof buf, "%lld", (long long)n);
-    else if (snprintf(buf, sizeof buf, "%.15g", n), strtod(buf, NULL) != n)
-      snprintf(buf, sizeof buf, "%.17g", n);
+    } else {
+      snprintf(buf, sizeof buf, "%.15g", n);
+      if (strtod(buf, NULL) != n) snprintf(buf, sizeof buf, "%.17g", n);
+    }
     lua_pushstring(L, buf);
   }
   lua_replace(L, idx);
