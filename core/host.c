@@ -100,7 +100,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.json", luaopen_mc_json},
   {"mc.url", luaopen_mc_url},
   {"mc.pg", luaopen_mc_pg},
-  {"mc.redis", luaopen_mc_redis},
+  {"mc.redis_native", luaopen_mc_redis_native},
   {"mc.http_native", luaopen_mc_http_native},
   {"mc.crypto_native", luaopen_mc_crypto_native},
   {"mc.web_native", luaopen_mc_web_native},

@@ -29,7 +29,7 @@ int luaopen_mc_host(lua_State *L);
 int luaopen_mc_json(lua_State *L);
 int luaopen_mc_url(lua_State *L);
 int luaopen_mc_pg(lua_State *L);
-int luaopen_mc_redis(lua_State *L);
+int luaopen_mc_redis_native(lua_State *L); /* under mc.redis (core/lua/mc/redis.lua) */
 int luaopen_mc_http_native(lua_State *L);
 int luaopen_mc_crypto_native(lua_State *L);
 int luaopen_mc_web_native(lua_State *L);

@@ -30,7 +30,9 @@ int main(int argc, char **argv) {
   mc_boot boot;
   int status = 1;
   setvbuf(stdout, NULL, _IOLBF, 0); /* log lines leave at once, whole */
-  signal(SIGPIPE, SIG_IGN);          /* a peer that hangs up is an error to return, not a death */
+  /* A peer that hangs up must be an EPIPE for the writer, not the end of the
+   * process: OpenSSL writes to its sockets without MSG_NOSIGNAL. */
+  signal(SIGPIPE, SIG_IGN);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     fprintf(stderr, "multiconnect: curl_global_init failed\n");
     return 1;

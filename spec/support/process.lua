@@ -25,10 +25,12 @@ function _M.run(argv, opts)
   opts = opts or {}
   local words = {}
   for i, a in ipairs(argv) do words[i] = _M.quote(a) end
-  local env = { "env" }
+  local unset, set = {}, {}
   for k, v in pairs(opts.env or {}) do
-    env[#env + 1] = v == false and ("-u " .. k) or _M.quote(k .. "=" .. v)
+    if v == false then unset[#unset + 1] = "-u " .. k else set[#set + 1] = _M.quote(k .. "=" .. v) end
   end
+  -- env(1) takes its -u options before any assignment
+  local env = { "env", table.concat(unset, " "), table.concat(set, " ") }
   local out, err = os.tmpname(), os.tmpname()
   local input = "/dev/null"
   if opts.stdin then
