@@ -251,7 +251,7 @@ function _M.serve()
     bind = env.str("WEB_BIND", "0.0.0.0"),
     threads = env.int("WEB_THREADS", host.cpus(), { min = 1, max = 256 }),
     max_body = env.int("WEB_MAX_BODY", 1024 * 1024, { min = 1 }),
-    max_header = env.int("WEB_MAX_HEADER", 16 * 1024, { min = 4096 }),
+    max_header = env.int("WEB_MAX_HEADER", 8 * 1024, { min = 4096 }),
     max_connections = env.int("WEB_MAX_CONNECTIONS", 1000, { min = 1 }),
     max_connections_per_ip = env.int("WEB_MAX_CONNECTIONS_PER_IP", 0, { min = 0 }),
     idle_timeout = env.int("WEB_IDLE_TIMEOUT", 30, { min = 1 }),
