@@ -99,7 +99,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.host", luaopen_mc_host},
   {"mc.json", luaopen_mc_json},
   {"mc.url", luaopen_mc_url},
-  {"mc.pg", luaopen_mc_pg},
+  {"mc.pg_native", luaopen_mc_pg_native},
   {"mc.redis", luaopen_mc_redis},
   {"mc.http", luaopen_mc_http},
   {"mc.crypto", luaopen_mc_crypto},

@@ -28,7 +28,7 @@ int mc_pcall(lua_State *L, int nargs, int nresults);
 int luaopen_mc_host(lua_State *L);
 int luaopen_mc_json(lua_State *L);
 int luaopen_mc_url(lua_State *L);
-int luaopen_mc_pg(lua_State *L);
+int luaopen_mc_pg_native(lua_State *L); /* mc.pg is its Lua half */
 int luaopen_mc_redis(lua_State *L);
 int luaopen_mc_http(lua_State *L);
 int luaopen_mc_crypto(lua_State *L);
