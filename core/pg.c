@@ -14,6 +14,7 @@
  * Ownership: a PGconn belongs to its conn userdata, a PGresult to a result box
  * userdata created before the call that produces it; both free in __gc. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,18 +31,29 @@
 #define ENCODE_KEY "mc.pg.json_encode" /* registry: mc.json.encode, for table params */
 #define CONNECT_TIMEOUT "10"           /* seconds, unless the URL says otherwise */
 #define PARAMS_INLINE 16
+#define STMT_CACHE_MAX 256 /* prepared statements per connection; more run unnamed */
 #define COPY_CHUNK (256 * 1024)
 #define ARRAY_MAX_DEPTH 8 /* Postgres allows 6 dimensions */
 
+/* A conn's user value 1 is its statement cache, {[sql] = statement name}, valid
+ * for the session numbered cache_session: a reconnect makes it stale. */
 typedef struct pg_conn {
-  PGconn *pg;     /* NULL once closed */
-  int timeout_ms; /* statement_timeout, reapplied after a reconnect; 0 = none */
+  PGconn *pg;             /* NULL once closed */
+  int timeout_ms;         /* statement_timeout, reapplied after a reconnect; 0 = none */
+  int cache_max;          /* 0: never prepare (a transaction-mode pooler) */
+  int cache_count;
+  unsigned session;       /* bumped by every reconnect */
+  unsigned cache_session;
+  unsigned next_stmt;
 } pg_conn;
 
 typedef struct pg_query {
   const char *sql;
   int nparams; /* -1: PQexec, no parameters, several statements allowed */
   const char *const *values;
+  const char *name; /* prepared statement to use, NULL for an unnamed one */
+  int prepared;     /* name exists in the current session */
+  int was_cached;   /* name came from the statement cache */
 } pg_query;
 
 enum { RUN_OK, RUN_LOST, RUN_LOST_IN_TX };
@@ -149,29 +161,59 @@ static int session_init(pg_conn *c) {
   return ok ? 0 : -1;
 }
 
-/* 0 when c->pg is usable, reconnecting first if it was found lost. */
-static int conn_ready(pg_conn *c) {
+/* 0 when c->pg is usable, reconnecting first if it was found lost. A new
+ * session has none of the old one's prepared statements. */
+static int conn_ready(pg_conn *c, pg_query *q) {
   if (PQstatus(c->pg) == CONNECTION_OK) return 0;
+  c->session++;
+  if (q != NULL) q->prepared = 0;
   PQreset(c->pg);
   if (PQstatus(c->pg) != CONNECTION_OK) return -1;
   return session_init(c);
 }
 
-static PGresult *send_query(PGconn *pg, const pg_query *q) {
+static PGresult *send_query(PGconn *pg, pg_query *q) {
   if (q->nparams < 0) return PQexec(pg, q->sql);
-  return PQexecParams(pg, q->sql, q->nparams, NULL, q->values, NULL, NULL, 0);
+  if (q->name == NULL) return PQexecParams(pg, q->sql, q->nparams, NULL, q->values, NULL, NULL, 0);
+  if (!q->prepared) {
+    PGresult *r = PQprepare(pg, q->name, q->sql, q->nparams, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) return r;
+    PQclear(r);
+    q->prepared = 1;
+  }
+  return PQexecPrepared(pg, q->name, q->nparams, q->values, NULL, NULL, 0);
+}
+
+/* A cached statement the server no longer has (DISCARD ALL, DEALLOCATE) or whose
+ * plan changed result type under it (ALTER TABLE): prepare it again. */
+static int stale_statement(pg_conn *c, pg_query *q, const PGresult *r) {
+  const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  if (q->name == NULL || state == NULL) return 0;
+  const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  if (strcmp(state, "0A000") == 0 && q->prepared && msg && strstr(msg, "cached plan")) {
+    char sql[64];
+    snprintf(sql, sizeof sql, "DEALLOCATE %s", q->name);
+    PQclear(PQexec(c->pg, sql));
+  } else if (strcmp(state, "26000") != 0) {
+    return 0;
+  }
+  q->prepared = 0;
+  return 1;
 }
 
 /* Runs q into *out (the caller's result box). A connection lost while idle is
  * reset and q sent once more: the server may have run it before it went away,
  * as with any retry after a lost reply. */
-static int run_query(pg_conn *c, const pg_query *q, PGresult **out) {
-  if (conn_ready(c) != 0) return RUN_LOST;
+static int run_query(pg_conn *c, pg_query *q, PGresult **out) {
+  if (conn_ready(c, q) != 0) return RUN_LOST;
   int idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
   *out = send_query(c->pg, q);
   if (PQstatus(c->pg) == CONNECTION_BAD && idle) {
     box_clear(out);
-    if (conn_ready(c) != 0) return RUN_LOST;
+    if (conn_ready(c, q) != 0) return RUN_LOST;
+    *out = send_query(c->pg, q);
+  } else if (idle && PQresultStatus(*out) == PGRES_FATAL_ERROR && stale_statement(c, q, *out)) {
+    box_clear(out);
     *out = send_query(c->pg, q);
   }
   if (PQstatus(c->pg) != CONNECTION_BAD) return RUN_OK;
@@ -193,17 +235,19 @@ static void abandon_copy(PGconn *pg, ExecStatusType st) {
   while ((r = PQgetResult(pg)) != NULL) PQclear(r);
 }
 
-/* pg.connect(url[, statement_timeout_ms]) -> conn | nil, err */
+/* pg.connect(url[, statement_timeout_ms[, prepare]]) -> conn | nil, err */
 static int pg_connect(lua_State *L) {
   const char *url = luaL_checkstring(L, 1);
   lua_Integer timeout = luaL_optinteger(L, 2, 0);
   luaL_argcheck(L, timeout >= 0 && timeout <= 0x7fffffff, 2, "out of range");
+  int prepare = lua_isnoneornil(L, 3) || lua_toboolean(L, 3);
   /* earlier keywords are defaults: the URL's own values override them */
   const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
   const char *vals[] = {CONNECT_TIMEOUT, "multiconnect", url, NULL};
-  pg_conn *c = lua_newuserdatauv(L, sizeof *c, 0);
-  c->pg = NULL;
+  pg_conn *c = lua_newuserdatauv(L, sizeof *c, 1);
+  memset(c, 0, sizeof *c);
   c->timeout_ms = (int)timeout;
+  c->cache_max = prepare ? STMT_CACHE_MAX : 0;
   luaL_setmetatable(L, CONN_MT);
   c->pg = PQconnectdbParams(keys, vals, 1);
   if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) goto fail;
@@ -216,17 +260,66 @@ fail:
   return 2;
 }
 
+/* ---- numbers as text ------------------------------------------------------ */
+
+static const long double POW10[] = {
+  1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L, 1e11L, 1e12L, 1e13L,
+  1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L,
+  1e26L, 1e27L, /* powers of ten up to here are exact in an x87 long double */
+};
+
+/* d (1e-10 <= |d| < 1e16) rounded to ndigits (<= 17) significant digits, in
+ * plain decimal notation, if that reads back as d; else 0. */
+static size_t decimal_digits(double d, int ndigits, char *buf) {
+  double a = fabs(d);
+  int e = (int)floor(log10(a)), k = ndigits - 1 - e;
+  if (k < 0 || k > 27) return 0;
+  uint64_t v = (uint64_t)llroundl((long double)a * POW10[k]), top = 1;
+  for (int i = 1; i < ndigits; i++) top *= 10;
+  if (v >= top * 10) v = (v + 5) / 10, e++; /* log10 rounded up to the next power */
+  if (v < top) return 0;
+  char digits[20];
+  for (int i = ndigits - 1; i >= 0; i--, v /= 10) digits[i] = (char)('0' + v % 10);
+  int n = ndigits;
+  while (n > 1 && digits[n - 1] == '0') n--;
+  char *p = buf;
+  if (d < 0) *p++ = '-';
+  if (e < 0) {
+    *p++ = '0';
+    *p++ = '.';
+    for (int i = 0; i < -e - 1; i++) *p++ = '0';
+  }
+  for (int i = 0; i < n || i <= e; i++) {
+    if (i == e + 1) *p++ = '.';
+    *p++ = i < n ? digits[i] : '0';
+  }
+  *p = '\0';
+  return strtod(buf, NULL) == d ? (size_t)(p - buf) : 0;
+}
+
+/* The shortest of 15 or 17 significant digits that reads back as d, so that
+ * 0.1 stays "0.1" in a numeric column. glibc's "%.17g" alone is exact but slow
+ * (~1.7 us a value: multiprecision), which made COPY of floats CPU-bound.
+ * buf holds at least 64 bytes. */
+static size_t format_double(double d, char *buf) {
+  if (isnan(d)) return (size_t)sprintf(buf, "NaN");
+  if (isinf(d)) return (size_t)sprintf(buf, d > 0 ? "Infinity" : "-Infinity");
+  if (d == floor(d) && fabs(d) < 9007199254740992.0)
+    return (size_t)sprintf(buf, "%lld", (long long)d); /* 2^53: exact */
+  size_t n = 0;
+  if (fabs(d) >= 1e-10 && fabs(d) < 1e16 && (n = decimal_digits(d, 15, buf)) == 0)
+    n = decimal_digits(d, 17, buf);
+  return n ? n : (size_t)snprintf(buf, 64, "%.17g", d);
+}
+
 /* ---- parameters ---------------------------------------------------------- */
 
 static const char *push_number_param(lua_State *L, int idx) {
   if (lua_isinteger(L, idx))
     return lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
-  lua_Number n = lua_tonumber(L, idx);
   char buf[64];
-  if (isnan(n)) return lua_pushliteral(L, "NaN");
-  if (isinf(n)) return n > 0 ? lua_pushliteral(L, "Infinity") : lua_pushliteral(L, "-Infinity");
-  snprintf(buf, sizeof buf, "%.17g", (double)n); /* round-trips; "1" for 1.0 */
-  return lua_pushstring(L, buf);
+  size_t n = format_double((double)lua_tonumber(L, idx), buf); /* "1" for 1.0 */
+  return lua_pushlstring(L, buf, n);
 }
 
 static const char *push_json_param(lua_State *L, int idx) {
@@ -307,7 +400,7 @@ static void push_rows(lua_State *L, const PGresult *r) {
 }
 
 /* Runs q and pushes rows or nil, err[, sqlstate]. */
-static int query_push(lua_State *L, pg_conn *c, const pg_query *q) {
+static int query_push(lua_State *L, pg_conn *c, pg_query *q) {
   PGresult **box = new_result_box(L);
   int status = run_query(c, q, box);
   if (status != RUN_OK) return push_run_error(L, c, status);
@@ -331,6 +424,36 @@ static int query_push(lua_State *L, pg_conn *c, const pg_query *q) {
   }
 }
 
+/* ---- the statement cache ------------------------------------------------- */
+
+/* Pushes the conn's cache (at index 1), renewed if a reconnect made it stale,
+ * and points q at the statement for q->sql: cached, or a new name to prepare
+ * while there is room. Returns the cache's stack index. */
+static int cache_lookup(lua_State *L, pg_conn *c, pg_query *q) {
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE || c->cache_session != c->session) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+    c->cache_session = c->session;
+    c->cache_count = 0;
+  }
+  int cache = lua_gettop(L);
+  if (lua_getfield(L, cache, q->sql) == LUA_TSTRING) {
+    q->name = lua_tostring(L, -1); /* anchored in the cache */
+    q->prepared = q->was_cached = 1;
+  } else if (c->cache_count < c->cache_max) {
+    q->name = lua_pushfstring(L, "mc_%d", (int)(c->next_stmt++ % 0x7fffffff));
+  }
+  return cache;
+}
+
+static void cache_store(lua_State *L, pg_conn *c, int cache, const pg_query *q) {
+  lua_pushstring(L, q->name);
+  lua_setfield(L, cache, q->sql);
+  c->cache_count++;
+}
+
 /* conn:query(sql, ...) -> rows | nil, err[, sqlstate] */
 static int conn_query(lua_State *L) {
   pg_conn *c = check_open(L);
@@ -343,15 +466,18 @@ static int conn_query(lua_State *L) {
   if (n > PARAMS_INLINE) values = lua_newuserdatauv(L, (size_t)n * sizeof *values, 0);
   luaL_checkstack(L, n + 8, "too many parameters");
   for (int i = 0; i < n; i++) values[i] = param_text(L, 3 + i);
-  pg_query q = {sql, n, values};
-  return query_push(L, c, &q);
+  pg_query q = {sql, n, values, NULL, 0, 0};
+  int cache = cache_lookup(L, c, &q);
+  int session = (int)c->session, nret = query_push(L, c, &q);
+  if (q.prepared && !q.was_cached && (unsigned)session == c->session) cache_store(L, c, cache, &q);
+  return nret;
 }
 
 /* conn:exec(sql) -> rows of the last statement | nil, err[, sqlstate] */
 static int conn_exec(lua_State *L) {
   pg_conn *c = check_open(L);
   if (c == NULL) return 2;
-  pg_query q = {luaL_checkstring(L, 2), -1, NULL};
+  pg_query q = {luaL_checkstring(L, 2), -1, NULL, NULL, 0, 0};
   return query_push(L, c, &q);
 }
 
@@ -412,11 +538,10 @@ static int copy_value(lua_State *L, copy_buf *b) {
     return copy_string(b, s, len);
   case LUA_TNUMBER:
     if (lua_isinteger(L, -1))
-      snprintf(num, sizeof num, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, -1));
-    else if (isnan(lua_tonumber(L, -1))) strcpy(num, "NaN");
-    else if (isinf(lua_tonumber(L, -1))) strcpy(num, lua_tonumber(L, -1) > 0 ? "Infinity" : "-Infinity");
-    else snprintf(num, sizeof num, "%.17g", (double)lua_tonumber(L, -1));
-    return copy_put(b, num, strlen(num));
+      len = (size_t)snprintf(num, sizeof num, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, -1));
+    else
+      len = format_double((double)lua_tonumber(L, -1), num);
+    return copy_put(b, num, len);
   case LUA_TBOOLEAN: return copy_put(b, lua_toboolean(L, -1) ? "t" : "f", 1);
   case LUA_TNIL: return copy_put(b, "\\N", 2);
   case LUA_TLIGHTUSERDATA:
@@ -484,7 +609,7 @@ static int copy_finish(lua_State *L, pg_conn *c, copy_buf *b, lua_Integer failed
 static int conn_copy_in(lua_State *L) {
   pg_conn *c = check_open(L);
   if (c == NULL) return 2;
-  pg_query q = {luaL_checkstring(L, 2), -1, NULL};
+  pg_query q = {luaL_checkstring(L, 2), -1, NULL, NULL, 0, 0};
   luaL_checktype(L, 3, LUA_TTABLE);
   copy_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->pg = c->pg;
@@ -514,7 +639,7 @@ static int conn_set_timeout(lua_State *L) {
   lua_Integer ms = luaL_checkinteger(L, 2);
   luaL_argcheck(L, ms >= 0 && ms <= 0x7fffffff, 2, "out of range");
   c->timeout_ms = (int)ms;
-  if (conn_ready(c) != 0 || session_init(c) != 0) return push_conn_error(L, c->pg);
+  if (conn_ready(c, NULL) != 0 || session_init(c) != 0) return push_conn_error(L, c->pg);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -124,9 +124,11 @@ local function scrub(err, url)
   return err
 end
 
--- pg.connect([url][, {statement_timeout = ms}]) -> conn | nil, err
+-- pg.connect([url][, {statement_timeout = ms, prepare = true}]) -> conn | nil, err
 -- url defaults to DATABASE_URL; libpq reads it whole (sslmode, connect_timeout,
--- ...); connect_timeout is 10 s unless the URL sets it.
+-- ...); connect_timeout is 10 s unless the URL sets it. query() prepares each
+-- distinct SQL text once per connection (up to 256) and reuses it; prepare =
+-- false turns that off (for a transaction-mode pooler such as PgBouncer < 1.21).
 function _M.connect(url, opts)
   if url ~= nil and type(url) ~= "string" then
     error("bad argument #1 to 'connect' (string expected, got " .. type(url) .. ")", 2)
@@ -141,7 +143,7 @@ function _M.connect(url, opts)
   if not (url:find("^postgres://") or url:find("^postgresql://")) then
     return nil, "not a postgres:// or postgresql:// URL"
   end
-  local conn, err = native.connect(url, opts and opts.statement_timeout)
+  local conn, err = native.connect(url, opts and opts.statement_timeout, opts and opts.prepare)
   if not conn then return nil, scrub(err, url) end
   return conn
 end
