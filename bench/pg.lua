@@ -74,16 +74,20 @@ local function bench_copy(url)
   f:close()
   lines = nil
 
-  local t0 = now()
-  sh("psql -q " .. quote(url) .. " -c " .. quote("\\copy bench_copy from '" .. file .. "'"))
-  local peer = COPY_ROWS / (now() - t0)
+  -- best of three each, alternating: the server's own pace varies run to run
+  local ours, peer = 0, 0
+  for _ = 1, 3 do
+    assert(conn:exec("truncate bench_copy"))
+    local t0 = now()
+    sh("psql -q " .. quote(url) .. " -c " .. quote("\\copy bench_copy from '" .. file .. "'"))
+    peer = math.max(peer, COPY_ROWS / (now() - t0))
+    assert(conn:exec("truncate bench_copy"))
+    collectgarbage() -- the garbage of building the rows is not the copy's cost
+    t0 = now()
+    assert(assert(conn:copy_in("copy bench_copy from stdin", rows)) == COPY_ROWS)
+    ours = math.max(ours, COPY_ROWS / (now() - t0))
+  end
   os.remove(file)
-  assert(conn:exec("truncate bench_copy"))
-
-  collectgarbage() -- the garbage of building the rows is not the copy's cost
-  t0 = now()
-  assert(assert(conn:copy_in("copy bench_copy from stdin", rows)) == COPY_ROWS)
-  local ours = COPY_ROWS / (now() - t0)
   assert(conn:exec("drop table bench_copy"))
   conn:close()
   report("copy rows (" .. COPY_ROWS .. ")", ours, peer, "rows/s")

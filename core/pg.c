@@ -2,7 +2,7 @@
  *
  * C gives the raw primitives: connect, query with $n parameters (PQexecParams,
  * text format), exec (PQexec, several statements), copy_in (COPY ... FROM STDIN
- * in 256 KiB chunks) and the Postgres array text parser. Values come back as
+ * in 64 KiB chunks) and the Postgres array text parser. Values come back as
  * strings unless the decoders table (registry, filled by the Lua half, keyed by
  * type OID) has a function for the column's type: decoding is table-driven.
  *
@@ -32,7 +32,7 @@
 #define CONNECT_TIMEOUT "10"           /* seconds, unless the URL says otherwise */
 #define PARAMS_INLINE 16
 #define STMT_CACHE_MAX 256 /* prepared statements per connection; more run unnamed */
-#define COPY_CHUNK (256 * 1024)
+#define COPY_CHUNK (64 * 1024) /* larger chunks block in send() longer, leaving the server idle */
 #define ARRAY_MAX_DEPTH 8 /* Postgres allows 6 dimensions */
 
 /* A conn's user value 1 is its statement cache, {[sql] = statement name}, valid
@@ -268,6 +268,18 @@ static const long double POW10[] = {
   1e26L, 1e27L, /* powers of ten up to here are exact in an x87 long double */
 };
 
+/* snprintf's "%lld" costs as much as the rest of a COPY field. */
+static size_t format_integer(lua_Integer v, char *buf) {
+  char tmp[24];
+  size_t n = 0, len = 0;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do tmp[n++] = (char)('0' + u % 10); while ((u /= 10) != 0);
+  if (v < 0) buf[len++] = '-';
+  while (n > 0) buf[len++] = tmp[--n];
+  buf[len] = '\0';
+  return len;
+}
+
 /* d (1e-10 <= |d| < 1e16) rounded to ndigits (<= 17) significant digits, in
  * plain decimal notation, if that reads back as d; else 0. */
 static size_t decimal_digits(double d, int ndigits, char *buf) {
@@ -305,7 +317,7 @@ static size_t format_double(double d, char *buf) {
   if (isnan(d)) return (size_t)sprintf(buf, "NaN");
   if (isinf(d)) return (size_t)sprintf(buf, d > 0 ? "Infinity" : "-Infinity");
   if (d == floor(d) && fabs(d) < 9007199254740992.0)
-    return (size_t)sprintf(buf, "%lld", (long long)d); /* 2^53: exact */
+    return format_integer((lua_Integer)d, buf); /* below 2^53: exact */
   size_t n = 0;
   if (fabs(d) >= 1e-10 && fabs(d) < 1e16 && (n = decimal_digits(d, 15, buf)) == 0)
     n = decimal_digits(d, 17, buf);
@@ -315,10 +327,9 @@ static size_t format_double(double d, char *buf) {
 /* ---- parameters ---------------------------------------------------------- */
 
 static const char *push_number_param(lua_State *L, int idx) {
-  if (lua_isinteger(L, idx))
-    return lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
   char buf[64];
-  size_t n = format_double((double)lua_tonumber(L, idx), buf); /* "1" for 1.0 */
+  size_t n = lua_isinteger(L, idx) ? format_integer(lua_tointeger(L, idx), buf)
+                                   : format_double((double)lua_tonumber(L, idx), buf); /* "1" for 1.0 */
   return lua_pushlstring(L, buf, n);
 }
 
@@ -538,7 +549,7 @@ static int copy_value(lua_State *L, copy_buf *b) {
     return copy_string(b, s, len);
   case LUA_TNUMBER:
     if (lua_isinteger(L, -1))
-      len = (size_t)snprintf(num, sizeof num, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, -1));
+      len = format_integer(lua_tointeger(L, -1), num);
     else
       len = format_double((double)lua_tonumber(L, -1), num);
     return copy_put(b, num, len);
