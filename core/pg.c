@@ -302,7 +302,7 @@ static size_t decimal_digits(double d, int ndigits, char *buf) {
     for (int i = 0; i < -e - 1; i++) *p++ = '0';
   }
   for (int i = 0; i < n || i <= e; i++) {
-    if (i == e + 1) *p++ = '.';
+    if (e >= 0 && i == e + 1) *p++ = '.';
     *p++ = i < n ? digits[i] : '0';
   }
   *p = '\0';
@@ -321,7 +321,9 @@ static size_t format_double(double d, char *buf) {
   size_t n = 0;
   if (fabs(d) >= 1e-10 && fabs(d) < 1e16 && (n = decimal_digits(d, 15, buf)) == 0)
     n = decimal_digits(d, 17, buf);
-  return n ? n : (size_t)snprintf(buf, 64, "%.17g", d);
+  if (n != 0) return n;
+  n = (size_t)snprintf(buf, 64, "%.15g", d); /* far out of the range above: rare */
+  return strtod(buf, NULL) == d ? n : (size_t)snprintf(buf, 64, "%.17g", d);
 }
 
 /* ---- parameters ---------------------------------------------------------- */

@@ -159,6 +159,41 @@ describe("mc.pg", function()
       assert.equal("42703", state, err)
     end)
 
+    it("sends floats with the fewest digits that read back the same", function()
+      local r = one("select $1::numeric::text as a, $2::float8 as b, $3::text as c, $4::text as d",
+        0.1, 1 / 3, 2.5e-7, 1e300)
+      assert.same({ a = "0.1", b = 1 / 3, c = "0.00000025", d = "1e+300" }, r)
+      math.randomseed(42)
+      for _ = 1, 2000 do
+        local v = (math.random() - 0.5) * 10 ^ math.random(-14, 20)
+        local back = one("select $1::text as t", v).t
+        assert.equal(v, tonumber(back), back)
+      end
+    end)
+
+    it("prepares statements once and re-prepares them when the server dropped or outdated them", function()
+      assert(conn:exec("create temp table pc (a int)"))
+      assert(conn:query("insert into pc values ($1)", 1))
+      assert.same({ a = 1 }, one("select * from pc where a = $1", 1))
+      local n = #assert(conn:query("select name from pg_prepared_statements"))
+      assert.is_true(n >= 2)
+      assert(conn:exec("alter table pc add column b text default 'x'"))
+      assert.same({ a = 1, b = "x" }, one("select * from pc where a = $1", 1)) -- 0A000, re-prepared
+      assert(conn:exec("discard all"))
+      assert(conn:exec("create temp table pc (a int)")) -- discard all dropped it
+      assert.equal(0, #assert(conn:query("select * from pc where a = $1", 1))) -- 26000, re-prepared
+      for i = 1, 300 do assert.equal(i, one("select " .. i .. " + $1::int as v", 0).v) end
+      local prepared = one("select count(*)::int as n from pg_prepared_statements").n
+      assert.is_true(prepared > 200 and prepared <= 256, prepared)
+    end)
+
+    it("prepares nothing with prepare = false", function()
+      local c = assert(pg.connect(nil, { prepare = false }))
+      assert.equal(2, assert(c:query("select $1::int + 1 as v", 1))[1].v)
+      assert.equal(0, assert(c:query("select count(*)::int as n from pg_prepared_statements"))[1].n)
+      c:close()
+    end)
+
     it("statement_timeout cancels a slow statement (57014)", function()
       assert.is_true(conn:set_timeout(20))
       local rows, err, state = conn:query("select pg_sleep(5)")
