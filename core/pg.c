@@ -280,22 +280,11 @@ static size_t format_integer(lua_Integer v, char *buf) {
   return len;
 }
 
-/* d (1e-10 <= |d| < 1e16) rounded to ndigits (<= 17) significant digits, in
- * plain decimal notation, if that reads back as d; else 0. */
-static size_t decimal_digits(double d, int ndigits, char *buf) {
-  double a = fabs(d);
-  int e = (int)floor(log10(a)), k = ndigits - 1 - e;
-  if (k < 0 || k > 27) return 0;
-  uint64_t v = (uint64_t)llroundl((long double)a * POW10[k]), top = 1;
-  for (int i = 1; i < ndigits; i++) top *= 10;
-  if (v >= top * 10) v = (v + 5) / 10, e++; /* log10 rounded up to the next power */
-  if (v < top) return 0;
-  char digits[20];
-  for (int i = ndigits - 1; i >= 0; i--, v /= 10) digits[i] = (char)('0' + v % 10);
-  int n = ndigits;
-  while (n > 1 && digits[n - 1] == '0') n--;
+/* Plain decimal notation of 0.digits * 10^(e+1) (digits: n of them, no
+ * trailing zeros), with a '-' first if negative. Returns its length. */
+static size_t write_decimal(char *buf, int negative, const char *digits, int n, int e) {
   char *p = buf;
-  if (d < 0) *p++ = '-';
+  if (negative) *p++ = '-';
   if (e < 0) {
     *p++ = '0';
     *p++ = '.';
@@ -306,7 +295,46 @@ static size_t decimal_digits(double d, int ndigits, char *buf) {
     *p++ = i < n ? digits[i] : '0';
   }
   *p = '\0';
-  return strtod(buf, NULL) == d ? (size_t)(p - buf) : 0;
+  return (size_t)(p - buf);
+}
+
+/* Whether v / 10^k (scaled = a * 10^k) reads back as a: within half an ulp of
+ * it (the smaller half below a power of two). Decided in long double, whose
+ * error here is under 0.01 of a unit of v; closer calls are left to strtod. */
+static int reads_back(double a, long double scaled, uint64_t v, int k, const char *text) {
+  int e2;
+  double m = frexp(a, &e2);
+  long double half = ldexpl(POW10[k], e2 - (m == 0.5 ? 55 : 54));
+  long double off = fabsl(scaled - (long double)v);
+  if (off < half - 0.01L) return 1;
+  if (off > half + 0.01L) return 0;
+  return fabs(strtod(text, NULL)) == a;
+}
+
+/* d (1e-5 <= |d| < 1e16) rounded to ndigits (<= 17) significant digits, in
+ * plain decimal notation, if that reads back as d; else 0. */
+static size_t decimal_digits(double d, int ndigits, char *buf) {
+  double a = fabs(d);
+  int e = (int)floor(log10(a)), k = ndigits - 1 - e;
+  uint64_t top = 1;
+  for (int i = 1; i < ndigits; i++) top *= 10;
+  if (k < 0 || k > 27) return 0;
+  long double scaled = (long double)a * POW10[k];
+  uint64_t v = (uint64_t)llroundl(scaled);
+  if (v >= top * 10) { /* log10 rounded up past a power of ten */
+    if (--k < 0) return 0;
+    e++;
+    scaled = (long double)a * POW10[k];
+    v = (uint64_t)llroundl(scaled);
+  }
+  if (v < top || v >= top * 10) return 0;
+  char digits[20];
+  uint64_t rest = v;
+  for (int i = ndigits - 1; i >= 0; i--, rest /= 10) digits[i] = (char)('0' + rest % 10);
+  int n = ndigits;
+  while (n > 1 && digits[n - 1] == '0') n--;
+  size_t len = write_decimal(buf, d < 0, digits, n, e);
+  return reads_back(a, scaled, v, k, buf) ? len : 0;
 }
 
 /* The shortest of 15 or 17 significant digits that reads back as d, so that
@@ -319,7 +347,7 @@ static size_t format_double(double d, char *buf) {
   if (d == floor(d) && fabs(d) < 9007199254740992.0)
     return format_integer((lua_Integer)d, buf); /* below 2^53: exact */
   size_t n = 0;
-  if (fabs(d) >= 1e-10 && fabs(d) < 1e16 && (n = decimal_digits(d, 15, buf)) == 0)
+  if (fabs(d) >= 1e-5 && fabs(d) < 1e16 && (n = decimal_digits(d, 15, buf)) == 0)
     n = decimal_digits(d, 17, buf);
   if (n != 0) return n;
   n = (size_t)snprintf(buf, 64, "%.15g", d); /* far out of the range above: rare */

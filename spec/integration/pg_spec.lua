@@ -162,7 +162,7 @@ describe("mc.pg", function()
     it("sends floats with the fewest digits that read back the same", function()
       local r = one("select $1::numeric::text as a, $2::float8 as b, $3::text as c, $4::text as d",
         0.1, 1 / 3, 2.5e-7, 1e300)
-      assert.same({ a = "0.1", b = 1 / 3, c = "0.00000025", d = "1e+300" }, r)
+      assert.same({ a = "0.1", b = 1 / 3, c = "2.5e-07", d = "1e+300" }, r)
       math.randomseed(42)
       for _ = 1, 2000 do
         local v = (math.random() - 0.5) * 10 ^ math.random(-14, 20)
