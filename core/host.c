@@ -99,7 +99,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.host", luaopen_mc_host},
   {"mc.json", luaopen_mc_json},
   {"mc.url", luaopen_mc_url},
-  {"mc.pg", luaopen_mc_pg},
+  {"mc.pg_native", luaopen_mc_pg_native},
   {"mc.redis_native", luaopen_mc_redis_native},
   {"mc.http_native", luaopen_mc_http_native},
   {"mc.crypto_native", luaopen_mc_crypto_native},

@@ -28,7 +28,7 @@ int mc_pcall(lua_State *L, int nargs, int nresults);
 int luaopen_mc_host(lua_State *L);
 int luaopen_mc_json(lua_State *L);
 int luaopen_mc_url(lua_State *L);
-int luaopen_mc_pg(lua_State *L);
+int luaopen_mc_pg_native(lua_State *L);    /* under mc.pg (core/lua/mc/pg.lua) */
 int luaopen_mc_redis_native(lua_State *L); /* under mc.redis (core/lua/mc/redis.lua) */
 int luaopen_mc_http_native(lua_State *L);
 int luaopen_mc_crypto_native(lua_State *L);
