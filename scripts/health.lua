@@ -11,7 +11,7 @@ local TIMEOUT = 1
 local function check_postgres()
   local url = os.getenv("DATABASE_URL")
   if not url or url == "" then return "not configured" end
-  local conn, err = pg.connect(url, { statement_timeout = TIMEOUT * 1000 })
+  local conn, err = pg.connect(url, { connect_timeout = TIMEOUT, statement_timeout = TIMEOUT * 1000 })
   if not conn then return err end
   local rows, qerr = conn:query("select 1 as ok")
   conn:close()

@@ -215,3 +215,38 @@ describe("multiconnect web", function()
     assert.matches("^at=info method=GET path=\"/hello\" status=200 bytes=17 duration_ms=[%d.]+", line)
   end)
 end)
+
+describe("GET /health (the project's own app)", function()
+  local function start(env)
+    local host = require "mc.host"
+    local files = {}
+    for _, f in ipairs({ "scripts/app.lua", "scripts/health.lua" }) do
+      local h = assert(io.open(host.root .. "/" .. f))
+      files[f] = h:read("a")
+      h:close()
+    end
+    return server.start({ files = files, env = env })
+  end
+
+  it("answers 200 with the versions when Postgres and Redis answer", function()
+    local srv = start({})
+    local r = srv:request("GET", "/health")
+    srv:stop()
+    local doc = json.decode(r.body)
+    assert.equal(200, r.status, r.body)
+    assert.same({ postgres = "ok", redis = "ok" }, doc.checks)
+    assert.equal("Lua 5.4.4", doc.versions.lua)
+    assert.truthy(doc.versions.libmicrohttpd and doc.versions.libpq and doc.versions.hiredis)
+  end)
+
+  it("answers 503 and says which service is down", function()
+    local dead = server.free_port()
+    local srv = start({ REDIS_URL = "redis://127.0.0.1:" .. dead .. "/0" })
+    local r = srv:request("GET", "/health")
+    srv:stop()
+    assert.equal(503, r.status)
+    local doc = json.decode(r.body)
+    assert.equal("ok", doc.checks.postgres)
+    assert.equal("connection refused", doc.checks.redis)
+  end)
+end)

@@ -124,9 +124,10 @@ local function scrub(err, url)
   return err
 end
 
--- pg.connect([url][, {statement_timeout = ms, prepare = true}]) -> conn | nil, err
+-- pg.connect([url][, {statement_timeout = ms, connect_timeout = s, prepare = true}])
+--   -> conn | nil, err
 -- url defaults to DATABASE_URL; libpq reads it whole (sslmode, connect_timeout,
--- ...); connect_timeout is 10 s unless the URL sets it. query() prepares each
+-- ...); connect_timeout is the URL's, else opts.connect_timeout, else 10 s. query() prepares each
 -- distinct SQL text once per connection (up to 256) and reuses it; prepare =
 -- false turns that off (for a transaction-mode pooler such as PgBouncer < 1.21).
 function _M.connect(url, opts)
@@ -142,6 +143,13 @@ function _M.connect(url, opts)
   end
   if not (url:find("^postgres://") or url:find("^postgresql://")) then
     return nil, "not a postgres:// or postgresql:// URL"
+  end
+  local ct = opts and opts.connect_timeout
+  if ct ~= nil and not url:find("[?&]connect_timeout=") then
+    if math.type(ct) ~= "integer" or ct < 1 then
+      error("bad option 'connect_timeout' (whole seconds >= 1 expected)", 2)
+    end
+    url = url .. (url:find("?", 1, true) and "&" or "?") .. "connect_timeout=" .. ct
   end
   local conn, err = native.connect(url, opts and opts.statement_timeout, opts and opts.prepare)
   if not conn then return nil, scrub(err, url) end
