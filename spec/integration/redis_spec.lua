@@ -206,6 +206,18 @@ describe("mc.redis", function()
       assert.has_error(function() r:pipeline(function() error("boom") end) end, "boom")
       assert.equal("PONG", r:call("PING"))
     end)
+
+    it("queues nothing of a command whose arguments raise, even when fn catches it", function()
+      local k = PREFIX .. "pcaught"
+      local res = assert(r:pipeline(function(p)
+        p:call("SET", k, "a")
+        assert(not pcall(p.call, p, "SET", k, {}))
+        assert(not pcall(p.call, p, "SET", k, 0 / 0))
+        p:call("GET", k)
+      end))
+      assert.same({ "OK", "a" }, res)
+      assert.equal("PONG", r:call("PING"))
+    end)
   end)
 
   describe("eval", function()
