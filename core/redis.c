@@ -502,6 +502,10 @@ static void out_reset(outbuf *b) {
  * 0, or -1 with c->err and the socket closed, so that the next command
  * reconnects. The replies are due by *deadline. */
 static int send_commands(rconn *c, outbuf *b, double *deadline) {
+  /* a reply still held means pushing it raised (out of memory); in a pipeline
+   * the later replies were left unread, so this socket can no longer match
+   * replies to commands */
+  if (c->reply != NULL) transport_close(c);
   if (c->state == ST_BROKEN && conn_open(c) != 0) return -1;
   *deadline = now_ms() + c->timeout_ms;
   int status = io_write(c, b->p, b->len, *deadline);
