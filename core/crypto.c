@@ -104,6 +104,7 @@ static int c_hmac_sha256(lua_State *L) {
   const char *msg = luaL_checklstring(L, 2, &mlen);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
+  if (klen > INT_MAX) return luaL_error(L, "input too large"); /* HMAC takes an int */
   if (HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, mlen, md, &mdlen) == NULL)
     return luaL_error(L, "HMAC-SHA256 failed");
   lua_pushlstring(L, (const char *)md, mdlen);

@@ -73,8 +73,10 @@ static int json_decode(lua_State *L) {
 
 /* cjson 2.1.0 prints numbers with 14 significant digits, so a larger integer
  * (an id, a microsecond timestamp) would come out rounded. Finds one, so that
- * encode fails loudly instead; also bounds the walk's depth (cycles). */
-#define ENCODE_MAX_DEPTH 1000
+ * encode fails loudly instead: 1, with *bad set. Past cjson's own depth limit
+ * the whole walk stops (-1, and cjson reports the nesting): a cycle reached by
+ * two paths would otherwise be walked along 2^depth of them. */
+#define ENCODE_MAX_DEPTH 1000 /* cjson's default encode_max_depth */
 #define EXACT_PRINT_LIMIT 100000000000000LL /* 10^14 */
 
 static int inexact_integer(lua_State *L, int idx, int depth, lua_Integer *bad) {
@@ -85,14 +87,16 @@ static int inexact_integer(lua_State *L, int idx, int depth, lua_Integer *bad) {
     *bad = n;
     return 1;
   }
-  if (lua_type(L, idx) != LUA_TTABLE || depth > ENCODE_MAX_DEPTH) return 0;
+  if (lua_type(L, idx) != LUA_TTABLE) return 0;
+  if (depth > ENCODE_MAX_DEPTH) return -1;
   idx = lua_absindex(L, idx);
   luaL_checkstack(L, 3, "json: nesting too deep");
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
-    if (inexact_integer(L, -1, depth + 1, bad)) {
+    int found = inexact_integer(L, -1, depth + 1, bad);
+    if (found != 0) {
       lua_pop(L, 2);
-      return 1;
+      return found;
     }
     lua_pop(L, 1);
   }
@@ -104,7 +108,7 @@ static int json_encode(lua_State *L) {
   luaL_checkany(L, 1);
   lua_settop(L, 1);
   lua_Integer bad;
-  if (inexact_integer(L, 1, 0, &bad)) {
+  if (inexact_integer(L, 1, 0, &bad) == 1) {
     luaL_pushfail(L);
     lua_pushfstring(L, "cannot encode integer %I exactly (more than 14 digits): pass it as a string", bad);
     return 2;

@@ -439,20 +439,29 @@ static void number_arg(lua_State *L, int idx) {
 }
 
 /* Appends the command made of the arguments 2..top of a call or p:call to b.
- * A value neither string nor number raises, as an argument error. */
+ * A value neither string nor number raises, as an argument error. Every check
+ * comes before the first byte is appended, and out of memory takes the bytes
+ * back: a pipeline whose fn catches the error must not send half a command. */
 static void format_cmd(lua_State *L, outbuf *b) {
   int top = lua_gettop(L);
+  size_t start = b->len;
   luaL_argcheck(L, top >= 2, 2, "command expected");
-  if (out_command(b, top - 1) != 0) luaL_error(L, "out of memory");
   for (int idx = 2; idx <= top; idx++) {
     int t = lua_type(L, idx);
     if (t == LUA_TNUMBER)
       number_arg(L, idx);
     else if (t != LUA_TSTRING)
       luaL_typeerror(L, idx, "string or number");
+  }
+  int status = out_command(b, top - 1);
+  for (int idx = 2; idx <= top && status == 0; idx++) {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
-    if (out_arg(b, s, len) != 0) luaL_error(L, "out of memory");
+    status = out_arg(b, s, len);
+  }
+  if (status != 0) {
+    b->len = start;
+    luaL_error(L, "out of memory");
   }
 }
 
@@ -493,6 +502,10 @@ static void out_reset(outbuf *b) {
  * 0, or -1 with c->err and the socket closed, so that the next command
  * reconnects. The replies are due by *deadline. */
 static int send_commands(rconn *c, outbuf *b, double *deadline) {
+  /* a reply still held means pushing it raised (out of memory); in a pipeline
+   * the later replies were left unread, so this socket can no longer match
+   * replies to commands */
+  if (c->reply != NULL) transport_close(c);
   if (c->state == ST_BROKEN && conn_open(c) != 0) return -1;
   *deadline = now_ms() + c->timeout_ms;
   int status = io_write(c, b->p, b->len, *deadline);

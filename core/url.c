@@ -74,9 +74,18 @@ static int url_parse(lua_State *L) {
     lua_pushstring(L, curl_url_strerror(rc));
     return 2;
   }
-  for (int i = 0; i < 8; i++)
-    if (curl_url_get(u->h, PARTS[i].part, &u->part[i], PARTS[i].flags) != CURLUE_OK)
-      u->part[i] = NULL;
+  for (int i = 0; i < 8; i++) {
+    rc = curl_url_get(u->h, PARTS[i].part, &u->part[i], PARTS[i].flags);
+    if (rc == CURLUE_OK) continue;
+    u->part[i] = NULL;
+    /* absent is nil; a part that is there but does not decode (a password
+     * with %00 or %0A) is an error, not a URL without that part */
+    if (rc < CURLUE_NO_SCHEME || rc > CURLUE_NO_FRAGMENT) {
+      luaL_pushfail(L);
+      lua_pushfstring(L, "%s: %s", PARTS[i].key, curl_url_strerror(rc));
+      return 2;
+    }
+  }
   lua_createtable(L, 0, 8);
   for (int i = 0; i < 8; i++) {
     if (u->part[i] == NULL) continue;

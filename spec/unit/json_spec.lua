@@ -95,6 +95,23 @@ describe("mc.json", function()
       assert.is_nil((json.encode(-100000000000000)))
     end)
 
+    it("returns nil, err for a cycle, however many paths lead round it", function()
+      -- in a child with a time limit: the failure this guards against is a hang
+      local proc = require "support.process"
+      local dir, cleanup = proc.tmpdir()
+      local script = proc.write(dir .. "/cycle.lua", [[
+        local json = require "mc.json"
+        local t = {}
+        t.a, t.b, t.c = t, t, { t, t }
+        local s, err = json.encode(t)
+        io.write(tostring(s), " ", tostring(err))
+      ]])
+      local res = proc.run({ "timeout", "10", proc.exe, "run", script })
+      cleanup()
+      assert.equal(0, res.code)
+      assert.matches("^nil .*nesting", res.stdout)
+    end)
+
     it("escapes control characters", function()
       assert.equal('"\\u0000\\u0001"', json.encode("\0\1"))
     end)

@@ -36,6 +36,14 @@ describe("mc.url.parse", function()
     end
   end)
 
+  it("returns nil, err for a user or password that does not decode, never drops it", function()
+    for _, bad in ipairs({ "redis://u:p%0Aw@h:1/2", "redis://u:p%00w@h/", "redis://u%0D:pw@h/" }) do
+      local u, err = url.parse(bad)
+      assert.is_nil(u, bad)
+      assert.is_string(err, bad)
+    end
+  end)
+
   it("refuses very long input", function()
     local u, err = url.parse("http://x/" .. string.rep("a", 9000))
     assert.is_nil(u)

@@ -22,6 +22,7 @@ local _M = {
 }
 
 local DEFAULT_PORT = 6379
+local INT_MAX = 0x7fffffff -- the C side's limit for db
 local CONNECT_TIMEOUT = 5 -- seconds: TCP, TLS, AUTH and SELECT together
 local TIMEOUT = 10        -- seconds: one command or one pipeline, sent and answered
 
@@ -42,8 +43,9 @@ local function parse_url(s)
   local db = 0
   if u.path and u.path ~= "" and u.path ~= "/" then
     db = tonumber(u.path:match("^/(%d+)/?$"))
-    if not db then return nil, "bad Redis URL: the path must be a database index (/2)" end
+    if not db or db > INT_MAX then return nil, "bad Redis URL: the path must be a database index (/2)" end
   end
+  if u.port == 0 then return nil, "bad Redis URL: port 0" end
   return {
     host = u.host:match("^%[(.*)%]$") or u.host, -- getaddrinfo wants IPv6 bare
     port = u.port or DEFAULT_PORT,
