@@ -8,7 +8,7 @@ local has_valgrind = os.execute("command -v valgrind >/dev/null 2>&1")
 describe("memory", function()
   local run_it = (asan or not has_valgrind) and pending or it
 
-  run_it("has no definite leaks under valgrind for a script using mc.json, mc.log, mc.env, mc.url, mc.crypto", function()
+  run_it("has no definite leaks under valgrind for a script using mc.json, mc.log, mc.env, mc.url, mc.crypto, mc.pg, mc.redis, mc.http", function()
     local dir, cleanup = proc.tmpdir()
     local script = proc.write(dir .. "/leak.lua", [[
       local v = assert(mc.json.decode('{"a":[1,2,{"b":null}],"c":"x"}'))
@@ -21,6 +21,17 @@ describe("memory", function()
       assert(ring:open(ring:seal("secret", "ctx"), "ctx") == "secret")
       assert(not ring:open("v1.k.AAAA", "ctx"))
       assert(mc.crypto.from_base64url(mc.crypto.to_base64url(mc.crypto.random(64))))
+      -- the four primitives together
+      local db = assert(mc.pg.connect())
+      assert(db:query("select $1::int as n, 'x'::text as s, '{1,2}'::int[] as a, '{}'::jsonb as j", 7)[1].n == 7)
+      assert(not db:query("select * from no_such_table"))
+      db:close()
+      local r = assert(mc.redis.connect())
+      assert(r:call("SET", "valgrind:key", "v") == "OK")
+      assert(r:pipeline(function(p) p:call("GET", "valgrind:key") p:call("DEL", "valgrind:key") end))
+      r:close()
+      local res, err = mc.http.get("http://127.0.0.1:1/", { timeout = 2 })
+      assert(not res and err)
       return 0
     ]])
     local r = proc.run({ "valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
