@@ -53,6 +53,23 @@ function _M.mc(args, opts)
   return _M.run(argv, opts)
 end
 
+-- Valgrind checks run with the plain binary only (the ASan twin checks leaks its
+-- own way) and where valgrind is installed: specs write
+--   (proc.can_valgrind and it or pending)("has no leaks", function() ... end)
+_M.can_valgrind = not _M.exe:match("%-asan$") and os.execute("command -v valgrind >/dev/null 2>&1") == true
+
+-- assert_no_leaks(args, opts): runs this binary with args under valgrind and fails
+-- on a definite leak (valgrind exits 99) or if valgrind did not run to the end.
+function _M.assert_no_leaks(args, opts)
+  local argv = { "valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+    "--error-exitcode=99", _M.exe }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local r = _M.run(argv, opts)
+  assert.equal(0, r.code, r.stderr)
+  assert.truthy(r.stderr:find("All heap blocks were freed", 1, true)
+    or r.stderr:find("definitely lost: 0 bytes", 1, true), r.stderr)
+end
+
 -- A scratch directory, removed by the returned cleanup function.
 function _M.tmpdir()
   local path = os.tmpname()
