@@ -1,6 +1,7 @@
 -- support.process: run the real binary (or any command) from a spec and collect
 -- what it did. Specs of the command line use it instead of stand-ins.
 local host = require "mc.host"
+local luassert = require "luassert"
 
 local _M = {}
 
@@ -65,8 +66,8 @@ function _M.assert_no_leaks(args, opts)
     "--error-exitcode=99", _M.exe }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   local r = _M.run(argv, opts)
-  assert.equal(0, r.code, r.stderr)
-  assert.truthy(r.stderr:find("All heap blocks were freed", 1, true)
+  luassert.equal(0, r.code, r.stderr)
+  luassert.truthy(r.stderr:find("All heap blocks were freed", 1, true)
     or r.stderr:find("definitely lost: 0 bytes", 1, true), r.stderr)
 end
 
