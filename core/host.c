@@ -104,6 +104,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.http_native", luaopen_mc_http_native},
   {"mc.crypto_native", luaopen_mc_crypto_native},
   {"mc.web_native", luaopen_mc_web_native},
+  {"mc.worker_native", luaopen_mc_worker_native},
   {"cjson", luaopen_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {NULL, NULL},
@@ -216,6 +217,38 @@ static int host_now(lua_State *L) {
   return 1;
 }
 
+/* mc.host.time() -> seconds since the epoch (float): wall-clock time stamps. */
+static int host_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* mc.host.pid(), mc.host.hostname() */
+static int host_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+static int host_hostname(lua_State *L) {
+  char name[256];
+  if (gethostname(name, sizeof name) != 0) strcpy(name, "localhost");
+  name[sizeof name - 1] = '\0';
+  lua_pushstring(L, name);
+  return 1;
+}
+
+/* mc.host.sleep(seconds) */
+static int host_sleep(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  if (s > 0) {
+    struct timespec ts = {(time_t)s, (long)((s - (lua_Number)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  }
+  return 0;
+}
+
 /* mc.host.cpus() -> the number of online processors */
 static int host_cpus(lua_State *L) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -228,6 +261,10 @@ int luaopen_mc_host(lua_State *L) {
     {"versions", host_versions},
     {"now", host_now},
     {"cpus", host_cpus},
+    {"time", host_time},
+    {"pid", host_pid},
+    {"hostname", host_hostname},
+    {"sleep", host_sleep},
     {NULL, NULL},
   };
   const mc_boot *b = boot_of(L);

@@ -33,6 +33,7 @@ int luaopen_mc_redis_native(lua_State *L); /* under mc.redis (core/lua/mc/redis.
 int luaopen_mc_http_native(lua_State *L);
 int luaopen_mc_crypto_native(lua_State *L);
 int luaopen_mc_web_native(lua_State *L);
+int luaopen_mc_worker_native(lua_State *L);
 
 /* Debian's lua-cjson.h declares only luaopen_cjson; the library has both. */
 int luaopen_cjson(lua_State *L);

@@ -12,6 +12,7 @@ commands:
   run FILE|MODULE [args...]  run a Lua file, or a module under scripts/, with
                              every mc.* module loaded; exit 1 on error
   web                        serve HTTP on $PORT: the routes of scripts/app.lua
+  worker                     run background jobs from Redis (scripts/jobs/)
   test [busted args] [paths] run the specs (default: spec/) inside the host
   version                    print the versions of multiconnect and its libraries
   help                       print this text
@@ -47,6 +48,10 @@ end
 
 function COMMANDS.web()
   return require("mc.web").serve()
+end
+
+function COMMANDS.worker()
+  return require("mc.worker").serve()
 end
 
 function COMMANDS.test(args)

@@ -1,0 +1,234 @@
+-- mc.jobs: background jobs on Redis, in Sidekiq 6's layout and payload, so that
+-- Sidekiq's own client, API and Web UI read and write the same queues.
+--
+--   local jobs = require "mc.jobs"
+--   local jid = jobs.enqueue("onboarding.advance", { org_id }, { queue = "critical", ["in"] = 30 })
+--
+-- A job is a module under scripts/jobs/ (jobs.onboarding.advance is
+-- scripts/jobs/onboarding/advance.lua) exporting perform(args, ctx); a job fails
+-- when perform raises, returns nil, err, or runs past its time limit.
+--
+-- Layout (../shared/reference/reliability.md §1): `queues` set, `queue:<name>`
+-- lists (LPUSH, fetched from the right), `schedule`/`retry`/`dead` sorted sets
+-- scored by float epoch seconds, `stat:processed`/`stat:failed` counters. Fetch is
+-- reliable: LMOVE into `inflight:<identity>`, removed when the job is done, pushed
+-- back by whoever finds the process dead (see mc.worker).
+local json = require "mc.json"
+local redis = require "mc.redis"
+local crypto = require "mc.crypto"
+
+local _M = {}
+
+_M.DEFAULT_RETRIES = 25
+_M.DEAD_MAX_JOBS = 10000
+_M.DEAD_TIMEOUT = 180 * 24 * 3600
+_M.ERROR_MAX = 10000
+
+local NAME_PATTERN = "^[%a_][%w_]*[%.%w_]*$"
+
+-- ---- time and connection -------------------------------------------------------
+
+function _M.now()
+  return require("mc.host").time()
+end
+
+-- The state's Redis connection, made on first use (mc.redis reconnects by itself
+-- after a dropped connection).
+local conn
+function _M.redis()
+  if conn then return conn end
+  local c, err = redis.connect()
+  if not c then return nil, "redis: " .. err end
+  conn = c
+  return conn
+end
+
+-- ---- payloads --------------------------------------------------------------------
+
+local function check_args(args)
+  if args == nil then return json.empty_array end
+  if type(args) ~= "table" then error("jobs: args must be an array", 3) end
+  local n = 0
+  for k in pairs(args) do
+    if math.type(k) ~= "integer" or k < 1 then error("jobs: args must be an array", 3) end
+    n = n + 1
+  end
+  if n ~= #args then error("jobs: args must be an array without holes", 3) end
+  return n == 0 and json.empty_array or args
+end
+
+local function retry_option(retry)
+  if retry == nil then return true end
+  if retry == false or retry == true then return retry end
+  if math.type(retry) == "integer" and retry >= 0 then return retry end
+  error("jobs: retry must be true, false or a count", 3)
+end
+
+-- payload(name, args, opts) -> job table (not yet encoded)
+function _M.payload(name, args, opts)
+  if type(name) ~= "string" or not name:match(NAME_PATTERN) then
+    error("jobs: bad job name " .. tostring(name), 2)
+  end
+  opts = opts or {}
+  local queue = opts.queue or "default"
+  if type(queue) ~= "string" or not queue:match("^[%w_%-%.:]+$") then
+    error("jobs: bad queue name " .. tostring(queue), 2)
+  end
+  return {
+    class = name,
+    args = check_args(args),
+    jid = crypto.to_hex(crypto.random(12)),
+    queue = queue,
+    retry = retry_option(opts.retry),
+    created_at = _M.now(),
+  }
+end
+
+-- The time to run at, from opts.at (epoch seconds) or opts["in"] (seconds).
+local function run_at(opts)
+  if opts == nil then return nil end
+  local at, delay = opts.at, opts["in"]
+  if at ~= nil and delay ~= nil then error("jobs: give at or in, not both", 3) end
+  if delay ~= nil then
+    if type(delay) ~= "number" then error("jobs: in must be seconds", 3) end
+    return _M.now() + delay
+  end
+  if at ~= nil and type(at) ~= "number" then error("jobs: at must be epoch seconds", 3) end
+  return at
+end
+
+-- Pushes an encoded-ready job to its queue now (pipelined SADD + LPUSH).
+function _M.push(r, job)
+  job.enqueued_at = _M.now()
+  local body, err = json.encode(job)
+  if not body then error("jobs: args JSON cannot hold: " .. err, 3) end
+  local res, perr = r:pipeline(function(p)
+    p:call("SADD", "queues", job.queue)
+    p:call("LPUSH", "queue:" .. job.queue, body)
+  end)
+  if not res then return nil, perr end
+  if type(res[2]) == "table" then return nil, res[2].err end
+  return job.jid
+end
+
+-- enqueue(name, args, {queue =, at = | ["in"] =, retry =}) -> jid | nil, err
+function _M.enqueue(name, args, opts)
+  local job = _M.payload(name, args, opts)
+  local at = run_at(opts)
+  local r, err = _M.redis()
+  if not r then return nil, err end
+  if at and at > _M.now() then
+    local body, jerr = json.encode(job)
+    if not body then error("jobs: args JSON cannot hold: " .. jerr, 2) end
+    local ok, zerr = r:call("ZADD", "schedule", string.format("%.6f", at), body)
+    if not ok then return nil, zerr end
+    return job.jid
+  end
+  return _M.push(r, job)
+end
+
+-- ---- failures --------------------------------------------------------------------
+
+-- Sidekiq 6's schedule: count^4 + 15 + rand(10) * (count + 1) seconds.
+function _M.backoff(count)
+  return count ^ 4 + 15 + math.random(0, 9) * (count + 1)
+end
+
+local function max_retries(job)
+  if job.retry == false then return 0 end
+  if math.type(job.retry) == "integer" then return job.retry end
+  return _M.DEFAULT_RETRIES
+end
+
+-- fail(job, message) -> "retry", at | "dead": updates job's error fields and says
+-- where it goes next (the caller writes it there, atomically with the ack).
+function _M.fail(job, message)
+  local now = _M.now()
+  message = tostring(message)
+  if #message > _M.ERROR_MAX then message = message:sub(1, _M.ERROR_MAX) end
+  job.error_class = "Lua::Error"
+  job.error_message = message
+  if job.retry_count == nil then
+    job.retry_count = 0
+    job.failed_at = now
+  else
+    job.retry_count = job.retry_count + 1
+    job.retried_at = now
+  end
+  if job.retry_count < max_retries(job) then
+    return "retry", now + _M.backoff(job.retry_count)
+  end
+  return "dead", now
+end
+
+-- Adds the commands that bury job in the dead set (capped by age and size) to p.
+function _M.bury(p, job, now)
+  p:call("ZADD", "dead", string.format("%.6f", now), json.encode(job))
+  p:call("ZREMRANGEBYSCORE", "dead", "-inf", string.format("%.6f", now - _M.DEAD_TIMEOUT))
+  p:call("ZREMRANGEBYRANK", "dead", 0, -(_M.DEAD_MAX_JOBS + 1))
+end
+
+-- ---- performing ------------------------------------------------------------------
+
+-- load(name) -> module | nil, err (the job's module under scripts/jobs/)
+function _M.load(name)
+  if type(name) ~= "string" or not name:match(NAME_PATTERN) then
+    return nil, "bad job name " .. tostring(name)
+  end
+  local ok, mod = pcall(require, "jobs." .. name)
+  if not ok then return nil, tostring(mod) end
+  if type(mod) ~= "table" or type(mod.perform) ~= "function" then
+    return nil, "jobs." .. name .. " has no perform(args, ctx)"
+  end
+  return mod
+end
+
+local function traceback(err)
+  return debug.traceback(tostring(err), 2)
+end
+
+-- perform(job, ctx, limit) -> true | nil, err[, traceback]. Runs the job's perform under
+-- pcall with a time limit (seconds) checked every 10,000 VM instructions: a
+-- job blocked inside C (a slow HTTP call) is bounded by that call's own timeout.
+function _M.perform(job, ctx, limit)
+  local mod, err = _M.load(job.class)
+  if not mod then return nil, err end
+  local host = require "mc.host"
+  local deadline = host.now() + (limit or 600)
+  debug.sethook(function()
+    if host.now() > deadline then error("job exceeded its time limit", 2) end
+  end, "", 10000)
+  local ok, res, perr = xpcall(mod.perform, traceback, job.args, ctx or {})
+  debug.sethook()
+  if not ok then -- the message alone is the job's error; the traceback is third
+    return nil, (res:match("^(.-)\nstack traceback:") or res), res
+  end
+  if res == nil and perr ~= nil then return nil, tostring(perr) end
+  return true
+end
+
+-- ---- stats -----------------------------------------------------------------------
+
+function _M.stats()
+  local r, err = _M.redis()
+  if not r then return nil, err end
+  local res, perr = r:pipeline(function(p)
+    p:call("GET", "stat:processed")
+    p:call("GET", "stat:failed")
+    p:call("ZCARD", "schedule")
+    p:call("ZCARD", "retry")
+    p:call("ZCARD", "dead")
+    p:call("SMEMBERS", "queues")
+    p:call("SCARD", "processes")
+  end)
+  if not res then return nil, perr end
+  local queues = {}
+  for _, q in ipairs(res[6]) do queues[q] = r:call("LLEN", "queue:" .. q) end
+  local function num(v) return tonumber(v ~= mc.null and v or 0) or 0 end
+  return {
+    processed = num(res[1]), failed = num(res[2]), scheduled = res[3], retries = res[4],
+    dead = res[5], queues = queues, processes = res[7],
+  }
+end
+
+return _M

@@ -1,0 +1,340 @@
+-- mc.worker: `multiconnect worker`. Threads (core/worker.c) each call the entry
+-- point from thread_entry() in a loop: fetch one job reliably, run it, settle it.
+-- The main thread's tick keeps the heartbeat Sidekiq's API reads, moves due jobs
+-- from `schedule` and `retry` to their queues, and pushes back the in-flight jobs
+-- of processes that died.
+local native = require "mc.worker_native"
+local jobs = require "mc.jobs"
+local json = require "mc.json"
+local log = require "mc.log"
+local host = require "mc.host"
+local env = require "mc.env"
+local crypto = require "mc.crypto"
+
+local _M = {}
+
+local INFLIGHT_SET = "mc:inflight"   -- identities that may have an in-flight list
+local RECOVERIES = "mc:recoveries"   -- jid -> how often its process died under it
+local MAX_RECOVERIES = 3
+
+-- ---- queues ----------------------------------------------------------------
+
+-- parse_queues("critical:3,default:1") -> {{name=, weight=}, ...} | nil, err
+function _M.parse_queues(spec)
+  local list = {}
+  for item in spec:gmatch("[^,%s]+") do
+    local name, weight = item:match("^([%w_%-%.]+):?(%d*)$")
+    if not name then return nil, "bad queue entry " .. item end
+    weight = tonumber(weight) or 1
+    if weight < 1 then return nil, "queue weight must be >= 1: " .. item end
+    list[#list + 1] = { name = name, weight = weight }
+  end
+  if #list == 0 then return nil, "no queues" end
+  return list
+end
+
+-- A fetch order: weighted random without replacement (a queue of weight 3 comes
+-- first three times as often as one of weight 1, and none starves).
+local function order(queues)
+  if #queues == 1 then return queues end
+  local pool, total, out = {}, 0, {}
+  for i, q in ipairs(queues) do pool[i] = q; total = total + q.weight end
+  while #pool > 0 do
+    local pick = math.random() * total
+    for i, q in ipairs(pool) do
+      pick = pick - q.weight
+      if pick <= 0 or i == #pool then
+        out[#out + 1] = q
+        total = total - q.weight
+        table.remove(pool, i)
+        break
+      end
+    end
+  end
+  return out
+end
+
+-- ---- one job ---------------------------------------------------------------
+
+-- fetch(r, queues, inflight) -> body, queue | nil (none) | nil, err
+local function fetch(r, queues, inflight)
+  local list = order(queues)
+  for _, q in ipairs(list) do
+    local body, err = r:call("LMOVE", "queue:" .. q.name, inflight, "RIGHT", "LEFT")
+    if body == nil then return nil, err end
+    if body ~= mc.null then return body, q.name end
+  end
+  -- all empty: wait a moment on the first, so an idle worker does not spin
+  local body, err = r:call("BLMOVE", "queue:" .. list[1].name, inflight, "RIGHT", "LEFT", "0.2")
+  if body == nil then return nil, err end
+  if body ~= mc.null then return body, list[1].name end
+  return nil
+end
+
+local function today() return os.date("!%Y-%m-%d") end
+
+-- Removes body from the in-flight list and records how the job ended, in one
+-- MULTI: a crash can not leave the job both done and in flight.
+local function settle(r, inflight, body, job, ok, err)
+  local now = jobs.now()
+  local res, perr = r:pipeline(function(p)
+    p:call("MULTI")
+    p:call("LREM", inflight, 1, body)
+    if ok then
+      p:call("INCR", "stat:processed")
+      p:call("INCR", "stat:processed:" .. today())
+    else
+      if job then
+        local where, at = jobs.fail(job, err)
+        if where == "retry" then
+          p:call("ZADD", "retry", string.format("%.6f", at), json.encode(job))
+        else
+          jobs.bury(p, job, now)
+        end
+        p:call("HDEL", RECOVERIES, job.jid or "")
+      else
+        p:call("ZADD", "dead", string.format("%.6f", now), body) -- not JSON: no retries
+      end
+      p:call("INCR", "stat:failed")
+      p:call("INCR", "stat:failed:" .. today())
+    end
+    p:call("EXEC")
+  end)
+  if not res then return nil, perr end
+  return true
+end
+
+local function run_one(index, r, inflight, body, queue, limit)
+  native.set_current(index, queue, body)
+  local started = host.now()
+  local job = json.decode(body)
+  local ok, err, trace
+  if type(job) ~= "table" or type(job.class) ~= "string" then
+    job, err = nil, "job is not valid JSON"
+  else
+    local ctx = { jid = job.jid, queue = queue, retry_count = job.retry_count,
+                  log = log.with({ class = job.class, jid = job.jid }) }
+    ok, err, trace = jobs.perform(job, ctx, limit)
+  end
+  local ms = string.format("%.1f", (host.now() - started) * 1000)
+  if ok then
+    log.info("job done", { class = job.class, jid = job.jid, queue = queue, duration_ms = ms })
+  else
+    log.warn("job failed", { class = job and job.class, jid = job and job.jid, queue = queue,
+                             duration_ms = ms, error = trace or err })
+  end
+  local settled, serr = settle(r, inflight, body, job, ok, err)
+  -- if settling failed the job stays in flight: recovery runs it again (at least once)
+  if not settled then log.error("could not settle a job", { jid = job and job.jid, error = serr }) end
+  native.clear_current(index)
+end
+
+-- The entry point of each worker thread's state: fetch and run one job, or wait
+-- a little when there is none (or the worker is quiet or stopping).
+function _M.thread_entry()
+  local inflight = "inflight:" .. native.identity()
+  local queues = assert(_M.parse_queues(env.str("WORKER_QUEUES", "default")))
+  local limit = env.number("JOB_TIMEOUT", 600, { min = 0.001 })
+  return function(index)
+    if native.state() ~= "running" then return host.sleep(0.1) end
+    local r, err = jobs.redis()
+    if not r then
+      log.error("worker cannot reach redis", { error = err })
+      return host.sleep(1)
+    end
+    local body, queue_or_err = fetch(r, queues, inflight)
+    if not body then
+      if queue_or_err then
+        log.error("fetch failed", { error = queue_or_err })
+        host.sleep(1)
+      end
+      return
+    end
+    run_one(index, r, inflight, body, queue_or_err, limit)
+  end
+end
+
+-- ---- the main thread -------------------------------------------------------
+
+-- Moves due members of a sorted set to their queues, one at a time, atomically
+-- (as Sidekiq's scheduler does); stamps enqueued_at into the JSON text itself so
+-- that the payload is not re-encoded by Redis's cjson (which turns [] into {}).
+local ENQUEUE_DUE = [[
+local moved = 0
+while moved < tonumber(ARGV[2]) do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+  if #due == 0 then break end
+  local body = due[1]
+  redis.call('ZREM', KEYS[1], body)
+  local ok, job = pcall(cjson.decode, body)
+  if ok and type(job) == 'table' and type(job.queue) == 'string' and body:sub(-1) == '}' then
+    local stamped = body:sub(1, -2) .. ',"enqueued_at":' .. ARGV[1] .. '}'
+    redis.call('SADD', 'queues', job.queue)
+    redis.call('LPUSH', 'queue:' .. job.queue, stamped)
+  else
+    redis.call('ZADD', 'dead', ARGV[1], body)
+  end
+  moved = moved + 1
+end
+return moved
+]]
+
+-- Pushes a dead process's in-flight jobs back to the right end of their queues
+-- (next to be fetched); a job whose processes died under it MAX_RECOVERIES times
+-- is a poison pill and goes to the dead set instead of killing workers forever.
+local RECOVER = [[
+local moved, buried = 0, 0
+while true do
+  local body = redis.call('RPOP', KEYS[1])
+  if not body then break end
+  local ok, job = pcall(cjson.decode, body)
+  if not ok or type(job) ~= 'table' or type(job.queue) ~= 'string' then
+    redis.call('ZADD', 'dead', ARGV[2], body)
+    buried = buried + 1
+  else
+    local n = redis.call('HINCRBY', KEYS[2], tostring(job.jid), 1)
+    if n > tonumber(ARGV[1]) then
+      redis.call('ZADD', 'dead', ARGV[2], body)
+      redis.call('HDEL', KEYS[2], tostring(job.jid))
+      buried = buried + 1
+    else
+      redis.call('SADD', 'queues', job.queue)
+      redis.call('RPUSH', 'queue:' .. job.queue, body)
+      moved = moved + 1
+    end
+  end
+end
+return {moved, buried}
+]]
+
+local function heartbeat(r, cfg)
+  local now = jobs.now()
+  local current = native.current()
+  local info = json.encode({
+    hostname = cfg.hostname, started_at = cfg.started_at, pid = host.pid(), tag = "multiconnect",
+    concurrency = cfg.concurrency, queues = cfg.queue_names, labels = json.empty_array,
+    identity = cfg.identity,
+  })
+  local quiet = native.state() ~= "running" and "true" or "false"
+  return r:pipeline(function(p)
+    p:call("SADD", "processes", cfg.identity)
+    p:call("HSET", cfg.identity, "info", info, "busy", #current, "beat", string.format("%.6f", now),
+      "quiet", quiet, "concurrency", cfg.concurrency)
+    p:call("EXPIRE", cfg.identity, cfg.ttl)
+    p:call("DEL", cfg.identity .. ":workers")
+    for _, c in ipairs(current) do
+      p:call("HSET", cfg.identity .. ":workers", "t" .. c.index, json.encode({
+        queue = c.queue, payload = c.payload, run_at = math.floor(c.started) }))
+    end
+    p:call("EXPIRE", cfg.identity .. ":workers", cfg.ttl)
+  end)
+end
+
+-- Finds processes that stopped beating and pushes their in-flight jobs back.
+function _M.recover_orphans(r, self_identity)
+  local members, err = r:call("SMEMBERS", INFLIGHT_SET)
+  if not members then return nil, err end
+  local moved, buried = 0, 0
+  for _, identity in ipairs(members) do
+    if identity ~= self_identity and r:call("EXISTS", identity) == 0 then
+      local res, eerr = r:eval(RECOVER, { "inflight:" .. identity, RECOVERIES },
+        { MAX_RECOVERIES, string.format("%.6f", jobs.now()) })
+      if not res then return nil, eerr end
+      r:call("SREM", INFLIGHT_SET, identity)
+      moved, buried = moved + res[1], buried + res[2]
+      if res[1] + res[2] > 0 then
+        log.warn("recovered jobs of a dead process", { process = identity, requeued = res[1], dead = res[2] })
+      end
+    end
+  end
+  return moved, buried
+end
+
+-- Moves due scheduled jobs and retries to their queues.
+function _M.enqueue_due(r)
+  local now = string.format("%.6f", jobs.now())
+  local total = 0
+  for _, set in ipairs({ "retry", "schedule" }) do
+    local n, err = r:eval(ENQUEUE_DUE, { set }, { now, 100 })
+    if not n then return nil, err end
+    total = total + n
+  end
+  return total
+end
+
+-- `multiconnect worker`
+function _M.serve()
+  local hostname = os.getenv("DYNO") or host.hostname()
+  local cfg = {
+    hostname = hostname,
+    identity = hostname .. ":" .. host.pid() .. ":" .. crypto.to_hex(crypto.random(6)),
+    concurrency = env.int("WORKER_CONCURRENCY", 5, { min = 1, max = 200 }),
+    ttl = env.int("WORKER_HEARTBEAT_TTL", 60, { min = 2 }),
+    poll = env.number("WORKER_POLL_INTERVAL", 5, { min = 0.05 }),
+    started_at = jobs.now(),
+  }
+  local queues, qerr = _M.parse_queues(env.str("WORKER_QUEUES", "default"))
+  if not queues then error("WORKER_QUEUES: " .. qerr, 0) end
+  cfg.queue_names = {}
+  for i, q in ipairs(queues) do cfg.queue_names[i] = q.name end
+  local r, err = jobs.redis()
+  if not r then
+    io.stderr:write("multiconnect worker: ", err, "\n")
+    return 1
+  end
+  assert(r:call("SADD", INFLIGHT_SET, cfg.identity))
+  local beat_every = math.min(5, cfg.ttl / 3)
+  local last_beat, last_poll, last_recover = -math.huge, -math.huge, -math.huge
+  local function tick()
+    local now = host.now()
+    if now - last_beat >= beat_every then
+      last_beat = now
+      local ok, berr = heartbeat(r, cfg)
+      if not ok then log.error("heartbeat failed", { error = berr }) end
+    end
+    if now - last_poll >= cfg.poll * (0.5 + math.random()) then
+      last_poll = now
+      local ok, perr = _M.enqueue_due(r)
+      if not ok then log.error("scheduler failed", { error = perr }) end
+    end
+    if now - last_recover >= math.min(15, cfg.ttl) then
+      last_recover = now
+      local ok, rerr = _M.recover_orphans(r, cfg.identity)
+      if not ok then log.error("orphan recovery failed", { error = rerr }) end
+    end
+  end
+  local function requeue()
+    for _, c in ipairs(native.current()) do
+      r:pipeline(function(p)
+        p:call("MULTI")
+        p:call("RPUSH", "queue:" .. c.queue, c.payload)
+        p:call("LREM", "inflight:" .. cfg.identity, 1, c.payload)
+        p:call("EXEC")
+      end)
+      log.warn("pushed back an unfinished job", { queue = c.queue })
+    end
+  end
+  local function stopped()
+    local left = r:call("LLEN", "inflight:" .. cfg.identity)
+    r:pipeline(function(p)
+      p:call("SREM", "processes", cfg.identity)
+      p:call("DEL", cfg.identity, cfg.identity .. ":workers")
+      -- an in-flight list that is not empty stays known, for recovery
+      if left == 0 then p:call("SREM", INFLIGHT_SET, cfg.identity) end
+    end)
+  end
+  log.info("worker starting", { identity = cfg.identity, concurrency = cfg.concurrency,
+                                queues = table.concat(cfg.queue_names, ",") })
+  local ok, rerr = native.run({
+    identity = cfg.identity, concurrency = cfg.concurrency,
+    shutdown_timeout = env.number("SHUTDOWN_TIMEOUT", 25, { min = 0 }),
+    reload = env.bool("MC_RELOAD", true), tick = tick, requeue = requeue, stopped = stopped,
+  })
+  if not ok then
+    io.stderr:write("multiconnect worker: ", rerr, "\n")
+    return 1
+  end
+  return 0
+end
+
+return _M

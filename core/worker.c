@@ -1,0 +1,385 @@
+/* worker.c -- mc.worker_native: the threads of `multiconnect worker`.
+ *
+ * N OS threads each loop: borrow an app state from an mc_pool (pool.c), call its
+ * entry point once (fetch one job and run it, or wait briefly when there is none),
+ * give the state back. Borrowing per job is what makes hot reload land between
+ * jobs. Each thread publishes the job it runs in a slot, which the main thread
+ * reads for the heartbeat and, at a shutdown deadline, to push unfinished jobs
+ * back.
+ *
+ * The main thread (the caller of run) waits for signals and ticks: every tick it
+ * calls opts.tick (heartbeat, scheduler, orphan recovery, in Lua) and checks the
+ * scripts for changes. SIGTERM/SIGINT: stop fetching, wait for running jobs up to
+ * the shutdown timeout, hand the unfinished ones to opts.requeue. SIGTSTP: quiet. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "host.h"
+#include "pool.h"
+#include "watch.h"
+
+typedef struct slot {
+  char *queue, *payload; /* the job running now, or NULL; owned here */
+  double started;        /* wall-clock epoch seconds */
+} slot;
+
+typedef struct worker {
+  const mc_boot *boot;
+  mc_pool pool;
+  int concurrency, reload;
+  char identity[256]; /* hostname:pid:nonce, as Sidekiq names a process */
+  double shutdown_timeout;
+  atomic_int stopping, quiet, running; /* running: threads not yet finished */
+  pthread_mutex_t mu;                  /* guards slots */
+  slot *slots;
+  pthread_t *threads;
+} worker;
+
+typedef struct thread_arg {
+  worker *w;
+  int index;
+} thread_arg;
+
+static const char WORKER_KEY = 0; /* registry: lightuserdata of the worker, per state */
+
+static double wall_time(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double mono_time(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* mc_state_builder: a state whose entry point is require("mc.worker").thread_entry(). */
+static lua_State *build_state(void *ud, int *ref) {
+  worker *w = ud;
+  lua_State *L = mc_state_new(w->boot);
+  if (L == NULL) return NULL;
+  lua_pushlightuserdata(L, w);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &WORKER_KEY);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "mc.worker");
+  if (mc_pcall(L, 1, 1) != LUA_OK) goto fail;
+  lua_getfield(L, -1, "thread_entry");
+  if (mc_pcall(L, 0, 1) != LUA_OK) goto fail;
+  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, 0);
+  return L;
+fail:
+  fprintf(stdout, "at=error msg=\"worker code failed to load\" error=\"%s\"\n",
+          lua_tostring(L, -1));
+  fflush(stdout);
+  lua_close(L);
+  return NULL;
+}
+
+static void *thread_main(void *p) {
+  thread_arg *a = p;
+  worker *w = a->w;
+  while (!atomic_load(&w->stopping)) {
+    mc_state st = mc_pool_acquire(&w->pool);
+    lua_rawgeti(st.L, LUA_REGISTRYINDEX, st.entry_ref);
+    lua_pushinteger(st.L, a->index + 1);
+    if (mc_pcall(st.L, 1, 0) != LUA_OK) { /* the framework itself failed: log, pause */
+      fprintf(stdout, "at=error msg=\"worker loop failed\" error=\"%s\"\n", lua_tostring(st.L, -1));
+      fflush(stdout);
+      lua_settop(st.L, 0);
+      mc_pool_release(&w->pool, st);
+      struct timespec ts = {1, 0};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    lua_settop(st.L, 0);
+    mc_pool_release(&w->pool, st);
+  }
+  atomic_fetch_sub(&w->running, 1);
+  free(a);
+  return NULL;
+}
+
+/* ---- called from the threads' Lua (through the registry's worker pointer) ---- */
+
+static worker *worker_of(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &WORKER_KEY);
+  worker *w = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (w == NULL) luaL_error(L, "mc.worker_native: not inside a worker");
+  return w;
+}
+
+static int check_index(lua_State *L, worker *w) {
+  lua_Integer i = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, i >= 1 && i <= w->concurrency, 1, "no such worker thread");
+  return (int)i - 1;
+}
+
+static void slot_clear(slot *s) {
+  free(s->queue);
+  free(s->payload);
+  s->queue = s->payload = NULL;
+}
+
+/* set_current(index, queue, payload): the job this thread now runs */
+static int w_set_current(lua_State *L) {
+  worker *w = worker_of(L);
+  int i = check_index(L, w);
+  const char *queue = luaL_checkstring(L, 2);
+  const char *payload = luaL_checkstring(L, 3);
+  char *q = strdup(queue), *pl = strdup(payload);
+  if (q == NULL || pl == NULL) {
+    free(q);
+    free(pl);
+    return luaL_error(L, "out of memory");
+  }
+  pthread_mutex_lock(&w->mu);
+  slot_clear(&w->slots[i]);
+  w->slots[i].queue = q;
+  w->slots[i].payload = pl;
+  w->slots[i].started = wall_time();
+  pthread_mutex_unlock(&w->mu);
+  return 0;
+}
+
+static int w_clear_current(lua_State *L) {
+  worker *w = worker_of(L);
+  int i = check_index(L, w);
+  pthread_mutex_lock(&w->mu);
+  slot_clear(&w->slots[i]);
+  pthread_mutex_unlock(&w->mu);
+  return 0;
+}
+
+/* identity() -> this process's name in Redis */
+static int w_identity(lua_State *L) {
+  lua_pushstring(L, worker_of(L)->identity);
+  return 1;
+}
+
+/* state() -> "running" | "quiet" | "stopping" */
+static int w_state(lua_State *L) {
+  worker *w = worker_of(L);
+  lua_pushstring(L, atomic_load(&w->stopping) ? "stopping" : atomic_load(&w->quiet) ? "quiet" : "running");
+  return 1;
+}
+
+/* current() -> array of {index, queue, payload, started} for the busy threads.
+ * Each slot is copied under the lock into Lua-owned memory (a scratch userdata
+ * made before locking), so nothing that can raise runs while the lock is held. */
+static int w_current(lua_State *L) {
+  worker *w = worker_of(L);
+  lua_newtable(L);
+  for (int i = 0; i < w->concurrency; i++) {
+    pthread_mutex_lock(&w->mu);
+    size_t need = w->slots[i].payload ? strlen(w->slots[i].queue) + strlen(w->slots[i].payload) + 2 : 0;
+    pthread_mutex_unlock(&w->mu);
+    if (need == 0) continue;
+    char *buf = lua_newuserdatauv(L, need, 0);
+    size_t ql = 0, pl = 0;
+    double started = 0;
+    pthread_mutex_lock(&w->mu);
+    slot *s = &w->slots[i];
+    if (s->payload != NULL && strlen(s->queue) + strlen(s->payload) + 2 <= need) {
+      ql = strlen(s->queue);
+      pl = strlen(s->payload);
+      memcpy(buf, s->queue, ql);
+      memcpy(buf + ql, s->payload, pl);
+      started = s->started;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (pl == 0) { /* it changed under us: skip it this time */
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushlstring(L, buf, ql);
+    lua_setfield(L, -2, "queue");
+    lua_pushlstring(L, buf + ql, pl);
+    lua_setfield(L, -2, "payload");
+    lua_pushnumber(L, started);
+    lua_setfield(L, -2, "started");
+    lua_pushinteger(L, i + 1);
+    lua_setfield(L, -2, "index");
+    lua_rawseti(L, -3, (lua_Integer)lua_rawlen(L, -3) + 1);
+    lua_pop(L, 1); /* the scratch buffer */
+  }
+  return 1;
+}
+
+/* ---- the main thread ---------------------------------------------------------- */
+
+static void call_hook(lua_State *L, int opts, const char *name) {
+  lua_getfield(L, opts, name);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (mc_pcall(L, 0, 0) != LUA_OK) {
+    fprintf(stdout, "at=error msg=\"worker %s failed\" error=\"%s\"\n", name, lua_tostring(L, -1));
+    fflush(stdout);
+    lua_pop(L, 1);
+  }
+}
+
+static int start_threads(worker *w) {
+  for (int i = 0; i < w->concurrency; i++) {
+    thread_arg *a = malloc(sizeof *a);
+    if (a == NULL) return -1;
+    a->w = w;
+    a->index = i;
+    atomic_fetch_add(&w->running, 1);
+    if (pthread_create(&w->threads[i], NULL, thread_main, a) != 0) {
+      atomic_fetch_sub(&w->running, 1);
+      free(a);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Signals and ticks until SIGTERM/SIGINT. */
+static void main_loop(lua_State *L, worker *w, const sigset_t *set) {
+  char scripts[4096];
+  snprintf(scripts, sizeof scripts, "%s/scripts", w->boot->root);
+  const char *const dirs[] = {scripts, NULL};
+  uint64_t seen = w->reload ? mc_tree_signature(dirs) : 0, pending = seen;
+  struct timespec tick = {0, 250 * 1000 * 1000};
+  for (;;) {
+    int sig = sigtimedwait(set, NULL, &tick);
+    if (sig == SIGTERM || sig == SIGINT) {
+      printf("at=info msg=\"shutting down\" signal=%s\n", sig == SIGTERM ? "TERM" : "INT");
+      return;
+    }
+    if (sig == SIGTSTP) {
+      atomic_store(&w->quiet, 1);
+      printf("at=info msg=\"quiet: no new jobs\"\n");
+    }
+    int reload = sig == SIGHUP;
+    if (w->reload) {
+      uint64_t now = mc_tree_signature(dirs);
+      if (now != seen && now == pending) { /* still for one tick: the write is done */
+        seen = now;
+        reload = 1;
+      }
+      pending = now;
+    }
+    if (reload) {
+      int gen = mc_pool_reload(&w->pool);
+      if (gen < 0) printf("at=error msg=\"reload failed: previous code keeps running\"\n");
+      else printf("at=info msg=reloaded generation=%d\n", gen);
+    }
+    fflush(stdout);
+    call_hook(L, 1, "tick");
+  }
+}
+
+/* Waits for the threads; at the deadline hands the running jobs to opts.requeue
+ * and returns 0 (threads abandoned), else joins them and returns 1. */
+static int drain(lua_State *L, worker *w) {
+  atomic_store(&w->stopping, 1);
+  double deadline = mono_time() + w->shutdown_timeout;
+  while (atomic_load(&w->running) > 0 && mono_time() < deadline) {
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  if (atomic_load(&w->running) > 0) {
+    printf("at=warn msg=\"shutdown timeout: pushing unfinished jobs back\" running=%d\n",
+           atomic_load(&w->running));
+    call_hook(L, 1, "requeue");
+    return 0;
+  }
+  for (int i = 0; i < w->concurrency; i++) pthread_join(w->threads[i], NULL);
+  return 1;
+}
+
+static void read_opts(lua_State *L, worker *w) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "concurrency");
+  w->concurrency = (int)luaL_optinteger(L, -1, 5);
+  lua_getfield(L, 1, "shutdown_timeout");
+  w->shutdown_timeout = luaL_optnumber(L, -1, 25);
+  lua_getfield(L, 1, "reload");
+  w->reload = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_getfield(L, 1, "identity");
+  snprintf(w->identity, sizeof w->identity, "%s", luaL_checkstring(L, -1));
+  lua_pop(L, 4);
+  luaL_argcheck(L, w->concurrency >= 1 && w->concurrency <= 1000, 1, "concurrency out of range");
+}
+
+/* run(opts) -> true | nil, err. Blocks until SIGTERM/SIGINT and the drain. */
+static int w_run(lua_State *L) {
+  worker *w = lua_newuserdatauv(L, sizeof *w, 0); /* lives in this call's frame */
+  memset(w, 0, sizeof *w);
+  read_opts(L, w);
+  lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
+  w->boot = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  w->slots = lua_newuserdatauv(L, sizeof(slot) * (size_t)w->concurrency, 0);
+  memset(w->slots, 0, sizeof(slot) * (size_t)w->concurrency);
+  w->threads = lua_newuserdatauv(L, sizeof(pthread_t) * (size_t)w->concurrency, 0);
+  if (mc_pool_init(&w->pool, w->concurrency, build_state, w) != 0) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "the worker code failed to load (see the log)");
+    return 2;
+  }
+  pthread_mutex_init(&w->mu, NULL);
+  lua_pushlightuserdata(L, w);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &WORKER_KEY); /* tick and requeue see the slots */
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGTSTP);
+  pthread_sigmask(SIG_BLOCK, &set, &old); /* threads inherit it: signals come here */
+  if (start_threads(w) != 0) {
+    printf("at=error msg=\"cannot start worker threads\"\n");
+    fflush(stdout);
+    _exit(1); /* some threads may run: no clean way back */
+  }
+  printf("at=info msg=started concurrency=%d\n", w->concurrency);
+  fflush(stdout);
+  call_hook(L, 1, "tick");
+  main_loop(L, w, &set);
+  if (!drain(L, w)) {
+    printf("at=info msg=stopped\n");
+    fflush(stdout);
+    _exit(0); /* threads still run Lua in their states: nothing can be freed safely */
+  }
+  call_hook(L, 1, "stopped");
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &WORKER_KEY);
+  for (int i = 0; i < w->concurrency; i++) slot_clear(&w->slots[i]);
+  mc_pool_free(&w->pool);
+  pthread_mutex_destroy(&w->mu);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  printf("at=info msg=stopped\n");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int luaopen_mc_worker_native(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"run", w_run},
+    {"set_current", w_set_current},
+    {"clear_current", w_clear_current},
+    {"current", w_current},
+    {"state", w_state},
+    {"identity", w_identity},
+    {NULL, NULL},
+  };
+  luaL_newlib(L, funcs);
+  return 1;
+}
