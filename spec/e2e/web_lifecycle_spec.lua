@@ -52,6 +52,11 @@ describe("hot reload", function()
     assert.is_true(seen[2])
     assert.equal(0, failures)
     for v in pairs(seen) do assert.truthy(v == 1 or v == 2) end
+    -- the swap happens just before the line is written: give it a moment
+    local deadline = socket.gettime() + 3
+    while not srv:log():find("msg=reloaded reason=files-changed", 1, true) and socket.gettime() < deadline do
+      socket.sleep(0.05)
+    end
     assert.matches("msg=reloaded reason=files%-changed", srv:log())
   end)
 
