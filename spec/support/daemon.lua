@@ -1,0 +1,108 @@
+-- support.daemon: run a long-lived multiconnect process (web, worker, clock) in
+-- the background with a scripts/ folder written by the spec, and steer it with
+-- signals: the real binary, as a Procfile would run it.
+local socket = require "socket"
+local proc = require "support.process"
+
+local _M = {}
+
+local Daemon = {}
+Daemon.__index = Daemon
+_M.Daemon = Daemon
+
+-- start{command = "worker", files = {["scripts/x.lua"] = "..."}, env = {...}} -> daemon
+-- (not waited for: the caller knows what "ready" means for its command)
+function _M.start(opts)
+  local root, cleanup = proc.tmpdir()
+  for path, content in pairs(opts.files or {}) do
+    os.execute("mkdir -p " .. proc.quote(root .. "/" .. path:match("^(.*)/")))
+    proc.write(root .. "/" .. path, content)
+  end
+  local log = root .. "/daemon.log"
+  local env = { "MC_ROOT=" .. proc.quote(root) }
+  for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. proc.quote(v) end
+  local exit_path = root .. "/exit-status"
+  -- a subshell records the exit status; signals go to the process itself
+  local cmd = string.format("(env %s %s %s >%s 2>&1; echo $? >%s) >/dev/null 2>&1 & echo $!",
+    table.concat(env, " "), proc.quote(proc.exe), opts.command, proc.quote(log), proc.quote(exit_path))
+  local p = io.popen(cmd)
+  local shell = p:read("l")
+  p:close()
+  local pid
+  for _ = 1, 200 do
+    local q = io.popen("pgrep -P " .. shell)
+    pid = q:read("l")
+    q:close()
+    if pid then break end
+    socket.sleep(0.01)
+  end
+  assert(pid, opts.command .. " process did not appear")
+  return setmetatable({ root = root, pid = pid, log_path = log, exit_path = exit_path,
+    cleanup = cleanup }, opts.class or Daemon)
+end
+
+-- Waits (bounded) until the log contains text; true if it did.
+function Daemon:wait_log(text, seconds)
+  local deadline = socket.gettime() + (seconds or 10)
+  while socket.gettime() < deadline do
+    if self:log():find(text, 1, true) then return true end
+    if not self:alive() then return self:log():find(text, 1, true) ~= nil end
+    socket.sleep(0.02)
+  end
+  return false
+end
+
+function Daemon:alive()
+  return os.execute("kill -0 " .. self.pid .. " 2>/dev/null") == true
+end
+
+function Daemon:log()
+  local f = io.open(self.log_path)
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The exit status once the process has ended, else nil.
+function Daemon:exit_status()
+  for _ = 1, 100 do
+    local f = io.open(self.exit_path)
+    if f then
+      local s = f:read("n")
+      f:close()
+      if s then return s end
+    end
+    socket.sleep(0.02)
+  end
+  return nil
+end
+
+function Daemon:signal(name)
+  os.execute("kill -" .. name .. " " .. self.pid .. " 2>/dev/null")
+end
+
+-- wait(seconds) -> true once the process has ended (bounded wait)
+function Daemon:wait(seconds)
+  local deadline = socket.gettime() + (seconds or 30)
+  while self:alive() and socket.gettime() < deadline do socket.sleep(0.02) end
+  return not self:alive()
+end
+
+function Daemon:stop()
+  if self:alive() then
+    self:signal("TERM")
+    if not self:wait(30) then self:signal("KILL") end
+  end
+  self.cleanup()
+end
+
+function Daemon:write(path, content)
+  os.execute("mkdir -p " .. proc.quote(self.root .. "/" .. path:match("^(.*)/")))
+  -- write then rename, as editors do, so the watcher never sees half a file
+  local tmp = self.root .. "/" .. path .. ".tmp"
+  proc.write(tmp, content)
+  assert(os.rename(tmp, self.root .. "/" .. path))
+end
+
+return _M
