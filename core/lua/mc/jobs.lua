@@ -43,6 +43,11 @@ function _M.redis()
   return conn
 end
 
+-- jobs.use(r): make r this state's connection (another db, a test server).
+function _M.use(r)
+  conn = r
+end
+
 -- ---- payloads --------------------------------------------------------------------
 
 local function check_args(args)

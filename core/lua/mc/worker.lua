@@ -150,6 +150,14 @@ function _M.thread_entry()
       end
       return
     end
+    if native.state() ~= "running" then -- quieted or stopped while fetching: give it back
+      return r:pipeline(function(p)
+        p:call("MULTI")
+        p:call("LREM", inflight, 1, body)
+        p:call("RPUSH", "queue:" .. queue_or_err, body)
+        p:call("EXEC")
+      end)
+    end
     run_one(index, r, inflight, body, queue_or_err, limit)
   end
 end

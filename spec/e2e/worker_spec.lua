@@ -1,0 +1,256 @@
+-- The real `multiconnect worker` against the real Redis: jobs run, fail, retry,
+-- die, wait for their time, survive a kill -9 of their worker, and a SIGTERM.
+local daemon = require "support.daemon"
+local proc = require "support.process"
+local json = require "mc.json"
+local redis = require "mc.redis"
+local socket = require "socket"
+
+-- Jobs for the specs: each appends a line to $MARKS so that runs can be counted.
+local JOBS = {
+  ["scripts/jobs/spec/mark.lua"] = [[
+    local _M = {}
+    function _M.perform(args, ctx)
+      local f = assert(io.open(os.getenv("MARKS"), "a"))
+      f:write(ctx.jid, " ", tostring(args[1]), "\n")
+      f:close()
+      return true
+    end
+    return _M
+  ]],
+  ["scripts/jobs/spec/fail.lua"] = [[
+    local _M = {}
+    function _M.perform(args) return nil, "refused: " .. tostring(args[1]) end
+    return _M
+  ]],
+  ["scripts/jobs/spec/raise.lua"] = [[
+    local _M = {}
+    function _M.perform(args) error("exploded") end
+    return _M
+  ]],
+  ["scripts/jobs/spec/slow.lua"] = [[
+    local _M = {}
+    function _M.perform(args, ctx)
+      local f = assert(io.open(os.getenv("MARKS"), "a"))
+      f:write(ctx.jid, " start\n")
+      f:close()
+      os.execute("sleep " .. tonumber(args[1]))
+      f = assert(io.open(os.getenv("MARKS"), "a"))
+      f:write(ctx.jid, " end\n")
+      f:close()
+      return true
+    end
+    return _M
+  ]],
+  ["scripts/jobs/spec/spin.lua"] = [[
+    local _M = {}
+    function _M.perform(args) while true do end end
+    return _M
+  ]],
+}
+
+local r, url, marks_path, marks_cleanup
+
+local function marks()
+  local f = io.open(marks_path)
+  if not f then return {} end
+  local lines = {}
+  for l in f:lines() do lines[#lines + 1] = l end
+  f:close()
+  return lines
+end
+
+local function wait_until(pred, seconds)
+  local deadline = socket.gettime() + (seconds or 10)
+  while socket.gettime() < deadline do
+    if pred() then return true end
+    socket.sleep(0.05)
+  end
+  return pred()
+end
+
+local function worker(env)
+  local e = { MARKS = marks_path, WORKER_POLL_INTERVAL = "0.2", WORKER_CONCURRENCY = "2",
+              REDIS_URL = url }
+  for k, v in pairs(env or {}) do e[k] = v end
+  local w = daemon.start({ command = "worker", files = JOBS, env = e })
+  assert(w:wait_log("msg=started", 10), w:log())
+  return w
+end
+
+-- enqueue through mc.jobs (this process shares REDIS_URL with the workers)
+local jobs = require "mc.jobs"
+
+describe("multiconnect worker", function()
+  setup(function()
+    -- a database of its own (9) on the test Redis: FLUSHDB between cases is safe
+    url = assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/9"
+    r = assert(redis.connect(url))
+    jobs.use(r)
+    local dir
+    dir, marks_cleanup = proc.tmpdir()
+    marks_path = dir .. "/marks"
+  end)
+  teardown(function() marks_cleanup() end)
+  before_each(function()
+    assert(r:call("FLUSHDB"))
+    os.remove(marks_path)
+  end)
+
+  it("runs enqueued jobs and counts them", function()
+    local w = worker()
+    local jid = assert(jobs.enqueue("spec.mark", { "a" }))
+    assert(jobs.enqueue("spec.mark", { "b" }))
+    assert.is_true(wait_until(function() return #marks() == 2 end))
+    w:stop()
+    local lines = marks()
+    table.sort(lines)
+    assert.truthy(lines[1] == jid .. " a" or lines[2] == jid .. " a")
+    assert.equal("2", r:call("GET", "stat:processed"))
+    assert.equal(0, r:call("LLEN", "queue:default"))
+  end)
+
+  it("puts a failed job in retry with Sidekiq's fields, then in dead after the last retry", function()
+    local w = worker()
+    local jid = assert(jobs.enqueue("spec.fail", { 7 }, { retry = 1 }))
+    assert.is_true(wait_until(function() return r:call("ZCARD", "retry") == 1 end))
+    local member = r:call("ZRANGE", "retry", 0, -1, "WITHSCORES")
+    local job = json.decode(member[1])
+    local score = tonumber(member[2])
+    assert.equal(jid, job.jid)
+    assert.equal("refused: 7", job.error_message)
+    assert.equal("Lua::Error", job.error_class)
+    assert.equal(0, job.retry_count)
+    assert.is_number(job.failed_at)
+    -- Sidekiq's backoff for the first retry: 0^4 + 15 + rand(10) * 1 seconds
+    local delay = score - job.failed_at
+    assert.truthy(delay >= 14.9 and delay <= 25.1, delay)
+    -- make it due now: the poller moves it back, it fails again, and dies
+    assert(r:call("ZADD", "retry", "XX", "0", member[1]))
+    assert.is_true(wait_until(function() return r:call("ZCARD", "dead") == 1 end))
+    w:stop()
+    job = json.decode(r:call("ZRANGE", "dead", 0, -1)[1])
+    assert.equal(1, job.retry_count)
+    assert.is_number(job.retried_at)
+    assert.equal(0, r:call("ZCARD", "retry"))
+    assert.equal("2", r:call("GET", "stat:failed"))
+  end)
+
+  it("keeps only the message of a raised error in the job, the traceback in the log", function()
+    local w = worker()
+    assert(jobs.enqueue("spec.raise", {}, { retry = false }))
+    assert.is_true(wait_until(function() return r:call("ZCARD", "dead") == 1 end))
+    local job = json.decode(r:call("ZRANGE", "dead", 0, -1)[1])
+    assert.matches("exploded$", job.error_message)
+    assert.is_nil(job.error_message:find("stack traceback", 1, true))
+    assert.truthy(w:wait_log("stack traceback", 5))
+    w:stop()
+  end)
+
+  it("fails a job that runs past JOB_TIMEOUT", function()
+    local w = worker({ JOB_TIMEOUT = "0.3" })
+    assert(jobs.enqueue("spec.spin", {}, { retry = false }))
+    assert.is_true(wait_until(function() return r:call("ZCARD", "dead") == 1 end))
+    w:stop()
+    assert.matches("time limit", json.decode(r:call("ZRANGE", "dead", 0, -1)[1]).error_message)
+  end)
+
+  it("runs a scheduled job at its time, not before", function()
+    local w = worker()
+    assert(jobs.enqueue("spec.mark", { "later" }, { ["in"] = 1.5 }))
+    assert.equal(1, r:call("ZCARD", "schedule"))
+    socket.sleep(0.5)
+    local early = #marks()
+    assert.is_true(wait_until(function() return #marks() == 1 end, 10))
+    w:stop()
+    assert.equal(0, early)
+    assert.equal(0, r:call("ZCARD", "schedule"))
+  end)
+
+  it("runs again, elsewhere, the job in flight when its worker is killed -9, and only that one", function()
+    local a = worker({ WORKER_CONCURRENCY = "1", WORKER_HEARTBEAT_TTL = "2" })
+    local slow = assert(jobs.enqueue("spec.slow", { 30 }))
+    assert.is_true(wait_until(function() return #marks() == 1 end))
+    local done = assert(jobs.enqueue("spec.mark", { "queued" }))
+    a:signal("KILL")
+    assert.is_true(a:wait(5))
+    a:stop()
+    -- the killed job sits in the dead process's in-flight list; a new worker
+    -- finds it once that process's heartbeat has expired
+    local b = worker({ WORKER_CONCURRENCY = "2", WORKER_HEARTBEAT_TTL = "2" })
+    assert.is_true(wait_until(function()
+      local n = 0
+      for _, l in ipairs(marks()) do if l == slow .. " start" then n = n + 1 end end
+      return n == 2
+    end, 20))
+    assert.truthy(b:wait_log("recovered jobs of a dead process", 5))
+    b:stop()
+    local counts = {}
+    for _, l in ipairs(marks()) do counts[l] = (counts[l] or 0) + 1 end
+    assert.equal(1, counts[done .. " queued"]) -- it was queued, not in flight: ran once
+  end)
+
+  it("on SIGTERM finishes the running job and exits 0", function()
+    local w = worker({ WORKER_CONCURRENCY = "1" })
+    local jid = assert(jobs.enqueue("spec.slow", { 1 }))
+    assert.is_true(wait_until(function() return #marks() == 1 end))
+    w:signal("TERM")
+    assert.is_true(w:wait(15))
+    local status = w:exit_status()
+    w:stop()
+    assert.equal(0, status)
+    assert.same({ jid .. " start", jid .. " end" }, marks())
+    assert.equal(0, r:call("LLEN", "queue:default"))
+    assert.equal(0, r:call("SCARD", "processes"))
+  end)
+
+  it("pushes back a job that outlives SHUTDOWN_TIMEOUT", function()
+    local w = worker({ WORKER_CONCURRENCY = "1", SHUTDOWN_TIMEOUT = "0.5" })
+    local jid = assert(jobs.enqueue("spec.slow", { 5 }))
+    assert.is_true(wait_until(function() return #marks() == 1 end))
+    w:signal("TERM")
+    assert.is_true(w:wait(15))
+    local status = w:exit_status()
+    w:stop()
+    assert.equal(0, status)
+    local queued = r:call("LRANGE", "queue:default", 0, -1)
+    assert.equal(1, #queued)
+    assert.equal(jid, json.decode(queued[1]).jid)
+  end)
+
+  it("stops taking jobs when quiet (SIGTSTP) and shows it in its heartbeat", function()
+    local w = worker()
+    w:signal("TSTP")
+    assert.truthy(w:wait_log("quiet", 5))
+    assert(jobs.enqueue("spec.mark", { "q" }))
+    socket.sleep(1)
+    local processes = r:call("SMEMBERS", "processes")
+    local quiet = processes[1] and r:call("HGET", processes[1], "quiet")
+    w:stop()
+    assert.same({}, marks())
+    assert.equal(1, #processes)
+    assert.equal("true", quiet)
+  end)
+
+  it("writes the heartbeat Sidekiq's API reads", function()
+    local w = worker({ WORKER_CONCURRENCY = "3", WORKER_HEARTBEAT_TTL = "3" }) -- a beat a second
+    assert(jobs.enqueue("spec.slow", { 4 }))
+    assert.is_true(wait_until(function() return #marks() == 1 end))
+    local id
+    assert.is_true(wait_until(function()
+      id = r:call("SMEMBERS", "processes")[1]
+      return id and r:call("HGET", id, "busy") == "1"
+    end, 10))
+    local info = json.decode(r:call("HGET", id, "info"))
+    local work = r:call("HGETALL", id .. ":workers")
+    local ttl = r:call("TTL", id)
+    w:stop()
+    assert.equal(3, info.concurrency)
+    assert.same({ "default" }, info.queues)
+    assert.equal(id, info.identity)
+    assert.truthy(ttl > 0 and ttl <= 60)
+    local entry = json.decode(work[2])
+    assert.equal("default", entry.queue)
+    assert.equal("spec.slow", json.decode(entry.payload).class)
+  end)
+end)
