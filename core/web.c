@@ -115,14 +115,27 @@ static void put_uint(log_line *l, unsigned long v, int min_digits) {
   put(l, tmp + i);
 }
 
+/* libmicrohttpd passes on any method the client sent, control characters and
+ * quotes included: only an RFC 9110 token is written bare. */
+static int is_token(const char *s) {
+  return *s != '\0' && strspn(s, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == strlen(s);
+}
+
 /* at=info method=GET path="/x" status=200 bytes=17 duration_ms=0.123 request_id=... */
 static void access_log(const char *method, const char *url, unsigned status, size_t bytes,
                        double seconds, const char *id) {
   log_line l = {.n = 0};
-  char path[1024];
+  char path[1024], verb[128];
   unsigned long us = seconds > 0 ? (unsigned long)(seconds * 1e6) : 0;
   put(&l, "at=info method=");
-  put(&l, method);
+  if (is_token(method)) {
+    put(&l, method);
+  } else {
+    put(&l, "\"");
+    put(&l, log_escape(method, verb, sizeof verb));
+    put(&l, "\"");
+  }
   put(&l, " path=\"");
   put(&l, log_escape(url, path, sizeof path));
   put(&l, "\" status=");
