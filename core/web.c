@@ -583,14 +583,14 @@ static int web_serve(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
   srv->boot = lua_touserdata(L, -1);
   lua_pop(L, 1);
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->cfg.port)};
+  if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1) return luaL_error(L, "web: bad bind address");
   if (mc_pool_init(&srv->pool, srv->cfg.threads, load_app_state, srv) != 0) {
     luaL_pushfail(L); /* refuse to start with broken code */
     lua_pushliteral(L, "the app failed to load (see the log)");
     return 2;
   }
 
-  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->cfg.port)};
-  if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1) return luaL_error(L, "web: bad bind address");
   sigset_t set, old;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

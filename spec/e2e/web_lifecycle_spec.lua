@@ -122,3 +122,18 @@ describe("SIGTERM", function()
     assert.matches("shutdown timeout: dropping requests", log, 1, true)
   end)
 end)
+
+describe("startup", function()
+  it("refuses a bad WEB_BIND and leaks nothing on the way out", function()
+    local proc = require "support.process"
+    local root, cleanup = proc.tmpdir()
+    os.execute("mkdir -p " .. proc.quote(root .. "/scripts"))
+    proc.write(root .. "/scripts/app.lua", app_version(1))
+    local r = proc.mc({ "web" }, { env = { MC_ROOT = root, WEB_BIND = "not-an-address",
+      PORT = tostring(server.free_port()), WEB_THREADS = "2", MC_RELOAD = "0" } })
+    cleanup()
+    assert.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("bad bind address", r.stderr, 1, true)
+    assert.is_nil(r.stderr:find("LeakSanitizer", 1, true), r.stderr)
+  end)
+end)
