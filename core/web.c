@@ -541,7 +541,13 @@ static void drain(web_server *srv, struct MHD_Daemon *d) {
     nanosleep(&ts, NULL);
   }
   int left = atomic_load(&srv->active);
-  if (left > 0) printf("at=warn msg=\"shutdown timeout: dropping requests\" count=%d\n", left);
+  if (left > 0) {
+    /* MHD_stop_daemon joins the server threads, so it would wait for the
+     * handlers still running however long they take: leave without them. */
+    printf("at=warn msg=\"shutdown timeout: dropping requests\" count=%d\n", left);
+    fflush(stdout);
+    _exit(0);
+  }
   MHD_stop_daemon(d);
   if (fd != MHD_INVALID_SOCKET) close(fd);
 }

@@ -123,6 +123,31 @@ describe("SIGTERM", function()
   end)
 end)
 
+describe("SIGTERM with a handler that never finishes", function()
+  it("exits once SHUTDOWN_TIMEOUT is over", function()
+    local srv = server.start({ files = { ["scripts/app.lua"] = [[
+local web = require "mc.web"
+local app = web.router()
+app:get("/stuck", function(req)
+  local t = os.clock()
+  while os.clock() - t < 20 do end
+  return 200, "late"
+end)
+return app
+]] }, env = { SHUTDOWN_TIMEOUT = "0.3" } })
+    local stuck = srv:connect()
+    stuck:send("GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
+    socket.sleep(0.2)
+    srv:signal("TERM")
+    local exited = srv:wait(4)
+    local log = srv:log()
+    stuck:close()
+    srv:stop()
+    assert.is_true(exited, log)
+    assert.matches("shutdown timeout: dropping requests", log, 1, true)
+  end)
+end)
+
 describe("startup", function()
   it("refuses a bad WEB_BIND and leaks nothing on the way out", function()
     local proc = require "support.process"
