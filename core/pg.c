@@ -45,6 +45,8 @@ typedef struct pg_conn {
   unsigned session;       /* bumped by every reconnect */
   unsigned cache_session;
   unsigned next_stmt;
+  int in_block;           /* inside conn:transaction(fn) */
+  int block_lost;         /* the connection was lost in that block: refuse until it ends */
 } pg_conn;
 
 typedef struct pg_query {
@@ -205,6 +207,7 @@ static int stale_statement(pg_conn *c, pg_query *q, const PGresult *r) {
  * reset and q sent once more: the server may have run it before it went away,
  * as with any retry after a lost reply. */
 static int run_query(pg_conn *c, pg_query *q, PGresult **out) {
+  if (c->block_lost) return RUN_LOST_IN_TX; /* a reconnect would run the rest of fn outside it */
   if (conn_ready(c, q) != 0) return RUN_LOST;
   int idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
   *out = send_query(c->pg, q);
@@ -217,7 +220,9 @@ static int run_query(pg_conn *c, pg_query *q, PGresult **out) {
     *out = send_query(c->pg, q);
   }
   if (PQstatus(c->pg) != CONNECTION_BAD) return RUN_OK;
-  return idle ? RUN_LOST : RUN_LOST_IN_TX;
+  if (idle) return RUN_LOST;
+  c->block_lost = c->in_block;
+  return RUN_LOST_IN_TX;
 }
 
 static int push_run_error(lua_State *L, pg_conn *c, int status) {
@@ -695,6 +700,16 @@ static int conn_status(lua_State *L) {
   return 1;
 }
 
+/* conn:_transaction_block(on): set by transaction() around fn. Once the
+ * connection is lost inside fn, every call fails until the block ends, as
+ * Postgres refuses statements in an aborted transaction. */
+static int conn_transaction_block(lua_State *L) {
+  pg_conn *c = luaL_checkudata(L, 1, CONN_MT);
+  c->in_block = lua_toboolean(L, 2);
+  c->block_lost = 0;
+  return 0;
+}
+
 static int conn_close(lua_State *L) {
   conn_release(luaL_checkudata(L, 1, CONN_MT));
   lua_pushboolean(L, 1);
@@ -809,6 +824,7 @@ static void make_metatables(lua_State *L) {
     {"set_timeout", conn_set_timeout},
     {"status", conn_status},
     {"close", conn_close},
+    {"_transaction_block", conn_transaction_block},
     {NULL, NULL},
   };
   static const luaL_Reg conn_meta[] = {

@@ -115,14 +115,27 @@ static void put_uint(log_line *l, unsigned long v, int min_digits) {
   put(l, tmp + i);
 }
 
+/* libmicrohttpd passes on any method the client sent, control characters and
+ * quotes included: only an RFC 9110 token is written bare. */
+static int is_token(const char *s) {
+  return *s != '\0' && strspn(s, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == strlen(s);
+}
+
 /* at=info method=GET path="/x" status=200 bytes=17 duration_ms=0.123 request_id=... */
 static void access_log(const char *method, const char *url, unsigned status, size_t bytes,
                        double seconds, const char *id) {
   log_line l = {.n = 0};
-  char path[1024];
+  char path[1024], verb[128];
   unsigned long us = seconds > 0 ? (unsigned long)(seconds * 1e6) : 0;
   put(&l, "at=info method=");
-  put(&l, method);
+  if (is_token(method)) {
+    put(&l, method);
+  } else {
+    put(&l, "\"");
+    put(&l, log_escape(method, verb, sizeof verb));
+    put(&l, "\"");
+  }
   put(&l, " path=\"");
   put(&l, log_escape(url, path, sizeof path));
   put(&l, "\" status=");
@@ -528,7 +541,13 @@ static void drain(web_server *srv, struct MHD_Daemon *d) {
     nanosleep(&ts, NULL);
   }
   int left = atomic_load(&srv->active);
-  if (left > 0) printf("at=warn msg=\"shutdown timeout: dropping requests\" count=%d\n", left);
+  if (left > 0) {
+    /* MHD_stop_daemon joins the server threads, so it would wait for the
+     * handlers still running however long they take: leave without them. */
+    printf("at=warn msg=\"shutdown timeout: dropping requests\" count=%d\n", left);
+    fflush(stdout);
+    _exit(0);
+  }
   MHD_stop_daemon(d);
   if (fd != MHD_INVALID_SOCKET) close(fd);
 }
@@ -570,14 +589,14 @@ static int web_serve(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
   srv->boot = lua_touserdata(L, -1);
   lua_pop(L, 1);
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->cfg.port)};
+  if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1) return luaL_error(L, "web: bad bind address");
   if (mc_pool_init(&srv->pool, srv->cfg.threads, load_app_state, srv) != 0) {
     luaL_pushfail(L); /* refuse to start with broken code */
     lua_pushliteral(L, "the app failed to load (see the log)");
     return 2;
   }
 
-  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->cfg.port)};
-  if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1) return luaL_error(L, "web: bad bind address");
   sigset_t set, old;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

@@ -127,3 +127,43 @@ describe("SIGTERM", function()
     assert.matches("shutdown timeout: dropping requests", log, 1, true)
   end)
 end)
+
+describe("SIGTERM with a handler that never finishes", function()
+  it("exits once SHUTDOWN_TIMEOUT is over", function()
+    local srv = server.start({ files = { ["scripts/app.lua"] = [[
+local web = require "mc.web"
+local app = web.router()
+app:get("/stuck", function(req)
+  local t = os.clock()
+  while os.clock() - t < 20 do end
+  return 200, "late"
+end)
+return app
+]] }, env = { SHUTDOWN_TIMEOUT = "0.3" } })
+    local stuck = srv:connect()
+    stuck:send("GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
+    socket.sleep(0.2)
+    srv:signal("TERM")
+    local exited = srv:wait(4)
+    local log = srv:log()
+    stuck:close()
+    srv:stop()
+    assert.is_true(exited, log)
+    assert.matches("shutdown timeout: dropping requests", log, 1, true)
+  end)
+end)
+
+describe("startup", function()
+  it("refuses a bad WEB_BIND and leaks nothing on the way out", function()
+    local proc = require "support.process"
+    local root, cleanup = proc.tmpdir()
+    os.execute("mkdir -p " .. proc.quote(root .. "/scripts"))
+    proc.write(root .. "/scripts/app.lua", app_version(1))
+    local r = proc.mc({ "web" }, { env = { MC_ROOT = root, WEB_BIND = "not-an-address",
+      PORT = tostring(server.free_port()), WEB_THREADS = "2", MC_RELOAD = "0" } })
+    cleanup()
+    assert.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("bad bind address", r.stderr, 1, true)
+    assert.is_nil(r.stderr:find("LeakSanitizer", 1, true), r.stderr)
+  end)
+end)

@@ -395,6 +395,19 @@ describe("mc.pg with a restarted server", function()
     assert.equal(1, assert(conn:query("select 1 as one"))[1].one)
   end)
 
+  it("transaction() runs nothing more once the connection is lost inside it", function()
+    assert(conn:exec("create table if not exists tx_lost (v int); truncate tx_lost"))
+    local r, err = conn:transaction(function(c)
+      svc("restart")
+      c:query("insert into tx_lost values (1)") -- fails, and fn does not look
+      c:query("insert into tx_lost values (2)") -- would run alone on a new session
+      return true
+    end)
+    assert.is_nil(r)
+    assert.equal("connection lost in transaction", err)
+    assert.equal(0, assert(conn:query("select count(*) as n from tx_lost"))[1].n)
+  end)
+
   it("answers nil, err when the server stays down", function()
     svc("stop", "postgres")
     local rows, err = conn:query("select 1")

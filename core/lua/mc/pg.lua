@@ -177,7 +177,9 @@ function methods:transaction(fn)
   local ok, state
   ok, err, state = self:exec("BEGIN")
   if not ok then return nil, err, state end
+  self:_transaction_block(true)
   local res = table.pack(pcall(fn, self))
+  self:_transaction_block(false)
   if not res[1] then
     self:exec("ROLLBACK")
     error(res[2], 0)

@@ -92,14 +92,22 @@ local function pick(methods, method)
   return methods[method] or (method == "HEAD" and methods.GET) or nil
 end
 
+-- Adds the methods of a route that matched the path to allowed (made on demand).
+local function add_allowed(allowed, methods)
+  allowed = allowed or {}
+  for m in pairs(methods) do allowed[m] = true end
+  return allowed
+end
+
 -- match(method, path) -> handler, params | nil, allowed-methods-table | nil
 function Router:match(method, path)
   local methods = self.static[path]
+  local allowed
   if methods then
     local h = pick(methods, method)
     if h then return h, EMPTY end
+    allowed = add_allowed(allowed, methods)
   end
-  local allowed = methods
   for _, entry in ipairs(self.dynamic) do
     local caps = { path:match(entry.pattern) }
     if caps[1] ~= nil then
@@ -109,7 +117,7 @@ function Router:match(method, path)
         for i, name in ipairs(entry.names) do params[name] = caps[i] end
         return h, params
       end
-      allowed = allowed or entry.methods
+      allowed = add_allowed(allowed, entry.methods)
     end
   end
   return nil, allowed
