@@ -293,8 +293,13 @@ function _M.serve()
   assert(r:call("SADD", INFLIGHT_SET, cfg.identity))
   local beat_every = math.min(5, cfg.ttl / 3)
   local last_beat, last_poll, last_recover = -math.huge, -math.huge, -math.huge
+  local last_state
   local function tick()
     local now = host.now()
+    local state = native.state()
+    if state ~= last_state then -- quieted: say so at once
+      last_state, last_beat = state, -math.huge
+    end
     if now - last_beat >= beat_every then
       last_beat = now
       local ok, berr = heartbeat(r, cfg)
