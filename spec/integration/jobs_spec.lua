@@ -1,0 +1,105 @@
+-- mc.jobs against the real Redis (database 10 of the test server).
+local jobs = require "mc.jobs"
+local redis = require "mc.redis"
+local json = require "mc.json"
+
+describe("mc.jobs", function()
+  local r
+  setup(function()
+    r = assert(redis.connect(assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/10"))
+    jobs.use(r)
+  end)
+  before_each(function() assert(r:call("FLUSHDB")) end)
+
+  it("pushes a Sidekiq-shaped job onto its queue", function()
+    local before = jobs.now()
+    local jid = assert(jobs.enqueue("onboarding.advance", { "00D000000000001AAA", 2 }, { queue = "critical" }))
+    assert.matches("^%x+$", jid)
+    assert.equal(24, #jid)
+    assert.same({ "critical" }, r:call("SMEMBERS", "queues"))
+    local raw = r:call("LRANGE", "queue:critical", 0, -1)
+    assert.equal(1, #raw)
+    local job = json.decode(raw[1])
+    assert.equal("onboarding.advance", job.class)
+    assert.same({ "00D000000000001AAA", 2 }, job.args)
+    assert.equal(jid, job.jid)
+    assert.equal("critical", job.queue)
+    assert.is_true(job.retry)
+    assert.truthy(job.created_at >= before - 1 and job.enqueued_at >= job.created_at)
+    assert.equal("float", math.type(job.created_at))
+  end)
+
+  it("writes empty args as [] and keeps retry options", function()
+    assert(jobs.enqueue("x.y", {}, { retry = false }))
+    assert(jobs.enqueue("x.y", nil, { retry = 3 }))
+    local raw = r:call("LRANGE", "queue:default", 0, -1)
+    assert.matches('"args":%[%]', raw[1])
+    local retries = {}
+    for _, b in ipairs(raw) do retries[#retries + 1] = json.decode(b).retry end
+    table.sort(retries, function(a, b) return tostring(a) < tostring(b) end)
+    assert.same({ 3, false }, retries)
+  end)
+
+  it("schedules a job for later in the schedule set, scored by its time", function()
+    local at = jobs.now() + 3600
+    local jid = assert(jobs.enqueue("x.y", { 1 }, { at = at }))
+    assert.equal(0, r:call("LLEN", "queue:default"))
+    local member = r:call("ZRANGE", "schedule", 0, -1, "WITHSCORES")
+    local job = json.decode(member[1])
+    assert.equal(jid, job.jid)
+    assert.is_nil(job.enqueued_at)
+    assert.truthy(math.abs(tonumber(member[2]) - at) < 0.001)
+    assert(jobs.enqueue("x.y", { 2 }, { ["in"] = 60 }))
+    assert.equal(2, r:call("ZCARD", "schedule"))
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() jobs.enqueue("bad name!", {}) end)
+    assert.has_error(function() jobs.enqueue("x.y", { a = 1 }) end)
+    assert.has_error(function() jobs.enqueue("x.y", { 1, nil, 3 }) end)
+    assert.has_error(function() jobs.enqueue("x.y", {}, { retry = "often" }) end)
+    assert.has_error(function() jobs.enqueue("x.y", {}, { at = 1, ["in"] = 1 }) end)
+    assert.has_error(function() jobs.enqueue("x.y", { function() end }) end)
+  end)
+
+  it("computes Sidekiq's backoff and marks failures", function()
+    for count = 0, 5 do
+      local d = jobs.backoff(count)
+      assert.truthy(d >= count ^ 4 + 15 and d <= count ^ 4 + 15 + 9 * (count + 1), d)
+    end
+    local job = jobs.payload("x.y", {}, { retry = 2 })
+    assert.equal("retry", (jobs.fail(job, "first")))
+    assert.equal(0, job.retry_count)
+    assert.equal("retry", (jobs.fail(job, "second")))
+    assert.equal(1, job.retry_count)
+    assert.is_number(job.retried_at)
+    assert.equal("dead", (jobs.fail(job, "third")))
+    assert.equal(2, job.retry_count)
+    local never = jobs.payload("x.y", {}, { retry = false })
+    assert.equal("dead", (jobs.fail(never, string.rep("e", 20000))))
+    assert.equal(jobs.ERROR_MAX, #never.error_message)
+  end)
+
+  it("caps the dead set by size", function()
+    local saved = jobs.DEAD_MAX_JOBS
+    jobs.DEAD_MAX_JOBS = 3
+    for i = 1, 5 do
+      local job = jobs.payload("x.y", { i })
+      assert(r:pipeline(function(p) jobs.bury(p, job, jobs.now() + i) end))
+    end
+    jobs.DEAD_MAX_JOBS = saved
+    local left = r:call("ZRANGE", "dead", 0, -1)
+    assert.equal(3, #left)
+    assert.same({ 5 }, json.decode(left[3]).args) -- the newest survive
+  end)
+
+  it("reports stats", function()
+    assert(jobs.enqueue("x.y", {}, { queue = "a" }))
+    assert(jobs.enqueue("x.y", {}, { queue = "a" }))
+    assert(r:call("INCRBY", "stat:processed", 7))
+    local s = assert(jobs.stats())
+    assert.equal(7, s.processed)
+    assert.equal(0, s.failed)
+    assert.equal(2, s.queues.a)
+  end)
+end)
