@@ -253,4 +253,25 @@ describe("multiconnect worker", function()
     assert.equal("default", entry.queue)
     assert.equal("spec.slow", json.decode(entry.payload).class)
   end)
+
+  it("picks up edited job code between jobs", function()
+    local w = worker({ WORKER_CONCURRENCY = "1" })
+    assert(jobs.enqueue("spec.mark", { "old" }))
+    assert.is_true(wait_until(function() return #marks() == 1 end))
+    w:write("scripts/jobs/spec/mark.lua", [[
+      local _M = {}
+      function _M.perform(args, ctx)
+        local f = assert(io.open(os.getenv("MARKS"), "a"))
+        f:write(ctx.jid, " new:", tostring(args[1]), "\n")
+        f:close()
+        return true
+      end
+      return _M
+    ]])
+    assert.truthy(w:wait_log("msg=reloaded", 10))
+    local jid = assert(jobs.enqueue("spec.mark", { "x" }))
+    assert.is_true(wait_until(function() return #marks() == 2 end))
+    w:stop()
+    assert.equal(jid .. " new:x", marks()[2])
+  end)
 end)
