@@ -91,6 +91,8 @@ static void *thread_main(void *p) {
   worker *w = a->w;
   while (!atomic_load(&w->stopping)) {
     mc_state st = mc_pool_acquire(&w->pool);
+    lua_pushinteger(st.L, st.generation); /* for stale(): is newer code waiting? */
+    lua_setfield(st.L, LUA_REGISTRYINDEX, "mc.worker.generation");
     lua_rawgeti(st.L, LUA_REGISTRYINDEX, st.entry_ref);
     lua_pushinteger(st.L, a->index + 1);
     if (mc_pcall(st.L, 1, 0) != LUA_OK) { /* the framework itself failed: log, pause */
@@ -160,6 +162,19 @@ static int w_clear_current(lua_State *L) {
   slot_clear(&w->slots[i]);
   pthread_mutex_unlock(&w->mu);
   return 0;
+}
+
+/* stale() -> true when this state's code has been replaced by a reload since it
+ * was borrowed: a job fetched now should run on the new code instead. */
+static int w_stale(lua_State *L) {
+  worker *w = worker_of(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "mc.worker.generation");
+  lua_Integer mine = lua_tointeger(L, -1);
+  pthread_mutex_lock(&w->pool.mu);
+  unsigned current = w->pool.generation;
+  pthread_mutex_unlock(&w->pool.mu);
+  lua_pushboolean(L, mine != 0 && (unsigned)mine != current);
+  return 1;
 }
 
 /* identity() -> this process's name in Redis */
@@ -378,6 +393,7 @@ int luaopen_mc_worker_native(lua_State *L) {
     {"current", w_current},
     {"state", w_state},
     {"identity", w_identity},
+    {"stale", w_stale},
     {NULL, NULL},
   };
   luaL_newlib(L, funcs);

@@ -150,7 +150,8 @@ function _M.thread_entry()
       end
       return
     end
-    if native.state() ~= "running" then -- quieted or stopped while fetching: give it back
+    -- quieted or stopped while fetching, or the code was reloaded: give it back
+    if native.state() ~= "running" or native.stale() then
       return r:pipeline(function(p)
         p:call("MULTI")
         p:call("LREM", inflight, 1, body)
