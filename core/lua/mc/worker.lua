@@ -16,6 +16,7 @@ local _M = {}
 local INFLIGHT_SET = "mc:inflight"   -- identities that may have an in-flight list
 local RECOVERIES = "mc:recoveries"   -- jid -> how often its process died under it
 local MAX_RECOVERIES = 3
+local STATS_TTL = 5 * 365 * 24 * 3600 -- Sidekiq keeps the dated counters 5 years
 
 -- ---- queues ----------------------------------------------------------------
 
@@ -80,10 +81,12 @@ local function settle(r, inflight, body, job, ok, err)
   local res, perr = r:pipeline(function(p)
     p:call("MULTI")
     p:call("LREM", inflight, 1, body)
-    if ok then
-      p:call("INCR", "stat:processed")
-      p:call("INCR", "stat:processed:" .. today())
-    else
+    -- as Sidekiq counts: processed = every job run, failed ones included
+    local day = today()
+    p:call("INCR", "stat:processed")
+    p:call("INCR", "stat:processed:" .. day)
+    p:call("EXPIRE", "stat:processed:" .. day, STATS_TTL)
+    if not ok then
       if job then
         local where, at = jobs.fail(job, err)
         if where == "retry" then
@@ -96,7 +99,8 @@ local function settle(r, inflight, body, job, ok, err)
         p:call("ZADD", "dead", string.format("%.6f", now), body) -- not JSON: no retries
       end
       p:call("INCR", "stat:failed")
-      p:call("INCR", "stat:failed:" .. today())
+      p:call("INCR", "stat:failed:" .. day)
+      p:call("EXPIRE", "stat:failed:" .. day, STATS_TTL)
     end
     p:call("EXEC")
   end)
