@@ -17,6 +17,7 @@ local INFLIGHT_SET = "mc:inflight"   -- identities that may have an in-flight li
 local RECOVERIES = "mc:recoveries"   -- jid -> how often its process died under it
 local MAX_RECOVERIES = 3
 local STATS_TTL = 5 * 365 * 24 * 3600 -- Sidekiq keeps the dated counters 5 years
+local BATCH = 20 -- jobs a thread runs per borrowed state: a reload lands between batches
 
 -- ---- queues ----------------------------------------------------------------
 
@@ -75,8 +76,10 @@ end
 local function today() return os.date("!%Y-%m-%d") end
 
 -- Removes body from the in-flight list and records how the job ended, in one
--- MULTI: a crash can not leave the job both done and in flight.
-local function settle(r, inflight, body, job, ok, err)
+-- MULTI: a crash can not leave the job both done and in flight. With next_queue,
+-- the same round trip fetches the thread's next job from it: -> true, body | nil.
+-- (The dated counters get their TTL from the heartbeat, not once per job.)
+local function settle(r, inflight, body, job, ok, err, next_queue)
   local now = jobs.now()
   local res, perr = r:pipeline(function(p)
     p:call("MULTI")
@@ -85,7 +88,6 @@ local function settle(r, inflight, body, job, ok, err)
     local day = today()
     p:call("INCR", "stat:processed")
     p:call("INCR", "stat:processed:" .. day)
-    p:call("EXPIRE", "stat:processed:" .. day, STATS_TTL)
     if not ok then
       if job then
         local where, at = jobs.fail(job, err)
@@ -100,15 +102,26 @@ local function settle(r, inflight, body, job, ok, err)
       end
       p:call("INCR", "stat:failed")
       p:call("INCR", "stat:failed:" .. day)
-      p:call("EXPIRE", "stat:failed:" .. day, STATS_TTL)
     end
     p:call("EXEC")
+    if next_queue then p:call("LMOVE", "queue:" .. next_queue, inflight, "RIGHT", "LEFT") end
   end)
   if not res then return nil, perr end
-  return true
+  local nxt = next_queue and res[#res]
+  return true, type(nxt) == "string" and nxt or nil
 end
 
-local function run_one(index, r, inflight, body, queue, limit)
+-- ctx.log is made on first use: most jobs never log.
+local CTX = { __index = function(ctx, k)
+  if k ~= "log" then return nil end
+  local l = log.with({ class = ctx.class, jid = ctx.jid })
+  rawset(ctx, "log", l)
+  return l
+end }
+
+-- Runs one job and settles it -> the next job's body when next_queue was given
+-- and it had one.
+local function run_one(index, r, inflight, body, queue, limit, next_queue)
   native.set_current(index, queue, body)
   local started = host.now()
   local job = json.decode(body)
@@ -116,8 +129,8 @@ local function run_one(index, r, inflight, body, queue, limit)
   if type(job) ~= "table" or type(job.class) ~= "string" then
     job, err = nil, "job is not valid JSON"
   else
-    local ctx = { jid = job.jid, queue = queue, retry_count = job.retry_count,
-                  log = log.with({ class = job.class, jid = job.jid }) }
+    local ctx = setmetatable({ jid = job.jid, queue = queue, retry_count = job.retry_count,
+                               class = job.class }, CTX)
     ok, err, trace = jobs.perform(job, ctx, limit)
   end
   local ms = string.format("%.1f", (host.now() - started) * 1000)
@@ -127,10 +140,14 @@ local function run_one(index, r, inflight, body, queue, limit)
     log.warn("job failed", { class = job and job.class, jid = job and job.jid, queue = queue,
                              duration_ms = ms, error = trace or err })
   end
-  local settled, serr = settle(r, inflight, body, job, ok, err)
-  -- if settling failed the job stays in flight: recovery runs it again (at least once)
-  if not settled then log.error("could not settle a job", { jid = job and job.jid, error = serr }) end
+  local settled, next_or_err = settle(r, inflight, body, job, ok, err, next_queue)
   native.clear_current(index)
+  -- if settling failed the job stays in flight: recovery runs it again (at least once)
+  if not settled then
+    log.error("could not settle a job", { jid = job and job.jid, error = next_or_err })
+    return nil
+  end
+  return next_or_err
 end
 
 -- The entry point of each worker thread's state: fetch and run one job, or wait
@@ -154,7 +171,15 @@ function _M.thread_entry()
       end
       return
     end
-    run_one(index, r, inflight, body, queue_or_err, limit)
+    -- up to BATCH jobs, each fetched in the round trip that settles the one before
+    -- (from the queue this one came from, while the worker runs); a fetched job is
+    -- in flight, so it is always run
+    local queue = queue_or_err
+    for n = 1, BATCH do
+      local more = n < BATCH and native.state() == "running"
+      body = run_one(index, r, inflight, body, queue, limit, more and queue or nil)
+      if not body then return end
+    end
   end
 end
 
@@ -231,6 +256,10 @@ local function heartbeat(r, cfg)
         queue = c.queue, payload = c.payload, run_at = math.floor(c.started) }))
     end
     p:call("EXPIRE", cfg.identity .. ":workers", cfg.ttl)
+    -- the TTL of today's counters, set here rather than once per job
+    local day = os.date("!%Y-%m-%d")
+    p:call("EXPIRE", "stat:processed:" .. day, STATS_TTL)
+    p:call("EXPIRE", "stat:failed:" .. day, STATS_TTL)
   end)
 end
 
