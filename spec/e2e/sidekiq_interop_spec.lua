@@ -318,9 +318,18 @@ describe("Sidekiq 6 interop", function()
       assert.same({ 8, 3, 8, 3 }, got)
     end)
 
-    it("no trace of a stopped worker in Sidekiq::ProcessSet", function()
+    it("Process#quiet! and #stop! from Sidekiq's API reach our worker", function()
+      local quiet = ruby([=[
+        Sidekiq::ProcessSet.new.each(&:quiet!)
+        puts JSON.generate(wait_until { Sidekiq::ProcessSet.new.all?(&:stopping?) } || false)
+      ]=])
+      assert.is_true(quiet, worker:log())
+      assert.truthy(worker:log():find("msg=\"quiet: no new jobs\"", 1, true))
+      ruby([=[Sidekiq::ProcessSet.new.each(&:stop!); puts "0"]=])
+      assert.truthy(worker:wait_for(function() return not worker:alive() end, 30), worker:log())
       assert.equal(0, worker:stop())
       worker = nil
+      -- gone from Sidekiq's view at once, not when its heartbeat expires
       assert.same({ 0, 0 }, ruby([=[puts JSON.generate([Sidekiq::ProcessSet.new.to_a.size, Sidekiq::Workers.new.size])]=]))
     end)
   end)

@@ -245,7 +245,7 @@ local function heartbeat(r, cfg)
     identity = cfg.identity,
   })
   local quiet = native.state() ~= "running" and "true" or "false"
-  return r:pipeline(function(p)
+  local res, err = r:pipeline(function(p)
     p:call("SADD", "processes", cfg.identity)
     p:call("HSET", cfg.identity, "info", info, "busy", #current, "beat", string.format("%.6f", now),
       "quiet", quiet, "concurrency", cfg.concurrency)
@@ -260,7 +260,17 @@ local function heartbeat(r, cfg)
     local day = os.date("!%Y-%m-%d")
     p:call("EXPIRE", "stat:processed:" .. day, STATS_TTL)
     p:call("EXPIRE", "stat:failed:" .. day, STATS_TTL)
+    p:call("RPOP", cfg.identity .. "-signals")
   end)
+  if not res then return nil, err end
+  -- Sidekiq's API and Web UI (Process#quiet!, #stop!) LPUSH TSTP or TERM here; the
+  -- signal then takes the same path as one sent from the shell
+  local sig = res[#res]
+  if sig == "TSTP" or sig == "TERM" then
+    log.info("signal from redis", { signal = sig })
+    os.execute(string.format("kill -%s %d", sig, host.pid()))
+  end
+  return res
 end
 
 -- Finds processes that stopped beating and pushes their in-flight jobs back.
