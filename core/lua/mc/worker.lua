@@ -16,6 +16,8 @@ local _M = {}
 local INFLIGHT_SET = "mc:inflight"   -- identities that may have an in-flight list
 local RECOVERIES = "mc:recoveries"   -- jid -> how often its process died under it
 local MAX_RECOVERIES = 3
+local STATS_TTL = 5 * 365 * 24 * 3600 -- Sidekiq keeps the dated counters 5 years
+local BATCH = 20 -- jobs a thread runs per borrowed state: a reload lands between batches
 
 -- ---- queues ----------------------------------------------------------------
 
@@ -74,16 +76,19 @@ end
 local function today() return os.date("!%Y-%m-%d") end
 
 -- Removes body from the in-flight list and records how the job ended, in one
--- MULTI: a crash can not leave the job both done and in flight.
-local function settle(r, inflight, body, job, ok, err)
+-- MULTI: a crash can not leave the job both done and in flight. With next_queue,
+-- the same round trip fetches the thread's next job from it: -> true, body | nil.
+-- (The dated counters get their TTL from the heartbeat, not once per job.)
+local function settle(r, inflight, body, job, ok, err, next_queue)
   local now = jobs.now()
   local res, perr = r:pipeline(function(p)
     p:call("MULTI")
     p:call("LREM", inflight, 1, body)
-    if ok then
-      p:call("INCR", "stat:processed")
-      p:call("INCR", "stat:processed:" .. today())
-    else
+    -- as Sidekiq counts: processed = every job run, failed ones included
+    local day = today()
+    p:call("INCR", "stat:processed")
+    p:call("INCR", "stat:processed:" .. day)
+    if not ok then
       if job then
         local where, at = jobs.fail(job, err)
         if where == "retry" then
@@ -96,15 +101,27 @@ local function settle(r, inflight, body, job, ok, err)
         p:call("ZADD", "dead", string.format("%.6f", now), body) -- not JSON: no retries
       end
       p:call("INCR", "stat:failed")
-      p:call("INCR", "stat:failed:" .. today())
+      p:call("INCR", "stat:failed:" .. day)
     end
     p:call("EXEC")
+    if next_queue then p:call("LMOVE", "queue:" .. next_queue, inflight, "RIGHT", "LEFT") end
   end)
   if not res then return nil, perr end
-  return true
+  local nxt = next_queue and res[#res]
+  return true, type(nxt) == "string" and nxt or nil
 end
 
-local function run_one(index, r, inflight, body, queue, limit)
+-- ctx.log is made on first use: most jobs never log.
+local CTX = { __index = function(ctx, k)
+  if k ~= "log" then return nil end
+  local l = log.with({ class = ctx.class, jid = ctx.jid })
+  rawset(ctx, "log", l)
+  return l
+end }
+
+-- Runs one job and settles it -> the next job's body when next_queue was given
+-- and it had one.
+local function run_one(index, r, inflight, body, queue, limit, next_queue)
   native.set_current(index, queue, body)
   local started = host.now()
   local job = json.decode(body)
@@ -112,8 +129,8 @@ local function run_one(index, r, inflight, body, queue, limit)
   if type(job) ~= "table" or type(job.class) ~= "string" then
     job, err = nil, "job is not valid JSON"
   else
-    local ctx = { jid = job.jid, queue = queue, retry_count = job.retry_count,
-                  log = log.with({ class = job.class, jid = job.jid }) }
+    local ctx = setmetatable({ jid = job.jid, queue = queue, retry_count = job.retry_count,
+                               class = job.class }, CTX)
     ok, err, trace = jobs.perform(job, ctx, limit)
   end
   local ms = string.format("%.1f", (host.now() - started) * 1000)
@@ -123,10 +140,24 @@ local function run_one(index, r, inflight, body, queue, limit)
     log.warn("job failed", { class = job and job.class, jid = job and job.jid, queue = queue,
                              duration_ms = ms, error = trace or err })
   end
-  local settled, serr = settle(r, inflight, body, job, ok, err)
-  -- if settling failed the job stays in flight: recovery runs it again (at least once)
-  if not settled then log.error("could not settle a job", { jid = job and job.jid, error = serr }) end
+  local settled, next_or_err = settle(r, inflight, body, job, ok, err, next_queue)
   native.clear_current(index)
+  -- if settling failed the job stays in flight: recovery runs it again (at least once)
+  if not settled then
+    log.error("could not settle a job", { jid = job and job.jid, error = next_or_err })
+    return nil
+  end
+  return next_or_err
+end
+
+-- Puts a fetched job back at the front of its queue (the right end: fetched next).
+local function give_back(r, inflight, body, queue)
+  return r:pipeline(function(p)
+    p:call("MULTI")
+    p:call("LREM", inflight, 1, body)
+    p:call("RPUSH", "queue:" .. queue, body)
+    p:call("EXEC")
+  end)
 end
 
 -- The entry point of each worker thread's state: fetch and run one job, or wait
@@ -150,16 +181,18 @@ function _M.thread_entry()
       end
       return
     end
-    -- quieted or stopped while fetching, or the code was reloaded: give it back
-    if native.state() ~= "running" or native.stale() then
-      return r:pipeline(function(p)
-        p:call("MULTI")
-        p:call("LREM", inflight, 1, body)
-        p:call("RPUSH", "queue:" .. queue_or_err, body)
-        p:call("EXEC")
-      end)
+    -- up to BATCH jobs, each fetched in the round trip that settles the one before
+    -- (from a queue picked by weight, as fetch does); a job fetched while the worker
+    -- was quieted or stopped, or onto a state whose code a reload replaced, goes back
+    local queue = queue_or_err
+    for n = 1, BATCH do
+      if native.state() ~= "running" or native.stale() then
+        return give_back(r, inflight, body, queue)
+      end
+      local next_queue = n < BATCH and order(queues)[1].name or nil
+      body, queue = run_one(index, r, inflight, body, queue, limit, next_queue), next_queue
+      if not body then return end
     end
-    run_one(index, r, inflight, body, queue_or_err, limit)
   end
 end
 
@@ -225,7 +258,7 @@ local function heartbeat(r, cfg)
     identity = cfg.identity,
   })
   local quiet = native.state() ~= "running" and "true" or "false"
-  return r:pipeline(function(p)
+  local res, err = r:pipeline(function(p)
     p:call("SADD", "processes", cfg.identity)
     p:call("HSET", cfg.identity, "info", info, "busy", #current, "beat", string.format("%.6f", now),
       "quiet", quiet, "concurrency", cfg.concurrency)
@@ -236,7 +269,21 @@ local function heartbeat(r, cfg)
         queue = c.queue, payload = c.payload, run_at = math.floor(c.started) }))
     end
     p:call("EXPIRE", cfg.identity .. ":workers", cfg.ttl)
+    -- the TTL of today's counters, set here rather than once per job
+    local day = os.date("!%Y-%m-%d")
+    p:call("EXPIRE", "stat:processed:" .. day, STATS_TTL)
+    p:call("EXPIRE", "stat:failed:" .. day, STATS_TTL)
+    p:call("RPOP", cfg.identity .. "-signals")
   end)
+  if not res then return nil, err end
+  -- Sidekiq's API and Web UI (Process#quiet!, #stop!) LPUSH TSTP or TERM here; the
+  -- signal then takes the same path as one sent from the shell
+  local sig = res[#res]
+  if sig == "TSTP" or sig == "TERM" then
+    log.info("signal from redis", { signal = sig })
+    os.execute(string.format("kill -%s %d", sig, host.pid()))
+  end
+  return res
 end
 
 -- Finds processes that stopped beating and pushes their in-flight jobs back.
