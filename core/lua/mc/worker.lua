@@ -17,7 +17,7 @@ local INFLIGHT_SET = "mc:inflight"   -- identities that may have an in-flight li
 local RECOVERIES = "mc:recoveries"   -- jid -> how often its process died under it
 local MAX_RECOVERIES = 3
 local STATS_TTL = 5 * 365 * 24 * 3600 -- Sidekiq keeps the dated counters 5 years
-local BATCH = 20 -- jobs a thread runs per borrowed state: a reload lands between batches
+local BATCH = 20 -- jobs a thread runs per borrowed state (a reload still lands on the next job: stale())
 
 -- ---- queues ----------------------------------------------------------------
 
