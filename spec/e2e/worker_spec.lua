@@ -1,6 +1,6 @@
 -- The real `multiconnect worker` against the real Redis: jobs run, fail, retry,
 -- die, wait for their time, survive a kill -9 of their worker, and a SIGTERM.
-local daemon = require "support.daemon"
+local workers = require "support.worker"
 local proc = require "support.process"
 local json = require "mc.json"
 local redis = require "mc.redis"
@@ -73,9 +73,7 @@ local function worker(env)
   local e = { MARKS = marks_path, WORKER_POLL_INTERVAL = "0.2", WORKER_CONCURRENCY = "2",
               REDIS_URL = url }
   for k, v in pairs(env or {}) do e[k] = v end
-  local w = daemon.start({ command = "worker", files = JOBS, env = e })
-  assert(w:wait_log("msg=started", 10), w:log())
-  return w
+  return workers.start({ files = JOBS, env = e })
 end
 
 -- enqueue through mc.jobs (this process shares REDIS_URL with the workers)

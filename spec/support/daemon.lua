@@ -10,18 +10,20 @@ local Daemon = {}
 Daemon.__index = Daemon
 _M.Daemon = Daemon
 
--- start{command = "worker", files = {["scripts/x.lua"] = "..."}, env = {...}} -> daemon
--- (not waited for: the caller knows what "ready" means for its command)
+-- start{command = "worker", files = {["scripts/x.lua"] = "..."}, env = {...},
+--   root = dir?} -> daemon, not waited for: the caller knows what "ready" means.
+-- Without root, a scratch MC_ROOT is made and removed by stop().
 function _M.start(opts)
-  local root, cleanup = proc.tmpdir()
+  local root, cleanup = opts.root, function() end
+  if not root then root, cleanup = proc.tmpdir() end
   for path, content in pairs(opts.files or {}) do
     os.execute("mkdir -p " .. proc.quote(root .. "/" .. path:match("^(.*)/")))
     proc.write(root .. "/" .. path, content)
   end
-  local log = root .. "/daemon.log"
+  local log = os.tmpname()
   local env = { "MC_ROOT=" .. proc.quote(root) }
   for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. proc.quote(v) end
-  local exit_path = root .. "/exit-status"
+  local exit_path = log .. ".exit"
   -- a subshell records the exit status; signals go to the process itself
   local cmd = string.format("(env %s %s %s >%s 2>&1; echo $? >%s) >/dev/null 2>&1 & echo $!",
     table.concat(env, " "), proc.quote(proc.exe), opts.command, proc.quote(log), proc.quote(exit_path))
@@ -39,6 +41,17 @@ function _M.start(opts)
   assert(pid, opts.command .. " process did not appear")
   return setmetatable({ root = root, pid = pid, log_path = log, exit_path = exit_path,
     cleanup = cleanup }, opts.class or Daemon)
+end
+
+-- wait_for(fn, seconds) -> fn's first truthy result, or nil when time ran out
+function Daemon:wait_for(fn, seconds)
+  local deadline = socket.gettime() + (seconds or 30)
+  repeat
+    local v = fn()
+    if v then return v end
+    socket.sleep(0.05)
+  until socket.gettime() > deadline
+  return nil
 end
 
 -- Waits (bounded) until the log contains text; true if it did.
@@ -89,12 +102,17 @@ function Daemon:wait(seconds)
   return not self:alive()
 end
 
+-- stop() -> exit status (TERM, then KILL after 30 s); removes what start made
 function Daemon:stop()
   if self:alive() then
     self:signal("TERM")
     if not self:wait(30) then self:signal("KILL") end
   end
+  local status = self:exit_status()
+  os.remove(self.log_path)
+  os.remove(self.exit_path)
   self.cleanup()
+  return status
 end
 
 function Daemon:write(path, content)
