@@ -38,10 +38,10 @@ local function value(text, field)
   elseif field.names and field.names[text:lower()] then
     n = field.names[text:lower()]
   else
-    return nil, string.format("%q is not a %s", text, field.name)
+    return nil, string.format("%q is not a %s", text, field.names and field.name .. " number or name" or "number")
   end
   if n < field.min or n > field.max then
-    return nil, string.format("%s %d out of range %d-%d", field.name, n, field.min, field.max)
+    return nil, string.format("%d is out of range %d-%d", n, field.min, field.max)
   end
   return n
 end
