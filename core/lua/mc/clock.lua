@@ -29,13 +29,13 @@ local KEYS = { name = true, job = true, cron = true, every = true, args = true, 
 
 -- ---- the schedule ----------------------------------------------------------
 
-local function job_exists(name)
-  local dir = host.root .. "/scripts/"
+local function job_exists(root, name)
+  local dir = root .. "/scripts/"
   return package.searchpath("jobs." .. name, dir .. "?.lua;" .. dir .. "?/init.lua") ~= nil
 end
 
 -- check_entry(e) -> entry | nil, err (without the entry's label)
-local function check_entry(e, seen)
+local function check_entry(e, seen, root)
   if type(e) ~= "table" then return nil, "must be a table" end
   for k in pairs(e) do
     if not KEYS[k] then return nil, "unknown field " .. tostring(k) end
@@ -60,19 +60,20 @@ local function check_entry(e, seen)
     local ok, err = pcall(jobs.payload, e.job, e.args, { queue = e.queue, retry = e.retry })
     if not ok then return nil, (tostring(err):gsub("^[^:]*:%d+: ", ""):gsub("^jobs: ", "")) end
   end
-  if not job_exists(e.job) then
+  if not job_exists(root, e.job) then
     return nil, string.format("no job %s (scripts/jobs/%s.lua)", e.job, e.job:gsub("%.", "/"))
   end
   return entry
 end
 
--- validate(list) -> entries | nil, err (the error names the entry)
-function _M.validate(list)
+-- validate(list[, root]) -> entries | nil, err (the error names the entry). Job
+-- modules are looked for under root/scripts/jobs (root: MC_ROOT).
+function _M.validate(list, root)
   if type(list) ~= "table" then return nil, "must return a list of entries" end
   local entries, seen = {}, {}
   for i = 1, #list do
     local e = list[i]
-    local entry, err = check_entry(e, seen)
+    local entry, err = check_entry(e, seen, root or host.root)
     if not entry then
       local label = type(e) == "table" and type(e.name) == "string" and string.format(" (%s)", e.name) or ""
       return nil, string.format("entry %d%s: %s", i, label, err)
