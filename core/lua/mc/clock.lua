@@ -160,13 +160,18 @@ local function read(path)
   return s
 end
 
--- A schedule that changed on disk (or on SIGHUP) replaces the running one only if
--- it loads; otherwise the old one keeps running and the error is logged once.
+-- A schedule that changed on disk (acted on once it has stayed the same for a
+-- tick, so a half-written file is not loaded) or on SIGHUP replaces the running
+-- one only if it loads; otherwise the old one keeps running and the error is
+-- logged once.
 local function reloader(path, entries)
   local source = read(path)
+  local pending = source
   return function(forced)
     local now = read(path)
-    if now == source and not forced then return entries end
+    local settled = now == pending
+    pending = now
+    if not forced and (now == source or not settled) then return entries end
     source = now
     local new, err = _M.load(path)
     if not new then
