@@ -6,6 +6,8 @@
  * Lua 5.4 locations (so Debian's Lua C modules such as busted's load too). */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,6 +251,46 @@ static int host_sleep(lua_State *L) {
   return 0;
 }
 
+/* The signals a single-threaded loop (the clock) takes as commands. */
+static void control_signals(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGTERM);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGHUP);
+}
+
+/* mc.host.block_signals(): blocks SIGTERM, SIGINT and SIGHUP in the calling thread
+ * (and the threads it starts afterwards), so that they wait, pending, for
+ * wait_signal instead of ending the process. */
+static int host_block_signals(lua_State *L) {
+  sigset_t set;
+  control_signals(&set);
+  int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+  if (rc != 0) return luaL_error(L, "block_signals: %s", strerror(rc));
+  return 0;
+}
+
+/* mc.host.wait_signal(seconds) -> "TERM" | "INT" | "HUP" | nil (timed out).
+ * Raises unless block_signals ran first: an unblocked SIGTERM would kill the
+ * process rather than be waited for. */
+static int host_wait_signal(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  sigset_t set, blocked;
+  control_signals(&set);
+  pthread_sigmask(SIG_BLOCK, NULL, &blocked);
+  if (!sigismember(&blocked, SIGTERM)) return luaL_error(L, "wait_signal: call block_signals first");
+  if (!(s > 0)) s = 0;
+  if (s > 86400) s = 86400;
+  struct timespec ts = {(time_t)s, (long)((s - (lua_Number)(time_t)s) * 1e9)};
+  int sig;
+  do sig = sigtimedwait(&set, NULL, &ts); while (sig < 0 && errno == EINTR);
+  if (sig == SIGTERM) lua_pushliteral(L, "TERM");
+  else if (sig == SIGINT) lua_pushliteral(L, "INT");
+  else if (sig == SIGHUP) lua_pushliteral(L, "HUP");
+  else lua_pushnil(L);
+  return 1;
+}
+
 /* mc.host.cpus() -> the number of online processors */
 static int host_cpus(lua_State *L) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -265,6 +307,8 @@ int luaopen_mc_host(lua_State *L) {
     {"pid", host_pid},
     {"hostname", host_hostname},
     {"sleep", host_sleep},
+    {"block_signals", host_block_signals},
+    {"wait_signal", host_wait_signal},
     {NULL, NULL},
   };
   const mc_boot *b = boot_of(L);

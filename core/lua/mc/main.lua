@@ -11,8 +11,16 @@ usage: multiconnect <command> [args...]
 commands:
   run FILE|MODULE [args...]  run a Lua file, or a module under scripts/, with
                              every mc.* module loaded; exit 1 on error
+  run jobs:NAME [json-args]  run one job (scripts/jobs/NAME.lua) inline with the
+                             JSON array of args (default []); exit 1 if it fails
   web                        serve HTTP on $PORT: the routes of scripts/app.lua
   worker                     run background jobs from Redis (scripts/jobs/)
+  clock [--check]            enqueue the jobs of scripts/schedule.lua when due
+                             (cron or every N seconds; once across clocks);
+                             --check only validates the schedule
+  jobs stats [--json]        counters, set and queue sizes, processes
+  jobs retry-dead            move every dead job back to its queue
+  jobs clear QUEUE|--all     empty one queue, or every queue
   test [busted args] [paths] run the specs (default: spec/) inside the host
   version                    print the versions of multiconnect and its libraries
   help                       print this text
@@ -52,6 +60,14 @@ end
 
 function COMMANDS.worker()
   return require("mc.worker").serve()
+end
+
+function COMMANDS.clock(args)
+  return require("mc.clock").serve(args)
+end
+
+function COMMANDS.jobs(args)
+  return require("mc.jobs_cli").main(args)
 end
 
 function COMMANDS.test(args)

@@ -32,12 +32,52 @@ function _M.resolve(target)
   return loadfile(path, "t")
 end
 
+-- job_args(text) -> array | nil, err: the JSON array `run jobs:NAME` takes.
+function _M.job_args(text)
+  if text == nil then return {} end
+  local doc, err = require("mc.json").decode(text)
+  if doc == nil then return nil, "args are not JSON: " .. err end
+  if type(doc) ~= "table" then return nil, "args must be a JSON array" end
+  local n = 0
+  for k in pairs(doc) do
+    if math.type(k) ~= "integer" then return nil, "args must be a JSON array" end
+    n = n + 1
+  end
+  if n ~= #doc then return nil, "args must be a JSON array" end
+  return doc
+end
+
+-- `run jobs:NAME [json-args]`: one job, inline, as Heroku Scheduler runs it.
+function _M.run_job(name, args_json, extra)
+  local jobs = require "mc.jobs"
+  local function fail(msg)
+    io.stderr:write("multiconnect run jobs:", name, ": ", msg, "\n")
+    return 1
+  end
+  if extra then return fail("takes one argument, a JSON array of args") end
+  local args, aerr = _M.job_args(args_json)
+  if not args then return fail(aerr) end
+  local dir = host.root .. "/scripts/"
+  if not name:match("^[%a_][%w_.]*$") then return fail("bad job name") end
+  if not package.searchpath("jobs." .. name, dir .. "?.lua;" .. dir .. "?/init.lua") then
+    return fail(string.format("no such job (scripts/jobs/%s.lua)", (name:gsub("%.", "/"))))
+  end
+  local job = { class = name, args = args, jid = "inline", queue = "inline" }
+  local ctx = { jid = job.jid, queue = job.queue, inline = true,
+                log = require("mc.log").with({ class = name, jid = job.jid }) }
+  local ok, err, trace = jobs.perform(job, ctx, require("mc.env").number("JOB_TIMEOUT", 600, { min = 0.001 }))
+  if not ok then return fail(trace or err) end
+  return 0
+end
+
 function _M.main(args)
   local target = args[1]
   if not target then
-    io.stderr:write("usage: multiconnect run FILE|MODULE [args...]\n")
+    io.stderr:write("usage: multiconnect run FILE|MODULE [args...] | jobs:NAME [json-args]\n")
     return 2
   end
+  local job = target:match("^jobs:(.*)$")
+  if job and not exists(target) then return _M.run_job(job, args[2], args[3]) end
   local chunk, err = _M.resolve(target)
   if not chunk then
     io.stderr:write("multiconnect run: ", err, "\n")

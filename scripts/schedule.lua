@@ -1,0 +1,10 @@
+-- The clock's schedule (`multiconnect clock`): a list of entries, each enqueueing
+-- a job of scripts/jobs/ when due, once across all clock processes (UTC).
+--
+--   { name = "social-sync", job = "social.sync", cron = "*/10 * * * *", args = { "all" } },
+--   { name = "heartbeat", job = "ops.ping", every = 30, queue = "low", retry = false },
+--
+-- `cron` is a five-field expression (minute hour day month weekday); `every` is
+-- seconds. `args` is an array, or a function of the tick (epoch seconds) returning
+-- one. `multiconnect clock --check` validates this file.
+return {}

@@ -1,0 +1,202 @@
+-- `multiconnect clock`: the real binary, two at once, against a Redis database of
+-- this spec's own.
+local socket = require "socket"
+local json = require "mc.json"
+local proc = require "support.process"
+local redis_db = require "support.redis_db"
+
+local DB = 13
+local QUEUE = "clock-spec"
+
+local PING = "return { perform = function() end }\n"
+local EVERY_SECOND = [[
+return {
+  { name = "tick", job = "ops.ping", every = 1, queue = "clock-spec",
+    args = function(t) return { t } end },
+  { name = "hourly", job = "ops.ping", cron = "0 * * * *", queue = "clock-spec-hourly" },
+}
+]]
+
+-- A scratch MC_ROOT holding scripts/ with the given files.
+local function project(files)
+  local root, cleanup = proc.tmpdir()
+  for path, content in pairs(files) do
+    os.execute("mkdir -p " .. proc.quote(root .. "/" .. path:match("^(.*)/")))
+    proc.write(root .. "/" .. path, content)
+  end
+  return root, cleanup
+end
+
+local function slurp(path)
+  local f = io.open(path)
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function alive(pid)
+  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+end
+
+local function wait_for(what, check, seconds)
+  local deadline = socket.gettime() + (seconds or 30)
+  while socket.gettime() < deadline do
+    if check() then return true end
+    socket.sleep(0.05)
+  end
+  error("timed out waiting for " .. what)
+end
+
+-- start(root, db, n) -> {pid =, log =, status =}: `multiconnect clock` in the
+-- background; a subshell records its exit status, signals go to the clock itself.
+local function start(root, db, n)
+  local log, status = root .. "/clock" .. n .. ".log", root .. "/clock" .. n .. ".status"
+  local cmd = string.format(
+    "(env -u REDIS_TLS_URL MC_ROOT=%s REDIS_URL=%s %s clock >%s 2>&1; echo $? >%s) >/dev/null 2>&1 & echo $!",
+    proc.quote(root), proc.quote(db.url), proc.quote(proc.exe), proc.quote(log), proc.quote(status))
+  local p = io.popen(cmd)
+  local shell = p:read("l")
+  p:close()
+  local pid
+  wait_for("the clock process", function()
+    local q = io.popen("pgrep -P " .. shell)
+    pid = q:read("l")
+    q:close()
+    return pid ~= nil
+  end, 10)
+  return { pid = pid, log = log, status = status }
+end
+
+local function stop(c, signal)
+  os.execute("kill -" .. (signal or "TERM") .. " " .. c.pid .. " 2>/dev/null")
+  wait_for("the clock to exit", function() return not alive(c.pid) end)
+  local code
+  wait_for("the exit status", function()
+    code = tonumber(slurp(c.status):match("%d+"))
+    return code ~= nil
+  end, 5)
+  return code
+end
+
+describe("multiconnect clock", function()
+  local db
+  before_each(function() db = redis_db.open(DB) end)
+  after_each(function() db:close() end)
+
+  it("two clocks enqueue each tick of an every-second entry exactly once, and exit 0 on SIGTERM and SIGINT", function()
+    local root, cleanup = project({ ["scripts/jobs/ops/ping.lua"] = PING,
+                                    ["scripts/schedule.lua"] = EVERY_SECOND })
+    local a, b = start(root, db, 1), start(root, db, 2)
+    local ok, err = pcall(function()
+      wait_for("both clocks to start", function()
+        return slurp(a.log):find("clock starting", 1, true) and slurp(b.log):find("clock starting", 1, true)
+      end)
+      -- both run for at least four ticks
+      wait_for("four ticks", function() return db.r:call("LLEN", "queue:" .. QUEUE) >= 4 end)
+    end)
+    local code_a, code_b = stop(a, "TERM"), stop(b, "INT")
+    local logs = slurp(a.log) .. slurp(b.log)
+    cleanup()
+    assert(ok, tostring(err) .. "\n" .. logs)
+    assert.equal(0, code_a, logs)
+    assert.equal(0, code_b, logs)
+    assert.truthy(logs:find('msg="clock stopping" signal=TERM', 1, true), logs)
+    assert.truthy(logs:find('msg="clock stopping" signal=INT', 1, true), logs)
+
+    local bodies = db.r:call("LRANGE", "queue:" .. QUEUE, 0, -1)
+    local ticks, seen = {}, {}
+    for _, body in ipairs(bodies) do
+      local job = assert(json.decode(body))
+      assert.equal("ops.ping", job.class)
+      assert.equal(QUEUE, job.queue)
+      local t = job.args[1]
+      assert.is_nil(seen[t], "tick " .. tostring(t) .. " was enqueued twice")
+      seen[t] = true
+      ticks[#ticks + 1] = t
+    end
+    assert.is_true(#ticks >= 4)
+    table.sort(ticks)
+    -- one job per tick second, none missing between the first and the last
+    assert.equal(#ticks, ticks[#ticks] - ticks[1] + 1)
+    -- and the winners' log lines add up to the jobs: the losers enqueued nothing
+    local _, lines = logs:gsub('msg="clock enqueued" entry=tick', "")
+    assert.equal(#ticks, lines)
+    assert.equal(1, db.r:call("SISMEMBER", "queues", QUEUE))
+  end)
+
+  it("reloads a changed schedule.lua, and keeps the old one when the new one is bad", function()
+    local function schedule(queue)
+      return string.format('return { { name = "t", job = "ops.ping", every = 1, queue = %q } }', queue)
+    end
+    local root, cleanup = project({ ["scripts/jobs/ops/ping.lua"] = PING,
+                                    ["scripts/schedule.lua"] = schedule("clock-spec-a") })
+    local function rewrite(content)
+      proc.write(root .. "/scripts/schedule.tmp", content)
+      assert(os.rename(root .. "/scripts/schedule.tmp", root .. "/scripts/schedule.lua"))
+    end
+    local c = start(root, db, 1)
+    local ok, err = pcall(function()
+      wait_for("a job in queue a", function() return db.r:call("LLEN", "queue:clock-spec-a") >= 1 end)
+      rewrite("return { { name = 't', job = 'ops.missing', every = 1 } }")
+      wait_for("the reload error", function()
+        return slurp(c.log):find("schedule reload failed", 1, true)
+      end)
+      local before = db.r:call("LLEN", "queue:clock-spec-a")
+      wait_for("queue a to go on", function() return db.r:call("LLEN", "queue:clock-spec-a") > before end)
+      rewrite(schedule("clock-spec-b"))
+      wait_for("a job in queue b", function() return db.r:call("LLEN", "queue:clock-spec-b") >= 1 end)
+    end)
+    local code = stop(c)
+    local log = slurp(c.log)
+    cleanup()
+    assert(ok, tostring(err) .. "\n" .. log)
+    assert.equal(0, code, log)
+    assert.matches("no job ops.missing", log)
+    assert.matches('msg="schedule reloaded" entries=1', log)
+  end)
+
+  it("refuses a bad schedule with the entry named, exit 1", function()
+    local cases = {
+      { 'return { { name = "sync", job = "ops.ping", cron = "61 * * * *" } }',
+        "entry 1 (sync): cron \"61 * * * *\": minute \"61\": 61 is out of range 0-59" },
+      { 'return { { name = "a", job = "ops.ping", every = 5 }, { name = "b", job = "ops.ping" } }',
+        "entry 2 (b): give cron or every" },
+      { 'return { { name = "a", job = "ops.ping", every = 0 } }', "entry 1 (a): every must be" },
+      { 'return { { name = "a", job = "ops.ping", every = 1, evry = 2 } }', "entry 1 (a): unknown field evry" },
+      { 'return { { name = "a", job = "ops.nope", every = 1 } }', "entry 1 (a): no job ops.nope (scripts/jobs/ops/nope.lua)" },
+      { 'return { { name = "a", job = "ops.ping", every = 1, queue = "bad queue" } }', "entry 1 (a): bad queue name" },
+      { 'return { { name = "a", job = "ops.ping", every = 1, args = "x" } }', "entry 1 (a): args must be an array" },
+      { 'return { { name = "a", job = "ops.ping", every = 1 }, { name = "a", job = "ops.ping", every = 2 } }',
+        "entry 2 (a): name is used twice" },
+      { 'return "nope"', "must return a list of entries" },
+      { 'return { {', "schedule.lua" },
+    }
+    for _, case in ipairs(cases) do
+      local root, cleanup = project({ ["scripts/jobs/ops/ping.lua"] = PING, ["scripts/schedule.lua"] = case[1] })
+      local r = proc.mc({ "clock" }, { env = db:env({ MC_ROOT = root }) })
+      cleanup()
+      assert.equal(1, r.code, case[1])
+      assert.truthy(r.stderr:find(case[2], 1, true), "expected " .. case[2] .. " in: " .. r.stderr)
+    end
+  end)
+
+  it("says so when there is no scripts/schedule.lua", function()
+    local root, cleanup = project({ ["scripts/jobs/ops/ping.lua"] = PING })
+    local r = proc.mc({ "clock" }, { env = db:env({ MC_ROOT = root }) })
+    cleanup()
+    assert.equal(1, r.code)
+    assert.matches("schedule.lua", r.stderr)
+  end)
+
+  it("--check validates without running; the project's own schedule loads", function()
+    local root, cleanup = project({ ["scripts/jobs/ops/ping.lua"] = PING, ["scripts/schedule.lua"] = EVERY_SECOND })
+    local r = proc.mc({ "clock", "--check" }, { env = db:env({ MC_ROOT = root }) })
+    cleanup()
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("2 entries", r.stdout)
+    local own = proc.mc({ "clock", "--check" }, { env = db:env({ MC_ROOT = false }) })
+    assert.equal(0, own.code, own.stderr)
+    assert.matches("0 entries", own.stdout)
+  end)
+end)
