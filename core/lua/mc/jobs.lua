@@ -181,7 +181,13 @@ function _M.load(name)
     return nil, "bad job name " .. tostring(name)
   end
   local ok, mod = pcall(require, "jobs." .. name)
-  if not ok then return nil, tostring(mod) end
+  if not ok then
+    mod = tostring(mod)
+    if mod:find("^module 'jobs%.[^']*' not found") then -- not the long search list
+      return nil, "no job " .. name .. " (scripts/jobs/" .. name:gsub("%.", "/") .. ".lua)"
+    end
+    return nil, mod
+  end
   if type(mod) ~= "table" or type(mod.perform) ~= "function" then
     return nil, "jobs." .. name .. " has no perform(args, ctx)"
   end
