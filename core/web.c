@@ -511,7 +511,7 @@ static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr
       flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
       MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL, /* first, so it catches everything */
       MHD_OPTION_SOCK_ADDR, addr,
-      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads > 1 ? cfg->threads : 0), /* 1: no pool */
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->conn_limit,
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_limit,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
