@@ -17,15 +17,7 @@ return {
 }
 ]]
 
--- A scratch MC_ROOT holding scripts/ with the given files.
-local function project(files)
-  local root, cleanup = proc.tmpdir()
-  for path, content in pairs(files) do
-    os.execute("mkdir -p " .. proc.quote(root .. "/" .. path:match("^(.*)/")))
-    proc.write(root .. "/" .. path, content)
-  end
-  return root, cleanup
-end
+local project = proc.project
 
 local function slurp(path)
   local f = io.open(path)

@@ -22,14 +22,7 @@ return { perform = function() return nil, "upstream said no" end }
 ]],
 }
 
-local function project()
-  local root, cleanup = proc.tmpdir()
-  for path, content in pairs(JOBS) do
-    os.execute("mkdir -p " .. proc.quote(root .. "/" .. path:match("^(.*)/")))
-    proc.write(root .. "/" .. path, content)
-  end
-  return root, cleanup
-end
+local function project() return proc.project(JOBS) end
 
 local function slurp(path)
   local f = io.open(path)

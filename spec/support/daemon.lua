@@ -15,10 +15,10 @@ _M.Daemon = Daemon
 -- Without root, a scratch MC_ROOT is made and removed by stop().
 function _M.start(opts)
   local root, cleanup = opts.root, function() end
-  if not root then root, cleanup = proc.tmpdir() end
-  for path, content in pairs(opts.files or {}) do
-    os.execute("mkdir -p " .. proc.quote(root .. "/" .. path:match("^(.*)/")))
-    proc.write(root .. "/" .. path, content)
+  if root then
+    proc.write_files(root, opts.files)
+  else
+    root, cleanup = proc.project(opts.files)
   end
   local log = os.tmpname()
   local env = { "MC_ROOT=" .. proc.quote(root) }

@@ -71,6 +71,23 @@ function _M.assert_no_leaks(args, opts)
     or r.stderr:find("definitely lost: 0 bytes", 1, true), r.stderr)
 end
 
+-- project(files) -> root, cleanup: a scratch MC_ROOT holding the given files
+-- ({["scripts/jobs/x.lua"] = "..."}).
+function _M.project(files)
+  local root, cleanup = _M.tmpdir()
+  _M.write_files(root, files)
+  return root, cleanup
+end
+
+-- write_files(root, files): files (paths relative to root) with their folders.
+function _M.write_files(root, files)
+  for path, content in pairs(files or {}) do
+    local dir = path:match("^(.*)/")
+    if dir then os.execute("mkdir -p " .. _M.quote(root .. "/" .. dir)) end
+    _M.write(root .. "/" .. path, content)
+  end
+end
+
 -- A scratch directory, removed by the returned cleanup function.
 function _M.tmpdir()
   local path = os.tmpname()
