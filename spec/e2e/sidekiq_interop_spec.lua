@@ -6,7 +6,6 @@ local server = require "support.server"
 local workers = require "support.worker"
 local json = require "mc.json"
 local redis = require "mc.redis"
-local socket = require "socket"
 
 local RUBY_PRELUDE = [[
 require "sidekiq"
@@ -105,15 +104,7 @@ describe("Sidekiq 6 interop", function()
     return (res.stdout:match("^(%x+)"))
   end
 
-  local function wait_for(fn, seconds)
-    local deadline = socket.gettime() + (seconds or 30)
-    repeat
-      local v = fn()
-      if v then return v end
-      socket.sleep(0.05)
-    until socket.gettime() > deadline
-    return nil
-  end
+  local wait_for = proc.wait_for
 
   setup(function()
     -- a private redis-server: Sidekiq's keys (retry, dead, stat:*, processes) are global

@@ -45,13 +45,7 @@ end
 
 -- wait_for(fn, seconds) -> fn's first truthy result, or nil when time ran out
 function Daemon:wait_for(fn, seconds)
-  local deadline = socket.gettime() + (seconds or 30)
-  repeat
-    local v = fn()
-    if v then return v end
-    socket.sleep(0.05)
-  until socket.gettime() > deadline
-  return nil
+  return proc.wait_for(fn, seconds)
 end
 
 -- Waits (bounded) until the log contains text; true if it did.

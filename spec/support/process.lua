@@ -71,6 +71,18 @@ function _M.assert_no_leaks(args, opts)
     or r.stderr:find("definitely lost: 0 bytes", 1, true), r.stderr)
 end
 
+-- wait_for(fn, seconds) -> fn's first truthy result, or nil when time ran out
+function _M.wait_for(fn, seconds)
+  local socket = require "socket"
+  local deadline = socket.gettime() + (seconds or 30)
+  repeat
+    local v = fn()
+    if v then return v end
+    socket.sleep(0.05)
+  until socket.gettime() > deadline
+  return nil
+end
+
 -- project(files) -> root, cleanup: a scratch MC_ROOT holding the given files
 -- ({["scripts/jobs/x.lua"] = "..."}).
 function _M.project(files)
