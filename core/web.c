@@ -35,6 +35,7 @@ typedef struct web_config {
   double request_timeout, shutdown_timeout;
   int reload;
   const char *bind;
+  char app[256]; /* the app file under MC_ROOT: scripts/app.lua, sandbox/app.lua */
 } web_config;
 
 typedef struct web_server {
@@ -206,7 +207,8 @@ static lua_State *load_app_state(void *ud, int *ref) {
   lua_pushliteral(L, "mc.web");
   if (mc_pcall(L, 1, 1) != LUA_OK) goto fail;
   lua_getfield(L, -1, "thread_entry");
-  if (mc_pcall(L, 0, 1) != LUA_OK) goto fail;
+  lua_pushstring(L, srv->cfg.app);
+  if (mc_pcall(L, 1, 1) != LUA_OK) goto fail;
   *ref = luaL_ref(L, LUA_REGISTRYINDEX);
   web_ctx *ctx = lua_newuserdatauv(L, sizeof *ctx, 0); /* reused by every request */
   ctx->conn = NULL;
@@ -496,6 +498,11 @@ static void read_config(lua_State *L, web_config *cfg) {
   cfg->shutdown_timeout = opt_number(L, "shutdown_timeout", 25);
   lua_getfield(L, 1, "reload");
   cfg->reload = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "app");
+  const char *app = luaL_optstring(L, -1, "scripts/app.lua");
+  if (strlen(app) >= sizeof cfg->app) luaL_error(L, "web: app path too long");
+  strcpy(cfg->app, app);
   lua_pop(L, 1);
   lua_getfield(L, 1, "bind");
   cfg->bind = luaL_optstring(L, -1, "0.0.0.0"); /* the string stays in the opts table */

@@ -15,6 +15,8 @@ commands:
                              JSON array of args (default []); exit 1 if it fails
   web                        serve HTTP on $PORT: the routes of scripts/app.lua
   worker                     run background jobs from Redis (scripts/jobs/)
+  sandbox                    serve the stand-ins for Heroku and the other external
+                             services (sandbox/) on $SANDBOX_PORT (default 5100)
   clock [--check]            enqueue the jobs of scripts/schedule.lua when due
                              (cron or every N seconds; once across clocks);
                              --check only validates the schedule
@@ -56,6 +58,10 @@ end
 
 function COMMANDS.web()
   return require("mc.web").serve()
+end
+
+function COMMANDS.sandbox()
+  return require("mc.web").serve({ app = "sandbox/app.lua", port_var = "SANDBOX_PORT", port = 5100 })
 end
 
 function COMMANDS.worker()

@@ -179,7 +179,9 @@ local function finish(id, status, body, headers)
     return error_response(500, "internal server error", id)
   end
   local content_type
-  if type(body) == "table" then
+  if body == json.empty_array then -- json.array({}) of a handler that lists nothing
+    body, content_type = "[]", "application/json"
+  elseif type(body) == "table" then
     local encoded, err = json.encode(body)
     if not encoded then
       log.error("handler returned a body JSON cannot hold", { request_id = id, error = err })
@@ -230,9 +232,9 @@ end
 
 -- ---- loading the app and serving ------------------------------------------
 
--- Loads $MC_ROOT/scripts/app.lua, which must return a router.
-function _M.load_app()
-  local path = host.root .. "/scripts/app.lua"
+-- Loads $MC_ROOT/<app> (default scripts/app.lua), which must return a router.
+function _M.load_app(app)
+  local path = host.root .. "/" .. (app or "scripts/app.lua")
   local chunk, err = loadfile(path, "t")
   if not chunk then error(err, 0) end
   local app = chunk()
@@ -243,19 +245,22 @@ function _M.load_app()
 end
 
 -- Called by the C server in each new thread state: the per-request entry point.
-function _M.thread_entry()
-  local app = _M.load_app()
+function _M.thread_entry(app_file)
+  local app = _M.load_app(app_file)
   local handle = _M.handle
   return function(method, path, body, id, ctx)
     return handle(app, method, path, body, id, ctx)
   end
 end
 
--- `multiconnect web`: configuration from the environment, then serve until SIGTERM.
-function _M.serve()
+-- `multiconnect web` (and `sandbox`, with opts.app and opts.port_var):
+-- configuration from the environment, then serve until SIGTERM.
+function _M.serve(opts)
+  opts = opts or {}
   local env = require "mc.env"
   local ok, err = native.serve({
-    port = env.int("PORT", 5000, { min = 1, max = 65535 }),
+    app = opts.app,
+    port = env.int(opts.port_var or "PORT", opts.port or 5000, { min = 1, max = 65535 }),
     bind = env.str("WEB_BIND", "0.0.0.0"),
     threads = env.int("WEB_THREADS", host.cpus(), { min = 1, max = 256 }),
     max_body = env.int("WEB_MAX_BODY", 1024 * 1024, { min = 1 }),

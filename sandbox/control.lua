@@ -1,0 +1,45 @@
+-- sandbox.control: /__sandbox -- knobs and state for tests and operators.
+--   POST /__sandbox/config  {"heroku": {"async": false, ...}} merges knobs
+--   GET  /__sandbox/config  the knobs
+--   GET  /__sandbox/state   every sandbox:* key and what it holds
+--   POST /__sandbox/reset   forgets all state and knobs
+local store = require "sandbox.store"
+local json = require "mc.json"
+
+local _M = {}
+
+local function state()
+  local r = store.redis()
+  local out, cursor = {}, "0"
+  repeat
+    local res = assert(r:call("SCAN", cursor, "MATCH", store.PREFIX .. "*", "COUNT", 500))
+    cursor = res[1]
+    for _, key in ipairs(res[2]) do
+      local kind = r:call("TYPE", key)
+      if kind == "string" then out[key] = json.decode(r:call("GET", key)) or r:call("GET", key)
+      elseif kind == "hash" then out[key] = r:call("HGETALL", key)
+      elseif kind == "set" then out[key] = r:call("SMEMBERS", key)
+      elseif kind == "list" then out[key] = r:call("LRANGE", key, 0, -1)
+      elseif kind == "zset" then out[key] = r:call("ZRANGE", key, 0, -1) end
+    end
+  until cursor == "0"
+  return out
+end
+
+function _M.mount(app, prefix)
+  app:get(prefix .. "/config", function() return 200, store.config() end)
+  app:post(prefix .. "/config", function(req)
+    local doc, err = req.json()
+    if type(doc) ~= "table" then return 400, { error = "config must be a JSON object: " .. tostring(err) } end
+    local c, merr = store.merge(doc)
+    if not c then return 400, { error = merr } end
+    return 200, c
+  end)
+  app:get(prefix .. "/state", function() return 200, state() end)
+  app:post(prefix .. "/reset", function()
+    store.reset()
+    return 204
+  end)
+end
+
+return _M

@@ -1,0 +1,198 @@
+-- sandbox.heroku: the Heroku Platform API's add-on endpoints (apis.md §2).
+--   POST   /apps/{app}/addons          201 provisioned, or 202 provisioning (knob async)
+--   GET    /apps/{app}/addons          200
+--   GET    /apps/{app}/addons/{id}     by id or name; provisioning -> provisioned after
+--                                      knob provision_delay seconds
+--   DELETE /apps/{app}/addons/{id}     200, state deprovisioned
+--   GET    /account/rate-limits        {"remaining": n}, not counted
+-- Every call needs Accept: application/vnd.heroku+json; version=3 (406) and a
+-- bearer token (401; knob token pins the one accepted); each counted call spends
+-- one of the token's RateLimit-Remaining (knob rate_limit, default 4500), 429 at 0.
+-- Errors are {"id", "message", "url"}. Knobs also: latency, fail_next, fail_rate.
+local json = require "mc.json"
+local host = require "mc.host"
+local store = require "sandbox.store"
+local faults = require "sandbox.faults"
+
+local _M = {}
+
+local ACCEPT = "application/vnd.heroku+json; version=3"
+local APP_NAME = "^[a-z][a-z0-9%-]+$"
+local ADDON_NAME = "^[%a][%w_%-]+$"
+
+local function failure(status, id, message, headers)
+  local h = { ["Content-Type"] = "application/json", ["Request-Id"] = store.uuid() }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  return status, { id = id, message = message, url = "https://devcenter.heroku.com/articles/platform-api-reference" }, h
+end
+
+local FAULT_IDS = { [500] = "internal_server_error", [502] = "bad_gateway", [503] = "service_unavailable" }
+
+local function fault(status)
+  return failure(status, FAULT_IDS[status] or "error", "The sandbox injected this failure.")
+end
+
+-- Checks Accept, the token and the rate limit -> nil, headers | status, body, headers
+local function guard(req, counted)
+  if req.headers["accept"] ~= ACCEPT then
+    return failure(406, "not_acceptable",
+      "Please specify a version along with Heroku's API MIME type. For example, `Accept: " .. ACCEPT .. "`.")
+  end
+  local token = (req.headers["authorization"] or ""):match("^Bearer%s+(%S+)$")
+  local pinned = store.knob("heroku", "token")
+  if not token or (pinned and token ~= pinned) then
+    return failure(401, "unauthorized", "Invalid credentials provided.")
+  end
+  local key = store.key("heroku", "ratelimit", token)
+  local limit = tonumber(store.knob("heroku", "rate_limit", 4500))
+  store.call("SET", key, limit, "NX")
+  local remaining = tonumber(store.call("GET", key))
+  if counted then
+    if remaining <= 0 then
+      return failure(429, "rate_limit", "Your account reached the API rate limit", { ["RateLimit-Remaining"] = "0" })
+    end
+    remaining = store.call("DECR", key)
+  end
+  return nil, { ["Content-Type"] = "application/json", ["Request-Id"] = store.uuid(),
+                ["RateLimit-Remaining"] = tostring(remaining) }
+end
+
+-- ---- add-ons -----------------------------------------------------------------
+
+-- The add-on of app named by id or name, its state brought up to date; or nil.
+local function load_addon(app, id_or_name)
+  local raw = store.call("GET", store.key("heroku", "addon", id_or_name))
+  if raw == mc.null then
+    local id = store.call("HGET", store.key("heroku", "app", app, "names"), id_or_name)
+    if id == mc.null then return nil end
+    raw = store.call("GET", store.key("heroku", "addon", id))
+    if raw == mc.null then return nil end
+  end
+  local addon = json.decode(raw)
+  if addon.app.name ~= app then return nil end
+  if addon.state == "provisioning" and host.time() >= addon.sandbox_ready_at then
+    addon.state = "provisioned"
+    addon.updated_at = store.iso8601()
+    store.call("SET", store.key("heroku", "addon", addon.id), json.encode(addon))
+  end
+  return addon
+end
+
+local ARRAYS = { actions = true, config_vars = true } -- [] must stay [] through storage
+
+local function public(addon)
+  local out = {}
+  for k, v in pairs(addon) do
+    if ARRAYS[k] then out[k] = json.array(v)
+    elseif not k:find("^sandbox_") then out[k] = v end
+  end
+  return out
+end
+
+local function bad_params(message)
+  return failure(422, "invalid_params", message)
+end
+
+local function check_create(app, body)
+  if not app:match(APP_NAME) then return nil, "Couldn't find that app." end
+  if type(body) ~= "table" then return nil, "body must be a JSON object" end
+  if type(body.plan) ~= "string" or body.plan == "" then return nil, "plan is required" end
+  if body.name ~= nil and (type(body.name) ~= "string" or not body.name:match(ADDON_NAME)) then
+    return nil, "name is invalid"
+  end
+  if body.config ~= nil and type(body.config) ~= "table" then return nil, "config must be an object" end
+  for k, v in pairs(body.config or {}) do
+    if type(k) ~= "string" or not k:match("^[%w_]+$") or type(v) ~= "string" then
+      return nil, "config values must be strings under word keys"
+    end
+  end
+  return true
+end
+
+local function create(req, headers)
+  local app = req.params.app
+  if not app:match(APP_NAME) then return failure(404, "not_found", "Couldn't find that app.") end
+  local body = req.json()
+  local ok, err = check_create(app, body)
+  if not ok then return bad_params(err) end
+  local service, plan = body.plan:match("^([%w%-]+):([%w%-]+)$")
+  if not service then service, plan = body.plan, "default" end
+  local names = store.key("heroku", "app", app, "names")
+  local name = body.name or (service .. "-" .. store.uuid():sub(1, 8))
+  if store.call("HEXISTS", names, name) == 1 then
+    return failure(422, "invalid_params", "Name is already taken")
+  end
+  local async = store.knob("heroku", "async", true)
+  local now = host.time()
+  local id = store.uuid()
+  local addon = {
+    id = id, name = name, state = async and "provisioning" or "provisioned",
+    addon_service = { id = store.uuid(), name = service },
+    plan = { id = store.uuid(), name = service .. ":" .. plan },
+    app = { id = store.uuid(), name = app },
+    billing_entity = { id = store.uuid(), name = app, type = "app" },
+    billed_price = { cents = 0, contract = false, unit = "month" },
+    config_vars = {}, actions = {},
+    provider_id = store.uuid():sub(1, 8), web_url = "https://addons-sso.heroku.com/apps/" .. app .. "/addons/" .. id,
+    created_at = store.iso8601(now), updated_at = store.iso8601(now),
+    sandbox_ready_at = now + tonumber(store.knob("heroku", "provision_delay", 2)),
+    sandbox_config = body.config or {},
+  }
+  store.call("SET", store.key("heroku", "addon", id), json.encode(addon))
+  store.call("HSET", names, name, id)
+  store.call("RPUSH", store.key("heroku", "app", app, "addons"), id)
+  return async and 202 or 201, public(addon), headers
+end
+
+local function list(req, headers)
+  local out = {}
+  for _, id in ipairs(store.call("LRANGE", store.key("heroku", "app", req.params.app, "addons"), 0, -1)) do
+    local addon = load_addon(req.params.app, id)
+    if addon then out[#out + 1] = public(addon) end
+  end
+  return 200, json.array(out), headers
+end
+
+local function show(req, headers)
+  local addon = load_addon(req.params.app, req.params.id)
+  if not addon then return failure(404, "not_found", "Couldn't find that add-on.") end
+  return 200, public(addon), headers
+end
+
+local function destroy(req, headers)
+  local app = req.params.app
+  local addon = load_addon(app, req.params.id)
+  if not addon then return failure(404, "not_found", "Couldn't find that add-on.") end
+  store.call("DEL", store.key("heroku", "addon", addon.id))
+  store.call("HDEL", store.key("heroku", "app", app, "names"), addon.name)
+  store.call("LREM", store.key("heroku", "app", app, "addons"), 0, addon.id)
+  addon.state = "deprovisioned"
+  addon.updated_at = store.iso8601()
+  return 200, public(addon), headers
+end
+
+local function rate_limits(req, headers)
+  return 200, { remaining = tonumber(headers["RateLimit-Remaining"]) }, headers
+end
+
+-- handler(req, headers) behind the guard: counted calls spend the rate limit.
+local function guarded(handler, counted)
+  return function(req)
+    local status, body, headers = guard(req, counted)
+    if status then return status, body, headers end
+    return handler(req, body)
+  end
+end
+
+function _M.mount(app, prefix)
+  local function route(method, path, handler, counted)
+    app:route(method, prefix .. path, faults.wrap("heroku", guarded(handler, counted ~= false), fault))
+  end
+  route("POST", "/apps/:app/addons", create)
+  route("GET", "/apps/:app/addons", list)
+  route("GET", "/apps/:app/addons/:id", show)
+  route("DELETE", "/apps/:app/addons/:id", destroy)
+  route("GET", "/account/rate-limits", rate_limits, false)
+end
+
+return _M

@@ -1,0 +1,147 @@
+-- The sandbox's Heroku Platform API stand-in, driven through mc.http as the
+-- onboarding will drive the real one (apis.md §2).
+local daemon = require "support.daemon"
+local server = require "support.server"
+local http = require "mc.http"
+local host = require "mc.host"
+local socket = require "socket"
+
+local ACCEPT = "application/vnd.heroku+json; version=3"
+
+describe("sandbox: Heroku Platform API", function()
+  local sb, base, control
+
+  local function api(method, path, opts)
+    opts = opts or {}
+    local headers = { Accept = ACCEPT, Authorization = "Bearer spec-token" }
+    for k, v in pairs(opts.headers or {}) do headers[k] = v or nil end
+    return assert(http.request({ method = method, url = base .. path, headers = headers, json = opts.json }))
+  end
+
+  local function knobs(doc)
+    assert.equal(200, assert(http.post(control .. "/config", { json = { heroku = doc } })).status)
+  end
+
+  setup(function()
+    local port = server.free_port()
+    sb = daemon.start({ command = "sandbox", root = host.root, env = {
+      SANDBOX_PORT = tostring(port), WEB_BIND = "127.0.0.1", WEB_THREADS = "2",
+      SANDBOX_REDIS_URL = assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/11",
+    } })
+    assert.truthy(sb:wait_log("msg=listening", 10), sb:log())
+    base = "http://127.0.0.1:" .. port .. "/heroku"
+    control = "http://127.0.0.1:" .. port .. "/__sandbox"
+  end)
+  teardown(function() sb:stop() end)
+  before_each(function()
+    assert.equal(204, assert(http.post(control .. "/reset")).status)
+    knobs({ provision_delay = 0.3 })
+  end)
+
+  it("provisions an add-on asynchronously: 202 provisioning, then provisioned", function()
+    local res = api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo",
+      attachment = { name = "HEROKUCONNECT" }, config = { region = "us" } } })
+    assert.equal(202, res.status)
+    local addon = res:json()
+    assert.equal("provisioning", addon.state)
+    assert.equal("herokuconnect", addon.addon_service.name)
+    assert.equal("herokuconnect:demo", addon.plan.name)
+    assert.equal("my-app", addon.app.name)
+    assert.matches("^%x+%-%x+%-4%x+%-[89ab]%x+%-%x+$", addon.id)
+    assert.matches('"actions":%[%]', res.body)
+    assert.truthy(res.headers["request-id"])
+    socket.sleep(0.4)
+    local again = api("GET", "/apps/my-app/addons/" .. addon.id)
+    assert.equal(200, again.status)
+    assert.equal("provisioned", again:json().state)
+    assert.matches('"config_vars":%[%]', again.body)
+    -- by name too
+    assert.equal(addon.id, api("GET", "/apps/my-app/addons/" .. addon.name):json().id)
+  end)
+
+  it("provisions synchronously with 201 when the async knob is off", function()
+    knobs({ async = false })
+    local res = api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo", name = "hc-acme" } })
+    assert.equal(201, res.status)
+    assert.equal("provisioned", res:json().state)
+    assert.equal("hc-acme", res:json().name)
+  end)
+
+  it("is not idempotent: a second POST makes a second add-on; a taken name is refused", function()
+    api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo" } })
+    api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo", name = "hc-one" } })
+    local list = api("GET", "/apps/my-app/addons")
+    assert.equal(200, list.status)
+    assert.equal(2, #list:json())
+    local dup = api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo", name = "hc-one" } })
+    assert.equal(422, dup.status)
+    assert.equal("invalid_params", dup:json().id)
+    assert.same({}, api("GET", "/apps/other-app/addons"):json())
+    assert.matches("^%[%]$", api("GET", "/apps/other-app/addons").body)
+  end)
+
+  it("deprovisions, then answers 404 in Heroku's error shape", function()
+    local addon = api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo" } }):json()
+    local gone = api("DELETE", "/apps/my-app/addons/" .. addon.id)
+    assert.equal(200, gone.status)
+    assert.equal("deprovisioned", gone:json().state)
+    local res = api("GET", "/apps/my-app/addons/" .. addon.id)
+    assert.equal(404, res.status)
+    assert.equal("not_found", res:json().id)
+    assert.is_string(res:json().message)
+    assert.is_string(res:json().url)
+    assert.equal(404, api("DELETE", "/apps/my-app/addons/" .. addon.id).status)
+  end)
+
+  it("validates the body: 422 invalid_params", function()
+    for _, body in ipairs({ {}, { plan = "" }, { plan = "x:y", name = "9bad" }, { plan = "x:y", config = { k = 1 } } }) do
+      local res = api("POST", "/apps/my-app/addons", { json = body })
+      assert.equal(422, res.status)
+      assert.equal("invalid_params", res:json().id)
+    end
+  end)
+
+  it("refuses a missing or wrong Accept with 406, and a missing token with 401", function()
+    local res = api("GET", "/apps/my-app/addons", { headers = { Accept = "application/json" } })
+    assert.equal(406, res.status)
+    assert.equal("not_acceptable", res:json().id)
+    res = api("GET", "/apps/my-app/addons", { headers = { Authorization = false } })
+    assert.equal(401, res.status)
+    assert.equal("unauthorized", res:json().id)
+    knobs({ token = "the-right-one" })
+    assert.equal(401, api("GET", "/apps/my-app/addons").status)
+  end)
+
+  it("counts the rate limit down and answers 429 rate_limit when it is spent", function()
+    knobs({ rate_limit = 3 })
+    assert.equal("2", api("GET", "/apps/my-app/addons").headers["ratelimit-remaining"])
+    assert.equal(2, api("GET", "/account/rate-limits"):json().remaining) -- not counted
+    api("GET", "/apps/my-app/addons")
+    api("GET", "/apps/my-app/addons")
+    local res = api("GET", "/apps/my-app/addons")
+    assert.equal(429, res.status)
+    assert.equal("rate_limit", res:json().id)
+    assert.equal("0", res.headers["ratelimit-remaining"])
+  end)
+
+  it("injects failures and latency by knob", function()
+    knobs({ fail_next = 2, fail_status = 503 })
+    assert.equal(503, api("GET", "/apps/my-app/addons").status)
+    assert.equal("service_unavailable", api("GET", "/apps/my-app/addons"):json().id)
+    assert.equal(200, api("GET", "/apps/my-app/addons").status)
+    knobs({ latency = 1.5 })
+    local res, err = http.request({ url = base .. "/apps/my-app/addons", timeout = 0.5,
+      headers = { Accept = ACCEPT, Authorization = "Bearer spec-token" } })
+    assert.is_nil(res)
+    assert.equal("timeout", err)
+  end)
+
+  it("shows its state and knobs", function()
+    api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo" } })
+    local state = assert(http.get(control .. "/state")):json()
+    local addons = 0
+    for key in pairs(state) do if key:find("^sandbox:heroku:addon:") then addons = addons + 1 end end
+    assert.equal(1, addons)
+    assert.equal(0.3, assert(http.get(control .. "/config")):json().heroku.provision_delay)
+  end)
+end)
