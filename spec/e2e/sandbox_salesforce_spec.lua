@@ -1,0 +1,320 @@
+-- The sandbox's Salesforce stand-in (apis.md §3), driven through mc.http as the
+-- onboarding drives the real one: authorize, token grants, identity, Apex REST.
+local daemon = require "support.daemon"
+local server = require "support.server"
+local http = require "mc.http"
+local host = require "mc.host"
+local socket = require "socket"
+
+local CALLBACK = "https://onboard.example/auth/salesforce/callback"
+
+describe("sandbox: Salesforce", function()
+  local sb, base, control
+
+  local function knobs(doc)
+    assert.equal(200, assert(http.post(control .. "/config", { json = { salesforce = doc } })).status)
+  end
+
+  -- query string of a Location header -> table
+  local function params_of(location)
+    local out = {}
+    for k, v in (location:match("%?(.*)$") or ""):gmatch("([^&=]+)=([^&]*)") do
+      out[k] = v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    end
+    return out
+  end
+
+  local function authorize(q)
+    local query = { response_type = "code", client_id = "ck", redirect_uri = CALLBACK,
+                    state = "st/8 x&y", scope = "api refresh_token" }
+    for k, v in pairs(q or {}) do query[k] = v or nil end
+    return assert(http.get(base .. "/services/oauth2/authorize", { query = query }))
+  end
+
+  local function code()
+    local res = authorize()
+    assert.equal(302, res.status, res.body)
+    return assert(params_of(res.headers["location"]).code)
+  end
+
+  local function token(form)
+    return assert(http.post(base .. "/services/oauth2/token", { form = form }))
+  end
+
+  local function login()
+    local res = token({ grant_type = "authorization_code", code = code(), client_id = "ck",
+                        client_secret = "cs", redirect_uri = CALLBACK })
+    assert.equal(200, res.status, res.body)
+    return res:json()
+  end
+
+  local function apex(tok, path, body, method)
+    return assert(http.request({ method = method or "POST", url = base .. "/services/apexrest/" .. path,
+      headers = { Authorization = "Bearer " .. tok, ["Content-Type"] = "application/json" }, body = body }))
+  end
+
+  setup(function()
+    local port = server.free_port()
+    sb = daemon.start({ command = "sandbox", root = host.root, env = {
+      SANDBOX_PORT = tostring(port), WEB_BIND = "127.0.0.1", WEB_THREADS = "2",
+      SANDBOX_REDIS_URL = assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/12",
+    } })
+    assert.truthy(sb:wait_log("msg=listening", 10), sb:log())
+    base = "http://127.0.0.1:" .. port .. "/salesforce"
+    control = "http://127.0.0.1:" .. port .. "/__sandbox"
+  end)
+  teardown(function() sb:stop() end)
+  before_each(function()
+    assert.equal(204, assert(http.post(control .. "/reset")).status)
+    knobs({ auto_approve = true, client_id = "ck", client_secret = "cs" })
+  end)
+
+  describe("authorize", function()
+    it("shows a login page whose form approves back to the redirect_uri with code and state", function()
+      knobs({ auto_approve = false })
+      local page = authorize()
+      assert.equal(200, page.status)
+      assert.matches("text/html", page.headers["content-type"])
+      assert.matches('<form method="POST" action="/salesforce/services/oauth2/authorize">', page.body, 1, true)
+      assert.matches('name="state" value="st/8 x&amp;y"', page.body, 1, true)
+      local form = { action = "allow" }
+      for name, value in page.body:gmatch('type="hidden" name="([%w_]+)" value="([^"]*)"') do
+        form[name] = value:gsub("&amp;", "&")
+      end
+      local res = assert(http.post(base .. "/services/oauth2/authorize", { form = form }))
+      assert.equal(302, res.status)
+      local p = params_of(res.headers["location"])
+      assert.equal(1, select(2, res.headers["location"]:gsub("^" .. CALLBACK:gsub("%p", "%%%0") .. "%?", "")))
+      assert.is_string(p.code)
+      assert.equal("st/8 x&y", p.state)
+      form.action = "deny"
+      assert.equal("access_denied", params_of(assert(http.post(base .. "/services/oauth2/authorize",
+        { form = form })).headers["location"]).error)
+    end)
+
+    it("redirects straight back with auto_approve, echoing state", function()
+      local res = authorize()
+      assert.equal(302, res.status)
+      local p = params_of(res.headers["location"])
+      assert.matches("^aPr%w+$", p.code)
+      assert.equal("st/8 x&y", p.state)
+    end)
+
+    it("redirects with error=access_denied when the user denies (knob deny)", function()
+      knobs({ deny = true })
+      local p = params_of(authorize().headers["location"])
+      assert.equal("access_denied", p.error)
+      assert.equal("end-user denied authorization", p.error_description)
+      assert.equal("st/8 x&y", p.state)
+      assert.is_nil(p.code)
+    end)
+
+    it("sends a bad client_id or redirect_uri to Salesforce's error page, never to the client", function()
+      knobs({ redirect_uris = { CALLBACK } })
+      for _, case in ipairs({
+        { { client_id = "nope" }, "invalid_client_id" },
+        { { client_id = false }, "invalid_client_id" },
+        { { redirect_uri = "https://evil.example/cb" }, "redirect_uri_mismatch" },
+        { { redirect_uri = false }, "redirect_uri_mismatch" },
+      }) do
+        local res = authorize(case[1])
+        assert.equal(302, res.status)
+        local location = res.headers["location"]
+        assert.matches("^" .. base:gsub("%p", "%%%0") .. "/setup/secur/RemoteAccessErrorPage%.apexp%?", location)
+        assert.equal(case[2], params_of(location).error)
+        local page = assert(http.get(location))
+        assert.equal(200, page.status)
+        assert.matches(case[2], page.body, 1, true)
+      end
+    end)
+
+    it("refuses a response_type other than code, back at the client", function()
+      local p = params_of(authorize({ response_type = "token" }).headers["location"])
+      assert.equal("unsupported_response_type", p.error)
+      assert.equal("st/8 x&y", p.state)
+    end)
+  end)
+
+  describe("token", function()
+    it("exchanges a code once for the real token response", function()
+      local c = code()
+      local res = token({ grant_type = "authorization_code", code = c, client_id = "ck",
+                          client_secret = "cs", redirect_uri = CALLBACK })
+      assert.equal(200, res.status)
+      local t = res:json()
+      assert.matches("^00D5e000000AbCd!AQ", t.access_token)
+      assert.matches("^5Aep", t.refresh_token)
+      assert.equal(base, t.instance_url)
+      assert.equal(base .. "/id/00D5e000000AbCdEAK/0055e000001XyZwAAK", t.id)
+      assert.equal("Bearer", t.token_type)
+      assert.equal("api refresh_token", t.scope)
+      assert.matches("^%d+$", t.issued_at)
+      assert.is_true(math.abs(tonumber(t.issued_at) / 1000 - os.time()) < 120)
+      local crypto = require "mc.crypto"
+      assert.equal(crypto.to_base64(crypto.hmac_sha256("cs", t.id .. t.issued_at)), t.signature)
+      local again = token({ grant_type = "authorization_code", code = c, client_id = "ck",
+                            client_secret = "cs", redirect_uri = CALLBACK })
+      assert.equal(400, again.status)
+      assert.same({ error = "invalid_grant", error_description = "expired authorization code" }, again:json())
+    end)
+
+    it("issues no refresh token when the scope does not allow it", function()
+      local p = params_of(authorize({ scope = "api" }).headers["location"])
+      local t = token({ grant_type = "authorization_code", code = p.code, client_id = "ck",
+                        client_secret = "cs", redirect_uri = CALLBACK }):json()
+      assert.is_string(t.access_token)
+      assert.is_nil(t.refresh_token)
+    end)
+
+    it("answers the OAuth error bodies for bad grants and clients", function()
+      local function err(form, status, e)
+        local res = token(form)
+        assert.equal(status, res.status, res.body)
+        assert.equal(e, res:json().error)
+        assert.is_string(res:json().error_description)
+      end
+      local c = code()
+      err({ grant_type = "password", client_id = "ck" }, 400, "unsupported_grant_type")
+      err({ grant_type = "authorization_code", code = c, client_id = "other", client_secret = "cs",
+            redirect_uri = CALLBACK }, 400, "invalid_client_id")
+      err({ grant_type = "authorization_code", code = c, client_id = "ck", client_secret = "wrong",
+            redirect_uri = CALLBACK }, 400, "invalid_client")
+      err({ grant_type = "authorization_code", code = c, client_id = "ck", client_secret = "cs",
+            redirect_uri = CALLBACK .. "x" }, 400, "redirect_uri_mismatch")
+      -- the mismatch spent the code
+      err({ grant_type = "authorization_code", code = c, client_id = "ck", client_secret = "cs",
+            redirect_uri = CALLBACK }, 400, "invalid_grant")
+      err({ grant_type = "authorization_code", code = "aPrMadeUp", client_id = "ck", client_secret = "cs",
+            redirect_uri = CALLBACK }, 400, "invalid_grant")
+      err({ grant_type = "refresh_token", refresh_token = "5AepNope", client_id = "ck", client_secret = "cs" },
+        400, "invalid_grant")
+      knobs({ grant_error = "inactive_user" })
+      err({ grant_type = "refresh_token", refresh_token = "x", client_id = "ck" }, 400, "inactive_user")
+    end)
+
+    it("refreshes: a new access token, no refresh token unless rotation is on", function()
+      local t = login()
+      local res = token({ grant_type = "refresh_token", refresh_token = t.refresh_token, client_id = "ck",
+                          client_secret = "cs" })
+      assert.equal(200, res.status)
+      local r = res:json()
+      assert.is_nil(r.refresh_token)
+      assert.are_not.equal(t.access_token, r.access_token)
+      assert.equal(t.id, r.id)
+      assert.equal(t.instance_url, r.instance_url)
+      knobs({ refresh_rotation = true })
+      local rotated = token({ grant_type = "refresh_token", refresh_token = t.refresh_token, client_id = "ck",
+                              client_secret = "cs" }):json()
+      assert.matches("^5Aep", rotated.refresh_token)
+      assert.equal(400, token({ grant_type = "refresh_token", refresh_token = t.refresh_token, client_id = "ck",
+                                client_secret = "cs" }).status)
+    end)
+  end)
+
+  describe("identity URL", function()
+    it("answers the identity document for the token's user", function()
+      knobs({ username = "jane@acme.example" })
+      local t = login()
+      local res = assert(http.get(t.id, { headers = { Authorization = "Bearer " .. t.access_token } }))
+      assert.equal(200, res.status)
+      local doc = res:json()
+      assert.equal("00D5e000000AbCdEAK", doc.organization_id)
+      assert.equal("0055e000001XyZwAAK", doc.user_id)
+      assert.equal("jane@acme.example", doc.username)
+      assert.is_string(doc.display_name)
+      assert.equal(t.id, doc.id)
+      assert.equal(base .. "/services/data/v{version}/", doc.urls.rest)
+    end)
+
+    it("refuses a bad token (401 INVALID_SESSION_ID) and another org's URL", function()
+      local t = login()
+      local res = assert(http.get(t.id, { headers = { Authorization = "Bearer 00Dbogus" } }))
+      assert.equal(401, res.status)
+      assert.same({ { message = "Session expired or invalid", errorCode = "INVALID_SESSION_ID" } }, res:json())
+      assert.equal(401, assert(http.get(t.id)).status)
+      local other = base .. "/id/00D000000000001AAA/0055e000001XyZwAAK"
+      res = assert(http.get(other, { headers = { Authorization = "Bearer " .. t.access_token } }))
+      assert.equal(403, res.status)
+      knobs({ identity_errors = "identity" })
+      res = assert(http.get(t.id, { headers = { Authorization = "Bearer 00Dbogus" } }))
+      assert.equal(403, res.status)
+      assert.equal("Bad_OAuth_Token", res.body)
+    end)
+  end)
+
+  describe("Apex REST AuthConnection", function()
+    local BODY = '{"connectionId":"b3b1c0de","authorizeUrl":"https://connect.example/auth/x"}'
+
+    it("stores the posted values in the org's Connection__c and answers 200, empty", function()
+      local t = login()
+      local res = apex(t.access_token, "AuthConnection", BODY)
+      assert.equal(200, res.status, res.body)
+      assert.equal("", res.body)
+      local record = assert(http.get(control .. "/state")):json()["sandbox:salesforce:Connection__c"]
+      assert.equal("https://connect.example/auth/x", record.Auth_URL__c)
+      assert.equal("b3b1c0de", record.Connection_Id__c)
+      assert.matches("^a005e%w+$", record.Id)
+      -- upserts the same record
+      apex(t.access_token, "AuthConnection", '{"connectionId":"c2","authorizeUrl":"https://connect.example/2"}')
+      local again = assert(http.get(control .. "/state")):json()["sandbox:salesforce:Connection__c"]
+      assert.equal(record.Id, again.Id)
+      assert.equal("https://connect.example/2", again.Auth_URL__c)
+    end)
+
+    it("needs the namespace when the package is managed; other paths are NOT_FOUND", function()
+      knobs({ namespace = "hcpoc" })
+      local t = login()
+      assert.equal(200, apex(t.access_token, "hcpoc/AuthConnection", BODY).status)
+      for _, path in ipairs({ "AuthConnection", "/hcpoc/AuthConnection", "other/AuthConnection", "hcpoc/Nope" }) do
+        local res = apex(t.access_token, path, BODY)
+        assert.equal(404, res.status, path)
+        assert.same({ { errorCode = "NOT_FOUND", message = "Could not find a match for URL" } }, res:json())
+      end
+    end)
+
+    it("answers the REST error envelope: 400, 403, 405, 500", function()
+      local t = login()
+      local function code_of(res) return res:json()[1].errorCode end
+      local res = apex(t.access_token, "AuthConnection", '{"connectionId":"x","authURL":"y"}')
+      assert.equal(400, res.status)
+      assert.equal("JSON_PARSER_ERROR", code_of(res))
+      assert.matches("authURL", res:json()[1].message, 1, true)
+      assert.equal("JSON_PARSER_ERROR", code_of(apex(t.access_token, "AuthConnection", "not json")))
+      assert.equal("JSON_PARSER_ERROR", code_of(apex(t.access_token, "AuthConnection", '{"connectionId":5}')))
+      res = apex(t.access_token, "AuthConnection", nil, "GET")
+      assert.equal(405, res.status)
+      assert.equal("METHOD_NOT_ALLOWED", code_of(res))
+      knobs({ apex_access = false })
+      res = apex(t.access_token, "AuthConnection", BODY)
+      assert.equal(403, res.status)
+      assert.equal("FORBIDDEN", code_of(res))
+      knobs({ apex_access = true, apex_error = true })
+      res = apex(t.access_token, "AuthConnection", BODY)
+      assert.equal(500, res.status)
+      assert.equal("APEX_ERROR", code_of(res))
+      assert.is_nil(assert(http.get(control .. "/state")):json()["sandbox:salesforce:Connection__c"])
+    end)
+
+    it("answers 401 INVALID_SESSION_ID once the token expires, and works again after a refresh", function()
+      knobs({ token_ttl = 0.5 })
+      local t = login()
+      assert.equal(200, apex(t.access_token, "AuthConnection", BODY).status)
+      socket.sleep(0.6)
+      local res = apex(t.access_token, "AuthConnection", BODY)
+      assert.equal(401, res.status)
+      assert.same({ { message = "Session expired or invalid", errorCode = "INVALID_SESSION_ID" } }, res:json())
+      local r = token({ grant_type = "refresh_token", refresh_token = t.refresh_token, client_id = "ck",
+                        client_secret = "cs" }):json()
+      assert.equal(200, apex(r.access_token, "AuthConnection", BODY).status)
+      assert.equal(401, apex("garbage", "AuthConnection", BODY).status)
+    end)
+  end)
+
+  it("injects failures in Salesforce's envelope by knob", function()
+    knobs({ fail_next = 1, fail_status = 503 })
+    local res = authorize()
+    assert.equal(503, res.status)
+    assert.equal("SERVER_UNAVAILABLE", res:json()[1].errorCode)
+    assert.equal(302, authorize().status)
+  end)
+end)
