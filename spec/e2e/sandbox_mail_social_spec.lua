@@ -220,6 +220,13 @@ describe("sandbox: mail and social", function()
       for _, p in ipairs(links.data) do assert.matches("https?://", p.text) end
       local hiring = search({ query = 'from:acme "hiring engineers"', max_results = 100 }):json()
       for _, p in ipairs(hiring.data) do assert.matches("hiring engineers", p.text) end
+      local since = os.time() - 5 * 3600
+      local recent = search({ query = "from:acme", start_time = os.date("!%Y-%m-%dT%H:%M:%SZ", since),
+        ["tweet.fields"] = "created_at" }):json()
+      assert.truthy(recent.meta.result_count >= 4 and recent.meta.result_count <= 6, recent.meta.result_count)
+      for _, p in ipairs(recent.data) do
+        assert.truthy(p.created_at >= os.date("!%Y-%m-%dT%H:%M:%S", since))
+      end
     end)
 
     it("refuses bad parameters with 400 Invalid Request", function()
