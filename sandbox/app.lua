@@ -12,5 +12,8 @@ local app = web.router()
 require("sandbox.control").mount(app, "/__sandbox")
 require("sandbox.heroku").mount(app, "/heroku")
 require("sandbox.salesforce").mount(app, "/salesforce")
+require("sandbox.sendgrid").mount(app, "/sendgrid")
+require("sandbox.x").mount(app, "/x")
+require("sandbox.mastodon").mount(app, "/mastodon")
 
 return app
