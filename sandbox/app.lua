@@ -11,5 +11,6 @@ local app = web.router()
 
 require("sandbox.control").mount(app, "/__sandbox")
 require("sandbox.heroku").mount(app, "/heroku")
+require("sandbox.connect").mount(app, "/connect")
 
 return app
