@@ -15,5 +15,6 @@ require("sandbox.salesforce").mount(app, "/salesforce")
 require("sandbox.sendgrid").mount(app, "/sendgrid")
 require("sandbox.x").mount(app, "/x")
 require("sandbox.mastodon").mount(app, "/mastodon")
+require("sandbox.connect").mount(app, "/connect")
 
 return app

@@ -1,0 +1,91 @@
+-- sandbox.connect_org: the simulated Salesforce org behind the Connect stand-in:
+-- which objects and fields exist (an import naming others goes BAD_CONFIG), their
+-- Postgres column types (apis.md §1.10), and a few deterministic records per object.
+local _M = {}
+
+local SYSTEM = {
+  Id = "id", SystemModstamp = "datetime", IsDeleted = "boolean", CreatedDate = "datetime",
+}
+
+local function object(fields)
+  for k, v in pairs(SYSTEM) do fields[k] = v end
+  return fields
+end
+
+_M.OBJECTS = {
+  Account = object({
+    Name = "string", Twitter_Handle__c = "string", hcpoc__Twitter__c = "string",
+    Industry = "string", AnnualRevenue = "double", OwnerId = "reference",
+  }),
+  Contact = object({
+    FirstName = "string", LastName = "string", Name = "string", Email = "string",
+    AccountId = "reference", HasOptedOutOfEmail = "boolean",
+  }),
+  Tweet__c = object({
+    Name = "string", Account__c = "reference", Text__c = "textarea", Author_Username__c = "string",
+    Tweet_Id__c = "string", Posted_At__c = "datetime",
+  }),
+  hcpoc__Tweet__c = object({
+    Name = "string", hcpoc__Account__c = "reference", hcpoc__Text__c = "textarea",
+    hcpoc__Author_Username__c = "string", hcpoc__Tweet_Id__c = "string",
+  }),
+}
+
+-- Postgres type of each Salesforce field type
+_M.PG_TYPES = {
+  id = "varchar(18)", reference = "varchar(18)", string = "varchar(255)", textarea = "text",
+  boolean = "boolean", double = "double precision", datetime = "timestamp",
+}
+
+-- The object's canonical name (the org's spelling) for any case of it, or nil.
+function _M.object(name)
+  if type(name) ~= "string" then return nil end
+  for canonical in pairs(_M.OBJECTS) do
+    if canonical:lower() == name:lower() then return canonical end
+  end
+end
+
+-- The canonical field name, or nil.
+function _M.field(object, name)
+  for canonical in pairs(_M.OBJECTS[object] or {}) do
+    if canonical:lower() == name:lower() then return canonical end
+  end
+end
+
+local PREFIXES = { Account = "001", Contact = "003", Tweet__c = "a00", hcpoc__Tweet__c = "a01" }
+
+local function sfid(object, n)
+  return string.format("%s%012dAAA", PREFIXES[object], n)
+end
+
+-- Three records of the object, every field given (lower-case keys are not used here:
+-- callers pick the fields their mapping has).
+function _M.records(object)
+  local out = {}
+  local handles = { "acme", "globex", "initech" }
+  for n = 1, 3 do
+    local stamp = string.format("2024-01-0%d 12:00:00", n)
+    local r = { Id = sfid(object, n), SystemModstamp = stamp, CreatedDate = stamp, IsDeleted = false }
+    if object == "Account" then
+      r.Name = ({ "Acme", "Globex", "Initech" })[n]
+      r.Twitter_Handle__c, r.hcpoc__Twitter__c = handles[n], handles[n]
+      r.Industry, r.AnnualRevenue, r.OwnerId = "Technology", n * 1000000.0, string.format("005%012dAAA", 1)
+    elseif object == "Contact" then
+      r.FirstName, r.LastName = ({ "Ada", "Grace", "Alan" })[n], ({ "Lovelace", "Hopper", "Turing" })[n]
+      r.Name, r.Email = r.FirstName .. " " .. r.LastName, r.FirstName:lower() .. "@example.com"
+      r.AccountId, r.HasOptedOutOfEmail = sfid("Account", n), n == 3
+    else
+      local ns = object == "hcpoc__Tweet__c" and "hcpoc__" or ""
+      r.Name = "T-" .. n
+      r[ns .. "Account__c"] = sfid("Account", n)
+      r[ns .. "Text__c"] = "Hello from " .. handles[n]
+      r[ns .. "Author_Username__c"] = handles[n]
+      r[ns .. "Tweet_Id__c"] = tostring(1700000000000000000 + n)
+      if ns == "" then r.Posted_At__c = stamp end
+    end
+    out[n] = r
+  end
+  return out
+end
+
+return _M
