@@ -144,4 +144,29 @@ describe("sandbox: Heroku Platform API", function()
     assert.equal(1, addons)
     assert.equal(0.3, assert(http.get(control .. "/config")):json().heroku.provision_delay)
   end)
+
+  describe("SANDBOX_CONFIG", function()
+    it("sets knobs at start", function()
+      local port = server.free_port()
+      local redis_url = assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/11"
+      local other = daemon.start({ command = "sandbox", root = host.root, env = {
+        SANDBOX_PORT = tostring(port), WEB_BIND = "127.0.0.1", SANDBOX_REDIS_URL = redis_url,
+        SANDBOX_CONFIG = '{"heroku": {"async": false, "rate_limit": 7}}',
+      } })
+      local ready = other:wait_log("msg=listening", 10)
+      local res = ready and http.request({ method = "POST", url = "http://127.0.0.1:" .. port .. "/heroku/apps/a-app/addons",
+        headers = { Accept = ACCEPT, Authorization = "Bearer other" }, json = { plan = "herokuconnect:demo" } })
+      other:stop()
+      assert.truthy(ready)
+      assert.equal(201, res.status)
+      assert.equal("6", res.headers["ratelimit-remaining"])
+    end)
+
+    it("refuses a malformed one clearly", function()
+      local proc = require "support.process"
+      local r = proc.mc({ "sandbox" }, { env = { MC_ROOT = host.root, SANDBOX_CONFIG = "{nope" } })
+      assert.equal(1, r.code)
+      assert.matches("SANDBOX_CONFIG: not a JSON object", r.stderr, 1, true)
+    end)
+  end)
 end)
