@@ -216,6 +216,33 @@ local function materialize(conn, m, reload)
   return true
 end
 
+-- Salesforce's key prefixes, for the ids write-back gives new records.
+local KEY_PREFIXES = { Account = "001", Contact = "003" }
+
+-- Writes back rows the app inserted locally into a read_write mapping's table
+-- (sfid still NULL): each gets an sfid and _hc_lastop SYNCED, and joins the
+-- simulated org's records (sandbox:connect:org:<Object>). Heroku Connect does this
+-- continuously; the sandbox does it when the mapping is read. -> count | nil, err
+local function write_back(conn, m)
+  if not knob("postgres") or m.access ~= "read_write" then return 0 end
+  if not valid_schema(conn.schema_name) then return nil, "invalid schema name" end
+  local url = os.getenv(conn.db_key)
+  if not url or url == "" then return nil, conn.db_key .. " is not set" end
+  local pg = require "mc.pg"
+  local db <close>, err = pg.connect(url)
+  if not db then return nil, err end
+  local qualified = pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m))
+  local rows, qerr = db:query("UPDATE " .. qualified .. " SET sfid = $1 || upper(substr(md5(random()::text || id::text), 1, 15)),"
+    .. " _hc_lastop = 'SYNCED', _hc_err = NULL, systemmodstamp = now() AT TIME ZONE 'utc',"
+    .. " createddate = coalesce(createddate, now() AT TIME ZONE 'utc'), isdeleted = coalesce(isdeleted, false)"
+    .. " WHERE sfid IS NULL RETURNING *", KEY_PREFIXES[m.object_name] or "a00")
+  if not rows then return nil, qerr end
+  for _, row in ipairs(rows) do
+    store.call("RPUSH", key("org", m.object_name), json.encode(row))
+  end
+  return #rows
+end
+
 local function refresh_mapping(m, conn, now)
   local before = json.encode(m)
   local ready = conn.sandbox_ready_at
@@ -235,6 +262,10 @@ local function refresh_mapping(m, conn, now)
         m.state, m.state_description = "DB_UNAVAILABLE", err
       end
     else m.state = "DATA_SYNCED" end
+    if m.state == "DATA_SYNCED" then
+      local n, err = write_back(conn, m)
+      if not n then m.state, m.state_description = "DB_UNAVAILABLE", err end
+    end
   end
   if json.encode(m) ~= before then
     m.updated_at = store.iso8601(now)

@@ -253,6 +253,25 @@ describe("sandbox: Heroku Connect", function()
     local t = db:query("SELECT account__c, text__c FROM " .. pg.quote_ident(schema) .. ".tweet__c ORDER BY sfid")
     assert.same({ account__c = "001000000000001AAA", text__c = "Hello from acme" }, t[1])
 
+    -- write-back: a row inserted locally into the read_write table gets an sfid and
+    -- SYNCED, and reaches the simulated org; the read_only table is left alone
+    assert(db:query("INSERT INTO " .. pg.quote_ident(schema) .. ".tweet__c (text__c, account__c) VALUES ($1, $2)",
+      "written here", "001000000000001AAA"))
+    assert(db:query("INSERT INTO " .. pg.quote_ident(schema) .. ".account (name) VALUES ('local only')"))
+    assert.equal("DATA_SYNCED", api("GET", "/mappings/" .. tweets.id):json().state)
+    api("GET", "/mappings/" .. account.id)
+    local mine = db:query("SELECT sfid, _hc_lastop FROM " .. pg.quote_ident(schema) .. ".tweet__c WHERE text__c = 'written here'")[1]
+    assert.matches("^a00%w+$", mine.sfid)
+    assert.equal(18, #mine.sfid)
+    assert.equal("SYNCED", mine._hc_lastop)
+    local acct = db:query("SELECT sfid FROM " .. pg.quote_ident(schema) .. ".account WHERE name = 'local only'")[1]
+    assert.equal(mc.null, acct.sfid)
+    local org_rows = assert(http.get(control .. "/state")):json()["sandbox:connect:org:Tweet__c"]
+    assert.equal(1, #org_rows)
+    assert.equal(mine.sfid, require("mc.json").decode(org_rows[1]).sfid)
+    api("GET", "/mappings/" .. tweets.id) -- a second read writes nothing twice
+    assert.equal(1, #assert(http.get(control .. "/state")):json()["sandbox:connect:org:Tweet__c"])
+
     local export = api("GET", "/connections/" .. conn.id .. "/actions/export")
     assert.equal(200, export.status)
     assert.equal(1, export:json().version)
