@@ -23,6 +23,7 @@ local json = require "mc.json"
 local host = require "mc.host"
 local crypto = require "mc.crypto"
 local store = require "sandbox.store"
+local orgs = require "sandbox.orgs"
 local faults = require "sandbox.faults"
 local org = require "sandbox.connect_org"
 
@@ -32,7 +33,7 @@ local SCHEMA_NAME = "^[a-z_][a-z0-9_]*$"
 local DEFAULTS = {
   config_delay = 1, import_delay = 1, sync_delay = 1, recovery_delay = 1,
   authorize_ttl = 7 * 24 * 3600, auto_approve = false, action_status = 202, postgres = true,
-  org_id = "00D000000000001EAA", sf_username = "admin@sandbox.example.com",
+  org_id = "00D5e000000AbCdEAK", sf_username = "admin@acme.example", -- the fixture's first org
 }
 
 local function knob(name)
@@ -205,7 +206,7 @@ local function materialize(conn, m, reload)
     for i, f in ipairs(fields) do cols[#cols + 1] = pg.quote_ident(f:lower()); params[i] = "$" .. (i + 5) end
     local insert = "INSERT INTO " .. qualified .. " (" .. table.concat(cols, ", ") .. ") VALUES ($1, $2, $3, $4, $5"
       .. (#params > 0 and ", " .. table.concat(params, ", ") or "") .. ") ON CONFLICT (sfid) DO NOTHING"
-    for _, r in ipairs(org.records(m.object_name)) do
+    for _, r in ipairs(org.records(m.object_name, conn.organization_id)) do
       local args = { r.Id, r.SystemModstamp, r.IsDeleted, r.CreatedDate, "SYNCED" }
       for i, f in ipairs(fields) do args[i + 5] = r[f] == nil and mc.null or r[f] end
       assert(db:query(insert, table.unpack(args, 1, #fields + 5)))
@@ -434,11 +435,14 @@ end
 
 local DOMAINS = { production = "https://login.salesforce.com", sandbox = "https://test.salesforce.com" }
 
-local function approve(code, grant)
+-- login: the fixture user who approves (login_hint / the form's username), else the knobs'
+local function approve(code, grant, login)
   local conn = load("conn", grant.conn)
   if not conn then return end
   local now = host.time()
   local org_id, username = knob("org_id"), knob("sf_username")
+  local fo, fu = orgs.by_username(login)
+  if fo then org_id, username = fo.org_id, fu.username end
   conn.sandbox_auth_at = conn.sandbox_auth_at or now
   conn.auth_updated = store.iso8601(now)
   conn.organization_id = org_id
@@ -464,11 +468,13 @@ local function authorize_page(req)
     or (knob("auto_approve") and "approve")
   if not decision then
     return page(200, "Authorize Heroku Connect",
-      '<form method="post"><button name="decision" value="approve">Allow</button>'
+      '<form method="post"><label>Salesforce username <input name="username"></label>'
+      .. '<button name="decision" value="approve">Allow</button>'
       .. '<button name="decision" value="deny">Deny</button></form>')
   end
   if decision ~= "approve" then return page(403, "Authorization denied") end
-  approve(code, grant)
+  local login = req.method == "POST" and req.form().username or req.query.login_hint
+  approve(code, grant, login)
   if grant["next"] then return 302, "", { Location = grant["next"] } end
   return page(200, "Heroku Connect is authorized")
 end

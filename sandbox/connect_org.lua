@@ -58,16 +58,19 @@ local function sfid(object, n)
   return string.format("%s%012dAAA", PREFIXES[object], n)
 end
 
--- Three records of the object, every field given (lower-case keys are not used here:
--- callers pick the fields their mapping has).
-function _M.records(object)
+-- Three records of the object in org org_id (its accounts from the fixture,
+-- sandbox/fixtures/orgs.json; the first org's when org_id is not there), every
+-- field given (callers pick the fields their mapping has).
+function _M.records(object, org_id)
   local out = {}
-  local handles = { "acme", "globex", "initech" }
+  local fixture = require("sandbox.orgs").by_id(org_id) or require("sandbox.orgs").all()[1]
+  local handles, names = {}, {}
+  for i, a in ipairs(fixture.accounts) do handles[i], names[i] = a.twitter_handle, a.name end
   for n = 1, 3 do
     local stamp = string.format("2024-01-0%d 12:00:00", n)
     local r = { Id = sfid(object, n), SystemModstamp = stamp, CreatedDate = stamp, IsDeleted = false }
     if object == "Account" then
-      r.Name = ({ "Acme", "Globex", "Initech" })[n]
+      r.Name = names[n]
       r.Twitter_Handle__c, r.hcpoc__Twitter__c = handles[n], handles[n]
       r.Industry, r.AnnualRevenue, r.OwnerId = "Technology", n * 1000000.0, string.format("005%012dAAA", 1)
     elseif object == "Contact" then

@@ -21,6 +21,7 @@ local host = require "mc.host"
 local crypto = require "mc.crypto"
 local http = require "mc.http"
 local store = require "sandbox.store"
+local orgs = require "sandbox.orgs"
 local faults = require "sandbox.faults"
 
 local _M = {}
@@ -48,7 +49,12 @@ function _M.id18(id)
   return id .. table.concat(out)
 end
 
-local function org()
+-- The org and user a login lands in: the fixture user named by username
+-- (login_hint, or the login form), else the knobs' org (by default the fixture's
+-- first org and user).
+local function org(username)
+  local fo, fu = orgs.by_username(username)
+  if fo then return { org_id = fo.org_id, user_id = fu.user_id, username = fu.username, org_name = fo.name } end
   local org_id = _M.id18(knob("org_id", ORG_ID))
   return {
     org_id = org_id, user_id = _M.id18(knob("user_id", USER_ID)),
@@ -134,7 +140,7 @@ end
 
 local function issue_code(p)
   local code = "aPr" .. random_token(36)
-  local o = org()
+  local o = org(p.username or p.login_hint)
   local doc = { client_id = p.client_id, redirect_uri = p.redirect_uri,
                 scope = (p.scope and p.scope ~= "") and p.scope or knob("scope", "api refresh_token"),
                 org_id = o.org_id, user_id = o.user_id }
@@ -159,7 +165,7 @@ local function decide(prefix, req, p, deny)
   return back_with(p, { code = issue_code(p) })
 end
 
-local FIELDS = { "response_type", "client_id", "redirect_uri", "state", "scope" }
+local FIELDS = { "response_type", "client_id", "redirect_uri", "state", "scope", "login_hint" }
 
 local function login_page(prefix, p)
   local hidden = {}
@@ -168,7 +174,7 @@ local function login_page(prefix, p)
       hidden[#hidden + 1] = string.format('<input type="hidden" name="%s" value="%s">', k, html_escape(p[k]))
     end
   end
-  local o = org()
+  local o = org(p.login_hint)
   return 200, table.concat({
     "<!DOCTYPE html><html><head><title>Login | Salesforce (sandbox)</title></head><body>",
     "<h1>Salesforce sandbox</h1>",
@@ -322,6 +328,10 @@ local function identity(prefix)
       return rest_error(404, "NOT_FOUND", "Bad_Id")
     end
     local o, base = org(), base_url(req, prefix)
+    if s.user_id ~= o.user_id then -- a fixture user who logged in by name, not the knobs' one
+      local _, user = orgs.by_user_id(s.user_id)
+      if user then o = { username = user.username } end
+    end
     local function svc(path) return base .. "/services/" .. path end
     return 200, {
       id = base .. "/id/" .. s.org_id .. "/" .. s.user_id, asserted_user = true,

@@ -199,7 +199,7 @@ describe("sandbox: Heroku Connect", function()
     assert.equal("IDLE", after.state)
     assert.equal("sandbox", after.sf_info.environment)
     assert.equal("https://test.salesforce.com", after.sf_info.domain)
-    assert.equal("00D000000000001EAA", after.organization_id)
+    assert.equal("00D5e000000AbCdEAK", after.organization_id) -- the fixture's first org
     assert.equal(404, call("GET", redirect).status) -- used once
     -- auto_approve: the GET alone approves
     knobs({ connect = { auto_approve = true } })
@@ -291,6 +291,24 @@ describe("sandbox: Heroku Connect", function()
     assert.equal(404, api("GET", "/mappings/" .. account.id).status)
     assert.equal(3, api("GET", "/connections/" .. conn.id .. "/mappings"):json().count)
     assert.equal(0, #db:query("SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'account'", schema))
+  end)
+
+  it("takes the org of the user who authorizes, and seeds the tables from that org", function()
+    local conn, schema = ready_connection(false)
+    knobs({ connect = { auto_approve = true } })
+    local redirect = api("POST", "/connections/" .. conn.id .. "/authorize_url", { json = {} }):json().redirect
+    assert.equal(200, call("GET", redirect .. "?login_hint=admin%40globex.example").status)
+    local after = wait_state("/connections/" .. conn.id, "IDLE")
+    assert.equal("00D5e000000GlBxEAK", after.organization_id)
+    assert.equal(202, api("POST", "/connections/" .. conn.id .. "/actions/import", { json = MAPPINGS }).status)
+    local account
+    for _, m in ipairs(api("GET", "/connections/" .. conn.id .. "/mappings"):json().results) do
+      if m.object_name == "Account" then account = m end
+    end
+    wait_state("/mappings/" .. account.id, "DATA_SYNCED")
+    local rows = db:query("SELECT name, twitter_handle__c FROM " .. pg.quote_ident(schema) .. ".account ORDER BY sfid")
+    assert.same({ name = "Globex Corporation", twitter_handle__c = "globexcorp" }, rows[1])
+    assert.equal("scorpio", rows[3].twitter_handle__c)
   end)
 
   it("keeps mappings INITIAL until the connection is authorized", function()

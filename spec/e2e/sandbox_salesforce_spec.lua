@@ -226,6 +226,27 @@ describe("sandbox: Salesforce", function()
       assert.equal(base .. "/services/data/v{version}/", doc.urls.rest)
     end)
 
+    it("logs a fixture user into their own org (login_hint, or the login form's username)", function()
+      local res = authorize({ login_hint = "admin@globex.example" })
+      assert.equal(302, res.status, res.body)
+      local c = assert(params_of(res.headers["location"]).code)
+      local t = token({ grant_type = "authorization_code", code = c, client_id = "ck", client_secret = "cs",
+                        redirect_uri = CALLBACK }):json()
+      assert.matches("/id/00D5e000000GlBxEAK/0055e000002GlBaAAK$", t.id)
+      local doc = assert(http.get(t.id, { headers = { Authorization = "Bearer " .. t.access_token } })):json()
+      assert.equal("00D5e000000GlBxEAK", doc.organization_id)
+      assert.equal("admin@globex.example", doc.username)
+      -- the login form: its username field picks the user
+      knobs({ auto_approve = mc.null })
+      local form = assert(http.post(base .. "/services/oauth2/authorize", { form = {
+        response_type = "code", client_id = "ck", redirect_uri = CALLBACK, state = "s",
+        username = "admin@initrode.example", action = "allow" } }))
+      assert.equal(302, form.status)
+      local t2 = token({ grant_type = "authorization_code", code = params_of(form.headers["location"]).code,
+        client_id = "ck", client_secret = "cs", redirect_uri = CALLBACK }):json()
+      assert.matches("/id/00D5e000000InTcEAK/", t2.id)
+    end)
+
     it("refuses a bad token (401 INVALID_SESSION_ID) and another org's URL", function()
       local t = login()
       local res = assert(http.get(t.id, { headers = { Authorization = "Bearer 00Dbogus" } }))
