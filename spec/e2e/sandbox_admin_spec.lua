@@ -1,7 +1,6 @@
 -- The simulated admin: with knob sendgrid.simulated_admin, mail sent through the
 -- SendGrid stand-in gets read, and its links followed like a browser would.
-local daemon = require "support.daemon"
-local server = require "support.server"
+local sandbox = require "support.sandbox"
 local process = require "support.process"
 local http = require "mc.http"
 local host = require "mc.host"
@@ -11,13 +10,9 @@ describe("sandbox: the simulated admin", function()
   local sb, root_url
 
   setup(function()
-    local port = server.free_port()
-    sb = daemon.start({ command = "sandbox", root = host.root, env = {
-      SANDBOX_PORT = tostring(port), WEB_BIND = "127.0.0.1", WEB_THREADS = "2",
-      SANDBOX_REDIS_URL = assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/6",
-    } })
-    assert.truthy(sb:wait_log("msg=listening", 10), sb:log())
-    root_url = "http://127.0.0.1:" .. port
+    local url
+    sb, url = sandbox.start(6)
+    root_url = url
   end)
   teardown(function() sb:stop() end)
   before_each(function()

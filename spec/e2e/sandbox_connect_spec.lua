@@ -1,8 +1,7 @@
 -- The sandbox's Heroku Connect stand-in (hc-central + one regional API), driven
 -- through mc.http as the onboarding drives the real one (apis.md §1), with its
 -- Postgres side checked in the real database.
-local daemon = require "support.daemon"
-local server = require "support.server"
+local sandbox = require "support.sandbox"
 local process = require "support.process"
 local http = require "mc.http"
 local host = require "mc.host"
@@ -75,15 +74,11 @@ describe("sandbox: Heroku Connect", function()
   end
 
   setup(function()
-    local port = server.free_port()
-    sb = daemon.start({ command = "sandbox", root = host.root, env = {
-      SANDBOX_PORT = tostring(port), WEB_BIND = "127.0.0.1", WEB_THREADS = "2",
-      SANDBOX_REDIS_URL = assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/7",
-    } })
-    assert.truthy(sb:wait_log("msg=listening", 10), sb:log())
-    base = "http://127.0.0.1:" .. port .. "/connect"
-    heroku = "http://127.0.0.1:" .. port .. "/heroku"
-    control = "http://127.0.0.1:" .. port .. "/__sandbox"
+    local url
+    sb, url = sandbox.start(7)
+    base = url .. "/connect"
+    heroku = url .. "/heroku"
+    control = url .. "/__sandbox"
     db = assert(pg.connect())
   end)
   teardown(function()

@@ -1,7 +1,6 @@
 -- The sandbox's Heroku Platform API stand-in, driven through mc.http as the
 -- onboarding will drive the real one (apis.md §2).
-local daemon = require "support.daemon"
-local server = require "support.server"
+local sandbox = require "support.sandbox"
 local http = require "mc.http"
 local host = require "mc.host"
 local socket = require "socket"
@@ -23,14 +22,10 @@ describe("sandbox: Heroku Platform API", function()
   end
 
   setup(function()
-    local port = server.free_port()
-    sb = daemon.start({ command = "sandbox", root = host.root, env = {
-      SANDBOX_PORT = tostring(port), WEB_BIND = "127.0.0.1", WEB_THREADS = "2",
-      SANDBOX_REDIS_URL = assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/11",
-    } })
-    assert.truthy(sb:wait_log("msg=listening", 10), sb:log())
-    base = "http://127.0.0.1:" .. port .. "/heroku"
-    control = "http://127.0.0.1:" .. port .. "/__sandbox"
+    local url
+    sb, url = sandbox.start(11)
+    base = url .. "/heroku"
+    control = url .. "/__sandbox"
   end)
   teardown(function() sb:stop() end)
   before_each(function()
@@ -147,17 +142,10 @@ describe("sandbox: Heroku Platform API", function()
 
   describe("SANDBOX_CONFIG", function()
     it("sets knobs at start", function()
-      local port = server.free_port()
-      local redis_url = assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/11"
-      local other = daemon.start({ command = "sandbox", root = host.root, env = {
-        SANDBOX_PORT = tostring(port), WEB_BIND = "127.0.0.1", SANDBOX_REDIS_URL = redis_url,
-        SANDBOX_CONFIG = '{"heroku": {"async": false, "rate_limit": 7}}',
-      } })
-      local ready = other:wait_log("msg=listening", 10)
-      local res = ready and http.request({ method = "POST", url = "http://127.0.0.1:" .. port .. "/heroku/apps/a-app/addons",
+      local other, url = sandbox.start(11, { SANDBOX_CONFIG = '{"heroku": {"async": false, "rate_limit": 7}}' })
+      local res = http.request({ method = "POST", url = url .. "/heroku/apps/a-app/addons",
         headers = { Accept = ACCEPT, Authorization = "Bearer other" }, json = { plan = "herokuconnect:demo" } })
       other:stop()
-      assert.truthy(ready)
       assert.equal(201, res.status)
       assert.equal("6", res.headers["ratelimit-remaining"])
     end)

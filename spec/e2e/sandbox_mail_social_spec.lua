@@ -1,7 +1,6 @@
 -- The sandbox's SendGrid, X and Mastodon stand-ins, driven through mc.http as the
 -- onboarding and the social import will drive the real ones (apis.md §4, §5).
-local daemon = require "support.daemon"
-local server = require "support.server"
+local sandbox = require "support.sandbox"
 local http = require "mc.http"
 local host = require "mc.host"
 
@@ -13,13 +12,9 @@ describe("sandbox: mail and social", function()
   end
 
   setup(function()
-    local port = server.free_port()
-    sb = daemon.start({ command = "sandbox", root = host.root, env = {
-      SANDBOX_PORT = tostring(port), WEB_BIND = "127.0.0.1", WEB_THREADS = "2",
-      SANDBOX_REDIS_URL = assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/15",
-    } })
-    assert.truthy(sb:wait_log("msg=listening", 10), sb:log())
-    root = "http://127.0.0.1:" .. port
+    local url
+    sb, url = sandbox.start(15)
+    root = url
     control = root .. "/__sandbox"
   end)
   teardown(function() sb:stop() end)

@@ -1,7 +1,6 @@
 -- The sandbox's Salesforce stand-in (apis.md §3), driven through mc.http as the
 -- onboarding drives the real one: authorize, token grants, identity, Apex REST.
-local daemon = require "support.daemon"
-local server = require "support.server"
+local sandbox = require "support.sandbox"
 local http = require "mc.http"
 local host = require "mc.host"
 local socket = require "socket"
@@ -54,14 +53,10 @@ describe("sandbox: Salesforce", function()
   end
 
   setup(function()
-    local port = server.free_port()
-    sb = daemon.start({ command = "sandbox", root = host.root, env = {
-      SANDBOX_PORT = tostring(port), WEB_BIND = "127.0.0.1", WEB_THREADS = "2",
-      SANDBOX_REDIS_URL = assert(os.getenv("REDIS_URL")):gsub("/%d*$", "") .. "/12",
-    } })
-    assert.truthy(sb:wait_log("msg=listening", 10), sb:log())
-    base = "http://127.0.0.1:" .. port .. "/salesforce"
-    control = "http://127.0.0.1:" .. port .. "/__sandbox"
+    local url
+    sb, url = sandbox.start(12)
+    base = url .. "/salesforce"
+    control = url .. "/__sandbox"
   end)
   teardown(function() sb:stop() end)
   before_each(function()
