@@ -272,4 +272,22 @@ describe("multiconnect worker", function()
     w:stop()
     assert.equal(jid .. " new:x", marks()[2])
   end)
+
+  it("pushes back a job left in its own in-flight list that no thread runs", function()
+    local w = worker({ WORKER_STRAY_GRACE = "0.5" })
+    local id
+    assert.is_true(wait_until(function()
+      id = r:call("SMEMBERS", "processes")[1]
+      return id ~= nil
+    end))
+    -- as if a thread's LMOVE happened but its reply was lost
+    local job = jobs.payload("spec.mark", { "stray" })
+    job.enqueued_at = jobs.now()
+    assert(r:call("LPUSH", "inflight:" .. id, json.encode(job)))
+    assert.is_true(wait_until(function() return #marks() == 1 end, 10))
+    assert.truthy(w:wait_log("pushed back a job no thread was running", 5))
+    w:stop()
+    assert.equal(job.jid .. " stray", marks()[1])
+    assert.equal(0, r:call("LLEN", "inflight:" .. id))
+  end)
 end)

@@ -306,6 +306,37 @@ function _M.recover_orphans(r, self_identity)
   return moved, buried
 end
 
+-- Jobs in this live process's own in-flight list that no thread runs, seen so on
+-- two checks a grace period apart, were lost by their fetcher (the reply to its
+-- LMOVE never arrived: the job moved, the thread never knew). Pushes them back to
+-- their queues. suspects: the bodies seen idle last time -> the ones seen now.
+function _M.requeue_strays(r, identity, suspects)
+  local inflight = "inflight:" .. identity
+  local members, err = r:call("LRANGE", inflight, 0, -1)
+  if not members then return nil, err end
+  local running = {}
+  for _, c in ipairs(native.current()) do running[c.payload] = true end
+  local seen = {}
+  for _, body in ipairs(members) do
+    if not running[body] then
+      if suspects[body] then
+        local job = json.decode(body)
+        local queue = type(job) == "table" and type(job.queue) == "string" and job.queue or "default"
+        r:pipeline(function(p)
+          p:call("MULTI")
+          p:call("LREM", inflight, 1, body)
+          p:call("RPUSH", "queue:" .. queue, body)
+          p:call("EXEC")
+        end)
+        log.warn("pushed back a job no thread was running", { jid = type(job) == "table" and job.jid or nil, queue = queue })
+      else
+        seen[body] = true
+      end
+    end
+  end
+  return seen
+end
+
 -- Moves due scheduled jobs and retries to their queues.
 function _M.enqueue_due(r)
   local now = string.format("%.6f", jobs.now())
@@ -327,6 +358,7 @@ function _M.serve()
     concurrency = env.int("WORKER_CONCURRENCY", 5, { min = 1, max = 200 }),
     ttl = env.int("WORKER_HEARTBEAT_TTL", 60, { min = 2 }),
     poll = env.number("WORKER_POLL_INTERVAL", 5, { min = 0.05 }),
+    stray_grace = env.number("WORKER_STRAY_GRACE", 30, { min = 0.1 }),
     started_at = jobs.now(),
   }
   local queues, qerr = _M.parse_queues(env.str("WORKER_QUEUES", "default"))
@@ -340,7 +372,8 @@ function _M.serve()
   end
   assert(r:call("SADD", INFLIGHT_SET, cfg.identity))
   local beat_every = math.min(5, cfg.ttl / 3)
-  local last_beat, last_poll, last_recover = -math.huge, -math.huge, -math.huge
+  local last_beat, last_poll, last_recover, last_strays = -math.huge, -math.huge, -math.huge, -math.huge
+  local suspects = {}
   local last_state
   local function tick()
     local now = host.now()
@@ -362,6 +395,11 @@ function _M.serve()
       last_recover = now
       local ok, rerr = _M.recover_orphans(r, cfg.identity)
       if not ok then log.error("orphan recovery failed", { error = rerr }) end
+    end
+    if now - last_strays >= cfg.stray_grace then
+      last_strays = now
+      local seen, serr = _M.requeue_strays(r, cfg.identity, suspects)
+      if seen then suspects = seen else log.error("stray check failed", { error = serr }) end
     end
   end
   local function requeue()
