@@ -6,18 +6,22 @@ local json = require "mc.json"
 local redis = require "mc.redis"
 local socket = require "socket"
 
--- Jobs for the specs: each appends a line to $MARKS so that runs can be counted.
-local JOBS = {
-  ["scripts/jobs/spec/mark.lua"] = [[
+-- spec.mark: appends "<jid> <tag><arg>" to $MARKS, so that runs can be counted.
+local function mark_job(tag)
+  return string.format([[
     local _M = {}
     function _M.perform(args, ctx)
       local f = assert(io.open(os.getenv("MARKS"), "a"))
-      f:write(ctx.jid, " ", tostring(args[1]), "\n")
+      f:write(ctx.jid, " %s", tostring(args[1]), "\n")
       f:close()
       return true
     end
     return _M
-  ]],
+  ]], tag)
+end
+
+-- Jobs for the specs: each appends a line to $MARKS so that runs can be counted.
+local JOBS = {
   ["scripts/jobs/spec/fail.lua"] = [[
     local _M = {}
     function _M.perform(args) return nil, "refused: " .. tostring(args[1]) end
@@ -48,6 +52,7 @@ local JOBS = {
     return _M
   ]],
 }
+JOBS["scripts/jobs/spec/mark.lua"] = mark_job("")
 
 local r, url, marks_path, marks_cleanup
 
@@ -256,16 +261,7 @@ describe("multiconnect worker", function()
     local w = worker({ WORKER_CONCURRENCY = "1" })
     assert(jobs.enqueue("spec.mark", { "old" }))
     assert.is_true(wait_until(function() return #marks() == 1 end))
-    w:write("scripts/jobs/spec/mark.lua", [[
-      local _M = {}
-      function _M.perform(args, ctx)
-        local f = assert(io.open(os.getenv("MARKS"), "a"))
-        f:write(ctx.jid, " new:", tostring(args[1]), "\n")
-        f:close()
-        return true
-      end
-      return _M
-    ]])
+    w:write("scripts/jobs/spec/mark.lua", mark_job("new:"))
     assert.truthy(w:wait_log("msg=reloaded", 10))
     local jid = assert(jobs.enqueue("spec.mark", { "x" }))
     assert.is_true(wait_until(function() return #marks() == 2 end))

@@ -16,6 +16,7 @@
 local json = require "mc.json"
 local redis = require "mc.redis"
 local crypto = require "mc.crypto"
+local host = require "mc.host"
 
 local _M = {}
 
@@ -29,7 +30,7 @@ local NAME_PATTERN = "^[%a_][%w_]*[%.%w_]*$"
 -- ---- time and connection -------------------------------------------------------
 
 function _M.now()
-  return require("mc.host").time()
+  return host.time()
 end
 
 -- The state's Redis connection, made on first use (mc.redis reconnects by itself
@@ -204,7 +205,6 @@ end
 function _M.perform(job, ctx, limit)
   local mod, err = _M.load(job.class)
   if not mod then return nil, err end
-  local host = require "mc.host"
   local deadline = host.now() + (limit or 600)
   debug.sethook(function()
     if host.now() > deadline then error("job exceeded its time limit", 2) end
