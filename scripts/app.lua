@@ -2,9 +2,20 @@
 -- this file only wires paths to them.
 local web = require "mc.web"
 local health = require "health"
+local organizations = require "organizations"
+local oauth = require "oauth"
 
 local app = web.router()
 
 app:get("/health", health.show)
+
+app:post("/organizations", organizations.create)
+app:get("/organizations/:org_id", organizations.show)
+app:post("/organizations/:org_id/resume", organizations.resume)
+app:delete("/organizations/:org_id", organizations.destroy)
+
+app:get("/authenticate", oauth.authenticate)
+app:get("/auth/salesforce/callback", oauth.callback)
+app:get("/connection_auth_complete/:token", oauth.connect_complete)
 
 return app

@@ -7,4 +7,7 @@
 -- `cron` is a five-field expression (minute hour day month weekday); `every` is
 -- seconds. `args` is an array, or a function of the tick (epoch seconds) returning
 -- one. `multiconnect clock --check` validates this file.
-return {}
+return {
+  -- wakes orgs whose next onboarding step was lost (jobs/onboarding/sweep.lua)
+  { name = "onboarding-sweep", job = "onboarding.sweep", cron = "* * * * *" },
+}

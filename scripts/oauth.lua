@@ -1,0 +1,153 @@
+-- The org admin's browser hops (routes in scripts/app.lua):
+--   GET /authenticate?org=ORG_ID         (the link in the first mail) -> Salesforce's
+--                                        authorize page, with a single-use `state`
+--   GET /auth/salesforce/callback        Salesforce's answer: tokens are fetched,
+--                                        the identity's org checked, tokens sealed
+--   GET /connection_auth_complete/:token Heroku Connect's `next` after the admin
+--                                        authorized it; the token is sealed by us
+local crypto = require "mc.crypto"
+local log = require "mc.log"
+local jobs = require "mc.jobs"
+local env = require "mc.env"
+local db = require "lib.db"
+local page = require "lib.page"
+local sfid = require "lib.sfid"
+local orgs = require "onboarding.orgs"
+local steps = require "onboarding.steps"
+local workflow = require "onboarding.workflow"
+local salesforce = require "clients.salesforce"
+
+local _M = {}
+
+local STATE_PREFIX = "mc:oauth:state:"
+
+local function redirect(url)
+  return 302, "", { Location = url, ["Cache-Control"] = "no-store" }
+end
+
+local function load_org(id)
+  local conn, err = db.conn()
+  if not conn then return nil, err end
+  local org, gerr = orgs.get(conn, id)
+  if org == nil then return nil, gerr end
+  return org, conn
+end
+
+local function unavailable(err)
+  log.error("oauth: a backing service failed", { err = err })
+  return page.render(503, "Please try again", "The service is briefly unavailable. Open the link from your e-mail again in a minute.")
+end
+
+function _M.authenticate(req)
+  local id = sfid.org_id(req.query.org or "")
+  if not id then return page.render(400, "Unknown link", "This link does not name a Salesforce org.") end
+  local org, conn = load_org(id)
+  if org == nil then return unavailable(conn) end
+  if not org then return page.render(404, "Unknown org", "No onboarding is in progress for this org.") end
+  if org.state ~= "awaiting_app_oauth" then
+    return page.render(409, "Nothing to do here", "This org's sign-in is not expected now (it is " .. org.state .. ").")
+  end
+  local r, rerr = jobs.redis()
+  if not r then return unavailable(rerr) end
+  local state = crypto.to_base64url(crypto.random(24))
+  local ttl = env.int("OAUTH_STATE_TTL", 900, { min = 10 })
+  local ok, serr = r:call("SET", STATE_PREFIX .. state, id, "EX", ttl)
+  if not ok then return unavailable(serr) end
+  return redirect(salesforce.authorize_url(org, state))
+end
+
+-- Takes the state: single use, so whoever GETDELs it first owns it.
+local function take_state(state)
+  if type(state) ~= "string" or not state:match("^[%w_-]+$") or #state > 64 then return false end
+  local r, err = jobs.redis()
+  if not r then return nil, err end
+  local id, gerr = r:call("GETDEL", STATE_PREFIX .. state)
+  if id == nil then return nil, gerr end
+  if id == mc.null then return false end
+  return id
+end
+
+local function fail_org(conn, org, reason)
+  conn:transaction(function()
+    local cur = assert(orgs.get(conn, org.org_id, "update"))
+    if not cur or cur.state ~= "awaiting_app_oauth" then return true end
+    assert(orgs.update(conn, org.org_id, { state = "failed", failed_step = "awaiting_app_oauth", last_error = reason },
+      { due = false, new_state = true }))
+    assert(orgs.event(conn, org.org_id, "awaiting_app_oauth", "failed", "failure", { error = reason, step = "awaiting_app_oauth" }))
+    return true
+  end)
+end
+
+-- The tokens are stored and the org moves on only if the org is still waiting.
+local function authorized(conn, org, tokens, who)
+  return conn:transaction(function()
+    local row = assert(orgs.update(conn, org.org_id, {
+      state = "app_authorized", attempts = 0, last_error = mc.null,
+      access_token = salesforce.seal(org, "access_token", tokens.access_token),
+      refresh_token = type(tokens.refresh_token) == "string" and salesforce.seal(org, "refresh_token", tokens.refresh_token) or mc.null,
+      instance_url = tokens.instance_url, sf_user_id = who.user_id, sf_username = who.username,
+    }, { due = 0, new_state = true, where_state = "awaiting_app_oauth" }))
+    if not row then return false end
+    assert(orgs.event(conn, org.org_id, "awaiting_app_oauth", "app_authorized", "transition",
+      { sf_username = who.username, instance_url = tokens.instance_url }))
+    return row
+  end)
+end
+
+function _M.callback(req)
+  local q = req.query
+  local id, terr = take_state(q.state)
+  if id == nil then return unavailable(terr) end
+  if not id then
+    return page.render(400, "This sign-in link has expired",
+      "It was already used, or is too old. Open the link from your e-mail again.")
+  end
+  local org, conn = load_org(id)
+  if not org then return org == nil and unavailable(conn) or page.render(404, "Unknown org", "No onboarding is in progress for this org.") end
+  if q.error then
+    log.warn("salesforce sign-in refused", { org_id = id, error = q.error })
+    assert(orgs.event(conn, id, org.state, org.state, "failure", { error = "salesforce: " .. tostring(q.error), description = q.error_description }))
+    return page.render(403, "Access was not granted",
+      "Salesforce says: " .. tostring(q.error_description or q.error) .. ". To connect your org, open the link from your e-mail again and allow access.")
+  end
+  if type(q.code) ~= "string" or q.code == "" then return page.render(400, "Bad answer", "Salesforce sent no authorization code.") end
+  local tokens, xerr = salesforce.exchange(org, q.code)
+  if not tokens then
+    log.error("salesforce token exchange failed", { org_id = id, err = xerr })
+    return page.render(502, "Salesforce did not confirm the sign-in", "Please open the link from your e-mail again.")
+  end
+  local who, ierr = salesforce.identity(tokens)
+  if not who then
+    log.error("salesforce identity failed", { org_id = id, err = ierr })
+    return page.render(502, "Salesforce did not confirm the sign-in", "Please open the link from your e-mail again.")
+  end
+  local signed_in = sfid.to18(who.organization_id)
+  if signed_in ~= id then
+    local reason = "signed in to org " .. tostring(who.organization_id) .. ", but the install came from " .. id
+    log.warn("oauth org mismatch: onboarding stopped", { org_id = id, signed_in = who.organization_id })
+    fail_org(conn, org, reason)
+    return page.render(403, "Wrong Salesforce org",
+      "You signed in to a different org than the one that installed the package. Onboarding has stopped; contact support.")
+  end
+  local row = authorized(conn, org, tokens, who)
+  if row then workflow.enqueue(id) end
+  return page.render(200, "Thank you", "Your org is being connected. You will get one more e-mail to authorize Heroku Connect.")
+end
+
+function _M.connect_complete(req)
+  local id, connection_id = steps.open_connect_token(req.params.token or "")
+  if not id then return page.render(404, "Unknown link", "This link is not valid.") end
+  local org, conn = load_org(id)
+  if org == nil then return unavailable(conn) end
+  if not org or org.connection_id ~= connection_id then return page.render(404, "Unknown link", "This link is not valid.") end
+  local moved = conn:transaction(function()
+    local row = assert(orgs.update(conn, id, { state = "connect_authorized", attempts = 0 },
+      { due = 0, new_state = true, where_state = "awaiting_connect_oauth" }))
+    if row then assert(orgs.event(conn, id, "awaiting_connect_oauth", "connect_authorized", "transition", {})) end
+    return row
+  end)
+  if moved then workflow.enqueue(id) end
+  return page.render(200, "Heroku Connect is authorized", "Your data starts syncing now. You can close this page.")
+end
+
+return _M

@@ -1,0 +1,192 @@
+-- onboarding.steps: what runs while an org is in each state. A step gets the
+-- org's locked row and returns one of
+--   step.done(next_state, fields, details)  -- the work is done: move on
+--   step.wait(reason, fields)               -- something asynchronous is not ready: poll later
+--   nil, err, retryable                     -- failed: retry later, or (permanent) fail the org
+-- Every step is idempotent: after a crash it runs again from the top and finds
+-- what the earlier run did (the add-on by its name, the connection by the
+-- add-on, Connect's own configuration) instead of doing it twice.
+local env = require "mc.env"
+local crypto = require "mc.crypto"
+local heroku = require "clients.heroku"
+local connect = require "clients.connect"
+local salesforce = require "clients.salesforce"
+local sfid = require "lib.sfid"
+local hooks = require "onboarding.hooks"
+local mapping = require "onboarding.mapping"
+local notify = require "onboarding.notify"
+
+local _M = {}
+
+local SCHEMA = "^[a-z_][a-z0-9_]*$"
+local HEALTHY_CONNECTION = { IDLE = true, POLLING_DB_CHANGES = true }
+local SYNCED_MAPPING = { DATA_SYNCED = true, POLLING_SF_CHANGES = true, SYNCED = true }
+local BROKEN_MAPPING = { BAD_CONFIG = true, SYSTEM_ERROR = true, ABORTED = true, UNAUTHORIZED = true,
+  INACTIVE_ORG = true, DB_UNAVAILABLE = true, BULK_LOAD_ERROR = true }
+local REPATCH_AFTER = 600 -- seconds: a PATCH that never showed up is sent again
+
+function _M.done(to, fields, details) return { to = to, fields = fields or {}, details = details } end
+function _M.wait(reason, fields) return { wait = reason, fields = fields or {} } end
+
+local function permanent(err) return nil, err, false end
+
+-- The add-on's names are ours and derived from the org id, so a step that dies
+-- between creating the add-on and saving its id finds it again by name.
+function _M.addon_name(org)
+  return heroku.app() .. "-hc-" .. org.org_id:lower()
+end
+
+local function attachment_name(org) return "HEROKUCONNECT_" .. org.org_id:upper() end
+
+local function db_key() return env.str("CONNECT_DB_KEY", "DATABASE_URL") end
+
+-- The connect-auth-complete token: opaque, sealed (so neither guessable nor
+-- forgeable), and bound to the org and its connection.
+function _M.connect_token(org, connection_id)
+  return crypto.seal(org.org_id .. ":" .. connection_id, "connection_auth_complete")
+end
+
+function _M.open_connect_token(token)
+  local plain = crypto.open(token, "connection_auth_complete")
+  if not plain then return nil end
+  return plain:match("^(00D%w+):(.+)$")
+end
+
+local function schema_name(org)
+  if org.schema_name ~= nil and org.schema_name ~= mc.null then return org.schema_name end
+  local ok, name = hooks.run(org.tenant, "schema_name")
+  if not ok then return nil, name end
+  if type(name) ~= "string" or #name > 63 or not name:match(SCHEMA) or name:sub(1, 3) == "pg_" then
+    return nil, "tenant hook schema_name gave " .. tostring(name) .. ", not a Postgres schema name (^[a-z_][a-z0-9_]{0,62}$, no pg_ prefix)"
+  end
+  return name
+end
+
+_M.received = function(org)
+  local schema, serr = schema_name(org)
+  if not schema then return permanent(serr) end
+  local name = _M.addon_name(org)
+  local addon, err, retry = heroku.create_addon(name, attachment_name(org))
+  if not addon then return nil, err, retry end
+  local fields = { schema_name = schema, addon_name = name, addon_id = addon.id }
+  if addon.state == "provisioned" then return _M.done("addon_provisioned", fields) end
+  if addon.state ~= "provisioning" then
+    return permanent("heroku: add-on " .. name .. " is " .. tostring(addon.state))
+  end
+  return _M.wait("the add-on is provisioning", fields)
+end
+
+_M.addon_provisioned = function()
+  local linked, err, retry = connect.link(heroku.app())
+  if linked == nil then return nil, err, retry end
+  if not linked then return _M.wait("Heroku Connect does not list the add-on yet") end
+  return _M.done("app_linked")
+end
+
+_M.app_linked = function(org)
+  local conn_id, region = org.connection_id, org.region_url
+  if conn_id == mc.null or region == mc.null then
+    local found, err, retry = connect.find(heroku.app(), org.addon_name)
+    if found == nil then return nil, err, retry end
+    if not found then return _M.wait("Heroku Connect does not list the connection yet") end
+    conn_id, region = found.id, found.region_url
+  end
+  local fields = { connection_id = conn_id, region_url = region }
+  local conn, err, retry = connect.get(region, conn_id)
+  if not conn then return nil, err, retry end
+  if conn.schema_name == org.schema_name and conn.db_key == db_key() then
+    return _M.done("connection_configured", fields)
+  end
+  local progress = org.progress
+  if not progress.patched_at or os.time() - progress.patched_at > REPATCH_AFTER then
+    local ok, perr, pretry = connect.configure(region, conn_id, org.schema_name, db_key())
+    if not ok then return nil, perr, pretry end
+    fields.progress = { patched_at = os.time() }
+  end
+  return _M.wait("Heroku Connect has not applied the schema and database yet", fields)
+end
+
+_M.connection_configured = function(org)
+  local body = {
+    environment = org.environment,
+    ["next"] = salesforce.app_url() .. "/connection_auth_complete/" .. _M.connect_token(org, org.connection_id),
+  }
+  if org.environment == "custom" then body.domain = "https://" .. org.login_domain end
+  local url, err, retry = connect.authorize_url(org.region_url, org.connection_id, body)
+  if not url then return nil, err, retry end
+  return _M.done("authorize_url_ready", { authorize_url = url })
+end
+
+_M.authorize_url_ready = function(org)
+  local ok, err, retry = notify.send(org, "authenticate", {
+    url = salesforce.app_url() .. "/authenticate?org=" .. org.org_id })
+  if not ok then return nil, err, retry end
+  return _M.done("awaiting_app_oauth", nil, { mail = ok })
+end
+
+_M.app_authorized = function(org, ctx)
+  local res, err, retry = salesforce.apex(org, "AuthConnection",
+    { connectionId = org.connection_id, authorizeUrl = org.authorize_url }, ctx.save)
+  if not res then return nil, err, retry end
+  return _M.done("subscriber_updated")
+end
+
+_M.subscriber_updated = function(org)
+  local ok, err, retry = notify.send(org, "authorize_connect", { url = org.authorize_url })
+  if not ok then return nil, err, retry end
+  return _M.done("awaiting_connect_oauth", nil, { mail = ok })
+end
+
+-- Connect must be authorized by the tenant's own org: the package-wide callback
+-- secret proves nothing about which org sent it (reliability.md §2).
+local function authorized_org(conn)
+  local info = type(conn.sf_info) == "table" and conn.sf_info or {}
+  local id = info.organization_id or conn.organization_id
+  if type(id) ~= "string" then return nil end
+  return sfid.to18(id)
+end
+
+_M.connect_authorized = function(org)
+  local conn, err, retry = connect.get(org.region_url, org.connection_id)
+  if not conn then return nil, err, retry end
+  local authorized = authorized_org(conn)
+  if not authorized then return _M.wait("Heroku Connect shows no Salesforce authorization yet") end
+  if authorized ~= org.org_id then
+    return permanent("Heroku Connect was authorized with org " .. authorized .. ", not " .. org.org_id)
+  end
+  local base, berr = mapping.base(org.org_id)
+  if not base then return permanent(berr) end
+  local ok, doc = hooks.run(org.tenant, "mapping", base)
+  if not ok then return permanent(doc) end
+  local valid, verr = mapping.validate(doc)
+  if not valid then return permanent("invalid mapping: " .. verr) end
+  local imported, ierr, iretry = connect.import(org.region_url, org.connection_id, mapping.prepare(doc))
+  if not imported then return nil, ierr, iretry end
+  return _M.done("mappings_imported", nil, { mappings = #doc.mappings })
+end
+
+local function sync_state(conn)
+  local pending = {}
+  for _, m in ipairs(type(conn.mappings) == "table" and conn.mappings or {}) do
+    if BROKEN_MAPPING[m.state] then
+      return nil, string.format("mapping %s is %s%s", m.object_name, m.state,
+        type(m.state_description) == "string" and (": " .. m.state_description) or "")
+    end
+    if not SYNCED_MAPPING[m.state] then pending[#pending + 1] = m.object_name .. " " .. tostring(m.state) end
+  end
+  if #(conn.mappings or {}) == 0 then pending[1] = "no mappings listed yet" end
+  if not HEALTHY_CONNECTION[conn.state] then pending[#pending + 1] = "connection " .. tostring(conn.state) end
+  return pending
+end
+
+_M.mappings_imported = function(org)
+  local conn, err, retry = connect.get(org.region_url, org.connection_id, true)
+  if not conn then return nil, err, retry end
+  local pending, broken = sync_state(conn)
+  if not pending then return permanent(broken) end
+  if #pending > 0 then return _M.wait("syncing: " .. table.concat(pending, ", ")) end
+  notify.send(org, "active", { schema_name = org.schema_name }) -- a courtesy: its failure does not hold the org back
+  return _M.done("active", { activated_at = os.date("!%Y-%m-%dT%H:%M:%SZ") })
+end
+
+return _M

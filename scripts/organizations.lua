@@ -1,0 +1,195 @@
+-- The tenants' HTTP API (routes in scripts/app.lua):
+--   POST   /organizations               the package's post-install callback (signed)
+--   GET    /organizations/:org_id       state, history, next action (operator)
+--   POST   /organizations/:org_id/resume  a failed org runs its failed step again (operator)
+--   DELETE /organizations/:org_id       the package's uninstall callback (signed)
+-- Handlers answer fast: the work happens in the onboarding.advance job.
+local json = require "mc.json"
+local log = require "mc.log"
+local db = require "lib.db"
+local signature = require "lib.signature"
+local operator = require "lib.operator"
+local sfid = require "lib.sfid"
+local install = require "onboarding.install"
+local orgs = require "onboarding.orgs"
+local states = require "onboarding.states"
+local workflow = require "onboarding.workflow"
+local salesforce = require "clients.salesforce"
+
+local _M = {}
+
+local function fail(status, message, extra)
+  local body = { error = message }
+  for k, v in pairs(extra or {}) do body[k] = v end
+  return status, body
+end
+
+local function state_url(org_id) return salesforce.app_url() .. "/organizations/" .. org_id end
+
+local function accepted(org, note)
+  return 202, { org_id = org.org_id, state = org.state, url = state_url(org.org_id), note = note },
+    { Location = state_url(org.org_id) }
+end
+
+local function signed(req)
+  local ok, reason, status = signature.verify(req)
+  if ok then return true end
+  log.warn("callback refused", { path = req.path, reason = reason, ip = req.ip })
+  return nil, fail(status or 401, reason)
+end
+
+local function database()
+  local conn, err = db.conn()
+  if not conn then log.error("organizations: no database", { err = err }) end
+  return conn
+end
+
+-- A first install: the row and its first event, in one transaction.
+local function create(conn, f, request)
+  return conn:transaction(function()
+    local rows, err = conn:query([[INSERT INTO organizations
+      (org_id, org_name, admin_email, installer_id, package_version, environment, login_domain, next_attempt_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, now()) ON CONFLICT (org_id) DO NOTHING RETURNING *]],
+      f.org_id, f.org_name, f.admin_email, f.installer_id, f.package_version or f.previous_version,
+      f.environment, f.login_domain)
+    if not rows then return nil, err end
+    if not rows[1] then return false end
+    assert(orgs.event(conn, f.org_id, nil, "received", "request", request))
+    return rows[1]
+  end)
+end
+
+-- Back from offboarded (a reinstall): everything the last onboarding learned is dropped.
+local function reinstall(conn, f, request)
+  return conn:transaction(function()
+    local org = orgs.update(conn, f.org_id, {
+      state = "received", org_name = f.org_name, admin_email = f.admin_email, environment = f.environment,
+      login_domain = f.login_domain or mc.null, installer_id = f.installer_id or mc.null, attempts = 0,
+      failed_step = mc.null, last_error = mc.null, addon_id = mc.null, connection_id = mc.null,
+      region_url = mc.null, authorize_url = mc.null, access_token = mc.null, refresh_token = mc.null,
+      instance_url = mc.null, offboarded_at = mc.null, activated_at = mc.null, progress = {},
+    }, { due = 0, new_state = true, where_state = "offboarded" })
+    if not org then return org end
+    assert(orgs.event(conn, f.org_id, "offboarded", "received", "request", request))
+    return org
+  end)
+end
+
+-- An upgrade of an active org imports its (possibly changed) mapping again.
+local function upgrade(conn, f, request)
+  return conn:transaction(function()
+    local org = orgs.update(conn, f.org_id, { state = "connect_authorized", attempts = 0,
+      package_version = f.package_version or f.previous_version or mc.null },
+      { due = 0, new_state = true, where_state = "active" })
+    if not org then return org end
+    assert(orgs.event(conn, f.org_id, "active", "connect_authorized", "request", request))
+    return org
+  end)
+end
+
+function _M.create(req)
+  local ok, status, body = signed(req)
+  if not ok then return status, body end
+  local doc, jerr = req.json()
+  if doc == nil then return fail(400, "body is not valid JSON: " .. tostring(jerr)) end
+  local f, errors = install.parse(doc)
+  if not f then return fail(400, "invalid callback", { fields = errors }) end
+  local conn = database()
+  if not conn then return fail(503, "the database is unavailable") end
+  local request = { is_upgrade = f.is_upgrade, is_push = f.is_push, previous_version = f.previous_version,
+    installer_id = f.installer_id, ip = req.ip }
+  local org, err = create(conn, f, request)
+  if org == nil then log.error("organizations: insert failed", { err = err }); return fail(503, "could not store the org") end
+  if org then
+    workflow.enqueue(org.org_id)
+    log.info("org received", { org_id = org.org_id, environment = org.environment })
+    return accepted(org)
+  end
+  local existing = assert(orgs.get(conn, f.org_id))
+  if existing.state == "offboarded" then
+    org = assert(reinstall(conn, f, request))
+    if org then workflow.enqueue(org.org_id); return accepted(org, "reinstalled") end
+  elseif f.is_upgrade then
+    org = assert(upgrade(conn, f, request))
+    if org then workflow.enqueue(org.org_id); return accepted(org, "upgrade: the mapping is imported again") end
+    return accepted(existing, "upgrade: onboarding is still in progress, it imports the current mapping")
+  end
+  return fail(409, "org " .. f.org_id .. " is already onboarded", { state = existing.state, url = state_url(f.org_id) })
+end
+
+local function org_param(req)
+  local id = sfid.org_id(req.params.org_id or "")
+  return id
+end
+
+function _M.show(req)
+  local ok, status, body, headers = operator.check(req)
+  if not ok then return status, body, headers end
+  local id = org_param(req)
+  if not id then return fail(404, "no such org") end
+  local conn = database()
+  if not conn then return fail(503, "the database is unavailable") end
+  local org = assert(orgs.get(conn, id))
+  if not org then return fail(404, "no such org") end
+  local out = orgs.public(org)
+  out.next_action = states.next_action(org.state)
+  out.next_attempt_at = org.next_attempt_at
+  out.attempts = org.attempts
+  out.events = assert(orgs.events(conn, id))
+  for _, e in ipairs(out.events) do e.id = nil end
+  out.events = json.array(out.events)
+  return 200, out
+end
+
+function _M.resume(req)
+  local ok, status, body, headers = operator.check(req)
+  if not ok then return status, body, headers end
+  local id = org_param(req)
+  if not id then return fail(404, "no such org") end
+  local conn = database()
+  if not conn then return fail(503, "the database is unavailable") end
+  local org, err = _M.resume_org(conn, id, "http")
+  if not org then return fail(err == "no such org" and 404 or 409, err) end
+  return accepted(org, "resumed at " .. org.state)
+end
+
+-- resume_org(conn, org_id, by) -> org | nil, err: a failed org goes back to the
+-- state whose step failed, with its attempts reset (also the console's resume()).
+function _M.resume_org(conn, org_id, by)
+  local org = conn:transaction(function()
+    local cur = assert(orgs.get(conn, org_id, "update"))
+    if not cur then return false end
+    if cur.state ~= "failed" then return { state = cur.state, not_failed = true } end
+    local step = cur.failed_step ~= mc.null and cur.failed_step or "received"
+    local row = assert(orgs.update(conn, org_id, { state = step, attempts = 0, last_error = mc.null,
+      failed_step = mc.null }, { due = states.PERSON[step] and false or 0, new_state = true }))
+    assert(orgs.event(conn, org_id, "failed", step, "request", { resumed_by = by }))
+    return row
+  end)
+  if org == false then return nil, "no such org" end
+  if org.not_failed then return nil, "org is " .. org.state .. ", not failed: nothing to resume" end
+  if not states.PERSON[org.state] then workflow.enqueue(org_id) end
+  return org
+end
+
+function _M.destroy(req)
+  local ok, status, body = signed(req)
+  if not ok then return status, body end
+  local id = org_param(req)
+  if not id then return fail(404, "no such org") end
+  local conn = database()
+  if not conn then return fail(503, "the database is unavailable") end
+  local org = conn:transaction(function()
+    local cur = assert(orgs.get(conn, id, "update"))
+    if not cur or cur.state == "offboarded" then return cur end
+    local row = assert(orgs.update(conn, id, { state = "offboarded", offboarded_at = os.date("!%Y-%m-%dT%H:%M:%SZ") },
+      { due = false, new_state = true }))
+    assert(orgs.event(conn, id, cur.state, "offboarded", "request", { uninstall = true, ip = req.ip }))
+    return row
+  end)
+  if not org then return fail(404, "no such org") end
+  require("mc.jobs").enqueue("onboarding.offboard", { id })
+  return accepted(org, "offboarding: the Heroku Connect add-on is removed; the schema and its data are kept")
+end
+
+return _M
