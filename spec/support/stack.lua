@@ -154,6 +154,15 @@ function Stack:addons()
   return res:json()
 end
 
+-- addons_of(org_id) -> the add-ons onboarding made for that org (by their name)
+function Stack:addons_of(org_id)
+  local out = {}
+  for _, a in ipairs(self:addons()) do
+    if a.name:find(org_id:lower(), 1, true) then out[#out + 1] = a end
+  end
+  return out
+end
+
 function Stack:logs()
   return "--- web ---\n" .. self.web:log() .. "\n--- worker ---\n" .. (self.worker and self.worker:log() or "")
     .. "\n--- sandbox ---\n" .. self.sandbox:log()

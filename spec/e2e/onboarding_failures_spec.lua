@@ -1,0 +1,278 @@
+-- Onboarding's failure paths, end to end (web, worker, sandbox as processes):
+-- what the callback refuses, what the workflow retries, what stops an org and
+-- how it resumes. Redis dbs 3 (app) and 5 (sandbox); database mc_onboarding_failures.
+local stack = require "support.stack"
+local json = require "mc.json"
+local http = require "mc.http"
+local host = require "mc.host"
+local redis = require "mc.redis"
+local proc = require "support.process"
+package.path = host.root .. "/?.lua;" .. package.path
+local orgs = require "sandbox.orgs"
+
+local function org(i)
+  local o = orgs.synthetic(i)
+  return { org_id = o.org_id, org_name = o.name, admin_email = o.users[1].username }
+end
+
+local function count(s, sql, ...)
+  return assert(s.pg:query(sql, ...))[1].n
+end
+
+local function events(s, org_id, kind)
+  return assert(s.pg:query("SELECT * FROM onboarding_events WHERE org_id = $1 AND kind = $2 ORDER BY id", org_id, kind))
+end
+
+describe("onboarding failure paths", function()
+  local s, tenants, cleanup
+  setup(function()
+    tenants, cleanup = proc.tmpdir()
+    os.execute("cp " .. proc.quote(host.root .. "/scripts/tenants/default.lua") .. " " .. proc.quote(tenants))
+    s = stack.start({ name = "onboarding_failures", app_db = 3, sandbox_db = 5,
+      env = { TENANTS_DIR = tenants, TENANT_HOOK_TIMEOUT = "0.5", WORKER_HEARTBEAT_TTL = "2",
+              ONBOARDING_MAX_ATTEMPTS = "30" } })
+  end)
+  teardown(function()
+    if s then s:stop() end
+    cleanup()
+  end)
+  after_each(function() -- back to the stack's knobs
+    s:knobs({ heroku = { latency = 0 }, connect = { fail_next = 0, config_delay = 0.3 },
+      salesforce = { deny = false, token_ttl = 7200 } })
+  end)
+
+  describe("the install callback", function()
+    local doc = org(101)
+    local body = json.encode(doc)
+
+    it("refuses a bad signature with 401 and stores nothing", function()
+      local h = stack.sign(body, nil, "not-the-secret")
+      local res = s:post_install(body, h)
+      assert.are.equal(401, res.status)
+      assert.are.equal("bad signature", res:json().error)
+      local missing = s:post_install(body, { ["Content-Type"] = "application/json" })
+      assert.are.equal(401, missing.status)
+      assert.are.equal(0, count(s, "SELECT count(*) AS n FROM organizations WHERE org_id = $1", doc.org_id))
+    end)
+
+    it("refuses a stale timestamp", function()
+      local res = s:post_install(body, stack.sign(body, math.floor(host.time()) - 301))
+      assert.are.equal(401, res.status)
+      assert.matches("stale", res:json().error)
+      res = s:post_install(body, stack.sign(body, math.floor(host.time()) + 400))
+      assert.are.equal(401, res.status)
+    end)
+
+    it("refuses a replayed request, even a valid one", function()
+      local h = stack.sign(body)
+      assert.are.equal(202, s:post_install(body, h).status)
+      local again = s:post_install(body, h)
+      assert.are.equal(401, again.status)
+      assert.matches("replayed", again:json().error)
+    end)
+
+    it("answers a malformed body with 400 and field errors", function()
+      local res = s:post_install("{not json")
+      assert.are.equal(400, res.status)
+      assert.matches("not valid JSON", res:json().error)
+      res = s:post_install({ org_id = "00D5e000000AbCdEAX", org_name = "", admin_email = "nope", colour = "red",
+        environment = "moon", is_upgrade = "yes" })
+      assert.are.equal(400, res.status)
+      local f = res:json().fields
+      assert.matches("checksum", f.org_id)
+      assert.is_string(f.org_name)
+      assert.matches("e%-mail", f.admin_email)
+      assert.matches("not a known field", f.colour)
+      assert.is_string(f.environment)
+      assert.is_string(f.is_upgrade)
+      res = s:post_install({ org_id = "005000000000001", org_name = "x", admin_email = "a@b.example" })
+      assert.matches("organization id", res:json().fields.org_id)
+      res = s:post_install({ org_id = "00D5e000000AbCd", org_name = "x", admin_email = "a@b.example",
+        environment = "custom" })
+      assert.matches("required", res:json().fields.login_domain)
+    end)
+
+    it("answers a second install of the same org with 409, and a 15-character id is the same org", function()
+      local res = s:post_install({ org_id = doc.org_id:sub(1, 15), org_name = doc.org_name, admin_email = doc.admin_email })
+      assert.are.equal(409, res.status)
+      assert.are.equal(doc.org_id:sub(1, 15), res:json().error:match("00D%w+"):sub(1, 15))
+      assert.are.equal(1, count(s, "SELECT count(*) AS n FROM organizations WHERE org_id = $1", doc.org_id))
+    end)
+
+    it("keeps the state page for operators", function()
+      local res = assert(http.get(s.web_url .. "/organizations/" .. doc.org_id))
+      assert.are.equal(401, res.status)
+      res = assert(http.get(s.web_url .. "/organizations/" .. doc.org_id, { headers = { Authorization = "Bearer wrong-token-0123456789" } }))
+      assert.are.equal(401, res.status)
+      local shown = assert(s:get_org(doc.org_id))
+      assert.is_string(shown.next_action)
+      assert.is_nil(shown.access_token)
+    end)
+  end)
+
+  it("re-imports the mapping when an active org's package is upgraded", function()
+    local doc = org(102)
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(s:wait_state(doc.org_id, "active", 60), s:logs())
+    local res = s:post_install({ org_id = doc.org_id, org_name = doc.org_name, admin_email = doc.admin_email,
+      is_upgrade = true, previous_version = "1.2" })
+    assert.are.equal(202, res.status, res.body)
+    assert.are.equal("connect_authorized", res:json().state)
+    assert(s:wait_state(doc.org_id, "active", 60), s:logs())
+    local imports = assert(s.pg:query([[SELECT count(*) AS n FROM onboarding_events
+      WHERE org_id = $1 AND to_state = 'mappings_imported']], doc.org_id))[1].n
+    assert.are.equal(2, imports)
+  end)
+
+  it("signs a sandbox org in at test.salesforce.com and tells Connect", function()
+    local o = orgs.by_username("admin@umbrella.example.sandbox")
+    local doc = { org_id = o.org_id, org_name = o.name, admin_email = o.users[1].username, environment = "sandbox" }
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(s:wait_state(doc.org_id, "active", 60), s:logs())
+    local row = assert(s.pg:query("SELECT instance_url FROM organizations WHERE org_id = $1", doc.org_id))[1]
+    assert.matches("/salesforce%-test$", row.instance_url)
+  end)
+
+  it("retries the Platform API's 429 and 5xx, then carries on", function()
+    local r = assert(redis.connect((os.getenv("REDIS_URL"):gsub("/%d*$", "")) .. "/5"))
+    assert(r:call("SET", "sandbox:heroku:ratelimit:spec-heroku-token", "0"))
+    s:knobs({ connect = { fail_next = 2, fail_status = 502 } })
+    local doc = org(103)
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(proc.wait_for(function() return #events(s, doc.org_id, "retry") > 0 end, 20), s:logs())
+    assert(r:call("SET", "sandbox:heroku:ratelimit:spec-heroku-token", "4500"))
+    r:close()
+    assert(s:wait_state(doc.org_id, "active", 60), s:logs())
+    local text = {}
+    for _, e in ipairs(events(s, doc.org_id, "retry")) do text[#text + 1] = e.details.error end
+    text = table.concat(text, "\n")
+    assert.matches("HTTP 429 rate_limit", text)
+    assert.matches("HTTP 502", text)
+  end)
+
+  it("waits, without failing, while Connect has not applied the PATCH", function()
+    s:knobs({ connect = { config_delay = 3 } })
+    local doc = org(104)
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(s:wait_state(doc.org_id, "active", 60), s:logs())
+    local waits = events(s, doc.org_id, "wait")
+    local found = false
+    for _, e in ipairs(waits) do found = found or (e.details.reason or ""):find("not applied", 1, true) ~= nil end
+    assert(found, "no wait for the PATCH recorded")
+  end)
+
+  it("keeps an org whose admin denied access waiting for another try", function()
+    s:knobs({ salesforce = { deny = true } })
+    local doc = org(105)
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    assert.are.equal("awaiting_app_oauth", s:state(doc.org_id))
+    assert.matches("access_denied", events(s, doc.org_id, "failure")[1].details.error)
+    s:knobs({ salesforce = { deny = false } })
+    -- the admin opens the mail's link again
+    local res = assert(http.get(s.web_url .. "/authenticate?org=" .. doc.org_id,
+      { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
+    assert.are.equal(200, res.status, res.body)
+    assert(s:wait_state(doc.org_id, "awaiting_connect_oauth", 30) or s:state(doc.org_id) ~= "awaiting_app_oauth")
+  end)
+
+  it("refreshes an expired Salesforce session before writing to the org", function()
+    s:knobs({ salesforce = { token_ttl = 0 } })
+    local doc = org(106)
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(s:wait_state(doc.org_id, "active", 60), s:logs())
+    local res = assert(http.get(s.sandbox_url .. "/__sandbox/salesforce/orgs/" .. doc.org_id))
+    assert.are.equal(200, res.status)
+  end)
+
+  it("stops the onboarding when the admin signs in to another org", function()
+    local doc = org(107)
+    doc.admin_email = orgs.synthetic(108).users[1].username
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(s:wait_state(doc.org_id, "failed", 30), s:logs())
+    local row = assert(s.pg:query("SELECT failed_step, last_error, access_token FROM organizations WHERE org_id = $1", doc.org_id))[1]
+    assert.are.equal("awaiting_app_oauth", row.failed_step)
+    assert.matches("signed in to org", row.last_error)
+    assert.are.equal(mc.null, row.access_token)
+    assert.are.equal(0, count(s, [[SELECT count(*) AS n FROM information_schema.schemata WHERE schema_name = $1]],
+      "salesforce" .. doc.org_id:lower()))
+  end)
+
+  describe("tenant hooks", function()
+    local function hook(org_id, src)
+      proc.write(tenants .. "/" .. org_id .. ".lua", src)
+    end
+
+    it("fail the step when one loops forever, and the org resumes once it is fixed", function()
+      local doc = org(109)
+      hook(doc.org_id, "return { mapping = function(t, base) while true do end end }")
+      assert.are.equal(202, s:post_install(doc).status)
+      assert(s:wait_state(doc.org_id, "failed", 60), s:logs())
+      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1", doc.org_id))[1]
+      assert.are.equal("connect_authorized", row.failed_step)
+      assert.matches("tenant hook mapping", row.last_error)
+      assert(row.last_error:find("budget", 1, true) or row.last_error:find("timeout", 1, true), row.last_error)
+      os.remove(tenants .. "/" .. doc.org_id .. ".lua")
+      local res = assert(http.post(s.web_url .. "/organizations/" .. doc.org_id .. "/resume",
+        { headers = { Authorization = "Bearer " .. stack.ADMIN_TOKEN } }))
+      assert.are.equal(202, res.status, res.body)
+      assert(s:wait_state(doc.org_id, "active", 60), s:logs())
+    end)
+
+    it("fail the step with the hook's error", function()
+      local doc = org(110)
+      hook(doc.org_id, "return { schema_name = function(t) error('no schema for you') end }")
+      assert.are.equal(202, s:post_install(doc).status)
+      assert(s:wait_state(doc.org_id, "failed", 30), s:logs())
+      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1", doc.org_id))[1]
+      assert.are.equal("received", row.failed_step)
+      assert.matches("no schema for you", row.last_error)
+      assert.are.equal(0, #s:addons_of(doc.org_id))
+    end)
+
+    it("refuse an invalid mapping before it reaches Heroku Connect", function()
+      local doc = org(111)
+      hook(doc.org_id, [[return { mapping = function(t, base)
+        base.mappings[1].config.fields.IsDeleted = nil
+        base.mappings[1].config.access = "read_everything"
+        return base end }]])
+      assert.are.equal(202, s:post_install(doc).status)
+      assert(s:wait_state(doc.org_id, "failed", 60), s:logs())
+      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1", doc.org_id))[1]
+      assert.are.equal("connect_authorized", row.failed_step)
+      assert.matches("invalid mapping", row.last_error)
+      assert.matches("IsDeleted", row.last_error)
+      assert.matches("access", row.last_error)
+    end)
+  end)
+
+  it("loses no org and duplicates no add-on when the worker is killed mid-step", function()
+    s:knobs({ heroku = { latency = 1.5 } })
+    local doc = org(112)
+    assert.are.equal(202, s:post_install(doc).status)
+    -- the add-on POST is in flight (1.5 s latency) when the worker dies
+    assert(proc.wait_for(function() return s.worker:log():find("onboarding", 1, true) or true end, 1))
+    require("socket").sleep(0.7)
+    s.worker:signal("KILL")
+    assert(s.worker:wait(5))
+    s:start_worker()
+    assert(s:wait_state(doc.org_id, "active", 90), s:logs())
+    assert.are.equal(1, #s:addons_of(doc.org_id))
+  end)
+
+  it("offboards on the uninstall callback and removes the add-on", function()
+    local doc = org(102)
+    local body = ""
+    local res = assert(http.request{ method = "DELETE", url = s.web_url .. "/organizations/" .. doc.org_id,
+      headers = stack.sign(body) })
+    assert.are.equal(202, res.status, res.body)
+    assert.are.equal("offboarded", s:state(doc.org_id))
+    assert(proc.wait_for(function() return #s:addons_of(doc.org_id) == 0 end, 20), s:logs())
+    -- unsigned: refused
+    res = assert(http.request{ method = "DELETE", url = s.web_url .. "/organizations/" .. doc.org_id })
+    assert.are.equal(401, res.status)
+    -- a reinstall starts over
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(s:wait_state(doc.org_id, "active", 60), s:logs())
+  end)
+end)
