@@ -67,7 +67,8 @@ function _M.start(opts)
   assert(sb_redis:call("FLUSHDB"))
   sb_redis:close()
   local knobs = merge(merge({}, _M.KNOBS), opts.knobs)
-  local sb, sb_url = sandbox.start(opts.sandbox_db, { DATABASE_URL = self.db_url, SANDBOX_CONFIG = json.encode(knobs) })
+  local sb_env = merge({ DATABASE_URL = self.db_url, SANDBOX_CONFIG = json.encode(knobs) }, opts.sandbox_env)
+  local sb, sb_url = sandbox.start(opts.sandbox_db, sb_env)
   self.sandbox, self.sandbox_url = sb, sb_url
   local port = server.free_port()
   self.web_url = "http://127.0.0.1:" .. port
