@@ -132,12 +132,32 @@ describe("migrate", function()
     assert.is_false(exists("first"))
   end)
 
-  it("refuses a file that commits on its own", function()
-    write("003_commit.sql", "CREATE TABLE third (id int); COMMIT;")
+  it("refuses, before running anything, a file with its own BEGIN, COMMIT or ROLLBACK", function()
+    assert(migrate.run(conn, dir))
+    write("003_commit.sql", "CREATE TABLE third (id int);\ncommit;")
     local done, err = migrate.run(conn, dir)
     assert.is_nil(done)
-    assert.matches("003_commit.sql: the file ended the transaction", err, 1, true)
+    assert.matches("003_commit.sql: contains COMMIT; each migration runs in a transaction of its own", err, 1, true)
+    assert.is_false(exists("third"))
     assert.same({ 1, 2 }, versions())
+  end)
+
+  it("tells transaction control from the same words in bodies, strings and comments", function()
+    local words = migrate.statement_words([[
+      -- BEGIN; in a comment
+      /* COMMIT; /* nested */ ROLLBACK; */
+      CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$ BEGIN RETURN 1; END $body$;
+      DO $$ BEGIN PERFORM 1; END $$;
+      INSERT INTO t VALUES ('it''s; COMMIT'), ($q$x$q$);
+      SELECT "begin;" FROM t;
+      START TRANSACTION;
+      end;
+    ]])
+    assert.same({ "create", "do", "insert", "select", "start", "end" }, words)
+    write("003_plpgsql.sql", "CREATE FUNCTION one() RETURNS int LANGUAGE plpgsql AS $$\n"
+      .. "BEGIN\n  RETURN 1;\nEND\n$$;\nDO $$ BEGIN PERFORM one(); END $$;\n")
+    assert.equal(3, #assert(migrate.run(conn, dir)))
+    assert.equal(1, assert(conn:query("SELECT one() AS v"))[1].v)
   end)
 
   it("from 4 processes at once applies each file exactly once, and all exit 0", function()

@@ -34,6 +34,62 @@ local function read_file(path)
   return data
 end
 
+-- First words of the statements that end or replace our transaction. At the top
+-- level of a file (outside quotes, dollar quotes and comments) BEGIN and END are
+-- always transaction control; PL/pgSQL's BEGIN lives inside a quoted body.
+local TRANSACTION_CONTROL = {
+  begin = true, commit = true, rollback = true, ["end"] = true, abort = true, start = true,
+}
+
+-- statement_words(sql) -> array of each top-level statement's first word, lower-cased.
+-- A small lexer, just enough to skip what may hide a semicolon or a keyword.
+local function statement_words(sql)
+  local words, i, n, at_start = {}, 1, #sql, true
+  while i <= n do
+    local c = sql:sub(i, i)
+    local two = sql:sub(i, i + 1)
+    if two == "--" then
+      i = (sql:find("\n", i, true) or n) + 1
+    elseif two == "/*" then
+      local depth, j = 1, i + 2 -- Postgres block comments nest
+      while depth > 0 and j <= n do
+        local t = sql:sub(j, j + 1)
+        if t == "/*" then depth, j = depth + 1, j + 2
+        elseif t == "*/" then depth, j = depth - 1, j + 2
+        else j = j + 1 end
+      end
+      i = j
+    elseif c == "'" or c == '"' then
+      local j = i + 1
+      while j <= n do
+        if sql:sub(j, j) == c then
+          if sql:sub(j + 1, j + 1) == c then j = j + 2 else break end
+        else j = j + 1 end
+      end
+      i, at_start = j + 1, false
+    elseif c == "$" and (sql:find("^%$%$", i) or sql:find("^%$[%a_][%w_]*%$", i)) then
+      local tag = sql:match("^%$%$", i) or sql:match("^%$[%a_][%w_]*%$", i)
+      local close = sql:find(tag, i + #tag, true)
+      i, at_start = (close and close + #tag) or n + 1, false
+    elseif c == ";" then
+      i, at_start = i + 1, true
+    elseif c:find("%s") then
+      i = i + 1
+    else
+      if at_start then words[#words + 1] = (sql:match("^[%a_]+", i) or c):lower() end
+      i, at_start = i + 1, false
+    end
+  end
+  return words
+end
+_M.statement_words = statement_words
+
+local function controls_transaction(sql)
+  for _, w in ipairs(statement_words(sql)) do
+    if TRANSACTION_CONTROL[w] then return w:upper() end
+  end
+end
+
 -- files(dir) -> array of {version, name, path, sql, checksum} in version order
 -- | nil, err. A *.sql file whose name does not fit NNN_name.sql, and two files
 -- of one version, are errors rather than silently skipped: either would leave a
@@ -51,7 +107,7 @@ function _M.files(dir)
       local digits = entry:match(FILE_NAME)
       local version = digits and math.tointeger(tonumber(digits))
       if not version then
-        return nil, entry .. ": a migration is named NNN_name.sql (digits, underscore, letters, digits, _ or -)"
+        return nil, entry .. ": a migration is named NNN_name.sql (name: letters, digits, _ or -)"
       end
       if by_version[version] then
         return nil, string.format("%s and %s: two migrations with version %d", by_version[version], entry, version)
@@ -60,6 +116,10 @@ function _M.files(dir)
       local path = dir .. "/" .. entry
       local sql, err = read_file(path)
       if not sql then return nil, err end
+      local control = controls_transaction(sql)
+      if control then
+        return nil, entry .. ": contains " .. control .. "; each migration runs in a transaction of its own"
+      end
       out[#out + 1] = { version = version, name = entry, path = path, sql = sql,
         checksum = crypto.to_hex(crypto.sha256(sql)) }
     end
@@ -106,7 +166,8 @@ local function apply(conn, f)
     ok, err, state = conn:exec(f.sql)
     if not ok then return nil, string.format("%s (SQLSTATE %s)", err, state or "?") end
     if conn:status() ~= "intrans" then
-      return nil, "the file ended the transaction (no BEGIN/COMMIT/ROLLBACK in a migration)"
+      -- a statement the lexer missed ended the transaction: what ran before it is committed
+      return nil, "the file ended the transaction; check what it left behind"
     end
     ok, err, state = conn:query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
       f.version, f.name, f.checksum)
