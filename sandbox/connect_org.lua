@@ -25,6 +25,11 @@ _M.OBJECTS = {
     Name = "string", Account__c = "reference", Text__c = "textarea", Author_Username__c = "string",
     Tweet_Id__c = "string", Posted_At__c = "datetime",
   }),
+  -- the package's own object (force-app): Connect's authorize URL (a long text area)
+  -- and the connection it belongs to
+  Connection__c = object({
+    Name = "string", Auth_URL__c = "textarea", Connection_Id__c = "string",
+  }),
   hcpoc__Tweet__c = object({
     Name = "string", hcpoc__Account__c = "reference", hcpoc__Text__c = "textarea",
     hcpoc__Author_Username__c = "string", hcpoc__Tweet_Id__c = "string",
@@ -52,7 +57,7 @@ function _M.field(object, name)
   end
 end
 
-local PREFIXES = { Account = "001", Contact = "003", Tweet__c = "a00", hcpoc__Tweet__c = "a01" }
+local PREFIXES = { Account = "001", Contact = "003", Tweet__c = "a00", hcpoc__Tweet__c = "a01", Connection__c = "a02" }
 
 local function sfid(object, n)
   return string.format("%s%012dAAA", PREFIXES[object], n)
@@ -77,6 +82,10 @@ function _M.records(object, org_id)
       r.FirstName, r.LastName = ({ "Ada", "Grace", "Alan" })[n], ({ "Lovelace", "Hopper", "Turing" })[n]
       r.Name, r.Email = r.FirstName .. " " .. r.LastName, r.FirstName:lower() .. "@example.com"
       r.AccountId, r.HasOptedOutOfEmail = sfid("Account", n), n == 3
+    elseif object == "Connection__c" then
+      r.Name = string.format("C-%04d", n)
+      r.Connection_Id__c = string.format("00000000-0000-4000-8000-%012d", n)
+      r.Auth_URL__c = "https://connect.example/authorize/" .. n
     else
       local ns = object == "hcpoc__Tweet__c" and "hcpoc__" or ""
       r.Name = "T-" .. n

@@ -20,6 +20,9 @@ commands:
   clock [--check]            enqueue the jobs of scripts/schedule.lua when due
                              (cron or every N seconds; once across clocks);
                              --check only validates the schedule
+  migrate [status]           apply the pending sql/NNN_name.sql migrations in
+                             order, each once (the release phase); status lists
+                             them as applied or pending
   jobs stats [--json]        counters, set and queue sizes, processes
   jobs retry-dead            move every dead job back to its queue
   jobs clear QUEUE|--all     empty one queue, or every queue
@@ -30,6 +33,7 @@ commands:
 environment:
   MC_ROOT     project root holding scripts/ (default: the folder above bin/)
   LOG_LEVEL   debug, info, warn or error (default: info)
+  DATABASE_URL, MIGRATIONS_DIR (default: $MC_ROOT/sql) for migrate
 ]]
 
 local COMMANDS = {}
@@ -90,6 +94,10 @@ end
 
 function COMMANDS.jobs(args)
   return require("mc.jobs_cli").main(args)
+end
+
+function COMMANDS.migrate(args)
+  return require("mc.migrate").main(args)
 end
 
 function COMMANDS.test(args)
