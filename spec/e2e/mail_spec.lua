@@ -326,6 +326,26 @@ describe("mc.mail", function()
       assert.matches("^SMTP_URL: expected smtp://", err)
     end)
 
+    local leak_it = proc.can_valgrind and it or pending
+    leak_it("leaks nothing in mc.http_native.smtp under valgrind (sent, refused, misused)", function()
+      local dir, cleanup = proc.tmpdir()
+      local script = proc.write(dir .. "/leak.lua", [[
+        local native = require "mc.http_native"
+        local port = ...
+        local url = "smtp://127.0.0.1:" .. port
+        assert(native.smtp{ url = url, from = "a@isv.test", to = { "x@acme.test" }, payload = "Subject: x\r\n\r\ny\r\n",
+                            tls = "try", username = "u", password = "p" })
+        assert(not native.smtp{ url = url, from = "a@isv.test", to = { "x@acme.test", "permfail@acme.test" },
+                                payload = "Subject: x\r\n\r\ny\r\n", tls = "none" })
+        assert(not pcall(native.smtp, { url = url, from = "a@isv.test", to = { "x@acme.test", 7 }, payload = "" }))
+        assert(not pcall(native.smtp, { url = url, from = "a@isv.test", to = { "x@acme.test" }, payload = "", tls = "no" }))
+        return 0
+      ]])
+      proc.assert_no_leaks({ "run", script, tostring(port) })
+      assert.equal(1, #records())
+      cleanup()
+    end)
+
     it("takes SMTP_URL, SMTP_TLS and MAIL_TIMEOUT from the environment", function()
       local dir, cleanup = proc.tmpdir()
       local script = proc.write(dir .. "/send.lua", [[
