@@ -10,7 +10,10 @@
  *
  * Defaults are the safe ones: TLS peer and host verified, redirects not
  * followed, http and https only, a 16 MiB cap on the body, 30 s for the whole
- * request and 10 s to connect. */
+ * request and 10 s to connect.
+ *
+ * native.smtp sends one mail through libcurl's SMTP (smtp:// with STARTTLS
+ * required by default, or smtps://); mc.mail builds the message. */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -25,6 +28,7 @@
 #define CLIENT_MT "mc.http.client"
 #define REQUEST_MT "mc.http.request"
 #define CSTR_MT "mc.http.cstr"
+#define SMTP_MT "mc.http.smtp"
 #define CLIENT_KEY "mc.http.easy" /* registry field: this state's client (not CLIENT_MT!) */
 
 #define DEFAULT_TIMEOUT 30.0        /* seconds, the whole request */
@@ -321,7 +325,7 @@ static int is_tls_error(CURLcode rc) {
 }
 
 /* The short, stable token for a failed transfer, or NULL for "use curl's text". */
-static const char *failure_token(CURL *e, const http_request *r, CURLcode rc) {
+static const char *failure_token(CURL *e, CURLcode rc, int too_large, int oom) {
   long os_errno = 0;
   switch (rc) {
   case CURLE_OPERATION_TIMEDOUT: return "timeout";
@@ -331,7 +335,7 @@ static const char *failure_token(CURL *e, const http_request *r, CURLcode rc) {
     curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
     return os_errno == ECONNREFUSED ? "connection refused" : "could not connect";
   case CURLE_FILESIZE_EXCEEDED: return "too large";
-  case CURLE_WRITE_ERROR: return r->too_large ? "too large" : r->oom ? "out of memory" : "write error";
+  case CURLE_WRITE_ERROR: return too_large ? "too large" : oom ? "out of memory" : "write error";
   case CURLE_TOO_MANY_REDIRECTS: return "too many redirects";
   case CURLE_UNSUPPORTED_PROTOCOL: return "unsupported protocol";
   case CURLE_URL_MALFORMAT: return "malformed url";
@@ -346,7 +350,7 @@ static const char *failure_token(CURL *e, const http_request *r, CURLcode rc) {
 
 static int push_failure(lua_State *L, CURL *e, const http_request *r, CURLcode rc) {
   luaL_pushfail(L);
-  const char *token = failure_token(e, r, rc);
+  const char *token = failure_token(e, rc, r->too_large, r->oom);
   if (token != NULL) lua_pushstring(L, token);
   else if (is_tls_error(rc)) lua_pushfstring(L, "tls: %s", *r->errbuf ? r->errbuf : curl_easy_strerror(rc));
   else lua_pushstring(L, *r->errbuf ? r->errbuf : curl_easy_strerror(rc));
@@ -424,6 +428,157 @@ static int http_escape(lua_State *L) {
   return 1;
 }
 
+/* ---- SMTP --------------------------------------------------------------- */
+
+/* One message's send. The easy handle is its own, not the state's HTTP one:
+ * mail is rare, and a fresh handle leaves no SMTP session half used between
+ * sends. The payload points into the Lua string that opts (index 1) anchors. */
+typedef struct smtp_send {
+  CURL *easy;
+  struct curl_slist *rcpt;
+  const char *payload;
+  size_t len, pos;
+  char errbuf[CURL_ERROR_SIZE];
+} smtp_send;
+
+static void smtp_close(smtp_send *s) {
+  if (s->easy != NULL) curl_easy_cleanup(s->easy);
+  curl_slist_free_all(s->rcpt);
+  s->easy = NULL;
+  s->rcpt = NULL;
+}
+
+static int smtp_gc(lua_State *L) {
+  smtp_close(luaL_checkudata(L, 1, SMTP_MT));
+  return 0;
+}
+
+static int smtp_tostring(lua_State *L) {
+  smtp_send *s = luaL_checkudata(L, 1, SMTP_MT);
+  lua_pushfstring(L, "mc.http.smtp (%p, %s)", (void *)s, s->easy ? "open" : "closed");
+  return 1;
+}
+
+/* Feeds the payload to curl, which dot-stuffs it and ends it with CRLF.CRLF. */
+static size_t on_read(char *buf, size_t size, size_t n, void *ud) {
+  smtp_send *s = ud;
+  size_t len = size * n;
+  if (len > s->len - s->pos) len = s->len - s->pos;
+  memcpy(buf, s->payload + s->pos, len);
+  s->pos += len;
+  return len;
+}
+
+/* An envelope address: curl writes it as "<addr>" on a command line, so a CR,
+ * LF, NUL, space or angle bracket could smuggle in another SMTP command. */
+static int valid_mailbox(const char *a, size_t len) {
+  if (len == 0 || len > 320 || strlen(a) != len) return 0;
+  for (; *a; a++)
+    if ((unsigned char)*a <= ' ' || *a == 127 || *a == '<' || *a == '>') return 0;
+  return 1;
+}
+
+/* opts.to (an array of addresses) into s->rcpt, which s owns: a raise leaks nothing. */
+static void smtp_recipients(lua_State *L, smtp_send *s) {
+  if (lua_getfield(L, 1, "to") != LUA_TTABLE) luaL_error(L, "smtp: to must be an array of addresses");
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  if (n < 1 || n > 1000) luaL_error(L, "smtp: to must hold 1 to 1000 addresses");
+  for (lua_Integer i = 1; i <= n; i++) {
+    size_t len;
+    if (lua_rawgeti(L, -1, i) != LUA_TSTRING) luaL_error(L, "smtp: to[%I] must be a string", i);
+    const char *a = lua_tolstring(L, -1, &len);
+    if (!valid_mailbox(a, len)) luaL_error(L, "smtp: to[%I] is not a valid address", i);
+    struct curl_slist *l = curl_slist_append(s->rcpt, a); /* copies a */
+    if (l == NULL) luaL_error(L, "smtp: out of memory");
+    s->rcpt = l;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static long smtp_tls(lua_State *L) {
+  const char *tls = opt_string(L, "tls", "required", NULL);
+  if (strcmp(tls, "required") == 0) return (long)CURLUSESSL_ALL;
+  if (strcmp(tls, "try") == 0) return (long)CURLUSESSL_TRY;
+  if (strcmp(tls, "none") == 0) return (long)CURLUSESSL_NONE;
+  return luaL_error(L, "smtp: tls must be \"required\", \"try\" or \"none\"");
+}
+
+/* Every option of one send; raises on misuse (s owns all that was allocated). */
+static void smtp_options(lua_State *L, smtp_send *s) {
+  size_t flen = 0;
+  const char *url = opt_string(L, "url", NULL, NULL);
+  if (url == NULL || *url == '\0') luaL_error(L, "smtp: url is required");
+  const char *from = opt_string(L, "from", NULL, &flen);
+  if (from == NULL || !valid_mailbox(from, flen)) luaL_error(L, "smtp: from must be a valid address");
+  s->payload = opt_string(L, "payload", NULL, &s->len);
+  if (s->payload == NULL) luaL_error(L, "smtp: payload is required");
+  const char *user = opt_string(L, "username", NULL, NULL);
+  const char *password = opt_string(L, "password", NULL, NULL);
+  long tls = smtp_tls(L);
+  smtp_recipients(L, s);
+
+  CURL *e = s->easy;
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_MAIL_FROM, from);
+  curl_easy_setopt(e, CURLOPT_MAIL_RCPT, s->rcpt);
+  curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+  curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+  curl_easy_setopt(e, CURLOPT_READDATA, s);
+  curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)s->len);
+  curl_easy_setopt(e, CURLOPT_USE_SSL, tls);
+  if (user != NULL) curl_easy_setopt(e, CURLOPT_USERNAME, user);
+  if (password != NULL) curl_easy_setopt(e, CURLOPT_PASSWORD, password);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opt_millis(L, "timeout", DEFAULT_TIMEOUT));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opt_millis(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
+  if (curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps") != CURLE_OK)
+    luaL_error(L, "smtp: libcurl cannot restrict protocols (needs 7.85 or later)");
+}
+
+/* nil, err[, code]: code is the server's refusal (4xx or 5xx), present only
+ * when the server refused, so the caller can tell a temporary refusal from a
+ * final one. err is curl's short account ("refused: RCPT failed: 550"), never
+ * the server's free text, and never a credential. */
+static int push_smtp_failure(lua_State *L, smtp_send *s, CURLcode rc) {
+  long code = 0;
+  curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
+  luaL_pushfail(L);
+  const char *token = failure_token(s->easy, rc, 0, 0);
+  if (rc == CURLE_LOGIN_DENIED) lua_pushliteral(L, "login denied");
+  else if (rc == CURLE_USE_SSL_FAILED) lua_pushliteral(L, "tls: server offers no STARTTLS");
+  else if (code >= 400 && code <= 599 && *s->errbuf) lua_pushfstring(L, "refused: %s", s->errbuf);
+  else if (code >= 400 && code <= 599) lua_pushfstring(L, "refused: reply %d", (int)code);
+  else if (token != NULL) lua_pushstring(L, token);
+  else if (is_tls_error(rc)) lua_pushfstring(L, "tls: %s", *s->errbuf ? s->errbuf : curl_easy_strerror(rc));
+  else lua_pushstring(L, *s->errbuf ? s->errbuf : curl_easy_strerror(rc));
+  if (code < 400 || code > 599) return 2;
+  lua_pushinteger(L, code);
+  return 3;
+}
+
+/* native.smtp(opts) -> true | nil, err[, code]
+ *   opts: url (smtp:// or smtps://, no credentials), from, to ({addr, ...}),
+ *   payload (the whole RFC 5322 message, CRLF lines), username, password,
+ *   timeout, connect_timeout (seconds), tls ("required" | "try" | "none":
+ *   STARTTLS on smtp://; smtps:// is TLS from the start). */
+static int http_smtp(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  smtp_send *s = new_owner(L, sizeof *s, SMTP_MT); /* index 2 */
+  if ((s->easy = curl_easy_init()) == NULL) return luaL_error(L, "smtp: out of memory");
+  smtp_options(L, s);
+  CURLcode rc = curl_easy_perform(s->easy);
+  int n = 1;
+  if (rc == CURLE_OK) lua_pushboolean(L, 1);
+  else n = push_smtp_failure(L, s, rc);
+  smtp_close(s);
+  return n;
+}
+
 static void new_metatable(lua_State *L, const char *name, lua_CFunction gc, lua_CFunction tostring) {
   luaL_newmetatable(L, name);
   lua_pushcfunction(L, gc);
@@ -439,11 +594,13 @@ int luaopen_mc_http_native(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"request", http_request_fn},
     {"escape", http_escape},
+    {"smtp", http_smtp},
     {NULL, NULL},
   };
   new_metatable(L, CLIENT_MT, client_gc, client_tostring);
   new_metatable(L, REQUEST_MT, request_gc, request_tostring);
   new_metatable(L, CSTR_MT, cstr_gc, cstr_tostring);
+  new_metatable(L, SMTP_MT, smtp_gc, smtp_tostring);
   luaL_newlib(L, funcs);
   return 1;
 }
