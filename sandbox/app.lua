@@ -11,7 +11,8 @@ local app = web.router()
 
 require("sandbox.control").mount(app, "/__sandbox")
 require("sandbox.heroku").mount(app, "/heroku")
-require("sandbox.salesforce").mount(app, "/salesforce")
+require("sandbox.salesforce").mount(app, "/salesforce")             -- login.salesforce.com
+require("sandbox.salesforce").mount(app, "/salesforce-test", "sandbox") -- test.salesforce.com
 require("sandbox.sendgrid").mount(app, "/sendgrid")
 require("sandbox.x").mount(app, "/x")
 require("sandbox.mastodon").mount(app, "/mastodon")

@@ -7,7 +7,10 @@
 --               201, actions/import|export|pause|resume|restart), mappings (list, get,
 --               reload 202, delete 204), legacy POST /api/v3/users/me/apps/{app}/auth
 --   browser     GET|POST /sandbox/authorize/{code}: the Salesforce-authorization page that
---               authorize_url's redirect points at; approving 302s to `next`
+--               authorize_url's redirect points at; approving 302s to `next`. The user
+--               who approves (and whose org the connection gets): the form's username
+--               or ?login_hint, else header X-Sandbox-Login (the browser's Salesforce
+--               session), else the knobs' org_id/sf_username
 -- Connections come from the add-ons sandbox.heroku stored (sandbox:heroku:addon:<id>,
 -- plan herokuconnect:*); the connection id is not the add-on id. States move lazily
 -- from stored timestamps (§1.8): NEW -> (PATCH applied) NEED_AUTHENTICATION ->
@@ -26,6 +29,7 @@ local store = require "sandbox.store"
 local orgs = require "sandbox.orgs"
 local faults = require "sandbox.faults"
 local org = require "sandbox.connect_org"
+local salesforce = require "sandbox.salesforce"
 
 local _M = {}
 
@@ -174,9 +178,10 @@ local SYSTEM_COLUMNS = [[id serial primary key, sfid varchar(18), systemmodstamp
   isdeleted boolean, createddate timestamp, _hc_lastop varchar(32), _hc_err text]]
 local SYSTEM_FIELDS = { Id = "sfid", SystemModstamp = "systemmodstamp", IsDeleted = "isdeleted", CreatedDate = "createddate" }
 
--- Creates (or, reloading, refills) m's table in the connection's Postgres -> true | nil, err
+-- Creates (or, reloading, refills) m's table in the connection's Postgres -> the
+-- number of rows seeded | nil, err
 local function materialize(conn, m, reload)
-  if not knob("postgres") then return true end
+  if not knob("postgres") then return #org.records(m.object_name, conn.organization_id) end
   if not valid_schema(conn.schema_name) then return nil, "invalid schema name" end
   local url = os.getenv(conn.db_key)
   if not url or url == "" then return nil, conn.db_key .. " is not set" end
@@ -200,13 +205,14 @@ local function materialize(conn, m, reload)
       .. " " .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
   end
   if reload then sql[#sql + 1] = "TRUNCATE " .. qualified end
+  local records = org.records(m.object_name, conn.organization_id)
   local ok, res, qerr = pcall(db.transaction, db, function()
     for _, s in ipairs(sql) do assert(db:exec(s)) end
     local cols, params = { "sfid", "systemmodstamp", "isdeleted", "createddate", "_hc_lastop" }, {}
     for i, f in ipairs(fields) do cols[#cols + 1] = pg.quote_ident(f:lower()); params[i] = "$" .. (i + 5) end
     local insert = "INSERT INTO " .. qualified .. " (" .. table.concat(cols, ", ") .. ") VALUES ($1, $2, $3, $4, $5"
       .. (#params > 0 and ", " .. table.concat(params, ", ") or "") .. ") ON CONFLICT (sfid) DO NOTHING"
-    for _, r in ipairs(org.records(m.object_name, conn.organization_id)) do
+    for _, r in ipairs(records) do
       local args = { r.Id, r.SystemModstamp, r.IsDeleted, r.CreatedDate, "SYNCED" }
       for i, f in ipairs(fields) do args[i + 5] = r[f] == nil and mc.null or r[f] end
       assert(db:query(insert, table.unpack(args, 1, #fields + 5)))
@@ -214,7 +220,7 @@ local function materialize(conn, m, reload)
     return true
   end)
   if not ok or not res then return nil, tostring(ok and qerr or res) end
-  return true
+  return #records
 end
 
 -- Salesforce's key prefixes, for the ids write-back gives new records.
@@ -254,10 +260,10 @@ local function refresh_mapping(m, conn, now)
     if m.sandbox_reload_at and m.sandbox_reload_at >= start then start, phase = m.sandbox_reload_at, "RELOAD_TABLE" end
     if now < start + knob("sync_delay") then m.state = phase
     elseif m.sandbox_synced ~= start then
-      local ok, err = materialize(conn, m, phase == "RELOAD_TABLE")
-      if ok then
+      local n, err = materialize(conn, m, phase == "RELOAD_TABLE")
+      if n then
         m.state, m.state_description, m.sandbox_synced = "DATA_SYNCED", "OK", start
-        m.counts = { db = 3, sf = 3, pending = 0, errors = 0 }
+        m.counts = { db = n, sf = n, pending = 0, errors = 0 }
         m.db_count_date, m.salesforce_count_date = store.iso8601(now), store.iso8601(now)
       else
         m.state, m.state_description = "DB_UNAVAILABLE", err
@@ -435,20 +441,19 @@ end
 
 local DOMAINS = { production = "https://login.salesforce.com", sandbox = "https://test.salesforce.com" }
 
--- login: the fixture user who approves (login_hint / the form's username), else the knobs'
-local function approve(code, grant, login)
+-- fo, fu: the simulated org and user who approve, else (nil) the knobs'
+local function approve(code, grant, fo, fu)
   local conn = load("conn", grant.conn)
   if not conn then return end
   local now = host.time()
-  local org_id, username = knob("org_id"), knob("sf_username")
-  local fo, fu = orgs.by_username(login)
-  if fo then org_id, username = fo.org_id, fu.username end
+  local org_id, username, user_id = knob("org_id"), knob("sf_username"), "005000000000001AAA"
+  if fo then org_id, username, user_id = fo.org_id, fu.username, fu.user_id end
   conn.sandbox_auth_at = conn.sandbox_auth_at or now
   conn.auth_updated = store.iso8601(now)
   conn.organization_id = org_id
   conn.sf_info = { username = username, organization_id = org_id, environment = grant.environment,
     domain = grant.domain or DOMAINS[grant.environment], api_version = grant.api_version or "64.0" }
-  conn.user_info = { user_id = "005000000000001AAA", organization_id = org_id, username = username,
+  conn.user_info = { user_id = user_id, organization_id = org_id, username = username,
     email = username, active = true }
   save("conn", conn)
   store.call("DEL", key("authz", code))
@@ -473,8 +478,15 @@ local function authorize_page(req)
       .. '<button name="decision" value="deny">Deny</button></form>')
   end
   if decision ~= "approve" then return page(403, "Authorization denied") end
-  local login = req.method == "POST" and req.form().username or req.query.login_hint
-  approve(code, grant, login)
+  -- the user: the form's username or login_hint, else the browser's Salesforce session
+  local login = salesforce.login_of(req, req.method == "POST" and req.form() or req.query)
+  local fo, fu = orgs.by_username(login)
+  -- Connect sends the user to the login host of the environment asked for; a
+  -- simulated org's user logs in only at their own (custom: My Domain, any org)
+  if fo and grant.environment ~= "custom" and fo.environment ~= grant.environment then
+    return salesforce.login_error_page()
+  end
+  approve(code, grant, fo, fu)
   if grant["next"] then return 302, "", { Location = grant["next"] } end
   return page(200, "Heroku Connect is authorized")
 end

@@ -63,15 +63,16 @@ local function sfid(object, n)
   return string.format("%s%012dAAA", PREFIXES[object], n)
 end
 
--- Three records of the object in org org_id (its accounts from the fixture,
--- sandbox/fixtures/orgs.json; the first org's when org_id is not there), every
--- field given (callers pick the fields their mapping has).
+-- The object's records in org org_id (sandbox.orgs: a fixture or synthetic org;
+-- the fixture's first org when org_id is neither), one per account of the org,
+-- every field given (callers pick the fields their mapping has).
 function _M.records(object, org_id)
   local out = {}
-  local fixture = require("sandbox.orgs").by_id(org_id) or require("sandbox.orgs").all()[1]
+  local orgs = require "sandbox.orgs"
+  local fixture = orgs.by_id(org_id) or orgs.all()[1]
   local handles, names = {}, {}
   for i, a in ipairs(fixture.accounts) do handles[i], names[i] = a.twitter_handle, a.name end
-  for n = 1, 3 do
+  for n = 1, math.min(#names, 3) do
     local stamp = string.format("2024-01-0%d 12:00:00", n)
     local r = { Id = sfid(object, n), SystemModstamp = stamp, CreatedDate = stamp, IsDeleted = false }
     if object == "Account" then

@@ -3,8 +3,12 @@
 --   GET  /__sandbox/config  the knobs
 --   GET  /__sandbox/state   every sandbox:* key and what it holds
 --   POST /__sandbox/reset   forgets all state and knobs
+--   GET  /__sandbox/salesforce/orgs/:org_id   a simulated org and its Connection__c
+--   GET  /__sandbox/heroku/addons[?app=]      the live add-ons, compact (name, attachment, ...)
 local store = require "sandbox.store"
 local json = require "mc.json"
+local salesforce = require "sandbox.salesforce"
+local heroku = require "sandbox.heroku"
 
 local _M = {}
 
@@ -36,6 +40,15 @@ function _M.mount(app, prefix)
     return 200, c
   end)
   app:get(prefix .. "/state", function() return 200, state() end)
+  app:get(prefix .. "/salesforce/orgs/:org_id", function(req)
+    local org = salesforce.org_state(req.params.org_id)
+    if not org then return 404, { error = "no such org: " .. req.params.org_id } end
+    return 200, org
+  end)
+  app:get(prefix .. "/heroku/addons", function(req)
+    local app_name = req.query.app
+    return 200, json.array(heroku.addons(type(app_name) == "string" and app_name or nil))
+  end)
   app:post(prefix .. "/reset", function()
     store.reset()
     return 204

@@ -1,9 +1,12 @@
 -- sandbox.heroku: the Heroku Platform API's add-on endpoints (apis.md §2).
---   POST   /apps/{app}/addons          201 provisioned, or 202 provisioning (knob async)
+--   POST   /apps/{app}/addons          201 provisioned, or 202 provisioning (knob async);
+--                                      `name` is globally unique (422 "Name is already
+--                                      taken", whichever app holds it); `attachment.name`
+--                                      is kept for GET /__sandbox/heroku/addons
 --   GET    /apps/{app}/addons          200
 --   GET    /apps/{app}/addons/{id}     by id or name; provisioning -> provisioned after
 --                                      knob provision_delay seconds
---   DELETE /apps/{app}/addons/{id}     200, state deprovisioned
+--   DELETE /apps/{app}/addons/{id}     by id or name: 200, state deprovisioned; frees the name
 --   GET    /account/rate-limits        {"remaining": n}, not counted
 -- Every call needs Accept: application/vnd.heroku+json; version=3 (406) and a
 -- bearer token (401; knob token pins the one accepted); each counted call spends
@@ -19,6 +22,10 @@ local _M = {}
 local ACCEPT = "application/vnd.heroku+json; version=3"
 local APP_NAME = "^[a-z][a-z0-9%-]+$"
 local ADDON_NAME = "^[%a][%w_%-]+$"
+local ATTACHMENT_NAME = "^[%a][%w_]*$"
+
+-- every live add-on's name -> its id, across apps: names are globally unique
+local function names_key() return store.key("heroku", "addon_names") end
 
 local function failure(status, id, message, headers)
   local h = { ["Content-Type"] = "application/json", ["Request-Id"] = store.uuid() }
@@ -59,17 +66,18 @@ end
 
 -- ---- add-ons -----------------------------------------------------------------
 
--- The add-on of app named by id or name, its state brought up to date; or nil.
+-- The add-on of app (any app: nil) named by id or name, its state brought up to
+-- date; or nil.
 local function load_addon(app, id_or_name)
   local raw = store.call("GET", store.key("heroku", "addon", id_or_name))
   if raw == mc.null then
-    local id = store.call("HGET", store.key("heroku", "app", app, "names"), id_or_name)
+    local id = store.call("HGET", names_key(), id_or_name)
     if id == mc.null then return nil end
     raw = store.call("GET", store.key("heroku", "addon", id))
     if raw == mc.null then return nil end
   end
   local addon = json.decode(raw)
-  if addon.app.name ~= app then return nil end
+  if app and addon.app.name ~= app then return nil end
   if addon.state == "provisioning" and host.time() >= addon.sandbox_ready_at then
     addon.state = "provisioned"
     addon.updated_at = store.iso8601()
@@ -100,6 +108,10 @@ local function check_create(app, body)
   if body.name ~= nil and (type(body.name) ~= "string" or not body.name:match(ADDON_NAME)) then
     return nil, "name is invalid"
   end
+  if body.attachment ~= nil and (type(body.attachment) ~= "table" or (body.attachment.name ~= nil
+      and (type(body.attachment.name) ~= "string" or not body.attachment.name:match(ATTACHMENT_NAME)))) then
+    return nil, "attachment name is invalid"
+  end
   if body.config ~= nil and type(body.config) ~= "table" then return nil, "config must be an object" end
   for k, v in pairs(body.config or {}) do
     if type(k) ~= "string" or not k:match("^[%w_]+$") or type(v) ~= "string" then
@@ -117,14 +129,15 @@ local function create(req, headers)
   if not ok then return bad_params(err) end
   local service, plan = body.plan:match("^([%w%-]+):([%w%-]+)$")
   if not service then service, plan = body.plan, "default" end
-  local names = store.key("heroku", "app", app, "names")
   local name = body.name or (service .. "-" .. store.uuid():sub(1, 8))
-  if store.call("HEXISTS", names, name) == 1 then
+  local id = store.uuid()
+  -- claimed atomically, so two concurrent POSTs of one name make one add-on
+  if store.call("HSETNX", names_key(), name, id) ~= 1 then
     return failure(422, "invalid_params", "Name is already taken")
   end
   local async = store.knob("heroku", "async", true)
   local now = host.time()
-  local id = store.uuid()
+  local attachment = body.attachment and body.attachment.name or service:upper():gsub("%-", "_")
   local addon = {
     id = id, name = name, state = async and "provisioning" or "provisioned",
     addon_service = { id = store.uuid(), name = service },
@@ -136,10 +149,9 @@ local function create(req, headers)
     provider_id = store.uuid():sub(1, 8), web_url = "https://addons-sso.heroku.com/apps/" .. app .. "/addons/" .. id,
     created_at = store.iso8601(now), updated_at = store.iso8601(now),
     sandbox_ready_at = now + tonumber(store.knob("heroku", "provision_delay", 2)),
-    sandbox_config = body.config or {},
+    sandbox_config = body.config or {}, sandbox_attachment = attachment,
   }
   store.call("SET", store.key("heroku", "addon", id), json.encode(addon))
-  store.call("HSET", names, name, id)
   store.call("RPUSH", store.key("heroku", "app", app, "addons"), id)
   return async and 202 or 201, public(addon), headers
 end
@@ -164,11 +176,27 @@ local function destroy(req, headers)
   local addon = load_addon(app, req.params.id)
   if not addon then return failure(404, "not_found", "Couldn't find that add-on.") end
   store.call("DEL", store.key("heroku", "addon", addon.id))
-  store.call("HDEL", store.key("heroku", "app", app, "names"), addon.name)
+  store.call("HDEL", names_key(), addon.name)
   store.call("LREM", store.key("heroku", "app", app, "addons"), 0, addon.id)
   addon.state = "deprovisioned"
   addon.updated_at = store.iso8601()
   return 200, public(addon), headers
+end
+
+-- addons(app?) -> every live add-on (of app, if given) in a compact form for tests:
+-- {id, name, app, plan, state, attachment, config}, sorted by name
+function _M.addons(app)
+  local out = {}
+  local flat = store.call("HGETALL", names_key()) -- name1, id1, name2, id2, ...
+  for i = 2, #flat, 2 do
+    local addon = load_addon(app, flat[i])
+    if addon then
+      out[#out + 1] = { id = addon.id, name = addon.name, app = addon.app.name, plan = addon.plan.name,
+        state = addon.state, attachment = addon.sandbox_attachment, config = addon.sandbox_config }
+    end
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
 end
 
 local function rate_limits(req, headers)

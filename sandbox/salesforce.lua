@@ -1,14 +1,20 @@
--- sandbox.salesforce: one simulated Salesforce org, as a login host and its
--- instance at once (apis.md §3). Clients use SALESFORCE_LOGIN_URL=<sandbox>/salesforce;
--- instance_url and the identity URL point back at the same base (from the Host header).
+-- sandbox.salesforce: the simulated Salesforce orgs (sandbox.orgs), as a login host
+-- and their instance at once (apis.md §3). Mounted twice: /salesforce is
+-- login.salesforce.com (production orgs' users log in there), /salesforce-test is
+-- test.salesforce.com (sandbox orgs' users); a user at the wrong host gets the login
+-- error page. Clients use SALESFORCE_LOGIN_URL=<sandbox>/salesforce; instance_url and
+-- the identity URL point back at the same base (from the Host header).
 --   GET  /services/oauth2/authorize      a login/approve page; knob auto_approve: 302
 --                                        redirect_uri?code&state; knob deny: ?error=access_denied
 --   POST /services/oauth2/authorize      the page's form (action=allow|deny) -> the same 302s
+-- The user who logs in: login_hint (the form's username), else the browser's session
+-- (header X-Sandbox-Login, which the simulated admin sends), else the knobs' user.
 --   GET  /setup/secur/RemoteAccessErrorPage.apexp   where a bad client_id/redirect_uri lands
 --   POST /services/oauth2/token          grant_type authorization_code | refresh_token
 --   GET  /id/{orgId}/{userId}            the identity document (Bearer token)
 --   POST /services/apexrest/[ns/]AuthConnection   {"connectionId","authorizeUrl"} -> 200, empty;
---                                        stored as the org's Connection__c
+--                                        stored as the session's org's Connection__c
+--                                        (sandbox:salesforce:org:<org_id>:Connection__c)
 -- Knobs (service "salesforce"): client_id, client_secret, redirect_uris (list; unset: any
 -- http(s) URL), auto_approve, deny, scope (granted when none is asked), org_id, user_id,
 -- username, org_name, namespace (managed: /ns/AuthConnection only), token_ttl (seconds,
@@ -29,37 +35,35 @@ local _M = {}
 local SERVICE = "salesforce"
 local ORG_ID = "00D5e000000AbCd"
 local USER_ID = "0055e000001XyZw"
-local SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 local APEX_FIELDS = { connectionId = true, authorizeUrl = true }
 
 local function knob(name, default) return store.knob(SERVICE, name, default) end
 
--- A 15-character id with its 3-character case-safe suffix (18 characters).
-function _M.id18(id)
-  if #id ~= 15 then return id end
-  local out = {}
-  for chunk = 0, 2 do
-    local bits = 0
-    for i = 0, 4 do
-      local c = id:sub(chunk * 5 + i + 1, chunk * 5 + i + 1)
-      if c:match("%u") then bits = bits | (1 << i) end
-    end
-    out[#out + 1] = SUFFIX:sub(bits + 1, bits + 1)
-  end
-  return id .. table.concat(out)
-end
+_M.id18 = orgs.id18
 
--- The org and user a login lands in: the fixture user named by username
--- (login_hint, or the login form), else the knobs' org (by default the fixture's
--- first org and user).
+-- The org and user a login lands in: the simulated org's user named by username,
+-- else the knobs' org (by default the fixture's first org and user). `known` says
+-- whether a simulated org's user was named (only those are held to their login host).
 local function org(username)
   local fo, fu = orgs.by_username(username)
-  if fo then return { org_id = fo.org_id, user_id = fu.user_id, username = fu.username, org_name = fo.name } end
+  if fo then
+    return { org_id = fo.org_id, user_id = fu.user_id, username = fu.username, org_name = fo.name,
+             environment = fo.environment, known = true }
+  end
   local org_id = _M.id18(knob("org_id", ORG_ID))
   return {
     org_id = org_id, user_id = _M.id18(knob("user_id", USER_ID)),
     username = knob("username", "admin@acme.example"), org_name = knob("org_name", "Acme"),
+    environment = "production",
   }
+end
+
+local function nonempty(s) return type(s) == "string" and s ~= "" and s or nil end
+
+-- The username a login names: the form's username or login_hint, else the browser's
+-- Salesforce session (the simulated admin's X-Sandbox-Login header) -> string | nil
+function _M.login_of(req, p)
+  return nonempty(p.username) or nonempty(p.login_hint) or nonempty(req.headers["x-sandbox-login"])
 end
 
 local function random_token(n)
@@ -138,9 +142,8 @@ local function back_with(p, params)
   return redirect(with_query(p.redirect_uri, params))
 end
 
-local function issue_code(p)
+local function issue_code(p, o)
   local code = "aPr" .. random_token(36)
-  local o = org(p.username or p.login_hint)
   local doc = { client_id = p.client_id, redirect_uri = p.redirect_uri,
                 scope = (p.scope and p.scope ~= "") and p.scope or knob("scope", "api refresh_token"),
                 org_id = o.org_id, user_id = o.user_id }
@@ -149,32 +152,44 @@ local function issue_code(p)
   return code
 end
 
--- After the client checks: the answer the user gives (deny, or approve).
-local function decide(prefix, req, p, deny)
+-- Salesforce's answer to a login it refuses (here: a user at the other login host).
+function _M.login_error_page()
+  return 200, table.concat({
+    "<!DOCTYPE html><html><head><title>Login | Salesforce (sandbox)</title></head><body>",
+    '<div id="error" class="loginError">Please check your username and password. If you still',
+    " can't log in, contact your Salesforce administrator.</div></body></html>" }),
+    { ["Content-Type"] = "text/html;charset=UTF-8" }
+end
+
+-- After the client checks: the login (a simulated org's user only at their org's
+-- login host), then the answer the user gives (deny, or approve).
+local function decide(host_env, prefix, req, p, deny)
   local err, desc = check_client(p)
   if err then
     return redirect(with_query(base_url(req, prefix) .. "/setup/secur/RemoteAccessErrorPage.apexp",
       { display = "page", error = err, error_description = desc }))
   end
+  local o = org(_M.login_of(req, p))
+  if o.known and o.environment ~= host_env then return _M.login_error_page() end
   if p.response_type ~= "code" then
     return back_with(p, { error = "unsupported_response_type", error_description = "response type not supported" })
   end
   if deny then
     return back_with(p, { error = "access_denied", error_description = "end-user denied authorization" })
   end
-  return back_with(p, { code = issue_code(p) })
+  return back_with(p, { code = issue_code(p, o) })
 end
 
 local FIELDS = { "response_type", "client_id", "redirect_uri", "state", "scope", "login_hint" }
 
-local function login_page(prefix, p)
+local function login_page(prefix, req, p)
   local hidden = {}
   for _, k in ipairs(FIELDS) do
     if type(p[k]) == "string" then
       hidden[#hidden + 1] = string.format('<input type="hidden" name="%s" value="%s">', k, html_escape(p[k]))
     end
   end
-  local o = org(p.login_hint)
+  local o = org(_M.login_of(req, p))
   return 200, table.concat({
     "<!DOCTYPE html><html><head><title>Login | Salesforce (sandbox)</title></head><body>",
     "<h1>Salesforce sandbox</h1>",
@@ -188,21 +203,21 @@ local function login_page(prefix, p)
     "</form></body></html>" }), { ["Content-Type"] = "text/html;charset=UTF-8" }
 end
 
-local function authorize_get(prefix)
+local function authorize_get(host_env, prefix)
   return function(req)
     local p = req.query
-    if knob("deny", false) then return decide(prefix, req, p, true) end
-    if knob("auto_approve", false) then return decide(prefix, req, p, false) end
+    if knob("deny", false) then return decide(host_env, prefix, req, p, true) end
+    if knob("auto_approve", false) then return decide(host_env, prefix, req, p, false) end
     local err = check_client(p)
-    if err then return decide(prefix, req, p, false) end
-    return login_page(prefix, p)
+    if err then return decide(host_env, prefix, req, p, false) end
+    return login_page(prefix, req, p)
   end
 end
 
-local function authorize_post(prefix)
+local function authorize_post(host_env, prefix)
   return function(req)
     local p = req.form()
-    return decide(prefix, req, p, knob("deny", false) or p.action == "deny")
+    return decide(host_env, prefix, req, p, knob("deny", false) or p.action == "deny")
   end
 end
 
@@ -390,7 +405,8 @@ local function bind(body)
 end
 
 local function apex(req)
-  if not session(req) then return invalid_session() end
+  local s = session(req)
+  if not s then return invalid_session() end
   if not names_class(req.params["*"] or "") then
     return rest_error(404, "NOT_FOUND", "Could not find a match for URL")
   end
@@ -406,8 +422,8 @@ local function apex(req)
     return rest_error(500, "APEX_ERROR", "System.NullPointerException: Attempt to de-reference a null object\n\n"
       .. "Class.RESTAuthConnection.doPost: line 12, column 1")
   end
-  -- upserts the first Connection__c and sets Auth_URL__c
-  local key = store.key(SERVICE, "Connection__c")
+  -- upserts the org's first Connection__c and sets Auth_URL__c
+  local key = store.key(SERVICE, "org", s.org_id, "Connection__c")
   local raw = store.call("GET", key)
   local record = raw ~= mc.null and json.decode(raw) or nil
   if type(record) ~= "table" then record = { Id = _M.id18("a005e00000" .. random_token(6):sub(1, 5)) } end
@@ -418,12 +434,30 @@ local function apex(req)
   return 200, "", { ["Content-Type"] = "application/json;charset=UTF-8" }
 end
 
-function _M.mount(app, prefix)
+-- org_state(org_id) -> what the sandbox knows of a simulated org and holds for it
+-- (its Connection__c: mc.null until the Apex REST class wrote one) | nil
+function _M.org_state(org_id)
+  local o = orgs.by_id(org_id)
+  local id = o and o.org_id or (type(org_id) == "string" and #org_id == 15 and _M.id18(org_id) or org_id)
+  local raw = store.call("GET", store.key(SERVICE, "org", id, "Connection__c"))
+  if not o and raw == mc.null then return nil end
+  local out = { org_id = id, Connection__c = raw ~= mc.null and json.decode(raw) or mc.null }
+  if o then
+    out.name, out.environment = o.name, o.environment
+    out.users, out.accounts = json.array(o.users), json.array(o.accounts)
+  end
+  return out
+end
+
+-- mount(app, prefix, environment): environment "production" (login.salesforce.com,
+-- the default) or "sandbox" (test.salesforce.com): whose users may log in here.
+function _M.mount(app, prefix, environment)
+  local host_env = environment or "production"
   local function route(method, path, handler)
     app:route(method, prefix .. path, faults.wrap(SERVICE, handler, fault))
   end
-  route("GET", "/services/oauth2/authorize", authorize_get(prefix))
-  route("POST", "/services/oauth2/authorize", authorize_post(prefix))
+  route("GET", "/services/oauth2/authorize", authorize_get(host_env, prefix))
+  route("POST", "/services/oauth2/authorize", authorize_post(host_env, prefix))
   route("GET", "/setup/secur/RemoteAccessErrorPage.apexp", error_page)
   route("POST", "/services/oauth2/token", token(prefix))
   route("GET", "/id/:org/:user", identity(prefix))

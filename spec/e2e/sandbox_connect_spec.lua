@@ -7,6 +7,8 @@ local http = require "mc.http"
 local host = require "mc.host"
 local crypto = require "mc.crypto"
 local pg = require "mc.pg"
+package.path = host.root .. "/?.lua;" .. package.path
+local orgs = require "sandbox.orgs"
 
 local ACCEPT = "application/vnd.heroku+json; version=3"
 
@@ -304,6 +306,74 @@ describe("sandbox: Heroku Connect", function()
     local rows = db:query("SELECT name, twitter_handle__c FROM " .. pg.quote_ident(schema) .. ".account ORDER BY sfid")
     assert.same({ name = "Globex Corporation", twitter_handle__c = "globexcorp" }, rows[1])
     assert.equal("scorpio", rows[3].twitter_handle__c)
+  end)
+
+  it("with many orgs at once, each connection gets its authorizing admin's org, schema and rows", function()
+    local ACCOUNTS = { version = 1, mappings = { { object_name = "Account", config = { access = "read_only",
+      fields = { Id = {}, SystemModstamp = {}, IsDeleted = {}, CreatedDate = {}, Name = {}, Twitter_Handle__c = {} } } } } }
+    local admins = { "admin@org1.example", "admin@org2.example", "admin@org3.example", "admin@org4242.example",
+                     "admin@globex.example" }
+    for _ = 1, #admins do addon("my-app") end
+    local conns = call("POST", base .. "/auth/my-app"):json().connections
+    assert.equal(#admins, #conns)
+    knobs({ connect = { auto_approve = true } })
+    for i, c in ipairs(conns) do
+      local schema = "sb_connect_" .. crypto.to_hex(crypto.random(4))
+      schemas[#schemas + 1] = schema
+      assert.equal(202, api("PATCH", "/connections/" .. c.id, { json = { schema_name = schema, db_key = "DATABASE_URL" } }).status)
+      c.schema = schema
+    end
+    for i, c in ipairs(conns) do
+      wait_state("/connections/" .. c.id, "NEED_AUTHENTICATION")
+      local redirect = api("POST", "/connections/" .. c.id .. "/authorize_url",
+        { json = { next = "https://app.example.com/done/" .. i } }):json().redirect
+      -- the admin's browser: logged in to Salesforce as themselves, no login_hint
+      local res = assert(http.get(redirect, { headers = { ["X-Sandbox-Login"] = admins[i] } }))
+      assert.equal(302, res.status, res.body)
+      assert.equal("https://app.example.com/done/" .. i, res.headers["location"])
+    end
+    for i, c in ipairs(conns) do
+      local org, user = orgs.by_username(admins[i])
+      local after = wait_state("/connections/" .. c.id, "IDLE")
+      assert.equal(org.org_id, after.organization_id)
+      assert.equal(org.org_id, after.sf_info.organization_id)
+      assert.equal(admins[i], after.sf_info.username)
+      assert.equal(user.user_id, after.user_info.user_id)
+      assert.equal(202, api("POST", "/connections/" .. c.id .. "/actions/import", { json = ACCOUNTS }).status)
+    end
+    for i, c in ipairs(conns) do
+      local org = orgs.by_username(admins[i])
+      local m = api("GET", "/connections/" .. c.id .. "/mappings"):json().results[1]
+      m = wait_state("/mappings/" .. m.id, "DATA_SYNCED")
+      assert.equal(#org.accounts, m.counts.db)
+      local rows = db:query("SELECT name, twitter_handle__c FROM " .. pg.quote_ident(c.schema) .. ".account ORDER BY sfid")
+      assert.equal(#org.accounts, #rows)
+      for k, a in ipairs(org.accounts) do
+        assert.same({ name = a.name, twitter_handle__c = a.twitter_handle }, rows[k])
+      end
+    end
+    assert.equal("Org 4242", db:query("SELECT name FROM " .. pg.quote_ident(conns[4].schema) .. ".account ORDER BY sfid")[1].name)
+  end)
+
+  it("lets a sandbox org's admin authorize only an environment=sandbox link", function()
+    local conn = ready_connection(false)
+    knobs({ connect = { auto_approve = true } })
+    local session = { ["X-Sandbox-Login"] = "admin@umbrella.example.sandbox" }
+    local path = "/connections/" .. conn.id .. "/authorize_url"
+    local wrong = api("POST", path, { json = { next = "https://app.example.com/done" } }):json().redirect
+    local res = assert(http.get(wrong, { headers = session }))
+    assert.equal(200, res.status)
+    assert.matches("Please check your username and password", res.body, 1, true)
+    assert.equal("NEED_AUTHENTICATION", api("GET", "/connections/" .. conn.id):json().state)
+    local right = api("POST", path, { json = { environment = "sandbox", next = "https://app.example.com/done" } }):json().redirect
+    assert.equal(302, assert(http.get(right, { headers = session })).status)
+    local after = wait_state("/connections/" .. conn.id, "IDLE")
+    assert.equal("00D5e000000UmBrEAK", after.organization_id)
+    assert.equal("https://test.salesforce.com", after.sf_info.domain)
+    -- and a production org's admin is refused at a sandbox link
+    local other = api("POST", path, { json = { environment = "sandbox" } }):json().redirect
+    assert.matches("Please check your username and password",
+      assert(http.get(other, { headers = { ["X-Sandbox-Login"] = "admin@org9.example" } })).body, 1, true)
   end)
 
   it("keeps mappings INITIAL until the connection is authorized", function()

@@ -75,6 +75,61 @@ describe("sandbox: Heroku Platform API", function()
     assert.matches("^%[%]$", api("GET", "/apps/other-app/addons").body)
   end)
 
+  it("keeps add-on names globally unique: 422 from any app, served and deleted by name, freed on delete", function()
+    local name = "hc-00d5e00000s0001eab"
+    local first = api("POST", "/apps/app-a/addons", { json = { plan = "herokuconnect:demo", name = name,
+      attachment = { name = "HEROKUCONNECT_ORG1" } } })
+    assert.equal(202, first.status)
+    for _, app in ipairs({ "app-a", "app-b" }) do
+      local dup = api("POST", "/apps/" .. app .. "/addons", { json = { plan = "herokuconnect:demo", name = name } })
+      assert.equal(422, dup.status)
+      assert.same({ id = "invalid_params", message = "Name is already taken",
+        url = "https://devcenter.heroku.com/articles/platform-api-reference" }, dup:json())
+    end
+    assert.equal(first:json().id, api("GET", "/apps/app-a/addons/" .. name):json().id)
+    assert.equal(404, api("GET", "/apps/app-b/addons/" .. name).status) -- another app's add-on
+    assert.equal(404, api("DELETE", "/apps/app-b/addons/" .. name).status)
+    assert.same({}, api("GET", "/apps/app-b/addons"):json())
+    local gone = api("DELETE", "/apps/app-a/addons/" .. name)
+    assert.equal(200, gone.status)
+    assert.equal("deprovisioned", gone:json().state)
+    assert.equal(404, api("GET", "/apps/app-a/addons/" .. name).status)
+    assert.equal(202, api("POST", "/apps/app-b/addons", { json = { plan = "herokuconnect:demo", name = name } }).status)
+    assert.equal("app-b", api("GET", "/apps/app-b/addons/" .. name):json().app.name)
+  end)
+
+  it("lists the live add-ons compactly for tests: name, app, attachment, state", function()
+    for i = 1, 3 do
+      api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo", name = "hc-org" .. i,
+        attachment = { name = "HC_ORG" .. i } } })
+    end
+    api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo", name = "hc-org1-again",
+      attachment = { name = "HC_ORG1" } } })
+    api("POST", "/apps/other-app/addons", { json = { plan = "heroku-postgresql:essential-0" } })
+    local doomed = api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo", name = "hc-gone" } })
+    api("DELETE", "/apps/my-app/addons/" .. doomed:json().id)
+    local all = assert(http.get(control .. "/heroku/addons")):json()
+    assert.equal(5, #all)
+    local mine = assert(http.get(control .. "/heroku/addons", { query = { app = "my-app" } })):json()
+    assert.equal(4, #mine)
+    local per_attachment = {}
+    for _, a in ipairs(mine) do
+      assert.equal("my-app", a.app)
+      assert.equal("herokuconnect:demo", a.plan)
+      assert.equal("provisioning", a.state)
+      per_attachment[a.attachment] = (per_attachment[a.attachment] or 0) + 1
+    end
+    assert.same({ HC_ORG1 = 2, HC_ORG2 = 1, HC_ORG3 = 1 }, per_attachment)
+    assert.same({ "hc-org1", "hc-org1-again", "hc-org2", "hc-org3" },
+      { mine[1].name, mine[2].name, mine[3].name, mine[4].name })
+    for _, a in ipairs(all) do
+      if a.app == "other-app" then assert.equal("HEROKU_POSTGRESQL", a.attachment) end -- the service's name by default
+    end
+    socket.sleep(0.4)
+    assert.equal("provisioned", assert(http.get(control .. "/heroku/addons")):json()[1].state)
+    assert.matches("^%[%]$", assert(http.get(control .. "/heroku/addons", { query = { app = "none" } })).body)
+  end)
+
   it("deprovisions, then answers 404 in Heroku's error shape", function()
     local addon = api("POST", "/apps/my-app/addons", { json = { plan = "herokuconnect:demo" } }):json()
     local gone = api("DELETE", "/apps/my-app/addons/" .. addon.id)
@@ -89,7 +144,8 @@ describe("sandbox: Heroku Platform API", function()
   end)
 
   it("validates the body: 422 invalid_params", function()
-    for _, body in ipairs({ {}, { plan = "" }, { plan = "x:y", name = "9bad" }, { plan = "x:y", config = { k = 1 } } }) do
+    for _, body in ipairs({ {}, { plan = "" }, { plan = "x:y", name = "9bad" }, { plan = "x:y", config = { k = 1 } },
+        { plan = "x:y", attachment = "HC" }, { plan = "x:y", attachment = { name = "HC-1" } } }) do
       local res = api("POST", "/apps/my-app/addons", { json = body })
       assert.equal(422, res.status)
       assert.equal("invalid_params", res:json().id)

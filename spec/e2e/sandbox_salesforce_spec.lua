@@ -4,11 +4,13 @@ local sandbox = require "support.sandbox"
 local http = require "mc.http"
 local host = require "mc.host"
 local socket = require "socket"
+package.path = host.root .. "/?.lua;" .. package.path
+local orgs = require "sandbox.orgs"
 
 local CALLBACK = "https://onboard.example/auth/salesforce/callback"
 
 describe("sandbox: Salesforce", function()
-  local sb, base, control
+  local sb, base, test_base, control
 
   local function knobs(doc)
     assert.equal(200, assert(http.post(control .. "/config", { json = { salesforce = doc } })).status)
@@ -23,11 +25,14 @@ describe("sandbox: Salesforce", function()
     return out
   end
 
-  local function authorize(q)
+  -- authorize(query overrides, {base =, headers =}?)
+  local function authorize(q, opts)
+    opts = opts or {}
     local query = { response_type = "code", client_id = "ck", redirect_uri = CALLBACK,
                     state = "st/8 x&y", scope = "api refresh_token" }
     for k, v in pairs(q or {}) do query[k] = v or nil end
-    return assert(http.get(base .. "/services/oauth2/authorize", { query = query }))
+    return assert(http.get((opts.base or base) .. "/services/oauth2/authorize", { query = query,
+      headers = opts.headers }))
   end
 
   local function code()
@@ -36,8 +41,28 @@ describe("sandbox: Salesforce", function()
     return assert(params_of(res.headers["location"]).code)
   end
 
-  local function token(form)
-    return assert(http.post(base .. "/services/oauth2/token", { form = form }))
+  local function token(form, at)
+    return assert(http.post((at or base) .. "/services/oauth2/token", { form = form }))
+  end
+
+  -- the code's token response, exchanged at the host `at` (default /salesforce)
+  local function exchange(res, at)
+    assert.equal(302, res.status, res.body)
+    local t = token({ grant_type = "authorization_code", code = assert(params_of(res.headers["location"]).code),
+      client_id = "ck", client_secret = "cs", redirect_uri = CALLBACK }, at)
+    assert.equal(200, t.status, t.body)
+    return t:json()
+  end
+
+  local function identity(t)
+    local res = assert(http.get(t.id, { headers = { Authorization = "Bearer " .. t.access_token } }))
+    assert.equal(200, res.status, res.body)
+    return res:json()
+  end
+
+  local function org_state(org_id)
+    local res = assert(http.get(control .. "/salesforce/orgs/" .. org_id))
+    return res:json(), res.status
   end
 
   local function login()
@@ -56,6 +81,7 @@ describe("sandbox: Salesforce", function()
     local url
     sb, url = sandbox.start(12)
     base = url .. "/salesforce"
+    test_base = url .. "/salesforce-test"
     control = url .. "/__sandbox"
   end)
   teardown(function() sb:stop() end)
@@ -242,6 +268,72 @@ describe("sandbox: Salesforce", function()
       assert.matches("/id/00D5e000000InTcEAK/", t2.id)
     end)
 
+    it("logs in a synthetic org's admin by login_hint", function()
+      local org = orgs.synthetic(777)
+      local t = exchange(authorize({ login_hint = "admin@org777.example" }))
+      assert.equal(base .. "/id/" .. org.org_id .. "/" .. org.users[1].user_id, t.id)
+      assert.equal(org.org_id:sub(1, 15), t.access_token:match("^(%w+)!"))
+      local doc = identity(t)
+      assert.equal(org.org_id, doc.organization_id)
+      assert.equal(org.users[1].user_id, doc.user_id)
+      assert.equal("admin@org777.example", doc.username)
+    end)
+
+    it("takes the browser's session (X-Sandbox-Login) as the user when no login_hint names one", function()
+      local session = { ["X-Sandbox-Login"] = "admin@org12.example" }
+      local t = exchange(authorize(nil, { headers = session }))
+      assert.equal(orgs.synthetic(12).org_id, identity(t).organization_id)
+      -- login_hint wins over the session
+      t = exchange(authorize({ login_hint = "admin@globex.example" }, { headers = session }))
+      assert.equal("00D5e000000GlBxEAK", identity(t).organization_id)
+      -- the login form shows the session's user, and its POST without a username logs them in
+      knobs({ auto_approve = mc.null })
+      local page = authorize(nil, { headers = session })
+      assert.equal(200, page.status)
+      assert.matches('name="username" value="admin@org12.example"', page.body, 1, true)
+      local form = assert(http.post(base .. "/services/oauth2/authorize", { headers = session, form = {
+        response_type = "code", client_id = "ck", redirect_uri = CALLBACK, state = "s", action = "allow" } }))
+      assert.equal(orgs.synthetic(12).org_id, identity(exchange(form)).organization_id)
+      -- someone Salesforce does not know: the default org, as without a session
+      knobs({ auto_approve = true })
+      t = exchange(authorize(nil, { headers = { ["X-Sandbox-Login"] = "nobody@nowhere.example" } }))
+      assert.equal("00D5e000000AbCdEAK", identity(t).organization_id)
+    end)
+
+    it("logs a sandbox org's user in only at /salesforce-test, a production org's only at /salesforce", function()
+      local umbrella = { login_hint = "admin@umbrella.example.sandbox" }
+      local function refused(res)
+        assert.equal(200, res.status)
+        assert.is_nil(res.headers["location"])
+        assert.matches("text/html", res.headers["content-type"])
+        assert.matches("Please check your username and password", res.body, 1, true)
+      end
+      -- the sandbox org at test.salesforce.com: tokens and identity from that host
+      local t = exchange(authorize(umbrella, { base = test_base }), test_base)
+      assert.equal(test_base, t.instance_url)
+      assert.equal(test_base .. "/id/00D5e000000UmBrEAK/0055e000004UmBaAAK", t.id)
+      local doc = identity(t)
+      assert.equal("00D5e000000UmBrEAK", doc.organization_id)
+      assert.equal("admin@umbrella.example.sandbox", doc.username)
+      assert.equal(test_base .. "/services/data/v{version}/", doc.urls.rest)
+      -- at the production host: the login error page, by auto_approve and by the form
+      refused(authorize(umbrella))
+      refused(authorize(nil, { headers = { ["X-Sandbox-Login"] = "admin@umbrella.example.sandbox" } }))
+      local form = { response_type = "code", client_id = "ck", redirect_uri = CALLBACK, state = "s",
+                     username = "admin@umbrella.example.sandbox", action = "allow" }
+      knobs({ auto_approve = mc.null })
+      refused(assert(http.post(base .. "/services/oauth2/authorize", { form = form })))
+      -- production users (fixture and synthetic) are refused at the test host
+      form.username = "admin@globex.example"
+      refused(assert(http.post(test_base .. "/services/oauth2/authorize", { form = form })))
+      knobs({ auto_approve = true })
+      refused(authorize({ login_hint = "admin@org5.example" }, { base = test_base }))
+      refused(authorize({ login_hint = "admin@acme.example" }, { base = test_base }))
+      -- denial and client errors keep their answers at the test host
+      assert.matches("^" .. test_base:gsub("%p", "%%%0") .. "/setup/secur/RemoteAccessErrorPage",
+        authorize({ client_id = "nope" }, { base = test_base }).headers["location"])
+    end)
+
     it("refuses a bad token (401 INVALID_SESSION_ID) and another org's URL", function()
       local t = login()
       local res = assert(http.get(t.id, { headers = { Authorization = "Bearer 00Dbogus" } }))
@@ -263,18 +355,54 @@ describe("sandbox: Salesforce", function()
 
     it("stores the posted values in the org's Connection__c and answers 200, empty", function()
       local t = login()
+      assert.equal(mc.null, org_state("00D5e000000AbCdEAK").Connection__c)
       local res = apex(t.access_token, "AuthConnection", BODY)
       assert.equal(200, res.status, res.body)
       assert.equal("", res.body)
-      local record = assert(http.get(control .. "/state")):json()["sandbox:salesforce:Connection__c"]
+      local record = org_state("00D5e000000AbCdEAK").Connection__c
       assert.equal("https://connect.example/auth/x", record.Auth_URL__c)
       assert.equal("b3b1c0de", record.Connection_Id__c)
       assert.matches("^a005e%w+$", record.Id)
+      local state = assert(http.get(control .. "/state")):json()
+      assert.equal(record.Id, state["sandbox:salesforce:org:00D5e000000AbCdEAK:Connection__c"].Id)
       -- upserts the same record
       apex(t.access_token, "AuthConnection", '{"connectionId":"c2","authorizeUrl":"https://connect.example/2"}')
-      local again = assert(http.get(control .. "/state")):json()["sandbox:salesforce:Connection__c"]
+      local again = org_state("00D5e000000AbCd").Connection__c -- a 15-character id names it too
       assert.equal(record.Id, again.Id)
       assert.equal("https://connect.example/2", again.Auth_URL__c)
+    end)
+
+    it("keeps one Connection__c per org: the session's", function()
+      local tokens = {}
+      for i = 1, 5 do
+        tokens[i] = exchange(authorize({ login_hint = "admin@org" .. (100 + i) .. ".example" }))
+      end
+      local sandboxed = exchange(authorize({ login_hint = "admin@umbrella.example.sandbox" }, { base = test_base }),
+        test_base)
+      for i, t in ipairs(tokens) do
+        assert.equal(200, apex(t.access_token, "AuthConnection", string.format(
+          '{"connectionId":"conn-%d","authorizeUrl":"https://connect.example/auth/%d"}', i, i)).status)
+      end
+      local res = assert(http.request({ method = "POST", url = sandboxed.instance_url .. "/services/apexrest/AuthConnection",
+        headers = { Authorization = "Bearer " .. sandboxed.access_token }, body = BODY }))
+      assert.equal(200, res.status, res.body)
+      local ids = {}
+      for i = 1, 5 do
+        local org = orgs.synthetic(100 + i)
+        local doc = org_state(org.org_id)
+        assert.equal("Org " .. (100 + i), doc.name)
+        assert.equal("production", doc.environment)
+        assert.equal("conn-" .. i, doc.Connection__c.Connection_Id__c)
+        assert.equal("https://connect.example/auth/" .. i, doc.Connection__c.Auth_URL__c)
+        assert.is_nil(ids[doc.Connection__c.Id])
+        ids[doc.Connection__c.Id] = true
+      end
+      local umbrella = org_state("00D5e000000UmBrEAK")
+      assert.equal("sandbox", umbrella.environment)
+      assert.equal("b3b1c0de", umbrella.Connection__c.Connection_Id__c)
+      assert.equal(mc.null, org_state("00D5e000000AbCdEAK").Connection__c) -- the default org got none
+      local _, status = org_state("00D000000000001AAA")
+      assert.equal(404, status)
     end)
 
     it("needs the namespace when the package is managed; other paths are NOT_FOUND", function()
@@ -308,7 +436,7 @@ describe("sandbox: Salesforce", function()
       res = apex(t.access_token, "AuthConnection", BODY)
       assert.equal(500, res.status)
       assert.equal("APEX_ERROR", code_of(res))
-      assert.is_nil(assert(http.get(control .. "/state")):json()["sandbox:salesforce:Connection__c"])
+      assert.equal(mc.null, org_state("00D5e000000AbCdEAK").Connection__c)
     end)
 
     it("answers 401 INVALID_SESSION_ID once the token expires, and works again after a refresh", function()
