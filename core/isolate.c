@@ -8,8 +8,8 @@
  * wall-clock deadline; once either runs out the hook raises on every instruction
  * (count 1), so a pcall inside the script cannot swallow it for long: the next
  * instruction after the pcall raises again. Between calls the hook stays in that
- * state, so finalizers (__gc) that run during host-side copies or lua_close stop
- * at their first instruction.
+ * state, so no script code runs outside a call. Lua runs __gc finalizers with
+ * hooks off, so setmetatable refuses a metatable with __gc.
  *
  * Values cross by deep copy in C: nil, booleans, numbers (integer/float kept),
  * strings, mc.null (a NULL light userdata) and tables of these up to MAX_DEPTH
@@ -145,6 +145,22 @@ static int iso_load(lua_State *L) {
   return 1;
 }
 
+/* setmetatable(t, mt) refusing a metatable with __gc: Lua runs finalizers with
+ * hooks off (lgc.c, GCTM), so neither the budget nor the deadline could stop a
+ * looping one, and an object is marked for finalization only when its
+ * metatable has __gc at this moment. Upvalue 1 is the stock setmetatable. */
+static int iso_setmetatable(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL) return luaL_argerror(L, 2, "__gc metamethods are not allowed");
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
 static void remove_global(lua_State *L, const char *name) {
   lua_pushnil(L);
   lua_setglobal(L, name);
@@ -169,6 +185,9 @@ static int isolate_init(lua_State *L) {
   for (const char *const *r = removed; *r != NULL; r++) remove_global(L, *r);
   lua_pushcfunction(L, iso_load);
   lua_setglobal(L, "load");
+  lua_getglobal(L, "setmetatable");
+  lua_pushcclosure(L, iso_setmetatable, 1);
+  lua_setglobal(L, "setmetatable");
   lua_getglobal(L, LUA_STRLIBNAME);
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
@@ -557,8 +576,8 @@ static int isolate_memory(lua_State *L) {
   return 1;
 }
 
-/* iso:close(), also __gc and __close: idempotent. Finalizers in the isolate run
- * here with the hook tripped, so each stops at its first instruction. */
+/* iso:close(), also __gc and __close: idempotent. No script finalizer can run
+ * here: setmetatable refuses __gc. */
 static int isolate_close(lua_State *L) {
   isolate *iso = check_isolate(L);
   if (iso->L != NULL) {
