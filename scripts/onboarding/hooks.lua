@@ -82,9 +82,12 @@ local function run_in(iso, files, tenant, name, ...)
     ok, err = iso:exec(files.override_src, files.override, "override")
     if not ok then return fail(name, files.override, err) end
   end
-  assert(iso:exec(PICK, "=onboarding.hooks", "hooks_pick"))
+  -- Can fail only through what the files left behind (memory, a broken `type`).
+  local last = files.override_src and files.override or files.default
+  ok, err = iso:exec(PICK, "=onboarding.hooks", "hooks_pick")
+  if not ok then return fail(name, last, err) end
   local picked, which = iso:call("hooks_pick", "pick", name)
-  if not picked then return fail(name, files.override_src and files.override or files.default, which) end
+  if not picked then return fail(name, last, which) end
   if which == "bad default" then return fail(name, files.default, "must return a table of hooks") end
   if which == "bad override" then return fail(name, files.override, "must return a table of hooks") end
   if not which then return true end

@@ -128,6 +128,15 @@ describe("onboarding.hooks", function()
       assert.same({ nil, prefix("mapping") .. "memory limit exceeded" }, { hooks.run(tenant(A), "mapping", {}) })
     end)
 
+    it("that fills memory while loading fails with the memory cap", function()
+      env.TENANT_HOOK_MEMORY = tostring(1024 * 1024)
+      -- fills the cap, swallows the error and keeps it all: what runs next has no room
+      override(A, [[hog = {} pcall(function() while true do hog[#hog + 1] = {} end end) return {}]])
+      local ok, err = hooks.run(tenant(A), "schema_name")
+      assert.is_nil(ok)
+      assert.equal(prefix("schema_name") .. "memory limit exceeded", err)
+    end)
+
     it("that raises gives its message with file and line", function()
       override(A, "return {\n  email = function() error('no mail for you') end,\n}\n")
       assert.same({ nil, prefix("email") .. dir .. "/" .. A .. ".lua:2: no mail for you" },
