@@ -107,6 +107,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.crypto_native", luaopen_mc_crypto_native},
   {"mc.web_native", luaopen_mc_web_native},
   {"mc.worker_native", luaopen_mc_worker_native},
+  {"mc.isolate", luaopen_mc_isolate},
   {"cjson", luaopen_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {NULL, NULL},

@@ -1,0 +1,119 @@
+-- onboarding.hooks: runs a tenant's hooks, written by the ISV per org, in an
+-- isolate (mc.isolate): no os/io/debug, no bytecode, a memory cap and an
+-- instruction budget and deadline, so a runaway hook fails its step instead of
+-- stalling the worker.
+--   hooks.run(tenant, name, ...) -> true, results... | nil, err
+-- Each run builds a fresh isolate (nothing is shared between tenants or calls),
+-- loads <dir>/default.lua as the global `default`, then <dir>/<org_id>.lua, if
+-- there is one, as `override`, and calls override[name] or else default[name]
+-- with (tenant, ...). A known hook that neither file defines answers true with
+-- no results; an unknown hook name raises (a typo in the caller).
+-- <dir> is $TENANTS_DIR, default $MC_ROOT/scripts/tenants. The files are read on
+-- every run, so edits apply at the next hook without a reload.
+local isolate = require "mc.isolate"
+local env = require "mc.env"
+local host = require "mc.host"
+
+local _M = {}
+
+_M.HOOKS = { mapping = true, schema_name = true, on_state = true, email = true, social_accounts = true }
+
+-- The 18-character org id (Lua patterns have no {15}). Only such ids become a
+-- file name, so no path is ever built from other input.
+local ORG_ID = "^00D" .. string.rep("%w", 15) .. "$"
+local ENOENT = 2
+
+-- Runs inside the isolate after both files: which table answers `name`. Indexing
+-- (not rawget) so an override may inherit with setmetatable(t, {__index = default}).
+local PICK = [[
+return {
+  pick = function(name)
+    if type(default) ~= "table" then return "bad default" end
+    if override ~= nil and type(override) ~= "table" then return "bad override" end
+    if override ~= nil and override[name] ~= nil then return "override" end
+    if default[name] ~= nil then return "default" end
+    return false
+  end,
+}
+]]
+
+local function limits()
+  return {
+    memory = env.int("TENANT_HOOK_MEMORY", 16 * 1024 * 1024, { min = 256 * 1024 }),
+    instructions = env.int("TENANT_HOOK_INSTRUCTIONS", 50000000, { min = 1 }),
+    timeout = env.number("TENANT_HOOK_TIMEOUT", 2, { min = 0.001, max = 86400 }),
+  }
+end
+
+-- tenants_dir() -> the directory, and how errors name it (relative when default)
+local function tenants_dir()
+  local default = host.root .. "/scripts/tenants"
+  local dir = env.str("TENANTS_DIR", default)
+  return dir, dir == default and "scripts/tenants" or dir
+end
+
+-- read(path, optional) -> source | nil (optional and absent) | nil, err
+local function read(path, optional)
+  local f, err, code = io.open(path, "rb")
+  if not f then
+    if optional and code == ENOENT then return nil end
+    return nil, err
+  end
+  local src, rerr = f:read("a")
+  f:close()
+  if not src then return nil, path .. ": " .. tostring(rerr) end
+  return src
+end
+
+local function fail(name, file, err)
+  return nil, string.format("tenant hook %s (%s): %s", name, file, err)
+end
+
+-- Passes a call's results through, or prefixes its error.
+local function answer(name, file, ok, ...)
+  if not ok then return fail(name, file, ...) end
+  return true, ...
+end
+
+local function run_in(iso, files, tenant, name, ...)
+  local ok, err = iso:exec(files.default_src, files.default, "default")
+  if not ok then return fail(name, files.default, err) end
+  if files.override_src then
+    ok, err = iso:exec(files.override_src, files.override, "override")
+    if not ok then return fail(name, files.override, err) end
+  end
+  -- Can fail only through what the files left behind (memory, a broken `type`).
+  local last = files.override_src and files.override or files.default
+  ok, err = iso:exec(PICK, "=onboarding.hooks", "hooks_pick")
+  if not ok then return fail(name, last, err) end
+  local picked, which = iso:call("hooks_pick", "pick", name)
+  if not picked then return fail(name, last, which) end
+  if which == "bad default" then return fail(name, files.default, "must return a table of hooks") end
+  if which == "bad override" then return fail(name, files.override, "must return a table of hooks") end
+  if not which then return true end
+  local file = which == "override" and files.override or files.default
+  return answer(name, file, iso:call(which, name, tenant, ...))
+end
+
+function _M.run(tenant, name, ...)
+  if type(tenant) ~= "table" then error("hooks.run: tenant must be a table", 2) end
+  if not _M.HOOKS[name] then error("hooks.run: unknown hook " .. tostring(name), 2) end
+  local dir, shown = tenants_dir()
+  local files = { default = shown .. "/default.lua" }
+  local org_id = tenant.org_id
+  if type(org_id) ~= "string" or not org_id:match(ORG_ID) then
+    return fail(name, files.default, "org_id is not an 18-character org id")
+  end
+  local err
+  files.default_src, err = read(dir .. "/default.lua")
+  if not files.default_src then return fail(name, files.default, err) end
+  files.override = shown .. "/" .. org_id .. ".lua"
+  files.override_src, err = read(dir .. "/" .. org_id .. ".lua", true)
+  if err then return fail(name, files.override, err) end
+
+  local iso <close>, ierr = isolate.new(limits())
+  if not iso then return fail(name, files.default, ierr) end
+  return run_in(iso, files, tenant, name, ...)
+end
+
+return _M

@@ -1,0 +1,28 @@
+-- The default tenant hooks. Runs in an isolate (scripts/onboarding/hooks.lua):
+-- plain data in, plain data out; no os, io, require or print. A tenant's
+-- <org_id>.lua overrides any of these and can call them as default.<name>(...).
+local hooks = {}
+
+-- The Heroku Connect mapping document to import for this tenant; `base` is
+-- mappings/<org_id>.json or mappings/default.json.
+function hooks.mapping(_, base)
+  return base
+end
+
+-- The tenant's Postgres schema: "salesforce" .. the lower-cased 18-char org id
+-- (the 18-char form is case-safe; the 15-char one is not).
+function hooks.schema_name(tenant)
+  return "salesforce" .. tenant.org_id:lower()
+end
+
+-- Called after each onboarding transition; an error here is only logged.
+function hooks.on_state(_, _, _)
+end
+
+-- Sees each mail to the admin ({subject, text, html}) before it is sent: returns
+-- it, a changed copy, or false to send nothing.
+function hooks.email(_, _, message)
+  return message
+end
+
+return hooks
