@@ -135,9 +135,9 @@ function _M.show(req)
   out.next_action = states.next_action(org.state)
   out.next_attempt_at = org.next_attempt_at
   out.attempts = org.attempts
-  out.events = assert(orgs.events(conn, id))
-  for _, e in ipairs(out.events) do e.id = nil end
-  out.events = json.array(out.events)
+  local events = {} -- a plain array: rows also carry .columns and .affected
+  for i, e in ipairs(assert(orgs.events(conn, id))) do e.id = nil; events[i] = e end
+  out.events = json.array(events)
   return 200, out
 end
 

@@ -52,6 +52,9 @@ describe("onboarding end to end", function()
     -- the seeded accounts are Acme's
     local accounts = assert(s.pg:query("SELECT name FROM " .. org.schema_name .. ".account ORDER BY name"))
     assert.are.equal("Acme", accounts[1].name)
+    -- the org got its Connection__c through Apex REST, with Connect's authorize URL
+    local sf = assert(http.get(s.sandbox_url .. "/__sandbox/salesforce/orgs/" .. ACME.org_id)):json()
+    assert.are.equal(org.connection_id, sf.Connection__c.Connection_Id__c)
     -- tokens are stored sealed, never in the clear
     local row = assert(s.pg:query("SELECT access_token, refresh_token FROM organizations WHERE org_id = $1", ACME.org_id))[1]
     assert.matches("^v1%.", row.access_token)
