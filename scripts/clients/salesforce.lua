@@ -9,6 +9,7 @@ local env = require "mc.env"
 local api = require "lib.api"
 local http = require "mc.http"
 local crypto = require "mc.crypto"
+local log = require "mc.log"
 
 local _M = {}
 
@@ -104,6 +105,7 @@ function _M.refresh(org, save)
   end
   save(fields)
   for k, v in pairs(fields) do org[k] = v end
+  log.info("salesforce session refreshed", { org_id = org.org_id, rotated = fields.refresh_token ~= nil })
   return doc.access_token
 end
 

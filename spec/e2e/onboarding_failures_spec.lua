@@ -120,7 +120,7 @@ describe("onboarding failure paths", function()
     assert.are.equal("connect_authorized", res:json().state)
     assert(s:wait_state(doc.org_id, "active", 60), s:logs())
     local imports = assert(s.pg:query([[SELECT count(*) AS n FROM onboarding_events
-      WHERE org_id = $1 AND to_state = 'mappings_imported']], doc.org_id))[1].n
+      WHERE org_id = $1 AND to_state = 'mappings_imported' AND kind = 'transition']], doc.org_id))[1].n
     assert.are.equal(2, imports)
   end)
 
@@ -177,17 +177,29 @@ describe("onboarding failure paths", function()
   end)
 
   it("refreshes an expired Salesforce session before writing to the org", function()
-    s:knobs({ salesforce = { token_ttl = 0 } })
+    -- the org waits for its admin (who says no at first) ...
+    s:knobs({ salesforce = { deny = true } })
     local doc = org(106)
     assert.are.equal(202, s:post_install(doc).status)
+    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    -- ... signs in while no worker runs, with sessions that live one second ...
+    s.worker:stop()
+    s:knobs({ salesforce = { deny = false, token_ttl = 1 } })
+    local res = assert(http.get(s.web_url .. "/authenticate?org=" .. doc.org_id,
+      { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
+    assert.are.equal(200, res.status, res.body)
+    assert.are.equal("app_authorized", s:state(doc.org_id))
+    -- ... so the stored access token is dead when the Apex write comes
+    require("socket").sleep(1.2)
+    s:start_worker()
     assert(s:wait_state(doc.org_id, "active", 60), s:logs())
-    -- every access token was dead on arrival: the Apex write went through on a refreshed one
-    local res = assert(http.get(s.sandbox_url .. "/__sandbox/salesforce/orgs/" .. doc.org_id))
+    res = assert(http.get(s.sandbox_url .. "/__sandbox/salesforce/orgs/" .. doc.org_id))
     local record = res:json().Connection__c
     assert.is_table(record)
     assert.matches("/sandbox/authorize/", record.Auth_URL__c)
     local row = assert(s.pg:query("SELECT connection_id FROM organizations WHERE org_id = $1", doc.org_id))[1]
     assert.are.equal(row.connection_id, record.Connection_Id__c)
+    assert.matches("salesforce session refreshed", s.worker:log())
   end)
 
   it("stops the onboarding when the admin signs in to another org", function()
@@ -255,11 +267,15 @@ describe("onboarding failure paths", function()
     s:knobs({ heroku = { latency = 1.5 } })
     local doc = org(112)
     assert.are.equal(202, s:post_install(doc).status)
-    -- the add-on POST is in flight (1.5 s latency) when the worker dies
-    assert(proc.wait_for(function() return s.worker:log():find("onboarding", 1, true) or true end, 1))
-    require("socket").sleep(0.7)
+    -- the worker dies while its add-on POST is in flight (1.5 s latency): the
+    -- sandbox creates the add-on, the worker never hears of it
+    local looked_up = "/heroku/apps/mc-spec/addons/mc-spec-hc-" .. doc.org_id:lower() .. "\" status=404"
+    assert(proc.wait_for(function() return s.sandbox:log():find(looked_up, 1, true) end, 10), s:logs())
+    require("socket").sleep(0.5)
     s.worker:signal("KILL")
     assert(s.worker:wait(5))
+    assert(proc.wait_for(function() return #s:addons_of(doc.org_id) == 1 end, 5), "the POST did not land")
+    assert.are.equal("received", s:state(doc.org_id))
     s:start_worker()
     assert(s:wait_state(doc.org_id, "active", 90), s:logs())
     assert.are.equal(1, #s:addons_of(doc.org_id))
