@@ -13,6 +13,7 @@ local db = require "lib.db"
 local page = require "lib.page"
 local sfid = require "lib.sfid"
 local orgs = require "onboarding.orgs"
+local must = orgs.must
 local steps = require "onboarding.steps"
 local workflow = require "onboarding.workflow"
 local salesforce = require "clients.salesforce"
@@ -67,11 +68,12 @@ local function take_state(state)
   return id
 end
 
+-- fail_org(...) -> true if the org was waiting for this sign-in and is now failed
 local function fail_org(conn, org, reason)
-  conn:transaction(function()
-    local cur = assert(orgs.get(conn, org.org_id, "update"))
-    if not cur or cur.state ~= "awaiting_app_oauth" then return true end
-    assert(orgs.update(conn, org.org_id, { state = "failed", failed_step = "awaiting_app_oauth", last_error = reason },
+  return conn:transaction(function()
+    local cur = must(orgs.get(conn, org.org_id, "update"))
+    if not cur or cur.state ~= "awaiting_app_oauth" then return false end
+    must(orgs.update(conn, org.org_id, { state = "failed", failed_step = "awaiting_app_oauth", last_error = reason },
       { due = false, new_state = true }))
     assert(orgs.event(conn, org.org_id, "awaiting_app_oauth", "failed", "failure", { error = reason, step = "awaiting_app_oauth" }))
     return true
@@ -81,7 +83,7 @@ end
 -- The tokens are stored and the org moves on only if the org is still waiting.
 local function authorized(conn, org, tokens, who)
   return conn:transaction(function()
-    local row = assert(orgs.update(conn, org.org_id, {
+    local row = must(orgs.update(conn, org.org_id, {
       state = "app_authorized", attempts = 0, last_error = mc.null,
       access_token = salesforce.seal(org, "access_token", tokens.access_token),
       refresh_token = type(tokens.refresh_token) == "string" and salesforce.seal(org, "refresh_token", tokens.refresh_token) or mc.null,
@@ -125,12 +127,15 @@ function _M.callback(req)
   if signed_in ~= id then
     local reason = "signed in to org " .. tostring(who.organization_id) .. ", but the install came from " .. id
     log.warn("oauth org mismatch: onboarding stopped", { org_id = id, signed_in = who.organization_id })
-    fail_org(conn, org, reason)
+    if fail_org(conn, org, reason) then workflow.announce(org, "awaiting_app_oauth", "failed") end
     return page.render(403, "Wrong Salesforce org",
       "You signed in to a different org than the one that installed the package. Onboarding has stopped; contact support.")
   end
   local row = authorized(conn, org, tokens, who)
-  if row then workflow.enqueue(id) end
+  if row then
+    workflow.announce(row, "awaiting_app_oauth", "app_authorized")
+    workflow.enqueue(id)
+  end
   return page.render(200, "Thank you", "Your org is being connected. You will get one more e-mail to authorize Heroku Connect.")
 end
 
@@ -141,12 +146,15 @@ function _M.connect_complete(req)
   if org == nil then return unavailable(conn) end
   if not org or org.connection_id ~= connection_id then return page.render(404, "Unknown link", "This link is not valid.") end
   local moved = conn:transaction(function()
-    local row = assert(orgs.update(conn, id, { state = "connect_authorized", attempts = 0 },
+    local row = must(orgs.update(conn, id, { state = "connect_authorized", attempts = 0 },
       { due = 0, new_state = true, where_state = "awaiting_connect_oauth" }))
     if row then assert(orgs.event(conn, id, "awaiting_connect_oauth", "connect_authorized", "transition", {})) end
     return row
   end)
-  if moved then workflow.enqueue(id) end
+  if moved then
+    workflow.announce(moved, "awaiting_connect_oauth", "connect_authorized")
+    workflow.enqueue(id)
+  end
   return page.render(200, "Heroku Connect is authorized", "Your data starts syncing now. You can close this page.")
 end
 

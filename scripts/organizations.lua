@@ -12,6 +12,7 @@ local operator = require "lib.operator"
 local sfid = require "lib.sfid"
 local install = require "onboarding.install"
 local orgs = require "onboarding.orgs"
+local must = orgs.must
 local states = require "onboarding.states"
 local workflow = require "onboarding.workflow"
 local salesforce = require "clients.salesforce"
@@ -105,12 +106,12 @@ function _M.create(req)
     log.info("org received", { org_id = org.org_id, environment = org.environment })
     return accepted(org)
   end
-  local existing = assert(orgs.get(conn, f.org_id))
+  local existing = must(orgs.get(conn, f.org_id))
   if existing.state == "offboarded" then
-    org = assert(reinstall(conn, f, request))
+    org = must(reinstall(conn, f, request))
     if org then workflow.enqueue(org.org_id); return accepted(org, "reinstalled") end
   elseif f.is_upgrade then
-    org = assert(upgrade(conn, f, request))
+    org = must(upgrade(conn, f, request))
     if org then workflow.enqueue(org.org_id); return accepted(org, "upgrade: the mapping is imported again") end
     return accepted(existing, "upgrade: onboarding is still in progress, it imports the current mapping")
   end
@@ -129,7 +130,7 @@ function _M.show(req)
   if not id then return fail(404, "no such org") end
   local conn = database()
   if not conn then return fail(503, "the database is unavailable") end
-  local org = assert(orgs.get(conn, id))
+  local org = must(orgs.get(conn, id))
   if not org then return fail(404, "no such org") end
   local out = orgs.public(org)
   out.next_action = states.next_action(org.state)
@@ -157,11 +158,11 @@ end
 -- state whose step failed, with its attempts reset (also the console's resume()).
 function _M.resume_org(conn, org_id, by)
   local org = conn:transaction(function()
-    local cur = assert(orgs.get(conn, org_id, "update"))
+    local cur = must(orgs.get(conn, org_id, "update"))
     if not cur then return false end
     if cur.state ~= "failed" then return { state = cur.state, not_failed = true } end
     local step = cur.failed_step ~= mc.null and cur.failed_step or "received"
-    local row = assert(orgs.update(conn, org_id, { state = step, attempts = 0, last_error = mc.null,
+    local row = must(orgs.update(conn, org_id, { state = step, attempts = 0, last_error = mc.null,
       failed_step = mc.null }, { due = states.PERSON[step] and false or 0, new_state = true }))
     assert(orgs.event(conn, org_id, "failed", step, "request", { resumed_by = by }))
     return row
@@ -180,9 +181,9 @@ function _M.destroy(req)
   local conn = database()
   if not conn then return fail(503, "the database is unavailable") end
   local org = conn:transaction(function()
-    local cur = assert(orgs.get(conn, id, "update"))
+    local cur = must(orgs.get(conn, id, "update"))
     if not cur or cur.state == "offboarded" then return cur end
-    local row = assert(orgs.update(conn, id, { state = "offboarded", offboarded_at = os.date("!%Y-%m-%dT%H:%M:%SZ") },
+    local row = must(orgs.update(conn, id, { state = "offboarded", offboarded_at = os.date("!%Y-%m-%dT%H:%M:%SZ") },
       { due = false, new_state = true }))
     assert(orgs.event(conn, id, cur.state, "offboarded", "request", { uninstall = true, ip = req.ip }))
     return row

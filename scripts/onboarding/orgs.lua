@@ -7,6 +7,13 @@ local _M = {}
 
 -- get(db, org_id[, lock]) -> row | false | nil, err. lock = "update": FOR UPDATE;
 -- "skip": FOR UPDATE SKIP LOCKED (false when another holds it, or no row).
+-- must(v, err, ...) -> v, unless v is nil (a database error: raised). false --
+-- "no such row", "not in that state" -- is an answer, and comes back as is.
+function _M.must(v, err, ...)
+  if v == nil then error(err or "database error", 2) end
+  return v, err, ...
+end
+
 -- Two computed columns come along: `early` (the step is not due for another
 -- second or more) and `in_state` (seconds since the org entered its state).
 function _M.get(db, org_id, lock)

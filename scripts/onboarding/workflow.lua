@@ -44,6 +44,14 @@ function _M.enqueue(org_id, delay)
   return jobs.enqueue(JOB, { org_id }, opts)
 end
 
+-- announce(org, from, to): after a transition is committed, the log line and
+-- the tenant's on_state hook (whose failure is only logged: the move stands).
+function _M.announce(org, from, to)
+  log.info("onboarding moved", { org_id = org.org_id, from = from, to = to })
+  local ok, err = hooks.run(orgs.public(org), "on_state", from, to)
+  if not ok then log.warn("tenant hook on_state failed", { org_id = org.org_id, err = err }) end
+end
+
 -- Runs the step protected: a step that raises (a bug) fails the attempt as retryable.
 local function run_step(org, ctx)
   local step = steps[org.state]
@@ -120,11 +128,7 @@ function _M.advance(org_id, opts)
     return true
   end)
   if not ok then return nil, err end
-  if moved then
-    log.info("onboarding moved", { org_id = org_id, from = moved_from.state, to = moved })
-    local hok, herr = hooks.run(orgs.public(moved_from), "on_state", moved_from.state, moved)
-    if not hok then log.warn("tenant hook on_state failed", { org_id = org_id, err = herr }) end
-  end
+  if moved then _M.announce(moved_from, moved_from.state, moved) end
   if delay then
     local jid, jerr = _M.enqueue(org_id, delay)
     if not jid then log.error("onboarding: could not enqueue the next step", { org_id = org_id, err = jerr }) end

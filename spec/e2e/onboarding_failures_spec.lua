@@ -37,7 +37,7 @@ describe("onboarding failure paths", function()
     cleanup()
   end)
   after_each(function() -- back to the stack's knobs
-    s:knobs({ heroku = { latency = 0 }, connect = { fail_next = 0, config_delay = 0.3 },
+    s:knobs({ heroku = { latency = 0, fail_next = 0 }, connect = { fail_next = 0, config_delay = 0.3 },
       salesforce = { deny = false, token_ttl = 7200 } })
   end)
 
@@ -107,6 +107,19 @@ describe("onboarding failure paths", function()
       local shown = assert(s:get_org(doc.org_id))
       assert.is_string(shown.next_action)
       assert.is_nil(shown.access_token)
+      local admin = { Authorization = "Bearer " .. stack.ADMIN_TOKEN }
+      local unknown = org(199).org_id
+      local _, missing = s:get_org(unknown)
+      assert.are.equal(404, missing.status)
+      res = assert(http.post(s.web_url .. "/organizations/" .. unknown .. "/resume", { headers = admin }))
+      assert.are.equal(404, res.status)
+      res = assert(http.post(s.web_url .. "/organizations/" .. doc.org_id .. "/resume", { headers = admin }))
+      assert.are.equal(409, res.status)
+      assert.matches("not failed", res:json().error)
+      res = assert(http.request{ method = "DELETE", url = s.web_url .. "/organizations/" .. unknown, headers = stack.sign("") })
+      assert.are.equal(404, res.status)
+      res = assert(http.get(s.web_url .. "/connection_auth_complete/v1.k1.forged"))
+      assert.are.equal(404, res.status)
     end)
   end)
 
@@ -136,17 +149,22 @@ describe("onboarding failure paths", function()
   it("retries the Platform API's 429 and 5xx, then carries on", function()
     local r = assert(redis.connect((os.getenv("REDIS_URL"):gsub("/%d*$", "")) .. "/5"))
     assert(r:call("SET", "sandbox:heroku:ratelimit:spec-heroku-token", "0"))
-    s:knobs({ connect = { fail_next = 2, fail_status = 502 } })
+    s:knobs({ heroku = { fail_next = 1, fail_status = 500 }, connect = { fail_next = 2, fail_status = 502 } })
     local doc = org(103)
     assert.are.equal(202, s:post_install(doc).status)
-    assert(proc.wait_for(function() return #events(s, doc.org_id, "retry") > 0 end, 20), s:logs())
+    assert(proc.wait_for(function()
+      for _, e in ipairs(events(s, doc.org_id, "retry")) do
+        if e.details.error:find("429", 1, true) then return true end
+      end
+    end, 20), s:logs())
     assert(r:call("SET", "sandbox:heroku:ratelimit:spec-heroku-token", "4500"))
     r:close()
     assert(s:wait_state(doc.org_id, "active", 60), s:logs())
     local text = {}
     for _, e in ipairs(events(s, doc.org_id, "retry")) do text[#text + 1] = e.details.error end
     text = table.concat(text, "\n")
-    assert.matches("HTTP 429 rate_limit", text)
+    assert.matches("heroku: HTTP 429 rate_limit", text)
+    assert.matches("heroku: HTTP 500", text)
     assert.matches("HTTP 502", text)
   end)
 
@@ -174,6 +192,31 @@ describe("onboarding failure paths", function()
       { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
     assert.are.equal(200, res.status, res.body)
     assert(s:wait_state(doc.org_id, "awaiting_connect_oauth", 30) or s:state(doc.org_id) ~= "awaiting_app_oauth")
+  end)
+
+  it("answers an unknown or reused OAuth state with a page, and moves nothing", function()
+    local res = assert(http.get(s.web_url .. "/auth/salesforce/callback?code=abc&state=forged-state"))
+    assert.are.equal(400, res.status)
+    assert.matches("expired", res.body)
+    assert.matches("^text/html", res.headers["content-type"])
+    res = assert(http.get(s.web_url .. "/authenticate?org=00D5e000000AbCdEAX"))
+    assert.are.equal(400, res.status)
+    -- a real state, used twice: the second use is refused
+    s:knobs({ salesforce = { deny = true } })
+    local doc = org(113)
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(proc.wait_for(function() return s:state(doc.org_id) == "awaiting_app_oauth" end, 30), s:logs())
+    s:knobs({ salesforce = { deny = false } })
+    local hop = assert(http.get(s.web_url .. "/authenticate?org=" .. doc.org_id))
+    assert.are.equal(302, hop.status)
+    local sf = assert(http.get(hop.headers.location, { headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
+    assert.are.equal(302, sf.status)
+    local back = sf.headers.location
+    local first = assert(http.get(back))
+    assert.are.equal(200, first.status, s.web:log():match("handler failed[^\n]*") or first.body)
+    local again = assert(http.get(back))
+    assert.are.equal(400, again.status)
+    assert.matches("already used", again.body)
   end)
 
   it("refreshes an expired Salesforce session before writing to the org", function()
@@ -245,6 +288,15 @@ describe("onboarding failure paths", function()
       assert.are.equal("received", row.failed_step)
       assert.matches("no schema for you", row.last_error)
       assert.are.equal(0, #s:addons_of(doc.org_id))
+    end)
+
+    it("only log a failing on_state hook: the org moves on", function()
+      local doc = org(114)
+      hook(doc.org_id, "return { on_state = function(t, from, to) error('on_state says no: ' .. to) end }")
+      assert.are.equal(202, s:post_install(doc).status)
+      assert(s:wait_state(doc.org_id, "active", 60), s:logs())
+      assert.matches("tenant hook on_state failed.-on_state says no: active", s.worker:log())
+      assert.matches("on_state says no: app_authorized", s.web:log()) -- the web's own transitions
     end)
 
     it("refuse an invalid mapping before it reaches Heroku Connect", function()

@@ -55,6 +55,15 @@ describe("onboarding end to end", function()
     -- the org got its Connection__c through Apex REST, with Connect's authorize URL
     local sf = assert(http.get(s.sandbox_url .. "/__sandbox/salesforce/orgs/" .. ACME.org_id)):json()
     assert.are.equal(org.connection_id, sf.Connection__c.Connection_Id__c)
+    -- Connect's `next` again (a second click): a page, and nothing moves
+    local ring = assert(require("mc.crypto").keyring(stack.KEYS))
+    local token = ring:seal(ACME.org_id .. ":" .. org.connection_id, "connection_auth_complete")
+    local again = assert(http.get(s.web_url .. "/connection_auth_complete/" .. token))
+    assert.are.equal(200, again.status)
+    assert.are.equal("active", s:state(ACME.org_id))
+    -- a token for another connection does not open this org
+    token = ring:seal(ACME.org_id .. ":not-the-connection", "connection_auth_complete")
+    assert.are.equal(404, assert(http.get(s.web_url .. "/connection_auth_complete/" .. token)).status)
     -- tokens are stored sealed, never in the clear
     local row = assert(s.pg:query("SELECT access_token, refresh_token FROM organizations WHERE org_id = $1", ACME.org_id))[1]
     assert.matches("^v1%.", row.access_token)

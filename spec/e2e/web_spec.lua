@@ -232,12 +232,14 @@ end)
 describe("GET /health (the project's own app)", function()
   local function start(env)
     local host = require "mc.host"
-    local files = {}
-    for _, f in ipairs({ "scripts/app.lua", "scripts/health.lua" }) do
+    local files = {} -- the whole application, as it is
+    local list = assert(io.popen("cd '" .. host.root .. "' && find scripts -type f -name '*.lua'"))
+    for f in list:lines() do
       local h = assert(io.open(host.root .. "/" .. f))
       files[f] = h:read("a")
       h:close()
     end
+    list:close()
     return server.start({ files = files, env = env })
   end
 
