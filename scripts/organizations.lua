@@ -15,6 +15,7 @@ local orgs = require "onboarding.orgs"
 local must = orgs.must
 local states = require "onboarding.states"
 local workflow = require "onboarding.workflow"
+local operations = require "onboarding.operations"
 local salesforce = require "clients.salesforce"
 
 local _M = {}
@@ -76,18 +77,6 @@ local function reinstall(conn, f, request)
   end)
 end
 
--- An upgrade of an active org imports its (possibly changed) mapping again.
-local function upgrade(conn, f, request)
-  return conn:transaction(function()
-    local org = orgs.update(conn, f.org_id, { state = "connect_authorized", attempts = 0,
-      package_version = f.package_version or f.previous_version or mc.null },
-      { due = 0, new_state = true, where_state = "active" })
-    if not org then return org end
-    assert(orgs.event(conn, f.org_id, "active", "connect_authorized", "request", request))
-    return org
-  end)
-end
-
 function _M.create(req)
   local ok, status, body = signed(req)
   if not ok then return status, body end
@@ -111,8 +100,9 @@ function _M.create(req)
     org = must(reinstall(conn, f, request))
     if org then workflow.enqueue(org.org_id); return accepted(org, "reinstalled") end
   elseif f.is_upgrade then
-    org = must(upgrade(conn, f, request))
-    if org then workflow.enqueue(org.org_id); return accepted(org, "upgrade: the mapping is imported again") end
+    request.package_upgrade = true
+    org = operations.reimport_mapping(conn, f.org_id, request)
+    if org then return accepted(org, "upgrade: the mapping is imported again") end
     return accepted(existing, "upgrade: onboarding is still in progress, it imports the current mapping")
   end
   return fail(409, "org " .. f.org_id .. " is already onboarded", { state = existing.state, url = state_url(f.org_id) })
@@ -149,28 +139,9 @@ function _M.resume(req)
   if not id then return fail(404, "no such org") end
   local conn = database()
   if not conn then return fail(503, "the database is unavailable") end
-  local org, err = _M.resume_org(conn, id, "http")
+  local org, err = operations.resume(conn, id, { resumed_by = "http", ip = req.ip })
   if not org then return fail(err == "no such org" and 404 or 409, err) end
   return accepted(org, "resumed at " .. org.state)
-end
-
--- resume_org(conn, org_id, by) -> org | nil, err: a failed org goes back to the
--- state whose step failed, with its attempts reset (also the console's resume()).
-function _M.resume_org(conn, org_id, by)
-  local org = conn:transaction(function()
-    local cur = must(orgs.get(conn, org_id, "update"))
-    if not cur then return false end
-    if cur.state ~= "failed" then return { state = cur.state, not_failed = true } end
-    local step = cur.failed_step ~= mc.null and cur.failed_step or "received"
-    local row = must(orgs.update(conn, org_id, { state = step, attempts = 0, last_error = mc.null,
-      failed_step = mc.null }, { due = states.PERSON[step] and false or 0, new_state = true }))
-    assert(orgs.event(conn, org_id, "failed", step, "request", { resumed_by = by }))
-    return row
-  end)
-  if org == false then return nil, "no such org" end
-  if org.not_failed then return nil, "org is " .. org.state .. ", not failed: nothing to resume" end
-  if not states.PERSON[org.state] then workflow.enqueue(org_id) end
-  return org
 end
 
 function _M.destroy(req)
