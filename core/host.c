@@ -108,6 +108,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.web_native", luaopen_mc_web_native},
   {"mc.worker_native", luaopen_mc_worker_native},
   {"mc.isolate", luaopen_mc_isolate},
+  {"mc.readline", luaopen_mc_readline},
   {"cjson", luaopen_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {NULL, NULL},

@@ -242,4 +242,53 @@ function _M.stats()
   }
 end
 
+-- ---- the dead set (operators: `multiconnect jobs`, the console) ------------------
+
+-- dead([limit]) -> the newest dead jobs first (default 50), each the decoded job
+-- with `died_at` (its score); an entry that is not JSON comes as { raw = body }.
+function _M.dead(limit)
+  if limit ~= nil and (math.type(limit) ~= "integer" or limit < 1) then
+    error("jobs.dead: limit must be a positive integer", 2)
+  end
+  local r, err = _M.redis()
+  if not r then return nil, err end
+  local res, zerr = r:call("ZREVRANGE", "dead", 0, (limit or 50) - 1, "WITHSCORES")
+  if not res then return nil, zerr end
+  local out = {}
+  for i = 1, #res, 2 do
+    local job = json.decode(res[i])
+    if type(job) ~= "table" then job = { raw = res[i] } end
+    job.died_at = tonumber(res[i + 1])
+    out[#out + 1] = job
+  end
+  return out
+end
+
+-- Moves dead jobs to the left (last fetched) end of their queues, atomically per
+-- job and without re-encoding the payload; a member that is not a job stays.
+local RETRY_DEAD = [[
+local moved, kept = 0, 0
+for _, body in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local ok, job = pcall(cjson.decode, body)
+  if ok and type(job) == 'table' and type(job.queue) == 'string' then
+    redis.call('ZREM', KEYS[1], body)
+    redis.call('SADD', KEYS[2], job.queue)
+    redis.call('LPUSH', 'queue:' .. job.queue, body)
+    moved = moved + 1
+  else
+    kept = kept + 1
+  end
+end
+return {moved, kept}
+]]
+
+-- retry_dead() -> moved, kept (entries that are not jobs) | nil, err
+function _M.retry_dead()
+  local r, err = _M.redis()
+  if not r then return nil, err end
+  local res, eerr = r:eval(RETRY_DEAD, { "dead", "queues" }, {})
+  if not res then return nil, eerr end
+  return res[1], res[2]
+end
+
 return _M

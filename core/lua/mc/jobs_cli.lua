@@ -54,32 +54,12 @@ local function stats(args)
   return 0
 end
 
--- Moves dead jobs to the left (last fetched) end of their queues, atomically per
--- job and without re-encoding the payload; a member that is not a job stays.
-local RETRY_DEAD = [[
-local moved, kept = 0, 0
-for _, body in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local ok, job = pcall(cjson.decode, body)
-  if ok and type(job) == 'table' and type(job.queue) == 'string' then
-    redis.call('ZREM', KEYS[1], body)
-    redis.call('SADD', KEYS[2], job.queue)
-    redis.call('LPUSH', 'queue:' .. job.queue, body)
-    moved = moved + 1
-  else
-    kept = kept + 1
-  end
-end
-return {moved, kept}
-]]
-
 local function retry_dead(args)
   if #args > 0 then return usage() end
-  local r, err = jobs.redis()
-  if not r then return fail(err) end
-  local res, eerr = r:eval(RETRY_DEAD, { "dead", "queues" }, {})
-  if not res then return fail(eerr) end
-  print(string.format("moved %d dead jobs back to their queues", res[1]))
-  if res[2] > 0 then print(string.format("left %d dead entries that are not jobs", res[2])) end
+  local moved, kept = jobs.retry_dead()
+  if not moved then return fail(kept) end
+  print(string.format("moved %d dead jobs back to their queues", moved))
+  if kept > 0 then print(string.format("left %d dead entries that are not jobs", kept)) end
   return 0
 end
 

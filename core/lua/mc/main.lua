@@ -23,6 +23,9 @@ commands:
   migrate [status]           apply the pending sql/NNN_name.sql migrations in
                              order, each once (the release phase); status lists
                              them as applied or pending
+  console [-e CHUNK]         the operator's Lua REPL: orgs(), org(id), jobs, sql(),
+                             reload() and every mc.* module; reads stdin without
+                             prompts when it is not a terminal; -e runs one chunk
   jobs stats [--json]        counters, set and queue sizes, processes
   jobs retry-dead            move every dead job back to its queue
   jobs clear QUEUE|--all     empty one queue, or every queue
@@ -34,6 +37,7 @@ environment:
   MC_ROOT     project root holding scripts/ (default: the folder above bin/)
   LOG_LEVEL   debug, info, warn or error (default: info)
   DATABASE_URL, MIGRATIONS_DIR (default: $MC_ROOT/sql) for migrate
+  MC_HISTORY_FILE  the console's history (default: ~/.multiconnect_history)
 ]]
 
 local COMMANDS = {}
@@ -94,6 +98,10 @@ end
 
 function COMMANDS.jobs(args)
   return require("mc.jobs_cli").main(args)
+end
+
+function COMMANDS.console(args)
+  return require("mc.console").main(args)
 end
 
 function COMMANDS.migrate(args)
