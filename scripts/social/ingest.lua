@@ -4,9 +4,11 @@
 --   table does not hold yet (by the external id), UPDATE likes/retweets of the
 --   ones it does (only where they changed: every UPDATE of a synced row is a
 --   Salesforce API call for Heroku Connect), then move the cursor.
+-- With a unique index on the external id (Connect makes one for the mapping's
+-- "unique": true) the insert and the update are one INSERT ... ON CONFLICT.
 -- So a cursor never runs ahead of committed rows, and a re-run inserts nothing
--- twice, with or without a unique index on the external id (a transaction lock
--- on the table serialises two writers of it; the index makes the lookups fast).
+-- twice, with or without that index (a transaction lock on the table
+-- serialises two writers of it).
 --   ingest.batch(conn, target, batch) -> inserted, updated | nil, err
 --     target: social.tables.inspect's; batch = {org_id, provider, source,
 --     account_sfid, posts, cursor = {since_id, until_id, newest_id} (after)}
@@ -42,7 +44,7 @@ end
 -- by social.tables and quoted here).
 local function statements(target)
   if target.sql then return target.sql end
-  local cols, exprs, sets, changed = {}, {}, {}, {}
+  local cols, exprs, sets, changed, up_sets, up_changed = {}, {}, {}, {}, {}, {}
   for _, key in ipairs(ORDER) do
     local col = target.cols[key]
     if col then
@@ -51,6 +53,9 @@ local function statements(target)
       if key == "likes" or key == "retweets" then
         sets[#sets + 1] = pg.quote_ident(col.name) .. " = " .. staged(key, col)
         changed[#changed + 1] = "t." .. pg.quote_ident(col.name) .. " IS DISTINCT FROM " .. staged(key, col)
+        local q = pg.quote_ident(col.name)
+        up_sets[#up_sets + 1] = q .. " = EXCLUDED." .. q
+        up_changed[#up_changed + 1] = "t." .. q .. " IS DISTINCT FROM EXCLUDED." .. q
       end
     end
   end
@@ -58,10 +63,20 @@ local function statements(target)
   local sql = {
     lock = "SELECT pg_advisory_xact_lock(hashtext($1))",
     insert = string.format([[INSERT INTO %s (%s)
-      SELECT %s FROM (SELECT DISTINCT ON (post_id) * FROM social_stage ORDER BY post_id) s
+      SELECT %s FROM social_stage s
       WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s = s.post_id) ON CONFLICT DO NOTHING]],
       target.tweet, table.concat(cols, ", "), table.concat(exprs, ", "), target.tweet, ext),
   }
+  if target.unique_ext then
+    -- one statement: new posts inserted, changed metrics updated (xmax = 0 marks an insert)
+    sql.upsert = string.format([[WITH w AS (INSERT INTO %s AS t (%s)
+      SELECT %s FROM social_stage s
+      ON CONFLICT (%s) DO %s RETURNING (t.xmax = 0) AS ins)
+      SELECT count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated FROM w]],
+      target.tweet, table.concat(cols, ", "), table.concat(exprs, ", "), ext,
+      #up_sets > 0 and ("UPDATE SET " .. table.concat(up_sets, ", ") .. " WHERE " .. table.concat(up_changed, " OR "))
+        or "NOTHING")
+  end
   if #sets > 0 then
     sql.update = string.format([[UPDATE %s t SET %s FROM social_stage s
       WHERE t.%s = s.post_id AND (%s)]], target.tweet, table.concat(sets, ", "), ext,
@@ -120,21 +135,37 @@ end
 function _M.batch(conn, target, b)
   local sql = statements(target)
   local rows = {}
-  for i, p in ipairs(b.posts) do rows[i] = stage_row(target, p, b.account_sfid) end
+  local seen = {} -- a post twice in one batch (pages shifting under new posts) is staged once
+  for _, p in ipairs(b.posts) do
+    if not seen[p.id] then
+      seen[p.id] = true
+      rows[#rows + 1] = stage_row(target, p, b.account_sfid)
+    end
+  end
   local inserted, updated = 0, 0
   local ok, err = conn:transaction(function()
-    local _, e = conn:query(sql.lock, target.tweet)
-    if e then return nil, e end
+    local e
+    if not target.unique_ext then -- else ON CONFLICT keeps two writers apart
+      local _
+      _, e = conn:query(sql.lock, target.tweet)
+      if e then return nil, e end
+    end
     if #rows > 0 then
       local r
       r, e = conn:query(STAGE)
       if not r then return nil, e end
       r, e = conn:copy_in("COPY social_stage (" .. table.concat(STAGE_COLUMNS, ", ") .. ") FROM STDIN", rows)
       if not r then return nil, e end
-      r, e = conn:query(sql.insert)
-      if not r then return nil, e end
-      inserted = r.affected
-      if sql.update then
+      if sql.upsert then
+        r, e = conn:query(sql.upsert)
+        if not r then return nil, e end
+        inserted, updated = r[1].inserted, r[1].updated
+      else
+        r, e = conn:query(sql.insert)
+        if not r then return nil, e end
+        inserted = r.affected
+      end
+      if sql.update and not sql.upsert then
         r, e = conn:query(sql.update)
         if not r then return nil, e end
         updated = r.affected

@@ -38,6 +38,7 @@ local function config(name)
   return {
     budget = env.int("SOCIAL_TENANT_BUDGET", 60, { min = 1 }),
     max_pages = env.int("SOCIAL_MAX_PAGES", 10, { min = 1 }),
+    batch = env.int("SOCIAL_BATCH", 1000, { min = 1 }),
     namespace = env.get("FORCE_NAMESPACE"),
     base_url = name == "x" and env.url("X_API_URL", "https://api.x.com", { schemes = { "http", "https" } })
       or env.url("MASTODON_URL", nil, { schemes = { "http", "https" } }),
@@ -100,7 +101,51 @@ end
 
 -- ---- one account -------------------------------------------------------------------
 
--- account_run(st, account) -> true | nil, err | false, defer_until
+-- flush(st, account, source, cursor, posts, done) -> the cursor after | nil, err:
+-- the posts gathered so far and the cursor, one transaction
+local function flush(st, account, source, cursor, posts, done)
+  local after = ingest.cursor_after(cursor, posts, done)
+  local inserted, updated = ingest.batch(st.conn, st.target, { org_id = st.org_id, provider = st.provider,
+    source = source, account_sfid = account.sfid, posts = posts, cursor = after })
+  if not inserted then return nil, updated end
+  st.summary.inserted = st.summary.inserted + inserted
+  st.summary.updated = st.summary.updated + updated
+  st.summary.fetched = st.summary.fetched + #posts
+  return after
+end
+
+-- fetch_pages(st, source, query, page, acc) -> posts, done, stop, next page:
+-- the account's next pages, until SOCIAL_BATCH posts or SOCIAL_MAX_PAGES pages
+-- this run (acc.pages counts them); stop = {defer_until} | {err} | {pages}
+local function fetch_pages(st, source, query, page, acc)
+  local posts = {}
+  while acc.pages < st.cfg.max_pages do
+    acc.pages = acc.pages + 1
+    local until_at = blocked(st.redis, st.provider)
+    if until_at then return posts, false, { defer_until = until_at }, page end
+    local ok, window_end = spend(st.redis, st.org_id, st.cfg.budget)
+    if not ok then return posts, false, { defer_until = window_end }, page end
+    st.summary.requests = st.summary.requests + 1
+    local res, err, failure = st.client:fetch(source, query, page)
+    if not res then
+      if failure and failure.rate_limited then
+        block(st.redis, st.provider, failure.reset)
+        return posts, false, { defer_until = failure.reset }, page
+      end
+      return posts, false, { err = err }, page
+    end
+    if res.rate and res.rate.remaining == 0 and res.rate.reset then block(st.redis, st.provider, res.rate.reset) end
+    for _, p in ipairs(res.posts) do posts[#posts + 1] = p end
+    page = res.next
+    if not page then return posts, true end
+    if #posts >= st.cfg.batch then return posts, false, nil, page end
+  end
+  return posts, false, { pages = true }
+end
+
+-- account_run(st, account) -> true | nil, err | false, defer_until. Pages are
+-- gathered into batches of SOCIAL_BATCH posts, each stored with its cursor in
+-- one transaction; what was fetched before a limit or an error is stored too.
 local function account_run(st, account)
   local source, why = st.client:source(account)
   if not source then
@@ -110,33 +155,22 @@ local function account_run(st, account)
   local cursor, cerr = ingest.cursor(st.conn, st.org_id, st.provider, source)
   if not cursor then return nil, cerr end
   local query = { since_id = cursor.since_id, until_id = cursor.until_id }
-  local page
-  for _ = 1, st.cfg.max_pages do
-    local until_at = blocked(st.redis, st.provider)
-    if until_at then return false, until_at end
-    local ok, window_end = spend(st.redis, st.org_id, st.cfg.budget)
-    if not ok then return false, window_end end
-    st.summary.requests = st.summary.requests + 1
-    local res, err, failure = st.client:fetch(source, query, page)
-    if not res then
-      if failure and failure.rate_limited then
-        block(st.redis, st.provider, failure.reset)
-        return false, failure.reset
-      end
-      return nil, err
+  local page, acc = nil, { pages = 0 }
+  while true do
+    local posts, done, stop
+    posts, done, stop, page = fetch_pages(st, source, query, page, acc)
+    if #posts > 0 or done then
+      local err
+      cursor, err = flush(st, account, source, cursor, posts, done)
+      if not cursor then return nil, err end
     end
-    if res.rate and res.rate.remaining == 0 and res.rate.reset then block(st.redis, st.provider, res.rate.reset) end
-    local after = ingest.cursor_after(cursor, res.posts, res.next == nil)
-    local inserted, updated = ingest.batch(st.conn, st.target, { org_id = st.org_id, provider = st.provider,
-      source = source, account_sfid = account.sfid, posts = res.posts, cursor = after })
-    if not inserted then return nil, updated end
-    st.summary.inserted = st.summary.inserted + inserted
-    st.summary.updated = st.summary.updated + updated
-    st.summary.fetched = st.summary.fetched + #res.posts
-    cursor, page = after, res.next
-    if not page then return true end
+    if done then return true end
+    if stop then
+      if stop.err then return nil, stop.err end
+      if stop.defer_until then return false, stop.defer_until end
+      return true -- SOCIAL_MAX_PAGES reached: the cursor holds the rest for the next run
+    end
   end
-  return true -- SOCIAL_MAX_PAGES reached: the cursor holds the rest for the next run
 end
 
 -- ---- one tenant -----------------------------------------------------------------------

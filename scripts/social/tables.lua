@@ -76,6 +76,14 @@ function _M.inspect(conn, schema, names)
       return nil, "no column " .. names.tweet .. "." .. col
     end
   end
+  -- a unique index on the external id alone (Connect makes one for the mapping's
+  -- "unique": true) lets ingest upsert in one statement
+  local idx; idx, err = conn:query([[SELECT 1 FROM pg_index i JOIN pg_attribute a
+      ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+    WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnatts = 1 AND i.indpred IS NULL
+      AND a.attname = $2]], target.tweet, target.cols.ext.name)
+  if not idx then return nil, err end
+  target.unique_ext = #idx > 0
   local deleted = acols.isdeleted and " AND isdeleted IS NOT TRUE" or ""
   target.account_sql = string.format(
     "SELECT sfid, name, %s AS handle FROM %s.%s WHERE sfid IS NOT NULL AND coalesce(%s, '') <> ''%s ORDER BY sfid",
