@@ -204,6 +204,24 @@ local function materialize(conn, m, reload)
     sql[#sql + 1] = "ALTER TABLE " .. qualified .. " ADD COLUMN IF NOT EXISTS " .. pg.quote_ident(f:lower())
       .. " " .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
   end
+  -- the mapping's own indexes, named as Connect names them (hcu_ unique, hc_ not)
+  local indexed, unique_of, has_column = {}, {}, {}
+  for _, f in ipairs(fields) do has_column[f] = true end
+  for f, spec in pairs(m.config.indexes or {}) do
+    local canonical = org.field(m.object_name, f)
+    if canonical and has_column[canonical] and type(spec) == "table" then
+      indexed[#indexed + 1] = canonical
+      unique_of[canonical] = spec.unique == true
+    end
+  end
+  table.sort(indexed)
+  for _, f in ipairs(indexed) do
+    local unique = unique_of[f]
+    local col = f:lower()
+    sql[#sql + 1] = "CREATE " .. (unique and "UNIQUE " or "") .. "INDEX IF NOT EXISTS "
+      .. pg.quote_ident((unique and "hcu_idx_" or "hc_idx_") .. tbl .. "_" .. col) .. " ON " .. qualified
+      .. " (" .. pg.quote_ident(col) .. ")"
+  end
   if reload then sql[#sql + 1] = "TRUNCATE " .. qualified end
   local records = org.records(m.object_name, conn.organization_id)
   local ok, res, qerr = pcall(db.transaction, db, function()

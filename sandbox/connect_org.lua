@@ -23,7 +23,7 @@ _M.OBJECTS = {
   }),
   Tweet__c = object({
     Name = "string", Account__c = "reference", Text__c = "textarea", Author_Username__c = "string",
-    Tweet_Id__c = "string", Posted_At__c = "datetime",
+    Tweet_Id__c = "string", Posted_At__c = "datetime", Likes__c = "double", Retweets__c = "double",
   }),
   -- the package's own object (force-app): Connect's authorize URL (a long text area)
   -- and the connection it belongs to
@@ -32,7 +32,8 @@ _M.OBJECTS = {
   }),
   hcpoc__Tweet__c = object({
     Name = "string", hcpoc__Account__c = "reference", hcpoc__Text__c = "textarea",
-    hcpoc__Author_Username__c = "string", hcpoc__Tweet_Id__c = "string",
+    hcpoc__Author_Username__c = "string", hcpoc__Tweet_Id__c = "string", hcpoc__Posted_At__c = "datetime",
+    hcpoc__Likes__c = "double", hcpoc__Retweets__c = "double",
   }),
 }
 

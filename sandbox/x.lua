@@ -6,7 +6,8 @@
 -- handles: each handle posts every knob post_interval seconds (default 3600) and
 -- is mentioned by a fan every knob mention_interval (default 5400), over the last
 -- 7 days; text, times and ids follow from knob seed, and ids are snowflakes, so
--- newer posts have larger ids and since_id works. Knob clock_offset moves "now".
+-- newer posts have larger ids and since_id works. Knob clock_offset moves "now";
+-- knob extra_posts adds posts with given text ([{handle, text, ago}]).
 -- Bearer token required (401; knob bearer_token pins it; knob forbidden -> 403
 -- client-not-enrolled). Each call spends one of the token's knob rate_limit
 -- (default 450) per knob rate_window (900 s): x-rate-limit-* headers, 429.
@@ -242,6 +243,18 @@ local function universe(names, now)
         local p = make_post(seed, handle, t, own)
         if not seen[p.id] then seen[p.id] = true; posts[#posts + 1] = p end
       end
+    end
+  end
+  -- knob extra_posts: [{handle, text, ago}]: a post by handle, `ago` seconds old
+  -- (default 60), with exactly that text (for text no template makes)
+  local extra = store.knob("x", "extra_posts")
+  for i, e in ipairs(type(extra) == "table" and extra or {}) do
+    if type(e) == "table" and type(e.handle) == "string" and names[e.handle:lower()] and type(e.text) == "string" then
+      local t = math.floor(now - (tonumber(e.ago) or 60))
+      local p = make_post(seed, e.handle, t, true)
+      p.id = tostring(((t * 1000 - TWEPOCH) << 22) | (synth.hash("extra|" .. i .. "|" .. e.text) & 0x3fffff))
+      p.text, p.mentions, p.tags, p.urls = e.text, {}, {}, {}
+      if not seen[p.id] then seen[p.id] = true; posts[#posts + 1] = p end
     end
   end
   table.sort(posts, function(a, b) return math.tointeger(a.id) > math.tointeger(b.id) end)

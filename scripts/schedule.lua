@@ -10,4 +10,6 @@
 return {
   -- wakes orgs whose next onboarding step was lost (jobs/onboarding/sweep.lua)
   { name = "onboarding-sweep", job = "onboarding.sweep", cron = "* * * * *" },
+  -- one social.tenant job per active tenant (jobs/social/sync.lua)
+  { name = "social-sync", job = "social.sync", cron = "*/10 * * * *" },
 }

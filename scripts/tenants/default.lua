@@ -25,4 +25,21 @@ function hooks.email(_, _, message)
   return message
 end
 
+-- The accounts whose posts social sync fetches ({sfid, name, handle} each, read
+-- from the tenant's Account table): by default every one with a handle. Return
+-- a subset, or changed handles (for Mastodon: "#tag", or "@user@host" for an
+-- account's own posts).
+function hooks.social_accounts(_, accounts)
+  local out = {}
+  for _, a in ipairs(accounts) do
+    if type(a.handle) == "string" and a.handle:match("%S") then out[#out + 1] = a end
+  end
+  return out
+end
+
+-- Where the tenant's posts come from: "x" (X API v2) or "mastodon" (MASTODON_URL).
+function hooks.social_provider(_)
+  return "x"
+end
+
 return hooks

@@ -189,6 +189,6 @@ describe("multiconnect clock", function()
     assert.matches("2 entries", r.stdout)
     local own = proc.mc({ "clock", "--check" }, { env = db:env({ MC_ROOT = false }) })
     assert.equal(0, own.code, own.stderr)
-    assert.matches("1 entries", own.stdout) -- the onboarding sweep
+    assert.matches("2 entries", own.stdout) -- the onboarding sweep, the social sync
   end)
 end)

@@ -56,7 +56,15 @@ describe("onboarding.hooks", function()
       assert.same({ n = 1, true }, table.pack(hooks.run(tenant(A), "on_state", "received", "addon_provisioned")))
     end)
 
+    it("follow every account with a handle, on X", function()
+      local accounts = { { sfid = "001A", handle = "acme" }, { sfid = "001B", handle = " " }, { sfid = "001C" } }
+      assert.same({ true, { { sfid = "001A", handle = "acme" } } },
+        { hooks.run(tenant(A), "social_accounts", accounts) })
+      assert.same({ true, "x" }, { hooks.run(tenant(A), "social_provider") })
+    end)
+
     it("answer true with nothing for a known hook no file defines, and raise on an unknown one", function()
+      proc.write(dir .. "/default.lua", "return {}")
       assert.same({ n = 1, true }, table.pack(hooks.run(tenant(A), "social_accounts")))
       assert.has_error(function() hooks.run(tenant(A), "mapings") end, "hooks.run: unknown hook mapings")
       assert.has_error(function() hooks.run(nil, "mapping") end, "hooks.run: tenant must be a table")
