@@ -22,6 +22,18 @@ local _M = {}
 
 local STATE_PREFIX = "mc:oauth:state:"
 
+-- The mails go out from inside the step's transaction, so a quick admin can
+-- arrive while the org still reads as the state before the wait: a link is good
+-- from the moment its mail is sent. (An UPDATE of a row the worker still holds
+-- waits for its commit, then sees the new state.)
+local SIGNING_IN = { "authorize_url_ready", "awaiting_app_oauth" }
+local AUTHORIZING_CONNECT = { "subscriber_updated", "awaiting_connect_oauth" }
+
+local function one_of(state, list)
+  for _, s in ipairs(list) do if s == state then return true end end
+  return false
+end
+
 local function redirect(url)
   return 302, "", { Location = url, ["Cache-Control"] = "no-store" }
 end
@@ -45,7 +57,7 @@ function _M.authenticate(req)
   local org, conn = load_org(id)
   if org == nil then return unavailable(conn) end
   if not org then return page.render(404, "Unknown org", "No onboarding is in progress for this org.") end
-  if org.state ~= "awaiting_app_oauth" then
+  if not one_of(org.state, SIGNING_IN) then
     return page.render(409, "Nothing to do here", "This org's sign-in is not expected now (it is " .. org.state .. ").")
   end
   local r, rerr = jobs.redis()
@@ -72,7 +84,7 @@ end
 local function fail_org(conn, org, reason)
   return conn:transaction(function()
     local cur = must(orgs.get(conn, org.org_id, "update"))
-    if not cur or cur.state ~= "awaiting_app_oauth" then return false end
+    if not cur or not one_of(cur.state, SIGNING_IN) then return false end
     must(orgs.update(conn, org.org_id, { state = "failed", failed_step = "awaiting_app_oauth", last_error = reason },
       { due = false, new_state = true }))
     assert(orgs.event(conn, org.org_id, "awaiting_app_oauth", "failed", "failure", { error = reason, step = "awaiting_app_oauth" }))
@@ -88,7 +100,7 @@ local function authorized(conn, org, tokens, who)
       access_token = salesforce.seal(org, "access_token", tokens.access_token),
       refresh_token = type(tokens.refresh_token) == "string" and salesforce.seal(org, "refresh_token", tokens.refresh_token) or mc.null,
       instance_url = tokens.instance_url, sf_user_id = who.user_id, sf_username = who.username,
-    }, { due = 0, new_state = true, where_state = "awaiting_app_oauth" }))
+    }, { due = 0, new_state = true, where_state = SIGNING_IN }))
     if not row then return false end
     assert(orgs.event(conn, org.org_id, "awaiting_app_oauth", "app_authorized", "transition",
       { sf_username = who.username, instance_url = tokens.instance_url }))
@@ -132,10 +144,11 @@ function _M.callback(req)
       "You signed in to a different org than the one that installed the package. Onboarding has stopped; contact support.")
   end
   local row = authorized(conn, org, tokens, who)
-  if row then
-    workflow.announce(row, "awaiting_app_oauth", "app_authorized")
-    workflow.enqueue(id)
+  if not row then
+    return page.render(409, "Nothing to do here", "This org's sign-in is no longer expected. Its onboarding has moved on.")
   end
+  workflow.announce(row, "awaiting_app_oauth", "app_authorized")
+  workflow.enqueue(id)
   return page.render(200, "Thank you", "Your org is being connected. You will get one more e-mail to authorize Heroku Connect.")
 end
 
@@ -147,7 +160,7 @@ function _M.connect_complete(req)
   if not org or org.connection_id ~= connection_id then return page.render(404, "Unknown link", "This link is not valid.") end
   local moved = conn:transaction(function()
     local row = must(orgs.update(conn, id, { state = "connect_authorized", attempts = 0 },
-      { due = 0, new_state = true, where_state = "awaiting_connect_oauth" }))
+      { due = 0, new_state = true, where_state = AUTHORIZING_CONNECT }))
     if row then assert(orgs.event(conn, id, "awaiting_connect_oauth", "connect_authorized", "transition", {})) end
     return row
   end)

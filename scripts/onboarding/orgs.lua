@@ -39,7 +39,8 @@ local COLUMNS = {
 -- update(db, org_id, fields[, opts]) -> row | false (no row matched) | nil, err.
 -- fields values: a value, or mc.null for NULL. opts.due: seconds from now when the
 -- step is due again (false: NULL, waiting on a person); opts.new_state: also
--- resets state_since; opts.where_state: only if the org is still in that state.
+-- resets state_since; opts.where_state: only if the org is still in that state
+-- (or one of a list of states).
 function _M.update(db, org_id, fields, opts)
   opts = opts or {}
   local sets, args = { "updated_at = now()" }, { org_id }
@@ -61,9 +62,10 @@ function _M.update(db, org_id, fields, opts)
   end
   if opts.new_state then sets[#sets + 1] = "state_since = now()" end
   local sql = "UPDATE organizations SET " .. table.concat(sets, ", ") .. " WHERE org_id = $1"
-  if opts.where_state then
-    args[#args + 1] = opts.where_state
-    sql = sql .. string.format(" AND state = $%d", #args)
+  if opts.where_state then -- one state, or a list of them
+    local states = type(opts.where_state) == "table" and opts.where_state or { opts.where_state }
+    args[#args + 1] = "{" .. table.concat(states, ",") .. "}"
+    sql = sql .. string.format(" AND state = ANY($%d::text[])", #args)
   end
   local rows, err = db:query(sql .. " RETURNING *", table.unpack(args, 1, #args))
   if not rows then return nil, err end

@@ -194,6 +194,21 @@ describe("onboarding failure paths", function()
     assert(s:wait_state(doc.org_id, "awaiting_connect_oauth", 30) or s:state(doc.org_id) ~= "awaiting_app_oauth")
   end)
 
+  it("takes the admin's sign-in before the worker has committed the step that mailed the link", function()
+    -- the mail leaves from inside the step's transaction: a quick admin finds the
+    -- org still in authorize_url_ready (simulated here by putting it back there)
+    s:knobs({ salesforce = { deny = true } })
+    local doc = org(116)
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    s:knobs({ salesforce = { deny = false } })
+    assert(s.pg:query("UPDATE organizations SET state = 'authorize_url_ready', next_attempt_at = NULL WHERE org_id = $1", doc.org_id))
+    local res = assert(http.get(s.web_url .. "/authenticate?org=" .. doc.org_id,
+      { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
+    assert.are.equal(200, res.status, res.body)
+    assert(s:wait_state(doc.org_id, "active", 60), s:logs())
+  end)
+
   it("answers an unknown or reused OAuth state with a page, and moves nothing", function()
     local res = assert(http.get(s.web_url .. "/auth/salesforce/callback?code=abc&state=forged-state"))
     assert.are.equal(400, res.status)
