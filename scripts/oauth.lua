@@ -130,7 +130,7 @@ function _M.callback(req)
     log.error("salesforce token exchange failed", { org_id = id, err = xerr })
     return page.render(502, "Salesforce did not confirm the sign-in", "Please open the link from your e-mail again.")
   end
-  local who, ierr = salesforce.identity(tokens)
+  local who, ierr = salesforce.identity(org, tokens)
   if not who then
     log.error("salesforce identity failed", { org_id = id, err = ierr })
     return page.render(502, "Salesforce did not confirm the sign-in", "Please open the link from your e-mail again.")

@@ -61,10 +61,21 @@ function _M.exchange(org, code)
   return token_call(org, { grant_type = "authorization_code", code = code, redirect_uri = _M.redirect_uri() })
 end
 
--- identity(tokens) -> the identity document (organization_id, user_id, username) | nil, err, retryable
-function _M.identity(tokens)
-  if type(tokens.id) ~= "string" or not tokens.id:match("^https?://") then
-    return nil, "salesforce: token response without an identity URL", false
+-- The identity URL decides which org signed in, so it must be Salesforce's
+-- own: on the login host that issued the token, or https on a salesforce.com host.
+local function trusted_identity_url(org, url)
+  if type(url) ~= "string" then return false end
+  local login = _M.login_url(org)
+  if url:sub(1, #login + 1) == login .. "/" then return true end
+  local host = url:match("^https://([^/:?#]+)/")
+  return host ~= nil and (host == "login.salesforce.com" or host == "test.salesforce.com"
+    or host:sub(-15) == ".salesforce.com")
+end
+
+-- identity(org, tokens) -> the identity document (organization_id, user_id, username) | nil, err, retryable
+function _M.identity(org, tokens)
+  if not trusted_identity_url(org, tokens.id) then
+    return nil, "salesforce: the token response's identity URL is not Salesforce's: " .. tostring(tokens.id), false
   end
   local res, err, retry = api.call{ service = "salesforce", method = "GET", url = tokens.id,
     headers = { Authorization = "Bearer " .. tokens.access_token, Accept = "application/json" } }

@@ -5,6 +5,8 @@
 -- login_domain (required for, and only for, custom). Unknown fields are refused:
 -- a typo in the package's Apex should fail loudly, not onboard half an org.
 local sfid = require "lib.sfid"
+local mail = require "mc.mail"
+local env = require "mc.env"
 
 local _M = {}
 
@@ -14,8 +16,7 @@ local KNOWN = {
   installer_email = true, package_version = true, nonce = true,
 }
 local ENVIRONMENTS = { production = true, sandbox = true, custom = true }
-local EMAIL = "^[%w.!#$%%&'*+/=?^_`{|}~-]+@[%w-]+%.[%w.-]*%w$"
-local DOMAIN = "^[%w-]+%.[%w.-]*%w$" -- a host name: acme.my.salesforce.com
+local LABEL = "^[a-z0-9][a-z0-9-]*$"
 
 local function text(doc, errors, name, max, required)
   local v = doc[name]
@@ -51,6 +52,24 @@ local function version(doc, errors)
   return v
 end
 
+-- The login host a callback may name: our client secret is posted to it, so it
+-- must be Salesforce's: a My Domain (<name>.my.salesforce.com, sandboxes
+-- <name>--<sandbox>.sandbox.my.salesforce.com), or under a suffix the operator
+-- lists in SALESFORCE_LOGIN_DOMAINS (default "my.salesforce.com").
+function _M.allowed_domain(host)
+  if type(host) ~= "string" or #host > 253 then return false end
+  for _, suffix in ipairs(env.list("SALESFORCE_LOGIN_DOMAINS", { "my.salesforce.com" })) do
+    suffix = suffix:lower()
+    if #host > #suffix + 1 and host:sub(-#suffix - 1) == "." .. suffix then
+      local name = host:sub(1, -#suffix - 2)
+      local ok = true
+      for label in (name .. "."):gmatch("([^.]*)%.") do ok = ok and label:match(LABEL) ~= nil and #label <= 63 end
+      if ok then return true end
+    end
+  end
+  return false
+end
+
 function _M.parse(doc)
   if type(doc) ~= "table" or doc[1] ~= nil then return nil, { body = "must be a JSON object" } end
   local errors, out = {}, {}
@@ -64,7 +83,7 @@ function _M.parse(doc)
   end
   out.org_name = text(doc, errors, "org_name", 255, true)
   out.admin_email = text(doc, errors, "admin_email", 254, true)
-  if out.admin_email and not out.admin_email:match(EMAIL) then
+  if out.admin_email and not mail.valid_address(out.admin_email) then -- the rule the mailer applies
     errors.admin_email = "must be an e-mail address"; out.admin_email = nil
   end
   local installer = text(doc, errors, "installer_id", 18)
@@ -82,8 +101,10 @@ function _M.parse(doc)
   end
   out.login_domain = text(doc, errors, "login_domain", 253)
   if out.login_domain then
-    out.login_domain = out.login_domain:lower():gsub("^https://", "")
-    if not out.login_domain:match(DOMAIN) then errors.login_domain = "must be a host name such as acme.my.salesforce.com" end
+    out.login_domain = out.login_domain:lower():gsub("^https://", ""):gsub("/$", "")
+    if not _M.allowed_domain(out.login_domain) then
+      errors.login_domain = "must be a Salesforce My Domain host such as acme.my.salesforce.com"
+    end
   end
   if out.environment == "custom" and not out.login_domain and not errors.login_domain then
     errors.login_domain = "is required when environment is custom"

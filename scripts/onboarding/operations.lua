@@ -36,7 +36,7 @@ function _M.resume(conn, id, by)
   return change(conn, id, by, function(cur)
     if cur.state ~= "failed" then return nil, "org is " .. cur.state .. ", not failed: nothing to resume" end
     local step = cur.failed_step ~= mc.null and cur.failed_step or "received"
-    return { state = step, attempts = 0, last_error = mc.null, failed_step = mc.null }, step
+    return { state = step, attempts = 0, last_error = mc.null, failed_step = mc.null, progress = {} }, step
   end)
 end
 

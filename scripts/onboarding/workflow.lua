@@ -65,6 +65,16 @@ local function run_step(org, ctx)
 end
 
 -- The outcome -> the row's update, the event, and the next run's delay (nil: none).
+local function merged_progress(org, changes)
+  local p = {}
+  for k, v in pairs(org.progress) do p[k] = v end
+  for k, v in pairs(changes or {}) do p[k] = v end
+  return p
+end
+
+-- `attempts` counts the step's runs in this state (the poll backoff);
+-- progress.failures counts its consecutive transient failures (the retry
+-- budget), so hours of healthy polling never use up the retries.
 local function settle(conn, org, outcome, err, retry, cfg)
   local id, from = org.org_id, org.state
   if outcome and outcome.to then
@@ -83,21 +93,22 @@ local function settle(conn, org, outcome, err, retry, cfg)
       local delay = _M.backoff(attempts - 1, cfg.poll_min, cfg.poll_max)
       local fields = outcome.fields
       fields.attempts = attempts
-      if fields.progress then
-        for k, v in pairs(org.progress) do if fields.progress[k] == nil then fields.progress[k] = v end end
-      end
+      fields.progress = merged_progress(org, fields.progress)
+      fields.progress.failures = nil
       assert(orgs.update(conn, id, fields, { due = delay }))
       if attempts == 1 then assert(orgs.event(conn, id, from, from, "wait", { reason = outcome.wait })) end
       return delay
     end
   end
-  if retry and attempts < cfg.attempts then
-    local delay = _M.backoff(attempts, cfg.poll_min, cfg.retry_max)
-    assert(orgs.update(conn, id, { attempts = attempts, last_error = err }, { due = delay }))
-    assert(orgs.event(conn, id, from, from, "retry", { error = err, attempt = attempts, retry_in = delay }))
+  local failures = (tonumber(org.progress.failures) or 0) + 1
+  if retry and failures < cfg.attempts then
+    local delay = _M.backoff(failures, cfg.poll_min, cfg.retry_max)
+    assert(orgs.update(conn, id, { attempts = attempts, last_error = err,
+      progress = merged_progress(org, { failures = failures }) }, { due = delay }))
+    assert(orgs.event(conn, id, from, from, "retry", { error = err, attempt = failures, retry_in = delay }))
     return delay
   end
-  if retry then err = err .. " (gave up after " .. attempts .. " attempts)" end
+  if retry then err = err .. " (gave up after " .. failures .. " attempts)" end
   assert(orgs.update(conn, id, { state = "failed", failed_step = from, last_error = err, attempts = attempts },
     { due = false, new_state = true }))
   assert(orgs.event(conn, id, from, "failed", "failure", { error = err, step = from }))

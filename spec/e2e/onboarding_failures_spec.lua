@@ -30,7 +30,7 @@ describe("onboarding failure paths", function()
     os.execute("cp " .. proc.quote(host.root .. "/scripts/tenants/default.lua") .. " " .. proc.quote(tenants))
     s = stack.start({ name = "onboarding_failures", app_db = 3, sandbox_db = 5,
       env = { TENANTS_DIR = tenants, TENANT_HOOK_TIMEOUT = "0.5", WORKER_HEARTBEAT_TTL = "2",
-              ONBOARDING_MAX_ATTEMPTS = "30" } })
+              ONBOARDING_MAX_ATTEMPTS = "6" } })
   end)
   teardown(function()
     if s then s:stop() end
@@ -168,15 +168,22 @@ describe("onboarding failure paths", function()
     assert.matches("HTTP 502", text)
   end)
 
-  it("waits, without failing, while Connect has not applied the PATCH", function()
-    s:knobs({ connect = { config_delay = 3 } })
+  it("waits, without failing, while Connect has not applied the PATCH; polls don't use up the retries", function()
+    s:knobs({ connect = { config_delay = 6 } })
     local doc = org(104)
     assert.are.equal(202, s:post_install(doc).status)
+    -- more polls than ONBOARDING_MAX_ATTEMPTS (6), then two failures: still retried
+    assert(proc.wait_for(function()
+      local row = assert(s.pg:query("SELECT state, attempts FROM organizations WHERE org_id = $1", doc.org_id))[1]
+      return row.state == "app_linked" and row.attempts >= 6
+    end, 30), s:logs())
+    s:knobs({ connect = { fail_next = 2, fail_status = 503 } })
     assert(s:wait_state(doc.org_id, "active", 60), s:logs())
     local waits = events(s, doc.org_id, "wait")
     local found = false
     for _, e in ipairs(waits) do found = found or (e.details.reason or ""):find("not applied", 1, true) ~= nil end
     assert(found, "no wait for the PATCH recorded")
+    assert.are.equal(2, #events(s, doc.org_id, "retry"))
   end)
 
   it("keeps an org whose admin denied access waiting for another try", function()

@@ -57,6 +57,13 @@ describe("onboarding.install", function()
     assert.matches("not a known field", errors.extra)
   end)
 
+  it("takes only addresses the mailer will send to", function()
+    for _, bad in ipairs({ "a..b@example.com", ".a@example.com", "a@ex..ample.com", "a@-ex.com", "a b@example.com" }) do
+      local _, e = install.parse({ org_id = "00D5e000000AbCd", org_name = "A", admin_email = bad })
+      assert.is_string(e and e.admin_email, bad)
+    end
+  end)
+
   it("refuses control characters, arrays and missing fields", function()
     local _, e = install.parse({ org_id = "00D5e000000AbCd", org_name = "A\nB", admin_email = "a@b.example" })
     assert.matches("control", e.org_name)
@@ -74,6 +81,16 @@ describe("onboarding.install", function()
     assert.are.equal("acme.my.salesforce.com", f.login_domain)
     doc.login_domain = "acme my salesforce"
     assert.is_nil((install.parse(doc)))
+    -- our client secret is posted to that host: it must be Salesforce's
+    for _, host in ipairs({ "attacker.example", "my.salesforce.com", "acme.my.salesforce.com.evil.example",
+                            "-acme.my.salesforce.com", "a_b.my.salesforce.com" }) do
+      doc.login_domain = host
+      local f2, errors = install.parse(doc)
+      assert.is_nil(f2, host)
+      assert.matches("My Domain", errors.login_domain)
+    end
+    doc.login_domain = "acme--uat.sandbox.my.salesforce.com"
+    assert.is_table((install.parse(doc)))
   end)
 end)
 
