@@ -1,6 +1,7 @@
 -- The org admin's browser hops (routes in scripts/app.lua):
---   GET /authenticate?org=ORG_ID         (the link in the first mail) -> Salesforce's
---                                        authorize page, with a single-use `state`
+--   GET /authenticate?org=ORG_ID&t=TOKEN (the link in the first mail; TOKEN sealed by
+--                                        us) -> Salesforce's authorize page, with a
+--                                        single-use `state`
 --   GET /auth/salesforce/callback        Salesforce's answer: tokens are fetched,
 --                                        the identity's org checked, tokens sealed
 --   GET /connection_auth_complete/:token Heroku Connect's `next` after the admin
@@ -54,6 +55,13 @@ end
 function _M.authenticate(req)
   local id = sfid.org_id(req.query.org or "")
   if not id then return page.render(400, "Unknown link", "This link does not name a Salesforce org.") end
+  local signed, why = steps.open_authenticate_token(req.query.t)
+  if signed ~= id then
+    if why == "expired" then
+      return page.render(403, "This link has expired", "Ask the ISV's support for a new sign-in link.")
+    end
+    return page.render(403, "Unknown link", "This link is not valid. Open the link from your e-mail.")
+  end
   local org, conn = load_org(id)
   if org == nil then return unavailable(conn) end
   if not org then return page.render(404, "Unknown org", "No onboarding is in progress for this org.") end

@@ -85,11 +85,15 @@ function _M.create(req)
   local f, errors = install.parse(doc)
   if not f then return fail(400, "invalid callback", { fields = errors }) end
   local conn = database()
-  if not conn then return fail(503, "the database is unavailable") end
+  if not conn then signature.release(req); return fail(503, "the database is unavailable") end
   local request = { is_upgrade = f.is_upgrade, is_push = f.is_push, previous_version = f.previous_version,
     installer_id = f.installer_id, ip = req.ip }
   local org, err = create(conn, f, request)
-  if org == nil then log.error("organizations: insert failed", { err = err }); return fail(503, "could not store the org") end
+  if org == nil then
+    log.error("organizations: insert failed", { err = err })
+    signature.release(req) -- the package may send the same request again
+    return fail(503, "could not store the org")
+  end
   if org then
     workflow.enqueue(org.org_id)
     log.info("org received", { org_id = org.org_id, environment = org.environment })
@@ -144,23 +148,30 @@ function _M.resume(req)
   return accepted(org, "resumed at " .. org.state)
 end
 
+-- The uninstall handler's callback. Its signed body names the org, so a
+-- signature made for one org's uninstall cannot offboard another. The package's
+-- callout must finish well inside Heroku's 30 s: when a step holds the org's row
+-- for more than 3 s, the offboarding is left to the onboarding.offboard job.
 function _M.destroy(req)
   local ok, status, body = signed(req)
   if not ok then return status, body end
   local id = org_param(req)
   if not id then return fail(404, "no such org") end
+  local doc = req.json()
+  if type(doc) ~= "table" or sfid.org_id(tostring(doc.org_id or "")) ~= id then
+    signature.release(req)
+    return fail(400, "the signed body must be {\"org_id\": \"" .. id .. "\"}")
+  end
   local conn = database()
-  if not conn then return fail(503, "the database is unavailable") end
-  local org = conn:transaction(function()
-    local cur = must(orgs.get(conn, id, "update"))
-    if not cur or cur.state == "offboarded" then return cur end
-    local row = must(orgs.update(conn, id, { state = "offboarded", offboarded_at = os.date("!%Y-%m-%dT%H:%M:%SZ") },
-      { due = false, new_state = true }))
-    assert(orgs.event(conn, id, cur.state, "offboarded", "request", { uninstall = true, ip = req.ip }))
-    return row
-  end)
-  if not org then return fail(404, "no such org") end
-  require("mc.jobs").enqueue("onboarding.offboard", { id })
+  if not conn then signature.release(req); return fail(503, "the database is unavailable") end
+  local details = { uninstall = true, ip = req.ip }
+  local org, err = operations.offboard(conn, id, details, 3000)
+  if err == "busy" then
+    require("mc.jobs").enqueue("onboarding.offboard", { id, "transition" })
+    return 202, { org_id = id, state = "offboarding", url = state_url(id),
+      note = "a step is running: the offboarding follows when it ends" }
+  end
+  if not org then return fail(404, err) end
   return accepted(org, "offboarding: the Heroku Connect add-on is removed; the schema and its data are kept")
 end
 

@@ -14,8 +14,11 @@ local _M = {}
 
 local DEFAULT_TIMEOUT = 20
 
-local function retryable_status(status)
-  return status == 408 or status == 429 or status >= 500
+-- Salesforce answers its API-limit errors with 403 REQUEST_LIMIT_EXCEEDED.
+local function retryable(res)
+  local status = res.status
+  if status == 408 or status == 429 or status >= 500 then return true end
+  return status == 403 and (res.body or ""):find("REQUEST_LIMIT_EXCEEDED", 1, true) ~= nil
 end
 
 -- The service's own words for a failed call, for logs and onboarding_events:
@@ -52,7 +55,7 @@ function _M.call(opts)
   end
   log.debug("api call", { service = opts.service, method = opts.method, path = path, status = res.status, ms = ms })
   if res.status < 300 or (opts.ok and opts.ok[res.status]) then return res end
-  return nil, opts.service .. ": " .. _M.describe(res), retryable_status(res.status), res
+  return nil, opts.service .. ": " .. _M.describe(res), retryable(res), res
 end
 
 -- Seconds to wait before retrying after res (Retry-After, RateLimit reset), or nil.

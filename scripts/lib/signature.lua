@@ -53,7 +53,18 @@ function _M.verify(req)
   local fresh, serr = r:call("SET", "mc:callback:sig:" .. sig, "1", "NX", "EX", 2 * tolerance)
   if fresh == nil and serr then return nil, "replay check unavailable: " .. serr, 503 end
   if fresh == mc.null then return nil, "replayed request (this signature was already used)" end
+  rawset(req, "signature_key", "mc:callback:sig:" .. sig)
   return true
+end
+
+-- release(req): forget a verified request's signature, so that the package may
+-- send the very same request again -- for when we answered it with a 5xx (or
+-- refused its body) and stored nothing.
+function _M.release(req)
+  local key = rawget(req, "signature_key")
+  if not key then return end
+  local r = jobs.redis()
+  if r then r:call("DEL", key) end
 end
 
 return _M

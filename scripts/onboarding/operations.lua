@@ -59,4 +59,27 @@ function _M.reimport_mapping(conn, id, by)
   end)
 end
 
+-- offboard(conn, id, details[, lock_timeout_ms]) -> row | nil, err ("no such org",
+-- "busy" when lock_timeout_ms passed before the row's lock came free). The
+-- add-on is deleted by the onboarding.offboard job this enqueues.
+function _M.offboard(conn, id, details, lock_timeout_ms)
+  local busy = false
+  local org, err = conn:transaction(function()
+    if lock_timeout_ms then must(conn:query("SELECT set_config('lock_timeout', $1, true)", lock_timeout_ms .. "ms")) end
+    local cur, gerr, sqlstate = orgs.get(conn, id, "update")
+    if cur == nil and sqlstate == "55P03" then busy = true; return false end
+    must(cur, gerr)
+    if not cur or cur.state == "offboarded" then return cur end
+    local row = must(orgs.update(conn, id, { state = "offboarded", offboarded_at = os.date("!%Y-%m-%dT%H:%M:%SZ") },
+      { due = false, new_state = true }))
+    assert(orgs.event(conn, id, cur.state, "offboarded", "request", details))
+    return row
+  end)
+  if busy then return nil, "busy" end
+  if org == nil then error(err) end
+  if not org then return nil, "no such org" end
+  require("mc.jobs").enqueue("onboarding.offboard", { id })
+  return org
+end
+
 return _M

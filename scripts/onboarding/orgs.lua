@@ -21,8 +21,8 @@ function _M.get(db, org_id, lock)
     extract(epoch FROM now() - state_since)::float8 AS in_state FROM organizations WHERE org_id = $1]]
   if lock == "update" then sql = sql .. " FOR UPDATE"
   elseif lock == "skip" then sql = sql .. " FOR UPDATE SKIP LOCKED" end
-  local rows, err = db:query(sql, org_id)
-  if not rows then return nil, err end
+  local rows, err, sqlstate = db:query(sql, org_id)
+  if not rows then return nil, err, sqlstate end
   return rows[1] or false
 end
 

@@ -8,6 +8,7 @@
 -- add-on, Connect's own configuration) instead of doing it twice.
 local env = require "mc.env"
 local crypto = require "mc.crypto"
+local http = require "mc.http"
 local heroku = require "clients.heroku"
 local connect = require "clients.connect"
 local salesforce = require "clients.salesforce"
@@ -46,24 +47,51 @@ function _M.connect_token(org, connection_id)
   return crypto.seal(org.org_id .. ":" .. connection_id, "connection_auth_complete")
 end
 
+-- The first mail's sign-in link carries a sealed token naming the org and an
+-- expiry (AUTHENTICATE_LINK_TTL, default 7 days): an org id alone is not a
+-- secret, and whoever starts a sign-in can stop an onboarding by signing in to
+-- the wrong org.
+function _M.authenticate_token(org)
+  local ttl = env.int("AUTHENTICATE_LINK_TTL", 7 * 24 * 3600, { min = 60 })
+  return crypto.seal(org.org_id .. ":" .. (os.time() + ttl), "authenticate")
+end
+
+-- open_authenticate_token(token) -> org_id | nil, why
+function _M.open_authenticate_token(token)
+  local plain = type(token) == "string" and crypto.open(token, "authenticate")
+  local id, expires = (plain or ""):match("^(00D%w+):(%d+)$")
+  if not id then return nil, "invalid" end
+  if tonumber(expires) < os.time() then return nil, "expired" end
+  return id
+end
+
 function _M.open_connect_token(token)
   local plain = crypto.open(token, "connection_auth_complete")
   if not plain then return nil end
   return plain:match("^(00D%w+):(.+)$")
 end
 
-local function schema_name(org)
+-- Schemas a tenant must never be given: ours, Postgres's, Connect's default.
+local RESERVED = { public = true, salesforce = true, information_schema = true }
+
+-- The tenant's schema: its hook's answer, checked before anything is provisioned
+-- (a name another org holds would otherwise surface as a unique violation later).
+local function schema_name(org, conn)
   if org.schema_name ~= nil and org.schema_name ~= mc.null then return org.schema_name end
   local ok, name = hooks.run(org.tenant, "schema_name")
   if not ok then return nil, name end
-  if type(name) ~= "string" or #name > 63 or not name:match(SCHEMA) or name:sub(1, 3) == "pg_" then
-    return nil, "tenant hook schema_name gave " .. tostring(name) .. ", not a Postgres schema name (^[a-z_][a-z0-9_]{0,62}$, no pg_ prefix)"
+  if type(name) ~= "string" or #name > 63 or not name:match(SCHEMA) or name:sub(1, 3) == "pg_" or RESERVED[name] then
+    return nil, "tenant hook schema_name gave " .. tostring(name)
+      .. ", not a tenant schema name (^[a-z_][a-z0-9_]{0,62}$, no pg_ prefix, not public/salesforce)"
   end
+  local rows, err = conn:query("SELECT org_id FROM organizations WHERE schema_name = $1 AND org_id <> $2", name, org.org_id)
+  if not rows then error("checking the schema name: " .. err) end
+  if rows[1] then return nil, "schema " .. name .. " already belongs to org " .. rows[1].org_id end
   return name
 end
 
-_M.received = function(org)
-  local schema, serr = schema_name(org)
+_M.received = function(org, ctx)
+  local schema, serr = schema_name(org, ctx.conn)
   if not schema then return permanent(serr) end
   local name = _M.addon_name(org)
   local addon, err, retry = heroku.create_addon(name, attachment_name(org))
@@ -119,7 +147,7 @@ end
 
 _M.authorize_url_ready = function(org)
   local ok, err, retry = notify.send(org, "authenticate", {
-    url = salesforce.app_url() .. "/authenticate?org=" .. org.org_id })
+    url = salesforce.app_url() .. "/authenticate?" .. http.encode_query({ org = org.org_id, t = _M.authenticate_token(org) }) })
   if not ok then return nil, err, retry end
   return _M.done("awaiting_app_oauth", nil, { mail = ok })
 end

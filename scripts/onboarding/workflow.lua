@@ -131,7 +131,7 @@ function _M.advance(org_id, opts)
       result = "idle"; return true
     end
     org.tenant = orgs.public(org)
-    local ctx = { save = function(fields) assert(orgs.update(conn, org_id, fields)) end }
+    local ctx = { conn = conn, save = function(fields) assert(orgs.update(conn, org_id, fields)) end }
     local outcome, serr, retry = run_step(org, ctx)
     delay, result = settle(conn, org, outcome, serr, retry, cfg)
     result = result or (outcome and outcome.wait and "waiting") or (retry and "retrying") or "failed"

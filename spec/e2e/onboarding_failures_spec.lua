@@ -116,7 +116,9 @@ describe("onboarding failure paths", function()
       res = assert(http.post(s.web_url .. "/organizations/" .. doc.org_id .. "/resume", { headers = admin }))
       assert.are.equal(409, res.status)
       assert.matches("not failed", res:json().error)
-      res = assert(http.request{ method = "DELETE", url = s.web_url .. "/organizations/" .. unknown, headers = stack.sign("") })
+      local gone = json.encode({ org_id = unknown })
+      res = assert(http.request{ method = "DELETE", url = s.web_url .. "/organizations/" .. unknown,
+        body = gone, headers = stack.sign(gone) })
       assert.are.equal(404, res.status)
       res = assert(http.get(s.web_url .. "/connection_auth_complete/v1.k1.forged"))
       assert.are.equal(404, res.status)
@@ -195,7 +197,7 @@ describe("onboarding failure paths", function()
     assert.matches("access_denied", events(s, doc.org_id, "failure")[1].details.error)
     s:knobs({ salesforce = { deny = false } })
     -- the admin opens the mail's link again
-    local res = assert(http.get(s.web_url .. "/authenticate?org=" .. doc.org_id,
+    local res = assert(http.get(s:authenticate_url(doc.org_id),
       { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
     assert.are.equal(200, res.status, res.body)
     assert(s:wait_state(doc.org_id, "awaiting_connect_oauth", 30) or s:state(doc.org_id) ~= "awaiting_app_oauth")
@@ -210,7 +212,7 @@ describe("onboarding failure paths", function()
     assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
     s:knobs({ salesforce = { deny = false } })
     assert(s.pg:query("UPDATE organizations SET state = 'authorize_url_ready', next_attempt_at = NULL WHERE org_id = $1", doc.org_id))
-    local res = assert(http.get(s.web_url .. "/authenticate?org=" .. doc.org_id,
+    local res = assert(http.get(s:authenticate_url(doc.org_id),
       { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
     assert.are.equal(200, res.status, res.body)
     assert(s:wait_state(doc.org_id, "active", 60), s:logs())
@@ -223,13 +225,25 @@ describe("onboarding failure paths", function()
     assert.matches("^text/html", res.headers["content-type"])
     res = assert(http.get(s.web_url .. "/authenticate?org=00D5e000000AbCdEAX"))
     assert.are.equal(400, res.status)
+    -- an org id alone, or another org's token, does not start a sign-in
+    local known = org(102).org_id
+    res = assert(http.get(s.web_url .. "/authenticate?org=" .. known))
+    assert.are.equal(403, res.status)
+    local other = s:authenticate_url(org(101).org_id):match("t=([^&]+)")
+    res = assert(http.get(s.web_url .. "/authenticate?org=" .. known .. "&t=" .. other))
+    assert.are.equal(403, res.status)
+    local ring = assert(require("mc.crypto").keyring(stack.KEYS))
+    local stale = http.escape(ring:seal(known .. ":" .. (os.time() - 1), "authenticate"))
+    res = assert(http.get(s.web_url .. "/authenticate?org=" .. known .. "&t=" .. stale))
+    assert.are.equal(403, res.status)
+    assert.matches("expired", res.body)
     -- a real state, used twice: the second use is refused
     s:knobs({ salesforce = { deny = true } })
     local doc = org(113)
     assert.are.equal(202, s:post_install(doc).status)
     assert(proc.wait_for(function() return s:state(doc.org_id) == "awaiting_app_oauth" end, 30), s:logs())
     s:knobs({ salesforce = { deny = false } })
-    local hop = assert(http.get(s.web_url .. "/authenticate?org=" .. doc.org_id))
+    local hop = assert(http.get(s:authenticate_url(doc.org_id)))
     assert.are.equal(302, hop.status)
     local sf = assert(http.get(hop.headers.location, { headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
     assert.are.equal(302, sf.status)
@@ -250,7 +264,7 @@ describe("onboarding failure paths", function()
     -- ... signs in while no worker runs, with sessions that live one second ...
     s.worker:stop()
     s:knobs({ salesforce = { deny = false, token_ttl = 1 } })
-    local res = assert(http.get(s.web_url .. "/authenticate?org=" .. doc.org_id,
+    local res = assert(http.get(s:authenticate_url(doc.org_id),
       { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
     assert.are.equal(200, res.status, res.body)
     assert.are.equal("app_authorized", s:state(doc.org_id))
@@ -321,6 +335,17 @@ describe("onboarding failure paths", function()
       assert.matches("on_state says no: app_authorized", s.web:log()) -- the web's own transitions
     end)
 
+    it("refuse a schema another org holds, before provisioning anything", function()
+      local doc = org(117)
+      hook(doc.org_id, ("return { schema_name = function(t) return 'salesforce%s' end }"):format(org(102).org_id:lower()))
+      assert.are.equal(202, s:post_install(doc).status)
+      assert(s:wait_state(doc.org_id, "failed", 30), s:logs())
+      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1", doc.org_id))[1]
+      assert.are.equal("received", row.failed_step)
+      assert.matches("already belongs to org " .. org(102).org_id, row.last_error)
+      assert.are.equal(0, #s:addons_of(doc.org_id))
+    end)
+
     it("refuse an invalid mapping before it reaches Heroku Connect", function()
       local doc = org(111)
       hook(doc.org_id, [[return { mapping = function(t, base)
@@ -355,11 +380,33 @@ describe("onboarding failure paths", function()
     assert.are.equal(1, #s:addons_of(doc.org_id))
   end)
 
+  it("answers an uninstall at once while a step holds the org, and offboards it after", function()
+    s:knobs({ heroku = { latency = 4 } })
+    local doc = org(118)
+    assert.are.equal(202, s:post_install(doc).status)
+    local looked_up = "/heroku/apps/mc-spec/addons/mc-spec-hc-" .. doc.org_id:lower() .. "\" status=404"
+    assert(proc.wait_for(function() return s.sandbox:log():find(looked_up, 1, true) end, 10), s:logs())
+    -- the worker is inside the add-on POST, holding the row
+    local body = json.encode({ org_id = doc.org_id })
+    local res = assert(http.request{ method = "DELETE", url = s.web_url .. "/organizations/" .. doc.org_id,
+      body = body, headers = stack.sign(body) })
+    assert.are.equal(202, res.status, res.body)
+    assert.are.equal("offboarding", res:json().state)
+    assert(s:wait_state(doc.org_id, "offboarded", 30), s:logs())
+    assert(proc.wait_for(function() return #s:addons_of(doc.org_id) == 0 end, 30), s:logs())
+  end)
+
   it("offboards on the uninstall callback and removes the add-on", function()
     local doc = org(102)
-    local body = ""
+    -- a signed uninstall of another org does not offboard this one
+    local other = json.encode({ org_id = org(101).org_id })
     local res = assert(http.request{ method = "DELETE", url = s.web_url .. "/organizations/" .. doc.org_id,
-      headers = stack.sign(body) })
+      body = other, headers = stack.sign(other) })
+    assert.are.equal(400, res.status)
+    assert.are.equal("active", s:state(doc.org_id))
+    local body = json.encode({ org_id = doc.org_id })
+    res = assert(http.request{ method = "DELETE", url = s.web_url .. "/organizations/" .. doc.org_id,
+      body = body, headers = stack.sign(body) })
     assert.are.equal(202, res.status, res.body)
     assert.are.equal("offboarded", s:state(doc.org_id))
     assert(proc.wait_for(function() return #s:addons_of(doc.org_id) == 0 end, 20), s:logs())

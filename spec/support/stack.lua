@@ -121,6 +121,13 @@ function Stack:get_org(org_id)
   return res.status == 200 and res:json() or nil, res
 end
 
+-- authenticate_url(org_id) -> the sign-in link of the first mail, as the workflow makes it
+function Stack:authenticate_url(org_id)
+  local ring = assert(require("mc.crypto").keyring(_M.KEYS))
+  local t = ring:seal(org_id .. ":" .. (os.time() + 3600), "authenticate")
+  return self.web_url .. "/authenticate?" .. http.encode_query({ org = org_id, t = t })
+end
+
 function Stack:state(org_id)
   local rows = assert(self.pg:query("SELECT state FROM organizations WHERE org_id = $1", org_id))
   return rows[1] and rows[1].state
