@@ -107,9 +107,13 @@ end
 -- the new sealed token(s) on the org's row.
 function _M.refresh(org, save)
   local refresh, err = open(org, "refresh_token")
-  if not refresh then return nil, err, false end
+  if not refresh then return nil, err, false, true end
   local doc, terr, retry = token_call(org, { grant_type = "refresh_token", refresh_token = refresh })
-  if not doc then return nil, terr, retry end
+  if not doc then
+    -- revoked, expired, or rotated away by a refresh whose result we lost: only
+    -- the admin signing in again gives the org a session
+    return nil, terr, retry, not retry and terr:find("invalid_grant", 1, true) ~= nil
+  end
   local fields = { access_token = _M.seal(org, "access_token", doc.access_token), instance_url = doc.instance_url }
   if type(doc.refresh_token) == "string" then -- rotation: the old one is revoked
     fields.refresh_token = _M.seal(org, "refresh_token", doc.refresh_token)
@@ -120,8 +124,9 @@ function _M.refresh(org, save)
   return doc.access_token
 end
 
--- apex(org, resource, body, save) -> res | nil, err, retryable: POSTs to the
--- package's Apex REST resource; an expired session (401) is refreshed once.
+-- apex(org, resource, body, save) -> res | nil, err, retryable, reauth: POSTs to
+-- the package's Apex REST resource; an expired session (401) is refreshed once;
+-- reauth is true when the refresh token itself is dead.
 function _M.apex(org, resource, body, save)
   local ns = env.get("FORCE_NAMESPACE")
   local path = "/services/apexrest/" .. (ns and (ns .. "/") or "") .. resource
@@ -133,9 +138,9 @@ function _M.apex(org, resource, body, save)
       headers = { Authorization = "Bearer " .. access, Accept = "application/json" } }
     if res then return res end
     if not (raw and raw.status == 401 and attempt == 1) then return nil, cerr, retry end
-    local rerr, rretry
-    access, rerr, rretry = _M.refresh(org, save)
-    if not access then return nil, "refreshing the session: " .. rerr, rretry end
+    local rerr, rretry, reauth
+    access, rerr, rretry, reauth = _M.refresh(org, save)
+    if not access then return nil, "refreshing the session: " .. rerr, rretry, reauth end
   end
 end
 

@@ -153,8 +153,11 @@ _M.authorize_url_ready = function(org)
 end
 
 _M.app_authorized = function(org, ctx)
-  local res, err, retry = salesforce.apex(org, "AuthConnection",
+  local res, err, retry, reauth = salesforce.apex(org, "AuthConnection",
     { connectionId = org.connection_id, authorizeUrl = org.authorize_url }, ctx.save)
+  if reauth then -- the org's session is gone for good: the admin signs in again
+    return _M.done("authorize_url_ready", { access_token = mc.null, refresh_token = mc.null }, { reauth = err })
+  end
   if not res then return nil, err, retry end
   return _M.done("subscriber_updated")
 end

@@ -38,7 +38,7 @@ describe("onboarding failure paths", function()
   end)
   after_each(function() -- back to the stack's knobs
     s:knobs({ heroku = { latency = 0, fail_next = 0 }, connect = { fail_next = 0, config_delay = 0.3 },
-      salesforce = { deny = false, token_ttl = 7200 } })
+      salesforce = { deny = false, token_ttl = 7200, grant_error = false }, sendgrid = { simulated_admin = true } })
   end)
 
   describe("the install callback", function()
@@ -279,6 +279,34 @@ describe("onboarding failure paths", function()
     local row = assert(s.pg:query("SELECT connection_id FROM organizations WHERE org_id = $1", doc.org_id))[1]
     assert.are.equal(row.connection_id, record.Connection_Id__c)
     assert.matches("salesforce session refreshed", s.worker:log())
+  end)
+
+  it("asks the admin to sign in again when the org's refresh token is dead", function()
+    s:knobs({ sendgrid = { simulated_admin = false } }) -- the admin reads no mail: the test signs in
+    local doc = org(119)
+    assert.are.equal(202, s:post_install(doc).status)
+    assert(proc.wait_for(function() return s:state(doc.org_id) == "awaiting_app_oauth" end, 30), s:logs())
+    s.worker:stop()
+    s:knobs({ salesforce = { token_ttl = 1 } })
+    local res = assert(http.get(s:authenticate_url(doc.org_id),
+      { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
+    assert.are.equal(200, res.status, res.body)
+    -- the session expires and Salesforce refuses the refresh token
+    require("socket").sleep(1.2)
+    s:knobs({ salesforce = { grant_error = "invalid_grant" } })
+    s:start_worker()
+    assert(proc.wait_for(function() return s:state(doc.org_id) == "awaiting_app_oauth" end, 30), s:logs())
+    local rows = assert(s.pg:query([[SELECT details FROM onboarding_events WHERE org_id = $1
+      AND from_state = 'app_authorized' AND to_state = 'authorize_url_ready']], doc.org_id))
+    assert.matches("invalid_grant", rows[1].details.reauth)
+    local row = assert(s.pg:query("SELECT access_token FROM organizations WHERE org_id = $1", doc.org_id))[1]
+    assert.are.equal(mc.null, row.access_token)
+    -- the admin signs in again, and the onboarding goes on
+    s:knobs({ salesforce = { grant_error = false, token_ttl = 7200 }, sendgrid = { simulated_admin = true } })
+    res = assert(http.get(s:authenticate_url(doc.org_id),
+      { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
+    assert.are.equal(200, res.status, res.body)
+    assert(s:wait_state(doc.org_id, "active", 60), s:logs())
   end)
 
   it("stops the onboarding when the admin signs in to another org", function()
