@@ -1,14 +1,11 @@
 -- social.ingest: one batch of posts (one page of one account) into a tenant's
--- tweet table, and the account's cursor, in ONE transaction:
---   COPY the posts into a session-local staging table, INSERT the ones the
---   table does not hold yet (by the external id), UPDATE likes/retweets of the
---   ones it does (only where they changed: every UPDATE of a synced row is a
---   Salesforce API call for Heroku Connect), then move the cursor.
--- With a unique index on the external id (Connect makes one for the mapping's
--- "unique": true) the insert and the update are one INSERT ... ON CONFLICT.
--- So a cursor never runs ahead of committed rows, and a re-run inserts nothing
--- twice, with or without that index (a transaction lock on the table
--- serialises two writers of it).
+-- tweet table, and the account's cursor, in ONE transaction, under a lock on the
+-- tweet table (one writer at a time): the posts the table already holds are
+-- found by their external id, the new ones are COPYed straight into the table,
+-- the known ones get likes/retweets updated only where they changed (every
+-- UPDATE of a synced row is a Salesforce API call for Heroku Connect), then the
+-- cursor moves. So a cursor never runs ahead of committed rows, and a re-run
+-- inserts nothing twice, with or without a unique index on the external id.
 --   ingest.batch(conn, target, batch) -> inserted, updated | nil, err
 --     target: social.tables.inspect's; batch = {org_id, provider, source,
 --     account_sfid, posts, cursor = {since_id, until_id, newest_id} (after)}
@@ -20,80 +17,21 @@ local provider = require "social.provider"
 
 local _M = {}
 
-local STAGE = [[CREATE TEMP TABLE IF NOT EXISTS social_stage (
-  post_id text, body text, author text, posted_at timestamptz, likes double precision,
-  retweets double precision, account text) ON COMMIT DELETE ROWS]]
-local STAGE_COLUMNS = { "post_id", "body", "author", "posted_at", "likes", "retweets", "account" }
-local STAGE_OF = { ext = "post_id", text = "body", author = "author", posted_at = "posted_at",
-  likes = "likes", retweets = "retweets", account = "account" }
 local ORDER = { "ext", "text", "account", "author", "posted_at", "likes", "retweets" }
 
 local function null(v) if v == nil then return json.null end return v end
 
--- The staged expression for a target column: a time stamp column without zone
--- gets UTC wall time (what Connect stores), a length-limited one is cut to fit.
-local function staged(key, col)
-  local expr = "s." .. STAGE_OF[key]
-  if key == "posted_at" and col.type == "timestamp without time zone" then
-    return "(" .. expr .. " AT TIME ZONE 'UTC')"
-  end
-  return expr
-end
-
--- The statements for a target, built once per target (identifiers only, checked
--- by social.tables and quoted here).
-local function statements(target)
-  if target.sql then return target.sql end
-  local cols, exprs, sets, changed, up_sets, up_changed = {}, {}, {}, {}, {}, {}
-  for _, key in ipairs(ORDER) do
-    local col = target.cols[key]
-    if col then
-      cols[#cols + 1] = pg.quote_ident(col.name)
-      exprs[#exprs + 1] = staged(key, col)
-      if key == "likes" or key == "retweets" then
-        sets[#sets + 1] = pg.quote_ident(col.name) .. " = " .. staged(key, col)
-        changed[#changed + 1] = "t." .. pg.quote_ident(col.name) .. " IS DISTINCT FROM " .. staged(key, col)
-        local q = pg.quote_ident(col.name)
-        up_sets[#up_sets + 1] = q .. " = EXCLUDED." .. q
-        up_changed[#up_changed + 1] = "t." .. q .. " IS DISTINCT FROM EXCLUDED." .. q
-      end
-    end
-  end
-  local ext = pg.quote_ident(target.cols.ext.name)
-  local sql = {
-    lock = "SELECT pg_advisory_xact_lock(hashtext($1))",
-    insert = string.format([[INSERT INTO %s (%s)
-      SELECT %s FROM social_stage s
-      WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s = s.post_id) ON CONFLICT DO NOTHING]],
-      target.tweet, table.concat(cols, ", "), table.concat(exprs, ", "), target.tweet, ext),
-  }
-  if target.unique_ext then
-    -- one statement: new posts inserted, changed metrics updated (xmax = 0 marks an insert)
-    sql.upsert = string.format([[WITH w AS (INSERT INTO %s AS t (%s)
-      SELECT %s FROM social_stage s
-      ON CONFLICT (%s) DO %s RETURNING (t.xmax = 0) AS ins)
-      SELECT count(*) FILTER (WHERE ins) AS inserted, count(*) FILTER (WHERE NOT ins) AS updated FROM w]],
-      target.tweet, table.concat(cols, ", "), table.concat(exprs, ", "), ext,
-      #up_sets > 0 and ("UPDATE SET " .. table.concat(up_sets, ", ") .. " WHERE " .. table.concat(up_changed, " OR "))
-        or "NOTHING")
-  end
-  if #sets > 0 then
-    sql.update = string.format([[UPDATE %s t SET %s FROM social_stage s
-      WHERE t.%s = s.post_id AND (%s)]], target.tweet, table.concat(sets, ", "), ext,
-      table.concat(changed, " OR "))
-  end
-  target.sql = sql
-  return sql
-end
-
--- The staged row of a post: text cleaned and cut to the columns' lengths.
+-- A post as a row in ORDER: text cleaned and cut to the columns' lengths. A
+-- time stamp "...Z" goes as it is: Connect's columns are timestamp without time
+-- zone, which keep its UTC wall time (mc.pg sessions run in UTC).
 local function stage_row(target, p, account_sfid)
   local text = provider.clean_text(p.text)
   local author = p.author and provider.clean_text(p.author) or nil
   local tcol, acol = target.cols.text, target.cols.author
   text = provider.truncate(text, tcol.max_len)
   if author and acol then author = provider.truncate(author, acol.max_len) end
-  return { p.id, text, null(author), null(p.posted_at), null(p.likes), null(p.retweets), null(account_sfid) }
+  -- in ORDER: ext, text, account, author, posted_at, likes, retweets
+  return { p.id, text, null(account_sfid), null(author), null(p.posted_at), null(p.likes), null(p.retweets) }
 end
 
 local CURSOR_UPSERT = [[INSERT INTO social_cursors AS c
@@ -132,47 +70,86 @@ function _M.cursor_after(cursor, posts, done)
   return { since_id = cursor.since_id, until_id = oldest or cursor.until_id, newest_id = newest }
 end
 
+-- The tweet table's columns in ORDER that exist, and the statements that
+-- probe for known posts and update their metrics (built once per target).
+local function direct(target)
+  if target.direct then return target.direct end
+  local ext = pg.quote_ident(target.cols.ext.name)
+  local cols, keys, sets, changed = {}, {}, {}, {}
+  for i, key in ipairs(ORDER) do
+    local col = target.cols[key]
+    if col then
+      cols[#cols + 1] = pg.quote_ident(col.name)
+      keys[#keys + 1] = i
+      if key == "likes" or key == "retweets" then
+        local q = pg.quote_ident(col.name)
+        sets[#sets + 1] = string.format("%s = (x->>%d)::float8", q, i - 1)
+        changed[#changed + 1] = string.format("t.%s IS DISTINCT FROM (x->>%d)::float8", q, i - 1)
+      end
+    end
+  end
+  local d = {
+    lock = "SELECT pg_advisory_xact_lock(hashtext($1))",
+    known = string.format("SELECT %s AS ext FROM %s WHERE %s IN (SELECT jsonb_array_elements_text($1::jsonb))",
+      ext, target.tweet, ext),
+    copy = string.format("COPY %s (%s) FROM STDIN", target.tweet, table.concat(cols, ", ")),
+    keys = keys,
+  }
+  if #sets > 0 then
+    d.update = string.format([[UPDATE %s t SET %s FROM jsonb_array_elements($1::jsonb) x
+      WHERE t.%s = x->>0 AND (%s)]], target.tweet, table.concat(sets, ", "), ext, table.concat(changed, " OR "))
+  end
+  target.direct = d
+  return d
+end
+
+-- One batch in one transaction, under a lock on the tenant's table (one writer
+-- at a time): the posts the table already holds are found by their external id
+-- (an index probe), the new ones are COPYed straight into the table -- no
+-- staging table, no speculative insert -- and the known ones get their changed
+-- metrics updated; then the cursor moves.
 function _M.batch(conn, target, b)
-  local sql = statements(target)
-  local rows = {}
-  local seen = {} -- a post twice in one batch (pages shifting under new posts) is staged once
+  local d = direct(target)
+  local rows, ids = {}, {}
+  local seen = {} -- a post twice in one batch (pages shifting under new posts) is written once
   for _, p in ipairs(b.posts) do
     if not seen[p.id] then
       seen[p.id] = true
       rows[#rows + 1] = stage_row(target, p, b.account_sfid)
+      ids[#ids + 1] = p.id
     end
   end
   local inserted, updated = 0, 0
   local ok, err = conn:transaction(function()
-    local e
-    if not target.unique_ext then -- else ON CONFLICT keeps two writers apart
-      local _
-      _, e = conn:query(sql.lock, target.tweet)
-      if e then return nil, e end
-    end
+    local r, e = conn:query(d.lock, target.tweet)
+    if not r then return nil, e end
     if #rows > 0 then
-      local r
-      r, e = conn:query(STAGE)
+      r, e = conn:query(d.known, json.array(ids))
       if not r then return nil, e end
-      r, e = conn:copy_in("COPY social_stage (" .. table.concat(STAGE_COLUMNS, ", ") .. ") FROM STDIN", rows)
-      if not r then return nil, e end
-      if sql.upsert then
-        r, e = conn:query(sql.upsert)
-        if not r then return nil, e end
-        inserted, updated = r[1].inserted, r[1].updated
-      else
-        r, e = conn:query(sql.insert)
-        if not r then return nil, e end
-        inserted = r.affected
+      local known = {}
+      for _, k in ipairs(r) do known[k.ext] = true end
+      local fresh, old = {}, {}
+      for _, row in ipairs(rows) do
+        if known[row[1]] then
+          old[#old + 1] = row
+        else
+          local out = {}
+          for n, key in ipairs(d.keys) do out[n] = row[key] end
+          fresh[#fresh + 1] = out
+        end
       end
-      if sql.update and not sql.upsert then
-        r, e = conn:query(sql.update)
+      if #fresh > 0 then
+        r, e = conn:copy_in(d.copy, fresh)
+        if not r then return nil, e end
+        inserted = #fresh
+      end
+      if #old > 0 and d.update then
+        r, e = conn:query(d.update, old)
         if not r then return nil, e end
         updated = r.affected
       end
     end
     local c = b.cursor
-    local r
     r, e = conn:query(CURSOR_UPSERT, b.org_id, b.provider, b.source, null(c.since_id), null(c.until_id),
       null(c.newest_id), inserted)
     if not r then return nil, e end
