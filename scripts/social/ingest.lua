@@ -89,11 +89,13 @@ local function direct(target)
     end
   end
   local d = {
-    lock = "SELECT pg_advisory_xact_lock(hashtext($1))",
-    known = string.format("SELECT %s AS ext FROM %s WHERE %s IN (SELECT jsonb_array_elements_text($1::jsonb))",
+    -- plans made for this batch's table as it is now: a generic plan cached
+    -- while the table was small probes a grown one by sequential scan
+    lock = "SELECT pg_advisory_xact_lock(hashtext($1)), set_config('plan_cache_mode', 'force_custom_plan', true)",
+    known = string.format("SELECT %s AS ext FROM %s WHERE %s = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))",
       ext, target.tweet, ext),
     copy = string.format("COPY %s (%s) FROM STDIN", target.tweet, table.concat(cols, ", ")),
-    keys = keys,
+    keys = #keys < #ORDER and keys or nil, -- nil: every column exists, rows go as they are
   }
   if #sets > 0 then
     d.update = string.format([[UPDATE %s t SET %s FROM jsonb_array_elements($1::jsonb) x
@@ -132,6 +134,8 @@ function _M.batch(conn, target, b)
       for _, row in ipairs(rows) do
         if known[row[1]] then
           old[#old + 1] = row
+        elseif not d.keys then
+          fresh[#fresh + 1] = row
         else
           local out = {}
           for n, key in ipairs(d.keys) do out[n] = row[key] end
