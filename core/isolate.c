@@ -12,7 +12,9 @@
  * (count 1), so a pcall inside the script cannot swallow it for long: the next
  * instruction after the pcall raises again. Between calls the hook stays in that
  * state, so no script code runs outside a call. Lua runs __gc finalizers with
- * hooks off, so setmetatable refuses a metatable with __gc.
+ * hooks off, so setmetatable refuses a metatable with __gc. The hook cannot
+ * interrupt a C call either: the library functions that can loop inside one
+ * (pattern matching, string.rep, table shifts) are guarded in isolate_lib.c.
  *
  * Values cross by deep copy in C: nil, booleans, numbers (integer/float kept),
  * strings, mc.null (a NULL light userdata) and tables of these up to MAX_DEPTH
