@@ -5,11 +5,16 @@
  * files, the OS, bytecode, the debug library or the garbage collector. A count
  * hook is armed once at creation on the main thread, so every coroutine inherits
  * it, and is never removed. Each exec/call gets a fresh instruction budget and
- * wall-clock deadline; once either runs out the hook raises on every instruction
+ * wall-clock deadline, unless iso:arm set one for a whole sequence of them. The
+ * hook counts per thread, so a coroutine that ends before HOOK_STEP
+ * instructions would never be counted: coroutine.create/wrap charge HOOK_STEP
+ * up front. Once the budget or the deadline runs out the hook raises on every instruction
  * (count 1), so a pcall inside the script cannot swallow it for long: the next
  * instruction after the pcall raises again. Between calls the hook stays in that
  * state, so no script code runs outside a call. Lua runs __gc finalizers with
- * hooks off, so setmetatable refuses a metatable with __gc.
+ * hooks off, so setmetatable refuses a metatable with __gc. The hook cannot
+ * interrupt a C call either: the library functions that can loop inside one
+ * (pattern matching, string.rep, table shifts) are guarded in isolate_lib.c.
  *
  * Values cross by deep copy in C: nil, booleans, numbers (integer/float kept),
  * strings, mc.null (a NULL light userdata) and tables of these up to MAX_DEPTH
@@ -24,6 +29,7 @@
 #include <lualib.h>
 
 #include "host.h"
+#include "isolate.h"
 
 #define ISOLATE_MT "mc.isolate"
 #define MAX_DEPTH 32
@@ -39,6 +45,7 @@ typedef struct isolate {
   bool mem_refused;        /* the allocator said no during the current run */
   long long instructions;  /* budget per run */
   double timeout;          /* seconds per run */
+  bool armed;              /* iso:arm set left and deadline for every run from now */
   long long left;          /* instructions left in the current run */
   double deadline;         /* CLOCK_MONOTONIC seconds */
   enum trip tripped;
@@ -84,36 +91,57 @@ static const char *trip_message(enum trip t) {
   }
 }
 
+static void count_hook(lua_State *L, lua_Debug *ar);
+
+/* Takes n instructions from the budget and checks the deadline; false once
+ * either ran out (iso->tripped says which) or the isolate is not running. */
+static bool charge(isolate *iso, long long n) {
+  if (iso->tripped != TRIP_NONE) return false;
+  iso->left -= n;
+  if (iso->left <= 0) iso->tripped = TRIP_BUDGET;
+  else if (now() > iso->deadline) iso->tripped = TRIP_TIMEOUT;
+  return iso->tripped == TRIP_NONE;
+}
+
+/* From now on every instruction raises, on this thread and the main one. */
+static int trip(lua_State *L, isolate *iso) {
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  if (iso->L != NULL && iso->L != L) lua_sethook(iso->L, count_hook, LUA_MASKCOUNT, 1);
+  lua_pushstring(L, trip_message(iso->tripped));
+  return lua_error(L);
+}
+
+static isolate *isolate_of(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  return ud;
+}
+
 /* Runs every HOOK_STEP instructions on each thread of the isolate (count 1 once
  * tripped). The allocator's userdata is the isolate. */
 static void count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  void *ud;
-  lua_getallocf(L, &ud);
-  isolate *iso = ud;
-  if (iso->tripped == TRIP_NONE) {
-    int counted = lua_gethookcount(L);
-    iso->left -= counted;
-    if (iso->left <= 0) iso->tripped = TRIP_BUDGET;
-    else if (now() > iso->deadline) iso->tripped = TRIP_TIMEOUT;
-    else {
-      if (counted != HOOK_STEP) lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
-      return;
-    }
+  isolate *iso = isolate_of(L);
+  int counted = lua_gethookcount(L);
+  if (!charge(iso, counted)) {
+    trip(L, iso);
+    return;
   }
-  /* From now on every instruction raises, on this thread and the main one. */
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-  if (iso->L != NULL && iso->L != L) lua_sethook(iso->L, count_hook, LUA_MASKCOUNT, 1);
-  lua_pushstring(L, trip_message(iso->tripped));
-  lua_error(L);
+  if (counted != HOOK_STEP) lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
 }
 
-static void arm(isolate *iso) {
-  iso->left = iso->instructions;
-  iso->deadline = now() + iso->timeout;
+/* Starts a run: a fresh budget and deadline, or what is left of the armed
+ * ones. False (iso->tripped says why) when the armed ones are spent. */
+static bool begin_run(isolate *iso) {
+  if (!iso->armed) {
+    iso->left = iso->instructions;
+    iso->deadline = now() + iso->timeout;
+  }
   iso->tripped = TRIP_NONE;
   iso->mem_refused = false;
+  if (!charge(iso, 0)) return false;
   lua_sethook(iso->L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
+  return true;
 }
 
 static void disarm(isolate *iso) {
@@ -161,6 +189,14 @@ static int iso_setmetatable(lua_State *L) {
   return 1;
 }
 
+/* coroutine.create and coroutine.wrap (the original is upvalue 1): a new thread
+ * starts its own count, so it is charged the most it could run uncounted. */
+static int iso_new_coroutine(lua_State *L) {
+  isolate *iso = isolate_of(L);
+  if (!charge(iso, HOOK_STEP)) return trip(L, iso);
+  return isolate_call_original(L);
+}
+
 static void remove_global(lua_State *L, const char *name) {
   lua_pushnil(L);
   lua_setglobal(L, name);
@@ -192,6 +228,9 @@ static int isolate_init(lua_State *L) {
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
   lua_pop(L, 1);
+  isolate_guard_libs(L);
+  isolate_wrap(L, LUA_COLIBNAME, "create", iso_new_coroutine);
+  isolate_wrap(L, LUA_COLIBNAME, "wrap", iso_new_coroutine);
   /* getmetatable("") answers false, so the shared string metatable stays put */
   lua_pushliteral(L, "");
   if (lua_getmetatable(L, -1)) {
@@ -385,7 +424,7 @@ static void push_run_error(lua_State *H, isolate *iso, int status) {
   lua_pop(I, 1);
 }
 
-/* Runs fn(r) in the isolate under a fresh budget. On success leaves fn's
+/* Runs fn(r) in the isolate under a fresh budget (or the armed one). On success leaves fn's
  * results on the isolate's stack and returns how many; on failure pushes
  * nil, err onto the host and returns -1. */
 static int run_protected(lua_State *H, isolate *iso, lua_CFunction fn, run *r) {
@@ -396,7 +435,12 @@ static int run_protected(lua_State *H, isolate *iso, lua_CFunction fn, run *r) {
     lua_pushliteral(H, "memory limit exceeded");
     return -1;
   }
-  arm(iso);
+  if (!begin_run(iso)) {
+    luaL_pushfail(H);
+    lua_pushstring(H, trip_message(iso->tripped));
+    iso->tripped = TRIP_IDLE;
+    return -1;
+  }
   lua_pushcfunction(I, fn);
   lua_pushlightuserdata(I, r);
   int status = lua_pcall(I, 1, LUA_MULTRET, 0);
@@ -427,37 +471,39 @@ static int closed(lua_State *L) {
   return 2;
 }
 
-static long long opt_integer(lua_State *L, const char *key, long long def, long long min) {
-  int t = lua_getfield(L, 1, key);
+/* Options are read from the table at idx; who names the function in errors. */
+static long long opt_integer(lua_State *L, int idx, const char *who, const char *key, long long def,
+                             long long min) {
+  int t = lua_getfield(L, idx, key);
   long long v = def;
   if (t != LUA_TNIL) {
     int isnum;
     v = (long long)lua_tointegerx(L, -1, &isnum);
     if (t != LUA_TNUMBER || !isnum || v < min)
-      luaL_error(L, "isolate.new: %s must be an integer >= %I", key, (LUAI_UACINT)min);
+      luaL_error(L, "%s: %s must be an integer >= %I", who, key, (LUAI_UACINT)min);
   }
   lua_pop(L, 1);
   return v;
 }
 
-static double opt_timeout(lua_State *L) {
-  int t = lua_getfield(L, 1, "timeout");
-  double v = 2.0;
+static double opt_timeout(lua_State *L, int idx, const char *who, double def) {
+  int t = lua_getfield(L, idx, "timeout");
+  double v = def;
   if (t != LUA_TNIL) {
     v = lua_tonumber(L, -1);
     if (t != LUA_TNUMBER || !(v > 0) || v > 86400)
-      luaL_error(L, "isolate.new: timeout must be a number of seconds in (0, 86400]");
+      luaL_error(L, "%s: timeout must be a number of seconds in (0, 86400]", who);
   }
   lua_pop(L, 1);
   return v;
 }
 
-static void check_option_names(lua_State *L) {
+static void check_option_names(lua_State *L, int idx, const char *who, bool memory) {
   lua_pushnil(L);
-  while (lua_next(L, 1) != 0) {
+  while (lua_next(L, idx) != 0) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    if (k == NULL || (strcmp(k, "memory") && strcmp(k, "instructions") && strcmp(k, "timeout")))
-      luaL_error(L, "isolate.new: unknown option %s", k ? k : luaL_typename(L, -2));
+    if (k == NULL || ((!memory || strcmp(k, "memory")) && strcmp(k, "instructions") && strcmp(k, "timeout")))
+      luaL_error(L, "%s: unknown option %s", who, k ? k : luaL_typename(L, -2));
     lua_pop(L, 1);
   }
 }
@@ -470,10 +516,10 @@ static int isolate_new(lua_State *L) {
     lua_newtable(L);
   }
   luaL_checktype(L, 1, LUA_TTABLE);
-  check_option_names(L);
-  long long memory = opt_integer(L, "memory", 8 * 1024 * 1024, MIN_MEMORY);
-  long long instructions = opt_integer(L, "instructions", 10000000, 1);
-  double timeout = opt_timeout(L);
+  check_option_names(L, 1, "isolate.new", true);
+  long long memory = opt_integer(L, 1, "isolate.new", "memory", 8 * 1024 * 1024, MIN_MEMORY);
+  long long instructions = opt_integer(L, 1, "isolate.new", "instructions", 10000000, 1);
+  double timeout = opt_timeout(L, 1, "isolate.new", 2.0);
   isolate *iso = lua_newuserdatauv(L, sizeof *iso, 0);
   memset(iso, 0, sizeof *iso);
   iso->limit = (size_t)memory;
@@ -568,6 +614,27 @@ static int isolate_set(lua_State *L) {
   return 1;
 }
 
+/* iso:arm{instructions =, timeout =} -> true: one budget and one deadline,
+ * starting now, that every following exec/call/set draws from instead of a
+ * fresh one each (defaults: the isolate's own). Arming again starts anew. */
+static int isolate_arm(lua_State *L) {
+  isolate *iso = check_isolate(L);
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_newtable(L);
+  }
+  luaL_checktype(L, 2, LUA_TTABLE);
+  check_option_names(L, 2, "isolate.arm", false);
+  long long instructions = opt_integer(L, 2, "isolate.arm", "instructions", iso->instructions, 1);
+  double timeout = opt_timeout(L, 2, "isolate.arm", iso->timeout);
+  if (iso->L == NULL) return closed(L);
+  iso->armed = true;
+  iso->left = instructions;
+  iso->deadline = now() + timeout;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* iso:memory() -> bytes in use */
 static int isolate_memory(lua_State *L) {
   isolate *iso = check_isolate(L);
@@ -600,6 +667,7 @@ int luaopen_mc_isolate(lua_State *L) {
     {"exec", isolate_exec},
     {"call", isolate_call},
     {"set", isolate_set},
+    {"arm", isolate_arm},
     {"memory", isolate_memory},
     {"close", isolate_close},
     {NULL, NULL},

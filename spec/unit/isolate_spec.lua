@@ -45,6 +45,118 @@ describe("mc.isolate", function()
     end)
   end)
 
+  describe("coroutines", function()
+    it("are charged to the budget even when each ends before the hook fires", function()
+      -- ~800 instructions each, below the hook's step: uncounted before the fix
+      local small = assert(isolate.new{ instructions = 1e6, timeout = 60 })
+      local src = "for i = 1, 2000 do coroutine.wrap(function() for j = 1, 400 do end end)() end"
+      assert.same({ nil, "instruction budget exceeded" }, { small:exec(src, "co.lua") })
+      src = "for i = 1, 2000 do coroutine.resume(coroutine.create(function() for j = 1, 400 do end end)) end"
+      assert.same({ nil, "instruction budget exceeded" }, { small:exec(src, "co.lua") })
+      -- a few coroutines still run
+      assert.same({ true }, { small:exec("for i = 1, 10 do coroutine.wrap(function() end)() end", "co.lua") })
+      small:close()
+    end)
+  end)
+
+  describe("arm", function()
+    it("sets one budget for a sequence of calls, spent calls fail at once", function()
+      local small = assert(isolate.new{ instructions = 100000 })
+      assert(small:exec("return { spin = function(n) for i = 1, n do end return n end }", "spin.lua", "t"))
+      assert.same({ true }, { small:arm() })
+      assert.same({ true, 40000 }, { small:call("t", "spin", 40000) })
+      assert.same({ true, 40000 }, { small:call("t", "spin", 40000) })
+      assert.same({ nil, "instruction budget exceeded" }, { small:call("t", "spin", 40000) })
+      assert.same({ nil, "instruction budget exceeded" }, { small:call("t", "spin", 1) })
+      assert.same({ nil, "instruction budget exceeded" }, { small:exec("x = 1", "x.lua") })
+      assert.same({ nil, "instruction budget exceeded" }, { small:set("x", 1) })
+      -- arming again starts a new budget; options override the isolate's
+      assert.same({ true }, { small:arm{ instructions = 1000000 } })
+      for _ = 1, 5 do assert.same({ true, 30000 }, { small:call("t", "spin", 30000) }) end
+      small:close()
+    end)
+
+    it("sets one deadline: after it passed, even a trivial call times out", function()
+      local slow = assert(isolate.new{ instructions = NO_BUDGET })
+      assert(slow:arm{ timeout = 0.1 })
+      assert.same({ nil, "timeout" }, { slow:exec("while true do end", "t.lua") })
+      assert.same({ nil, "timeout" }, { slow:exec("x = 1", "t.lua") })
+      slow:close()
+    end)
+
+    it("validates its options and answers closed", function()
+      assert.has_error(function() iso:arm{ instructions = 0 } end, "isolate.arm: instructions must be an integer >= 1")
+      assert.has_error(function() iso:arm{ timeout = -1 } end, "isolate.arm: timeout must be a number of seconds in (0, 86400]")
+      assert.has_error(function() iso:arm{ memory = 1e6 } end, "isolate.arm: unknown option memory")
+      local c = assert(isolate.new())
+      c:close()
+      assert.same({ nil, "closed" }, { c:arm() })
+    end)
+  end)
+
+  describe("work inside one C call", function()
+    local quick
+    -- a short deadline: a guard that let these through would show as "timeout"
+    before_each(function() quick = assert(isolate.new{ instructions = NO_BUDGET, timeout = 0.5 }) end)
+    after_each(function() quick:close() end)
+
+    local function refused(src, err)
+      assert.same({ nil, "bomb.lua:1: " .. err }, { quick:exec(src, "bomb.lua") })
+    end
+
+    it("refuses a backtracking pattern bomb, as a function or a method", function()
+      local too_complex = "pattern too complex for a subject of 150 bytes"
+      refused([[string.find(string.rep("a", 150), ".-.-.-.-b")]], too_complex)
+      refused([[local s = ("a"):rep(150) s:match(".-.-.-.-b")]], too_complex)
+      refused([[local s = ("a"):rep(150) for m in s:gmatch(".-.-.-.-b") do end]], too_complex)
+      refused([[local s = ("a"):rep(150) s:gsub(".-.-.-.-b", "x")]], too_complex)
+      refused([[("x"):rep(150):find(".-.-.-.-b")]], too_complex)
+      -- exponential optionals, balanced matches and back-references count too
+      refused([[local s = ("a"):rep(25) s:find(("a?"):rep(25) .. s .. "b")]],
+        "pattern too complex for a subject of 25 bytes")
+      refused([[(("("):rep(3000)):find("%b()")]], "pattern too complex for a subject of 3000 bytes")
+      refused([[(("a"):rep(3000)):find("(a*)%1b")]], "pattern too complex for a subject of 3000 bytes")
+      -- and a long plain needle in a long subject
+      refused([[(("a"):rep(4e6)):find(("a"):rep(999) .. "b", 1, true)]],
+        "pattern too complex for a subject of 4000000 bytes")
+      -- pcall sees an ordinary error
+      assert.same({ true }, { quick:exec([[assert(not pcall(string.find, ("a"):rep(150), ".-.-.-.-b"))]], "p.lua") })
+    end)
+
+    it("lets moderate patterns on normal strings through", function()
+      local src = [[
+        local text = ("word, another  word; "):rep(500) -- 10.5 KB
+        local _, spaces = text:gsub("%s+", " ")
+        assert(spaces == 1500)
+        local n = 0
+        for w in text:gmatch("%a+") do n = n + 1 end
+        assert(n == 1500)
+        assert(("  Acme Corp  "):match("^%s*(.-)%s*$") == "Acme Corp")
+        assert(("admin@example.com"):match("^([%w._-]+)@([%w.-]+)$") == "admin")
+        assert(text:find("another", 1, true) == 7)
+        assert(text:find("; ") == 20)
+        assert(("x"):rep(1000):find("x*y") == nil)
+        assert(("k=v; a=b"):gsub("(%w+)=(%w+)", "%2=%1") == "v=k; b=a")
+        assert(("%bx"):find("%%b") == 1)
+      ]]
+      assert.same({ true }, { quick:exec(src, "ok.lua") })
+    end)
+
+    it("refuses string.rep of nothing and table shifts over millions of nils", function()
+      assert.same({ true }, { quick:exec([[assert(string.rep("", 1e12) == "" and ("") :rep(1e12, "") == "")]], "rep.lua") })
+      refused("table.move({}, 1, 1e12, 1)", "table.move: more than 2000000 elements to shift")
+      refused("table.insert(setmetatable({}, { __len = function() return 1e15 end }), 1, 'x')",
+        "table.insert: more than 2000000 elements to shift")
+      refused("table.remove(setmetatable({}, { __len = function() return 1e15 end }), 1)",
+        "table.remove: more than 2000000 elements to shift")
+      assert.same({ true }, { quick:exec([[
+        local t = table.move({ 1, 2, 3 }, 1, 3, 2)
+        table.insert(t, 1, 0) table.insert(t, 9) assert(table.remove(t, 1) == 0 and table.remove(t) == 9)
+        assert(table.concat(t, ",") == "1,1,2,3")
+      ]], "t.lua") })
+    end)
+  end)
+
   describe("deadline", function()
     it("stops a loop with a large budget, pcall or not", function()
       local slow = assert(isolate.new{ instructions = NO_BUDGET, timeout = 0.2 })

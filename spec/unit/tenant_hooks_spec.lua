@@ -130,6 +130,24 @@ describe("onboarding.hooks", function()
       assert.same({ nil, prefix("on_state") .. "timeout" }, { hooks.run(tenant(A), "on_state", "a", "b") })
     end)
 
+    it("that runs a backtracking pattern fails fast, whatever the deadline", function()
+      env.TENANT_HOOK_INSTRUCTIONS = "1000000000000"
+      env.TENANT_HOOK_TIMEOUT = "60"
+      override(A, [[return { schema_name = function() return ("a"):rep(3000):find(".-.-.-.-b") end }]])
+      assert.same({ nil, prefix("schema_name") .. dir .. "/" .. A .. ".lua:1: pattern too complex for a subject of 3000 bytes" },
+        { hooks.run(tenant(A), "schema_name") })
+    end)
+
+    it("gets one budget for the whole run, not one per load and call", function()
+      -- each file's load spends ~40% of the budget: alone either fits, together they do not
+      env.TENANT_HOOK_INSTRUCTIONS = "1000000"
+      local spin = "for i = 1, 400000 do end\n"
+      proc.write(dir .. "/default.lua", spin .. slurp(host.root .. "/scripts/tenants/default.lua"))
+      override(A, spin .. "return { schema_name = function() for i = 1, 400000 do end return 'x' end }")
+      assert.same({ nil, prefix("schema_name") .. "instruction budget exceeded" }, { hooks.run(tenant(A), "schema_name") })
+      assert.same({ true, "salesforce00d5g000004xyzbeas" }, { hooks.run(tenant(B), "schema_name") })
+    end)
+
     it("that allocates without bound fails with the memory cap", function()
       env.TENANT_HOOK_MEMORY = tostring(1024 * 1024)
       override(A, [[return { mapping = function() local t = {} while true do t[#t + 1] = ("x"):rep(100) .. #t end end }]])
