@@ -106,10 +106,12 @@ local function direct(target)
 end
 
 -- One batch in one transaction, under a lock on the tenant's table (one writer
--- at a time): the posts the table already holds are found by their external id
--- (an index probe), the new ones are COPYed straight into the table -- no
--- staging table, no speculative insert -- and the known ones get their changed
--- metrics updated; then the cursor moves.
+-- at a time). With a unique index on the external id, the batch is first COPYed
+-- straight in (new posts: the common case, as fast as a raw COPY); if the index
+-- refuses it, that COPY is rolled back to a savepoint and the careful path runs:
+-- the posts the table already holds are found by their external id (an index
+-- probe), the new ones are COPYed in, and the known ones get their changed
+-- metrics updated. Then the cursor moves.
 function _M.batch(conn, target, b)
   local d = direct(target)
   local rows, ids = {}, {}
@@ -125,6 +127,16 @@ function _M.batch(conn, target, b)
   local ok, err = conn:transaction(function()
     local r, e = conn:query(d.lock, target.tweet)
     if not r then return nil, e end
+    if #rows > 0 and target.unique_ext and not d.keys then
+      -- the common case, new posts only: one COPY, which the unique index
+      -- refuses whole if any post is already held; then the careful path
+      assert(conn:query("SAVEPOINT social_batch"))
+      local state
+      r, e, state = conn:copy_in(d.copy, rows)
+      if r then inserted, rows = r, {} -- all new: nothing left to probe
+      elseif state == "23505" then assert(conn:query("ROLLBACK TO SAVEPOINT social_batch"))
+      else return nil, e end
+    end
     if #rows > 0 then
       r, e = conn:query(d.known, json.array(ids))
       if not r then return nil, e end
