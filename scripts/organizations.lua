@@ -117,13 +117,20 @@ local function org_param(req)
   return id
 end
 
-function _M.show(req)
+-- The prologue of an operator's call on one org -> id, conn | nil, status, body, headers
+local function operator_org(req)
   local ok, status, body, headers = operator.check(req)
-  if not ok then return status, body, headers end
+  if not ok then return nil, status, body, headers end
   local id = org_param(req)
-  if not id then return fail(404, "no such org") end
+  if not id then return nil, fail(404, "no such org") end
   local conn = database()
-  if not conn then return fail(503, "the database is unavailable") end
+  if not conn then return nil, fail(503, "the database is unavailable") end
+  return id, conn
+end
+
+function _M.show(req)
+  local id, conn, body, headers = operator_org(req)
+  if not id then return conn, body, headers end
   local org = must(orgs.get(conn, id))
   if not org then return fail(404, "no such org") end
   local out = orgs.public(org)
@@ -137,12 +144,8 @@ function _M.show(req)
 end
 
 function _M.resume(req)
-  local ok, status, body, headers = operator.check(req)
-  if not ok then return status, body, headers end
-  local id = org_param(req)
-  if not id then return fail(404, "no such org") end
-  local conn = database()
-  if not conn then return fail(503, "the database is unavailable") end
+  local id, conn, body, headers = operator_org(req)
+  if not id then return conn, body, headers end
   local org, err = operations.resume(conn, id, { resumed_by = "http", ip = req.ip })
   if not org then return fail(err == "no such org" and 404 or 409, err) end
   return accepted(org, "resumed at " .. org.state)
