@@ -13,6 +13,7 @@
 local isolate = require "mc.isolate"
 local env = require "mc.env"
 local host = require "mc.host"
+local file = require "lib.file"
 
 local _M = {}
 
@@ -22,7 +23,6 @@ _M.HOOKS = { mapping = true, schema_name = true, on_state = true, email = true, 
 -- The 18-character org id (Lua patterns have no {15}). Only such ids become a
 -- file name, so no path is ever built from other input.
 local ORG_ID = "^00D" .. string.rep("%w", 15) .. "$"
-local ENOENT = 2
 
 -- Runs inside the isolate after both files: which table answers `name`. Indexing
 -- (not rawget) so an override may inherit with setmetatable(t, {__index = default}).
@@ -55,15 +55,9 @@ end
 
 -- read(path, optional) -> source | nil (optional and absent) | nil, err
 local function read(path, optional)
-  local f, err, code = io.open(path, "rb")
-  if not f then
-    if optional and code == ENOENT then return nil end
-    return nil, err
-  end
-  local src, rerr = f:read("a")
-  f:close()
-  if not src then return nil, path .. ": " .. tostring(rerr) end
-  return src
+  local src, err, missing = file.read(path)
+  if not src and optional and missing then return nil end
+  return src, err
 end
 
 local function fail(name, file, err)

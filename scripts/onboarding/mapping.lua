@@ -8,6 +8,7 @@
 --   mapping.encode(doc)    JSON with keys sorted, so one mapping is always the same bytes
 local json = require "mc.json"
 local host = require "mc.host"
+local file = require "lib.file"
 
 local _M = {}
 
@@ -298,11 +299,13 @@ end
 
 -- ---- the base document ---------------------------------------------------------
 
+-- read_json(path, label) -> doc | nil (no such file) | false, err
 local function read_json(path, label)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
+  local text, err, missing = file.read(path)
+  if not text then
+    if missing then return nil end
+    return false, label .. ": " .. tostring(err)
+  end
   local doc, err = json.decode(text)
   if doc == nil then return false, label .. ": " .. tostring(err) end
   return doc

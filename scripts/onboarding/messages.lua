@@ -8,6 +8,7 @@
 -- Templates are read at each render (no cache), so edits apply at once.
 local template = require "mc.template"
 local host = require "mc.host"
+local file = require "lib.file"
 
 local _M = {}
 
@@ -18,14 +19,6 @@ local KINDS = {
   active = { "org_name", "schema_name" },
   failed = { "org_name", "step", "reason" },
 }
-
-local function read(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- The template's vars: the caller's, checked, plus service.
 local function variables(kind, vars)
@@ -64,7 +57,7 @@ function _M.render(kind, vars)
   local dir = host.root .. "/scripts/onboarding/mail/"
   local out = {}
   for _, ext in ipairs({ "txt", "html" }) do
-    local src, rerr = read(dir .. kind .. "." .. ext)
+    local src, rerr = file.read(dir .. kind .. "." .. ext)
     if not src then return nil, rerr end
     local s, terr = template.render(src, v, { html = ext == "html", name = kind .. "." .. ext })
     if not s then return nil, terr end
