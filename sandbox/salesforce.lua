@@ -70,10 +70,7 @@ local function random_token(n)
   return (crypto.to_base64url(crypto.random(n)):gsub("[-_]", "x"))
 end
 
-local function html_escape(s)
-  return (tostring(s):gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
-    ['"'] = "&quot;", ["'"] = "&#39;" }))
-end
+local html_escape = require("mc.template").escape
 
 local function with_query(url, params)
   return url .. (url:find("?", 1, true) and "&" or "?") .. http.encode_query(params)
