@@ -123,8 +123,8 @@ function _M.advance(org_id, opts)
   local cfg = config()
   local delay, result, moved_from, moved
   local ok, err = conn:transaction(function()
-    local org = orgs.get(conn, org_id, "skip")
-    if org == nil then error("reading the org failed") end
+    local org, gerr = orgs.get(conn, org_id, "skip")
+    if org == nil then error("reading the org: " .. tostring(gerr)) end
     if not org then result = "busy"; return true end -- gone, or another runner holds it
     if states.FINAL[org.state] or states.PERSON[org.state] then result = "idle"; return true end
     if not (opts and opts.force) and org.early then
