@@ -14,7 +14,6 @@ local db = require "lib.db"
 local page = require "lib.page"
 local sfid = require "lib.sfid"
 local orgs = require "onboarding.orgs"
-local must = orgs.must
 local steps = require "onboarding.steps"
 local workflow = require "onboarding.workflow"
 local salesforce = require "clients.salesforce"
@@ -23,10 +22,9 @@ local _M = {}
 
 local STATE_PREFIX = "mc:oauth:state:"
 
--- The mails go out from inside the step's transaction, so a quick admin can
--- arrive while the org still reads as the state before the wait: a link is good
--- from the moment its mail is sent. (An UPDATE of a row the worker still holds
--- waits for its commit, then sees the new state.)
+-- The mails go out before the step that sends them records the wait, so a
+-- quick admin can arrive while the org still reads as the state before it: a
+-- link is good from the moment its mail is sent (states.MOVES allows both).
 local SIGNING_IN = { "authorize_url_ready", "awaiting_app_oauth" }
 local AUTHORIZING_CONNECT = { "subscriber_updated", "awaiting_connect_oauth" }
 
@@ -88,32 +86,24 @@ local function take_state(state)
   return id
 end
 
--- fail_org(...) -> true if the org was waiting for this sign-in and is now failed
+-- fail_org(...) -> the failed org's row | false (it was not waiting for this
+-- sign-in) | nil, err
 local function fail_org(conn, org, reason)
-  return conn:transaction(function()
-    local cur = must(orgs.get(conn, org.org_id, "update"))
-    if not cur or not one_of(cur.state, SIGNING_IN) then return false end
-    must(orgs.update(conn, org.org_id, { state = "failed", failed_step = "awaiting_app_oauth", last_error = reason },
-      { due = false, new_state = true }))
-    assert(orgs.event(conn, org.org_id, "awaiting_app_oauth", "failed", "failure", { error = reason, step = "awaiting_app_oauth" }))
-    return true
-  end)
+  return orgs.transition(conn, org.org_id, "failed", "person", { from = SIGNING_IN,
+    fields = { failed_step = "awaiting_app_oauth", last_error = reason },
+    details = { error = reason, step = "awaiting_app_oauth" } })
 end
 
 -- The tokens are stored and the org moves on only if the org is still waiting.
 local function authorized(conn, org, tokens, who)
-  return conn:transaction(function()
-    local row = must(orgs.update(conn, org.org_id, {
-      state = "app_authorized", attempts = 0, last_error = mc.null,
+  return orgs.transition(conn, org.org_id, "app_authorized", "person", { from = SIGNING_IN,
+    details = { sf_username = who.username, instance_url = tokens.instance_url },
+    fields = {
+      attempts = 0, last_error = mc.null,
       access_token = salesforce.seal(org, "access_token", tokens.access_token),
       refresh_token = type(tokens.refresh_token) == "string" and salesforce.seal(org, "refresh_token", tokens.refresh_token) or mc.null,
       instance_url = tokens.instance_url, sf_user_id = who.user_id, sf_username = who.username,
-    }, { due = 0, new_state = true, where_state = SIGNING_IN }))
-    if not row then return false end
-    assert(orgs.event(conn, org.org_id, "awaiting_app_oauth", "app_authorized", "transition",
-      { sf_username = who.username, instance_url = tokens.instance_url }))
-    return row
-  end)
+    } })
 end
 
 function _M.callback(req)
@@ -128,7 +118,8 @@ function _M.callback(req)
   if not org then return org == nil and unavailable(conn) or page.render(404, "Unknown org", "No onboarding is in progress for this org.") end
   if q.error then
     log.warn("salesforce sign-in refused", { org_id = id, error = q.error })
-    assert(orgs.event(conn, id, org.state, org.state, "failure", { error = "salesforce: " .. tostring(q.error), description = q.error_description }))
+    local noted, nerr = orgs.note(conn, org, "failure", { error = "salesforce: " .. tostring(q.error), description = q.error_description })
+    if not noted then return unavailable(nerr) end
     return page.render(403, "Access was not granted",
       "Salesforce says: " .. tostring(q.error_description or q.error) .. ". To connect your org, open the link from your e-mail again and allow access.")
   end
@@ -147,15 +138,18 @@ function _M.callback(req)
   if signed_in ~= id then
     local reason = "signed in to org " .. tostring(who.organization_id) .. ", but the install came from " .. id
     log.warn("oauth org mismatch: onboarding stopped", { org_id = id, signed_in = who.organization_id })
-    if fail_org(conn, org, reason) then workflow.announce(org, "awaiting_app_oauth", "failed") end
+    local failed, ferr = fail_org(conn, org, reason)
+    if failed == nil then return unavailable(ferr) end
+    if failed then workflow.announce(failed, failed.from_state, "failed") end
     return page.render(403, "Wrong Salesforce org",
       "You signed in to a different org than the one that installed the package. Onboarding has stopped; contact support.")
   end
-  local row = authorized(conn, org, tokens, who)
+  local row, aerr = authorized(conn, org, tokens, who)
+  if row == nil then return unavailable(aerr) end
   if not row then
     return page.render(409, "Nothing to do here", "This org's sign-in is no longer expected. Its onboarding has moved on.")
   end
-  workflow.announce(row, "awaiting_app_oauth", "app_authorized")
+  workflow.announce(row, row.from_state, "app_authorized")
   workflow.enqueue(id)
   return page.render(200, "Thank you", "Your org is being connected. You will get one more e-mail to authorize Heroku Connect.")
 end
@@ -166,14 +160,11 @@ function _M.connect_complete(req)
   local org, conn = load_org(id)
   if org == nil then return unavailable(conn) end
   if not org or org.connection_id ~= connection_id then return page.render(404, "Unknown link", "This link is not valid.") end
-  local moved = conn:transaction(function()
-    local row = must(orgs.update(conn, id, { state = "connect_authorized", attempts = 0 },
-      { due = 0, new_state = true, where_state = AUTHORIZING_CONNECT }))
-    if row then assert(orgs.event(conn, id, "awaiting_connect_oauth", "connect_authorized", "transition", {})) end
-    return row
-  end)
+  local moved, merr = orgs.transition(conn, id, "connect_authorized", "person",
+    { from = AUTHORIZING_CONNECT, fields = { attempts = 0 } })
+  if moved == nil then return unavailable(merr) end
   if moved then
-    workflow.announce(moved, "awaiting_connect_oauth", "connect_authorized")
+    workflow.announce(moved, moved.from_state, "connect_authorized")
     workflow.enqueue(id)
   end
   return page.render(200, "Heroku Connect is authorized", "Your data starts syncing now. You can close this page.")

@@ -103,8 +103,9 @@ local function open(org, what)
   return plain
 end
 
--- refresh(org, save) -> access token | nil, err, retryable; save(fields) stores
--- the new sealed token(s) on the org's row.
+-- refresh(org, save) -> access token | nil, err, retryable; save(fields) -> row |
+-- nil, err stores the new sealed token(s) on the org's row at once (no step
+-- transaction holds it back: a rotated token is never lost to a rollback).
 function _M.refresh(org, save)
   local refresh, err = open(org, "refresh_token")
   if not refresh then return nil, err, false, true end
@@ -118,7 +119,8 @@ function _M.refresh(org, save)
   if type(doc.refresh_token) == "string" then -- rotation: the old one is revoked
     fields.refresh_token = _M.seal(org, "refresh_token", doc.refresh_token)
   end
-  save(fields)
+  local saved, serr = save(fields)
+  if not saved then return nil, "storing the refreshed session: " .. tostring(serr), true end
   for k, v in pairs(fields) do org[k] = v end
   log.info("salesforce session refreshed", { org_id = org.org_id, rotated = fields.refresh_token ~= nil })
   return doc.access_token

@@ -1,85 +1,87 @@
 -- onboarding.operations: what an operator (or the package) can ask of an org's
 -- onboarding, shared by the HTTP API and the console. Each takes the connection
--- and the org id, runs in one transaction with the row locked, records who asked
--- in onboarding_events, and enqueues the next step:
+-- and the org id, moves the org through orgs.transition (which records who
+-- asked in onboarding_events) and enqueues the next step:
 --   resume(conn, id, by)            a failed org goes back to the step that failed
 --   retry_step(conn, id, by)        a waiting or retrying org runs its step now
---   reimport_mapping(conn, id, by)  an active org imports its mapping again
--- -> the org's row | nil, err (err "no such org", or why it does not apply).
+--   reimport_mapping(conn, id, by[, mover])  an active org imports its mapping again
+--   offboard(conn, id, details[, lock_timeout_ms, mover])  the org is offboarded
+-- -> the org's row | false, why (no such org, or why it does not apply) | nil, err
+-- (a database failure).
+local jobs = require "mc.jobs"
 local orgs = require "onboarding.orgs"
 local states = require "onboarding.states"
 local workflow = require "onboarding.workflow"
 
 local _M = {}
 
-local must = orgs.must
+local function details(by) return type(by) == "table" and by or { by = by } end
 
--- change(conn, id, check, by) runs check(cur) -> fields, to | nil, why
-local function change(conn, id, by, check)
-  local why
-  local org = conn:transaction(function()
-    local cur = must(orgs.get(conn, id, "update"))
-    if not cur then why = "no such org"; return false end
-    local fields, to = check(cur)
-    if not fields then why = to; return false end
-    local moved = to ~= cur.state
-    local row = must(orgs.update(conn, id, fields, { due = states.PERSON[to] and false or 0, new_state = moved }))
-    assert(orgs.event(conn, id, cur.state, to, "request", type(by) == "table" and by or { by = by }))
-    return row
-  end)
-  if not org then return nil, why end
-  if not states.PERSON[org.state] and not states.FINAL[org.state] then workflow.enqueue(id) end
-  return org
+local function moved(conn, row, why)
+  if not row then return row, why end
+  workflow.announce(row, row.from_state, row.state)
+  if not states.PERSON[row.state] and not states.FINAL[row.state] then workflow.enqueue(row.org_id) end
+  return row
 end
 
 function _M.resume(conn, id, by)
-  return change(conn, id, by, function(cur)
-    if cur.state ~= "failed" then return nil, "org is " .. cur.state .. ", not failed: nothing to resume" end
-    local step = cur.failed_step ~= mc.null and cur.failed_step or "received"
-    return { state = step, attempts = 0, last_error = mc.null, failed_step = mc.null, progress = {} }, step
-  end)
+  local cur, err = orgs.get(conn, id)
+  if not cur then return cur, cur == false and "no such org" or err end
+  if cur.state ~= "failed" then return false, "org is " .. cur.state .. ", not failed: nothing to resume" end
+  local step = cur.failed_step ~= mc.null and cur.failed_step or "received"
+  return moved(conn, orgs.transition(conn, id, step, "operator", { from = "failed", details = details(by),
+    fields = { attempts = 0, last_error = mc.null, failed_step = mc.null, progress = {} } }))
 end
 
+-- Not a move: the step of the org's state is made due now.
 function _M.retry_step(conn, id, by)
-  return change(conn, id, by, function(cur)
-    if cur.state == "failed" then return nil, "org is failed: resume it instead" end
-    if states.FINAL[cur.state] or states.PERSON[cur.state] then
-      return nil, "org is " .. cur.state .. ": no step to retry"
-    end
-    return { attempts = 0 }, cur.state
+  local cur, err = orgs.get(conn, id)
+  if not cur then return cur, cur == false and "no such org" or err end
+  if cur.state == "failed" then return false, "org is failed: resume it instead" end
+  if states.FINAL[cur.state] or states.PERSON[cur.state] then
+    return false, "org is " .. cur.state .. ": no step to retry"
+  end
+  local row
+  local ok, terr = conn:transaction(function()
+    local uerr
+    row, uerr = orgs.update(conn, id, { attempts = 0 }, { due = 0, where_state = cur.state })
+    if not row then return row == nil and nil or true, uerr end
+    return orgs.note(conn, row, "request", details(by))
   end)
+  if not ok then return nil, terr end
+  if not row then return false, "org moved on from " .. cur.state end
+  workflow.enqueue(id)
+  return row
 end
 
-function _M.reimport_mapping(conn, id, by)
-  return change(conn, id, by, function(cur)
-    if cur.state ~= "active" and cur.state ~= "mappings_imported" then
-      return nil, "org is " .. cur.state .. ": its mapping is imported when onboarding gets there"
-    end
-    return { state = "connect_authorized", attempts = 0 }, "connect_authorized"
-  end)
+function _M.reimport_mapping(conn, id, by, mover)
+  local row, why = orgs.transition(conn, id, "connect_authorized", mover or "operator",
+    { from = { "active", "mappings_imported" }, fields = { attempts = 0 }, details = details(by) })
+  if row == false and why ~= "no such org" then
+    why = why .. ": its mapping is imported when onboarding gets there"
+  end
+  return moved(conn, row, why)
 end
 
--- offboard(conn, id, details[, lock_timeout_ms]) -> row | nil, err ("no such org",
--- "busy" when lock_timeout_ms passed before the row's lock came free). The
--- add-on is deleted by the onboarding.offboard job this enqueues.
-function _M.offboard(conn, id, details, lock_timeout_ms)
-  local busy = false
-  local org, err = conn:transaction(function()
-    if lock_timeout_ms then must(conn:query("SELECT set_config('lock_timeout', $1, true)", lock_timeout_ms .. "ms")) end
-    local cur, gerr, sqlstate = orgs.get(conn, id, "update")
-    if cur == nil and sqlstate == "55P03" then busy = true; return false end
-    must(cur, gerr)
-    if not cur or cur.state == "offboarded" then return cur end
-    local row = must(orgs.update(conn, id, { state = "offboarded", offboarded_at = os.date("!%Y-%m-%dT%H:%M:%SZ") },
-      { due = false, new_state = true }))
-    assert(orgs.event(conn, id, cur.state, "offboarded", "request", details))
-    return row
+-- offboard(...) -> row | false, why | nil, err, "busy" when lock_timeout_ms
+-- passed before the row's lock came free. An org already offboarded comes back
+-- as it is. The add-on is deleted by the onboarding.offboard job this enqueues.
+function _M.offboard(conn, id, by, lock_timeout_ms, mover)
+  local row, why = conn:transaction(function()
+    if lock_timeout_ms then
+      local ok, err = conn:query("SELECT set_config('lock_timeout', $1, true)", lock_timeout_ms .. "ms")
+      if not ok then return nil, err end
+    end
+    local cur, err, sqlstate = orgs.get(conn, id, "update")
+    if cur == nil then return nil, sqlstate == "55P03" and "busy" or err end
+    if cur and cur.state == "offboarded" then return cur end
+    return orgs.transition(conn, id, "offboarded", mover or "package",
+      { fields = { offboarded_at = os.date("!%Y-%m-%dT%H:%M:%SZ") }, details = details(by) })
   end)
-  if busy then return nil, "busy" end
-  if org == nil then error(err) end
-  if not org then return nil, "no such org" end
-  require("mc.jobs").enqueue("onboarding.offboard", { id })
-  return org
+  if not row then return row, why end
+  if row.from_state then workflow.announce(row, row.from_state, row.state) end
+  jobs.enqueue("onboarding.offboard", { id }) -- again for an offboarded org: deleting is idempotent
+  return row
 end
 
 return _M

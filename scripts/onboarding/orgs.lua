@@ -1,19 +1,16 @@
--- onboarding.orgs: the organizations table and its event log (sql/001). Every
--- function takes the connection to use, so a caller inside a transaction passes
--- its own; rows come back as column-keyed tables.
+-- onboarding.orgs: the organizations table and its event log (sql/001), and the
+-- one owner of an org's state: transition() is the only code that writes the
+-- state column, checking each move against onboarding.states' MOVES. Every
+-- function takes the connection to use, so a caller inside a transaction
+-- passes its own; rows come back as column-keyed tables. Runtime failures come
+-- back as nil, err; false is an answer ("no such org", "not in that state").
 local json = require "mc.json"
+local states = require "onboarding.states"
 
 local _M = {}
 
 -- get(db, org_id[, lock]) -> row | false | nil, err. lock = "update": FOR UPDATE;
 -- "skip": FOR UPDATE SKIP LOCKED (false when another holds it, or no row).
--- must(v, err, ...) -> v, unless v is nil (a database error: raised). false --
--- "no such row", "not in that state" -- is an answer, and comes back as is.
-function _M.must(v, err, ...)
-  if v == nil then error(err or "database error", 2) end
-  return v, err, ...
-end
-
 -- Two computed columns come along: `early` (the step is not due for another
 -- second or more) and `in_state` (seconds since the org entered its state).
 function _M.get(db, org_id, lock)
@@ -27,8 +24,9 @@ function _M.get(db, org_id, lock)
 end
 
 -- Columns a caller may set through update(); anything else is a programming error.
+-- `state` is not one of them: it moves only through transition().
 local COLUMNS = {
-  state = true, failed_step = true, last_error = true, attempts = true, addon_name = true,
+  failed_step = true, last_error = true, attempts = true, addon_name = true,
   addon_id = true, connection_id = true, region_url = true, schema_name = true,
   authorize_url = true, instance_url = true, sf_user_id = true, sf_username = true,
   access_token = true, refresh_token = true, org_name = true, admin_email = true,
@@ -41,12 +39,10 @@ local COLUMNS = {
 -- step is due again (false: NULL, waiting on a person); opts.new_state: also
 -- resets state_since; opts.where_state: only if the org is still in that state
 -- (or one of a list of states).
-function _M.update(db, org_id, fields, opts)
-  opts = opts or {}
-  local sets, args = { "updated_at = now()" }, { org_id }
-  local keys = {}
+local function assignments(fields, opts, args)
+  local sets, keys = { "updated_at = now()" }, {}
   for k in pairs(fields) do
-    if not COLUMNS[k] then error("orgs.update: unknown column " .. tostring(k), 2) end
+    if not COLUMNS[k] then error("orgs.update: unknown column " .. tostring(k), 3) end
     keys[#keys + 1] = k
   end
   table.sort(keys)
@@ -60,11 +56,17 @@ function _M.update(db, org_id, fields, opts)
     args[#args + 1] = opts.due
     sets[#sets + 1] = string.format("next_attempt_at = now() + make_interval(secs => $%d)", #args)
   end
-  if opts.new_state then sets[#sets + 1] = "state_since = now()" end
+  return sets
+end
+
+function _M.update(db, org_id, fields, opts)
+  opts = opts or {}
+  local args = { org_id }
+  local sets = assignments(fields, opts, args)
   local sql = "UPDATE organizations SET " .. table.concat(sets, ", ") .. " WHERE org_id = $1"
   if opts.where_state then -- one state, or a list of them
-    local states = type(opts.where_state) == "table" and opts.where_state or { opts.where_state }
-    args[#args + 1] = "{" .. table.concat(states, ",") .. "}"
+    local list = type(opts.where_state) == "table" and opts.where_state or { opts.where_state }
+    args[#args + 1] = "{" .. table.concat(list, ",") .. "}"
     sql = sql .. string.format(" AND state = ANY($%d::text[])", #args)
   end
   local rows, err = db:query(sql .. " RETURNING *", table.unpack(args, 1, #args))
@@ -72,13 +74,95 @@ function _M.update(db, org_id, fields, opts)
   return rows[1] or false
 end
 
+local function member(list, v)
+  if type(list) ~= "table" then return list == v end
+  for _, x in ipairs(list) do if x == v then return true end end
+  return false
+end
+
+-- The event kind a move is recorded as, unless the caller names one.
+local function kind_of(to, by)
+  if to == "failed" then return "failure" end
+  if by == "operator" or by == "package" then return "request" end
+  return "transition"
+end
+
+local function move(db, org_id, to, by, opts)
+  local cur, err = _M.get(db, org_id, "update")
+  if cur == nil then return nil, err end
+  if not cur then return false, "no such org" end
+  if opts.from and not member(opts.from, cur.state) then
+    return false, "org is " .. cur.state, cur
+  end
+  local ok, why = states.allowed(cur.state, to, by)
+  if not ok then return false, why, cur end
+  local due = opts.due
+  if due == nil then due = not (states.PERSON[to] or states.FINAL[to]) and 0 end
+  local args = { org_id, to }
+  local sets = assignments(opts.fields or {}, { due = due }, args)
+  args[#args + 1] = cur.state
+  local n = #args
+  args[n + 1] = opts.kind or kind_of(to, by)
+  args[n + 2] = json.encode(opts.details or {})
+  local rows, uerr = db:query(string.format([[WITH moved AS (
+      UPDATE organizations SET %s, state = $2, state_since = now() WHERE org_id = $1 RETURNING *),
+    ev AS (INSERT INTO onboarding_events (org_id, from_state, to_state, kind, details)
+      SELECT org_id, $%d, state, $%d, $%d::jsonb FROM moved)
+    SELECT * FROM moved]], table.concat(sets, ", "), n, n + 1, n + 2), table.unpack(args, 1, n + 2))
+  if not rows then return nil, uerr end
+  local row = rows[1]
+  row.from_state = cur.state
+  return row
+end
+
+-- transition(db, org_id, to, by[, opts]) -> the org's new row (row.from_state:
+-- where it came from) | false, why[, current row] | nil, err
+-- The one way to change an org's state. by: "step", "person", "operator" or
+-- "package" (states.MOVERS). Locks the row, checks the move against
+-- states.MOVES, writes the state, the opts.fields and the event in one
+-- statement. opts.from: the state(s) the caller expects the org in (a guard:
+-- false when it has moved on); opts.due: seconds until a step is due, false for
+-- none (default: 0 where a step runs, none where a person or nobody moves it);
+-- opts.kind and opts.details: the event's (default kind: failure into failed,
+-- request by an operator or the package, else transition).
+-- Inside a transaction it joins it; otherwise it is one.
+function _M.transition(db, org_id, to, by, opts)
+  opts = opts or {}
+  if not states.known(to) then error("orgs.transition: unknown state " .. tostring(to), 2) end
+  if not states.MOVERS[by] then error("orgs.transition: unknown mover " .. tostring(by), 2) end
+  if db:status() == "intrans" then return move(db, org_id, to, by, opts) end
+  return db:transaction(function() return move(db, org_id, to, by, opts) end)
+end
+
+-- create(db, fields, details) -> row | false (the org exists) | nil, err
+-- A first install: the row, in `received`, and its event, in one statement.
+function _M.create(db, f, details)
+  local rows, err = db:query([[WITH created AS (
+      INSERT INTO organizations (org_id, org_name, admin_email, installer_id, package_version,
+        environment, login_domain, next_attempt_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, now()) ON CONFLICT (org_id) DO NOTHING RETURNING *),
+    ev AS (INSERT INTO onboarding_events (org_id, from_state, to_state, kind, details)
+      SELECT org_id, NULL, state, 'request', $8::jsonb FROM created)
+    SELECT * FROM created]],
+    f.org_id, f.org_name, f.admin_email, f.installer_id or mc.null, f.package_version or mc.null,
+    f.environment, f.login_domain or mc.null, json.encode(details or {}))
+  if not rows then return nil, err end
+  return rows[1] or false
+end
+
 -- event(db, org_id, from, to, kind, details) -> true | nil, err
-function _M.event(db, org_id, from, to, kind, details)
+local function event(db, org_id, from, to, kind, details)
   local rows, err = db:query(
     "INSERT INTO onboarding_events (org_id, from_state, to_state, kind, details) VALUES ($1, $2, $3, $4, $5::jsonb)",
     org_id, from or mc.null, to, kind or "transition", json.encode(details or {}))
   if not rows then return nil, err end
   return true
+end
+
+-- note(db, org, kind, details) -> true | nil, err: an event that moves nothing
+-- (a wait, a retry, a refused sign-in, a request that changed no state).
+function _M.note(db, org, kind, details)
+  return event(db, org.org_id, org.state, org.state, kind, details)
 end
 
 -- events(db, org_id[, limit]) -> the org's events, oldest first

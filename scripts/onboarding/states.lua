@@ -1,6 +1,8 @@
 -- onboarding.states: the onboarding state machine (design.md "Onboarding
 -- workflow"). Each state names the step that runs while an org is in it
--- (onboarding/steps.lua); a step moves the org to the next state, or waits.
+-- (onboarding/steps.lua). MOVES below is the whole list of moves between
+-- states and who may make each; orgs.transition refuses any other, so this
+-- file is where a new state or a new way out of one is declared.
 local _M = {}
 
 _M.ORDER = {
@@ -18,7 +20,88 @@ _M.FINAL = { active = true, failed = true, offboarded = true }
 _M.INDEX = {}
 for i, s in ipairs(_M.ORDER) do _M.INDEX[s] = i end
 
+-- Who moves an org:
+--   step      the onboarding.advance job, running the step of the org's state
+--   person    the org's admin, in a browser, at one of our URLs (oauth.lua)
+--   operator  a person running the service (HTTP API, console)
+--   package   the managed package's install and uninstall callbacks
+_M.MOVERS = { step = true, person = true, operator = true, package = true }
+
+-- Every allowed move: { from, to, by... }. A list, not a formula, so that a
+-- reader sees each way an org can travel.
+_M.MOVES = {
+  -- the steps, each moving its org one state on
+  { "received", "addon_provisioned", "step" },
+  { "addon_provisioned", "app_linked", "step" },
+  { "app_linked", "connection_configured", "step" },
+  { "connection_configured", "authorize_url_ready", "step" },
+  { "authorize_url_ready", "awaiting_app_oauth", "step" },
+  { "app_authorized", "subscriber_updated", "step" },
+  { "app_authorized", "authorize_url_ready", "step" }, -- the org's session is dead: sign in again
+  { "subscriber_updated", "awaiting_connect_oauth", "step" },
+  { "connect_authorized", "mappings_imported", "step" },
+  { "mappings_imported", "active", "step" },
+  -- the admin's browser; a link works from the moment its mail leaves, before
+  -- the step that sent it has recorded the wait
+  { "authorize_url_ready", "app_authorized", "person" },
+  { "awaiting_app_oauth", "app_authorized", "person" },
+  { "authorize_url_ready", "failed", "person" }, -- signed in to the wrong org
+  { "awaiting_app_oauth", "failed", "person" },
+  { "subscriber_updated", "connect_authorized", "person" },
+  { "awaiting_connect_oauth", "connect_authorized", "person" },
+  -- the mapping imported again: an operator's request, or a package upgrade
+  { "active", "connect_authorized", "operator", "package" },
+  { "mappings_imported", "connect_authorized", "operator", "package" },
+  -- a reinstall after an uninstall starts over
+  { "offboarded", "received", "package" },
+}
+
+-- Generated families, each a rule rather than a dozen lines:
+for _, s in ipairs(_M.ORDER) do
+  if not _M.PERSON[s] and not _M.FINAL[s] then
+    _M.MOVES[#_M.MOVES + 1] = { s, "failed", "step" } -- a step failed for good
+  end
+  if s ~= "active" then
+    _M.MOVES[#_M.MOVES + 1] = { "failed", s, "operator" } -- resumed at the failed step
+  end
+end
+for s in pairs(_M.INDEX) do -- every state but offboarded itself
+  _M.MOVES[#_M.MOVES + 1] = { s, "offboarded", "package", "operator" } -- uninstall, or the operator's offboard
+end
+_M.MOVES[#_M.MOVES + 1] = { "failed", "offboarded", "package", "operator" }
+
+-- ALLOWED[from][to][by] = true
+_M.ALLOWED = {}
+for _, m in ipairs(_M.MOVES) do
+  local from, to = m[1], m[2]
+  _M.ALLOWED[from] = _M.ALLOWED[from] or {}
+  _M.ALLOWED[from][to] = _M.ALLOWED[from][to] or {}
+  for i = 3, #m do
+    assert(_M.MOVERS[m[i]], "states: unknown mover " .. tostring(m[i]))
+    _M.ALLOWED[from][to][m[i]] = true
+  end
+end
+
 function _M.known(s) return _M.INDEX[s] ~= nil or s == "failed" or s == "offboarded" end
+
+-- allowed(from, to, by) -> true | nil, why
+function _M.allowed(from, to, by)
+  if not _M.MOVERS[by] then error("states.allowed: unknown mover " .. tostring(by), 2) end
+  if not _M.known(to) then error("states.allowed: unknown state " .. tostring(to), 2) end
+  local tos = _M.ALLOWED[from]
+  if tos and tos[to] and tos[to][by] then return true end
+  return nil, string.format("no move from %s to %s by %s", tostring(from), to, by)
+end
+
+-- The froms from which `by` may move an org to `to` (for a guarded UPDATE).
+function _M.froms(to, by)
+  local list = {}
+  for from, tos in pairs(_M.ALLOWED) do
+    if tos[to] and tos[to][by] then list[#list + 1] = from end
+  end
+  table.sort(list)
+  return list
+end
 
 function _M.next(s) return _M.ORDER[(_M.INDEX[s] or #_M.ORDER) + 1] end
 

@@ -85,14 +85,14 @@ local function schema_name(org, conn)
       .. ", not a tenant schema name (^[a-z_][a-z0-9_]{0,62}$, no pg_ prefix, not public/salesforce)"
   end
   local rows, err = conn:query("SELECT org_id FROM organizations WHERE schema_name = $1 AND org_id <> $2", name, org.org_id)
-  if not rows then error("checking the schema name: " .. err) end
+  if not rows then return nil, "checking the schema name: " .. err, true end
   if rows[1] then return nil, "schema " .. name .. " already belongs to org " .. rows[1].org_id end
   return name
 end
 
 _M.received = function(org, ctx)
-  local schema, serr = schema_name(org, ctx.conn)
-  if not schema then return permanent(serr) end
+  local schema, serr, retry_check = schema_name(org, ctx.conn)
+  if not schema then return nil, serr, retry_check or false end
   local name = _M.addon_name(org)
   local addon, err, retry = heroku.create_addon(name, attachment_name(org))
   if not addon then return nil, err, retry end

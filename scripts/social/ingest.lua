@@ -130,11 +130,14 @@ function _M.batch(conn, target, b)
     if #rows > 0 and target.unique_ext and not d.keys then
       -- the common case, new posts only: one COPY, which the unique index
       -- refuses whole if any post is already held; then the careful path
-      assert(conn:query("SAVEPOINT social_batch"))
+      r, e = conn:query("SAVEPOINT social_batch")
+      if not r then return nil, e end
       local state
       r, e, state = conn:copy_in(d.copy, rows)
       if r then inserted, rows = r, {} -- all new: nothing left to probe
-      elseif state == "23505" then assert(conn:query("ROLLBACK TO SAVEPOINT social_batch"))
+      elseif state == "23505" then
+        r, e = conn:query("ROLLBACK TO SAVEPOINT social_batch")
+        if not r then return nil, e end
       else return nil, e end
     end
     if #rows > 0 then

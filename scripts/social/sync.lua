@@ -61,15 +61,16 @@ local function block(r, name, reset)
   r:call("SET", "social:rate:" .. name, string.format("%.3f", reset), "EX", ttl)
 end
 
--- spend(r, org_id, budget) -> true | nil, window end (the tenant's budget is spent)
+-- spend(r, org_id, budget) -> true | false, window end (the tenant's budget is
+-- spent) | nil, err
 local function spend(r, org_id, budget)
   local now = host.time()
   local start = math.floor(now / _M.WINDOW) * _M.WINDOW
   local key = "social:budget:" .. org_id .. ":" .. start
   local used, err = r:call("INCR", key)
-  if not used then error("redis: " .. err, 0) end
+  if not used then return nil, "redis: " .. err end
   if used == 1 then r:call("EXPIRE", key, _M.WINDOW + 60) end
-  if used > budget then return nil, start + _M.WINDOW end
+  if used > budget then return false, start + _M.WINDOW end
   return true
 end
 
@@ -124,6 +125,7 @@ local function fetch_pages(st, source, query, page, acc)
     local until_at = blocked(st.redis, st.provider)
     if until_at then return posts, false, { defer_until = until_at }, page end
     local ok, window_end = spend(st.redis, st.org_id, st.cfg.budget)
+    if ok == nil then return posts, false, { err = window_end }, page end
     if not ok then return posts, false, { defer_until = window_end }, page end
     st.summary.requests = st.summary.requests + 1
     local res, err, failure = st.client:fetch(source, query, page)
@@ -181,7 +183,8 @@ local function run_locked(st, org)
   if not name then return nil, perr end
   st.provider = name
   st.cfg = config(name)
-  local mod = assert(provider.load(name))
+  local mod, lerr = provider.load(name)
+  if not mod then return nil, lerr end
   st.client = mod.new({ base_url = st.cfg.base_url, token = st.cfg.token })
   local target, terr = tables.inspect(st.conn, org.schema_name, tables.names(st.cfg.namespace))
   if not target then return nil, "tenant tables: " .. terr end
@@ -219,7 +222,8 @@ function _M.run(org_id, opts)
   local r, rerr = jobs.redis()
   if not r then return nil, rerr end
   local summary = { org_id = org_id, accounts = 0, requests = 0, inserted = 0, updated = 0, fetched = 0 }
-  local org = orgs.must(orgs.get(conn, org_id))
+  local org, gerr = orgs.get(conn, org_id)
+  if org == nil then return nil, "reading the org: " .. tostring(gerr) end
   if not org or org.state ~= "active" or type(org.schema_name) ~= "string" then
     summary.status, summary.reason = "skipped", "not an active tenant"
     return summary

@@ -6,8 +6,11 @@ local orgs = require "onboarding.orgs"
 local heroku = require "clients.heroku"
 local steps = require "onboarding.steps"
 local operations = require "onboarding.operations"
+local workflow = require "onboarding.workflow"
 
 local _M = {}
+
+local CLAIM_WAIT_MS = 20000 -- under the job's timeout; a step's calls time out sooner
 
 -- args: { org_id [, "transition"] }: with "transition", the uninstall callback
 -- found the row busy and left the state change to this job (which waits for it).
@@ -16,7 +19,8 @@ function _M.perform(args, ctx)
   if not conn then return nil, err end
   if args[2] == "transition" then
     local org, oerr = operations.offboard(conn, args[1], { uninstall = true, deferred = true })
-    if not org then return oerr == "no such org" or nil, oerr end
+    if org == nil then return nil, oerr end -- the worker retries with backoff
+    if not org then return true end -- no such org
     return true -- offboard() enqueued the plain job that deletes the add-on
   end
   local org, gerr = orgs.get(conn, args[1])
@@ -25,9 +29,16 @@ function _M.perform(args, ctx)
   -- by name, derived from the org: a step that created the add-on may have died
   -- before recording it
   local name = org.addon_name ~= mc.null and org.addon_name or steps.addon_name(org)
-  local ok, derr = heroku.delete_addon(name)
-  if not ok then return nil, derr end -- the worker retries with backoff
-  assert(orgs.event(conn, org.org_id, "offboarded", "offboarded", "transition", { addon_deleted = name }))
+  -- a step still running may be creating the add-on: wait for it to end (its
+  -- outcome is dropped, the org having moved on), so nothing is left behind
+  local got, cerr = workflow.claim(conn, org, CLAIM_WAIT_MS)
+  if not got then return nil, cerr or "a step of this org is still running" end -- retried with backoff
+  local ran, deleted, derr = pcall(heroku.delete_addon, name)
+  workflow.release(conn, org)
+  if not ran then error(deleted, 0) end
+  if not deleted then return nil, derr end -- the worker retries with backoff
+  local noted, nerr = orgs.note(conn, org, "transition", { addon_deleted = name })
+  if not noted then return nil, nerr end
   ctx.log.info("offboarded: add-on deleted", { org_id = org.org_id, addon = name })
   return true
 end
