@@ -1,30 +1,26 @@
 -- GET /health: the versions this process runs with, and whether Postgres and
--- Redis answer (within a second each). 200 when both do, 503 otherwise, so a
--- probe or an operator sees at once what is wrong.
-local pg = require "mc.pg"
-local redis = require "mc.redis"
+-- Redis answer, over this state's own connections (lib.db: the ones every
+-- request uses, so the probe sees what the requests see). 200 when both do,
+-- 503 otherwise, so a probe or an operator sees at once what is wrong.
+local config = require "config"
+local db = require "lib.db"
 
 local _M = {}
 
-local TIMEOUT = 1
-
 local function check_postgres()
-  local url = os.getenv("DATABASE_URL")
-  if not url or url == "" then return "not configured" end
-  local conn, err = pg.connect(url, { connect_timeout = TIMEOUT, statement_timeout = TIMEOUT * 1000 })
-  if not conn then return err end
+  if not config.get("DATABASE_URL") then return "not configured" end
+  local conn, err = db.conn()
+  if not conn then return (err:gsub("^postgres: ", "")) end
   local rows, qerr = conn:query("select 1 as ok")
-  conn:close()
   if not rows then return qerr end
   return "ok"
 end
 
 local function check_redis()
-  if not (os.getenv("REDIS_TLS_URL") or os.getenv("REDIS_URL")) then return "not configured" end
-  local r, err = redis.connect(nil, { connect_timeout = TIMEOUT, timeout = TIMEOUT })
-  if not r then return err end
+  if not config.get("REDIS_URL") then return "not configured" end
+  local r, err = db.redis()
+  if not r then return (err:gsub("^redis: ", "")) end
   local pong, perr = r:call("PING")
-  r:close()
   if pong ~= "PONG" then return perr or "unexpected reply" end
   return "ok"
 end

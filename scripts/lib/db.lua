@@ -1,20 +1,15 @@
--- lib.db: this Lua state's Postgres connection (DATABASE_URL), made on first use.
--- mc.pg reconnects by itself after a dropped connection; a reload makes a new one.
-local pg = require "mc.pg"
+-- lib.db: this Lua state's Postgres and Redis connections, as the application
+-- asks for them (mc.conns holds them, shared with the jobs framework).
+--   db.conn()  -> the Postgres connection (DATABASE_URL) | nil, err
+--   db.redis() -> the Redis connection (REDIS_TLS_URL or REDIS_URL) | nil, err
+local conns = require "mc.conns"
 
 local _M = {}
 
-local conn
+_M.conn = conns.pg
+_M.redis = conns.redis
 
-function _M.conn()
-  if conn then return conn end
-  local c, err = pg.connect()
-  if not c then return nil, "postgres: " .. err end
-  conn = c
-  return conn
-end
-
--- use(c): make c this state's connection (tests).
-function _M.use(c) conn = c end
+-- use(c): make c this state's Postgres connection (tests).
+function _M.use(c) conns.use("pg", c) end
 
 return _M

@@ -15,6 +15,7 @@
 -- back by whoever finds the process dead (see mc.worker).
 local json = require "mc.json"
 local redis = require "mc.redis"
+local conns = require "mc.conns"
 local crypto = require "mc.crypto"
 local host = require "mc.host"
 
@@ -33,21 +34,10 @@ function _M.now()
   return host.time()
 end
 
--- The state's Redis connection, made on first use (mc.redis reconnects by itself
--- after a dropped connection).
-local conn
-function _M.redis()
-  if conn then return conn end
-  local c, err = redis.connect()
-  if not c then return nil, "redis: " .. err end
-  conn = c
-  return conn
-end
-
--- jobs.use(r): make r this state's connection (another db, a test server).
-function _M.use(r)
-  conn = r
-end
+-- The state's Redis connection (mc.conns: one per state, shared with the
+-- application). jobs.use(r): make r that connection (another db, a test server).
+_M.redis = conns.redis
+function _M.use(r) conns.use("redis", r) end
 
 -- ---- payloads --------------------------------------------------------------------
 
