@@ -240,11 +240,39 @@ describe("GET /health (the project's own app)", function()
       h:close()
     end
     list:close()
-    return server.start({ files = files, env = env })
+    return server.start({ files = files, env = env }), files
   end
 
+  -- what scripts/config.lua requires of `web`, besides the services' URLs
+  local REQUIRED = { APP_URL = "http://127.0.0.1:1", ENCRYPTION_KEYS = "k1:" .. string.rep("A", 43) .. "=",
+    SALESFORCE_CLIENT_ID = "spec-client", SALESFORCE_CLIENT_SECRET = "spec-secret" }
+
+  local function with(env)
+    local out = {}
+    for k, v in pairs(REQUIRED) do out[k] = v end
+    for k, v in pairs(env) do out[k] = v end
+    return out
+  end
+
+  it("refuses to start without APP_URL or with a short ADMIN_TOKEN, naming each, at once", function()
+    local host = require "mc.host"
+    local proc = require "support.process"
+    local t0 = host.time()
+    local r = proc.mc({ "web" }, { env = with({ APP_URL = false, HEROKU_APP_NAME = false, ADMIN_TOKEN = "short",
+      PORT = tostring(server.free_port()) }) })
+    assert.is_true(host.time() - t0 < 1, "took " .. (host.time() - t0) .. " s")
+    assert.equal(1, r.code)
+    assert.matches("APP_URL is required but not set", r.stderr, 1, true)
+    assert.matches("ADMIN_TOKEN: expected at least 16 characters, got 5", r.stderr, 1, true)
+    assert.is_nil(r.stderr:find("short", 1, true)) -- a secret is never echoed
+    r = proc.mc({ "worker" }, { env = with({ HEROKU_API_TOKEN = false, HEROKU_APP_NAME = false }) })
+    assert.equal(1, r.code)
+    assert.matches("HEROKU_API_TOKEN is required but not set", r.stderr, 1, true)
+    assert.matches("HEROKU_APP_NAME is required but not set", r.stderr, 1, true)
+  end)
+
   it("answers 200 with the versions when Postgres and Redis answer", function()
-    local srv = start({})
+    local srv = start(with({}))
     local r = srv:request("GET", "/health")
     srv:stop()
     local doc = json.decode(r.body)
@@ -256,7 +284,7 @@ describe("GET /health (the project's own app)", function()
 
   it("answers 503 and says which service is down", function()
     local dead = server.free_port()
-    local srv = start({ REDIS_URL = "redis://127.0.0.1:" .. dead .. "/0" })
+    local srv = start(with({ REDIS_URL = "redis://127.0.0.1:" .. dead .. "/0" }))
     local r = srv:request("GET", "/health")
     srv:stop()
     assert.equal(503, r.status)

@@ -64,7 +64,28 @@ function COMMANDS.run(args)
   return require("mc.run").main(args)
 end
 
+-- configured(process) -> true | false after saying why on stderr. When the
+-- application has a `config` module with check(process) (its table of every
+-- variable it reads), a serving process starts only if that check passes, so a
+-- missing or malformed variable is named at start, all of them in one message,
+-- not on the first request that needs one.
+local function configured(process)
+  if not package.searchpath("config", package.path) then return true end
+  local ok, config = pcall(require, "config")
+  if not ok then
+    io.stderr:write("multiconnect ", process, ": the config module does not load: ", tostring(config), "\n")
+    return false
+  end
+  if type(config) ~= "table" or type(config.check) ~= "function" then return true end
+  local good, problems = config.check(process)
+  if good then return true end
+  io.stderr:write("multiconnect ", process, ": not starting, the configuration is incomplete:\n  ",
+    table.concat(problems, "\n  "), "\n")
+  return false
+end
+
 function COMMANDS.web()
+  if not configured("web") then return 1 end
   return require("mc.web").serve()
 end
 
@@ -89,10 +110,12 @@ function COMMANDS.sandbox()
 end
 
 function COMMANDS.worker()
+  if not configured("worker") then return 1 end
   return require("mc.worker").serve()
 end
 
 function COMMANDS.clock(args)
+  if args[1] ~= "--check" and not configured("clock") then return 1 end
   return require("mc.clock").serve(args)
 end
 
