@@ -8,13 +8,12 @@
 --                                        authorized it; the token is sealed by us
 local crypto = require "mc.crypto"
 local log = require "mc.log"
-local jobs = require "mc.jobs"
-local env = require "mc.env"
+local config = require "config"
 local db = require "lib.db"
 local page = require "lib.page"
 local sfid = require "lib.sfid"
 local orgs = require "onboarding.orgs"
-local steps = require "onboarding.steps"
+local tokens = require "lib.tokens"
 local workflow = require "onboarding.workflow"
 local salesforce = require "clients.salesforce"
 
@@ -53,7 +52,7 @@ end
 function _M.authenticate(req)
   local id = sfid.org_id(req.query.org or "")
   if not id then return page.render(400, "Unknown link", "This link does not name a Salesforce org.") end
-  local signed, why = steps.open_authenticate_token(req.query.t)
+  local signed, why = tokens.open_authenticate(req.query.t)
   if signed ~= id then
     if why == "expired" then
       return page.render(403, "This link has expired", "Ask the ISV's support for a new sign-in link.")
@@ -66,10 +65,10 @@ function _M.authenticate(req)
   if not one_of(org.state, SIGNING_IN) then
     return page.render(409, "Nothing to do here", "This org's sign-in is not expected now (it is " .. org.state .. ").")
   end
-  local r, rerr = jobs.redis()
+  local r, rerr = db.redis()
   if not r then return unavailable(rerr) end
   local state = crypto.to_base64url(crypto.random(24))
-  local ttl = env.int("OAUTH_STATE_TTL", 900, { min = 10 })
+  local ttl = config.get("OAUTH_STATE_TTL")
   local ok, serr = r:call("SET", STATE_PREFIX .. state, id, "EX", ttl)
   if not ok then return unavailable(serr) end
   return redirect(salesforce.authorize_url(org, state))
@@ -78,7 +77,7 @@ end
 -- Takes the state: single use, so whoever GETDELs it first owns it.
 local function take_state(state)
   if type(state) ~= "string" or not state:match("^[%w_-]+$") or #state > 64 then return false end
-  local r, err = jobs.redis()
+  local r, err = db.redis()
   if not r then return nil, err end
   local id, gerr = r:call("GETDEL", STATE_PREFIX .. state)
   if id == nil then return nil, gerr end
@@ -155,7 +154,7 @@ function _M.callback(req)
 end
 
 function _M.connect_complete(req)
-  local id, connection_id = steps.open_connect_token(req.params.token or "")
+  local id, connection_id = tokens.open_connect(req.params.token or "")
   if not id then return page.render(404, "Unknown link", "This link is not valid.") end
   local org, conn = load_org(id)
   if org == nil then return unavailable(conn) end

@@ -5,6 +5,7 @@
 --   DELETE /organizations/:org_id       the package's uninstall callback (signed)
 -- Handlers answer fast: the work happens in the onboarding.advance job.
 local json = require "mc.json"
+local config = require "config"
 local jobs = require "mc.jobs"
 local log = require "mc.log"
 local db = require "lib.db"
@@ -16,7 +17,6 @@ local orgs = require "onboarding.orgs"
 local states = require "onboarding.states"
 local workflow = require "onboarding.workflow"
 local operations = require "onboarding.operations"
-local salesforce = require "clients.salesforce"
 
 local _M = {}
 
@@ -26,7 +26,7 @@ local function fail(status, message, extra)
   return status, body
 end
 
-local function state_url(org_id) return salesforce.app_url() .. "/organizations/" .. org_id end
+local function state_url(org_id) return config.app_url() .. "/organizations/" .. org_id end
 
 local function accepted(org, note)
   return 202, { org_id = org.org_id, state = org.state, url = state_url(org.org_id), note = note },

@@ -3,7 +3,7 @@
 -- each connection's own API at the region_url discovery returned, + /api/v3.
 -- Auth: the same HEROKU_API_TOKEN as the Platform API. Every call -> result | nil,
 -- err, retryable.
-local env = require "mc.env"
+local config = require "config"
 local api = require "lib.api"
 local http = require "mc.http"
 
@@ -12,12 +12,12 @@ local _M = {}
 local function call(method, url, body, ok)
   return api.call{
     service = "connect", method = method, url = url, json = body, ok = ok,
-    headers = { Authorization = "Bearer " .. env.str("HEROKU_API_TOKEN"), ["Content-Type"] = "application/json" },
+    headers = { Authorization = "Bearer " .. config.get("HEROKU_API_TOKEN"), ["Content-Type"] = "application/json" },
   }
 end
 
 local function central(path)
-  return env.str("HEROKU_CONNECT_URL", "https://hc-central.heroku.com"):gsub("/+$", "") .. path
+  return config.get("HEROKU_CONNECT_URL"):gsub("/+$", "") .. path
 end
 
 local function regional(region_url, path)

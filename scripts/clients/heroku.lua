@@ -2,7 +2,7 @@
 -- the org's Heroku Connect add-on on our app. Config: HEROKU_API_URL (default
 -- https://api.heroku.com), HEROKU_API_TOKEN, HEROKU_APP_NAME, HEROKU_CONNECT_PLAN
 -- (default herokuconnect:demo). Every call -> result | nil, err, retryable.
-local env = require "mc.env"
+local config = require "config"
 local api = require "lib.api"
 local http = require "mc.http"
 
@@ -10,13 +10,20 @@ local _M = {}
 
 local ACCEPT = "application/vnd.heroku+json; version=3"
 
-function _M.app() return env.str("HEROKU_APP_NAME") end
+function _M.app() return config.get("HEROKU_APP_NAME") end
+
+-- addon_name(org_id): the add-on's name is ours and derived from the org id, so
+-- a step that dies between creating the add-on and saving its id finds it
+-- again by name, and an offboarding deletes it even if its name was never saved.
+function _M.addon_name(org_id)
+  return _M.app() .. "-hc-" .. org_id:lower()
+end
 
 local function call(method, path, body, ok)
-  local base = env.str("HEROKU_API_URL", "https://api.heroku.com"):gsub("/+$", "")
+  local base = config.get("HEROKU_API_URL"):gsub("/+$", "")
   return api.call{
     service = "heroku", method = method, url = base .. path, json = body, ok = ok,
-    headers = { Accept = ACCEPT, Authorization = "Bearer " .. env.str("HEROKU_API_TOKEN") },
+    headers = { Accept = ACCEPT, Authorization = "Bearer " .. config.get("HEROKU_API_TOKEN") },
   }
 end
 
@@ -40,7 +47,7 @@ function _M.create_addon(name, attachment)
   if existing == nil then return nil, gerr, gretry end
   if existing then return existing end
   local res, err, retry, raw = call("POST", addon_path(), {
-    plan = env.str("HEROKU_CONNECT_PLAN", "herokuconnect:demo"),
+    plan = config.get("HEROKU_CONNECT_PLAN"),
     name = name, attachment = { name = attachment },
   })
   if res then return res:json() end

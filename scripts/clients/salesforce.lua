@@ -5,7 +5,7 @@
 -- https://login.salesforce.com), SALESFORCE_SANDBOX_LOGIN_URL (sandbox orgs, default
 -- https://test.salesforce.com), FORCE_NAMESPACE (the package's namespace, if managed),
 -- APP_URL (our public base URL, for the OAuth redirect_uri).
-local env = require "mc.env"
+local config = require "config"
 local api = require "lib.api"
 local http = require "mc.http"
 local crypto = require "mc.crypto"
@@ -13,38 +13,31 @@ local log = require "mc.log"
 
 local _M = {}
 
--- Our public base URL, without a trailing slash.
-function _M.app_url()
-  local app = env.get("HEROKU_APP_NAME")
-  local default = app and ("https://" .. app .. ".herokuapp.com") or nil
-  return (env.str("APP_URL", default):gsub("/+$", ""))
-end
-
-function _M.redirect_uri() return _M.app_url() .. "/auth/salesforce/callback" end
+function _M.redirect_uri() return config.app_url() .. "/auth/salesforce/callback" end
 
 -- The login host for the org's environment (a custom one is its My Domain).
 function _M.login_url(org)
   if org.environment == "sandbox" then
-    return (env.str("SALESFORCE_SANDBOX_LOGIN_URL", "https://test.salesforce.com"):gsub("/+$", ""))
+    return (config.get("SALESFORCE_SANDBOX_LOGIN_URL"):gsub("/+$", ""))
   elseif org.environment == "custom" then
     return "https://" .. org.login_domain
   end
-  return (env.str("SALESFORCE_LOGIN_URL", "https://login.salesforce.com"):gsub("/+$", ""))
+  return (config.get("SALESFORCE_LOGIN_URL"):gsub("/+$", ""))
 end
 
 -- The browser's first stop: Salesforce's authorize page, with the admin's
 -- username as the login hint and `state` binding the answer to this org.
 function _M.authorize_url(org, state)
   return _M.login_url(org) .. "/services/oauth2/authorize?" .. http.encode_query({
-    response_type = "code", client_id = env.str("SALESFORCE_CLIENT_ID"),
+    response_type = "code", client_id = config.get("SALESFORCE_CLIENT_ID"),
     redirect_uri = _M.redirect_uri(), scope = "api refresh_token", state = state,
     login_hint = org.admin_email, prompt = "login consent",
   })
 end
 
 local function token_call(org, form)
-  form.client_id = env.str("SALESFORCE_CLIENT_ID")
-  form.client_secret = env.str("SALESFORCE_CLIENT_SECRET")
+  form.client_id = config.get("SALESFORCE_CLIENT_ID")
+  form.client_secret = config.get("SALESFORCE_CLIENT_SECRET")
   local res, err, retry = api.call{ service = "salesforce", method = "POST",
     url = _M.login_url(org) .. "/services/oauth2/token", form = form,
     headers = { Accept = "application/json" } }
@@ -130,7 +123,7 @@ end
 -- the package's Apex REST resource; an expired session (401) is refreshed once;
 -- reauth is true when the refresh token itself is dead.
 function _M.apex(org, resource, body, save)
-  local ns = env.get("FORCE_NAMESPACE")
+  local ns = config.get("FORCE_NAMESPACE")
   local path = "/services/apexrest/" .. (ns and (ns .. "/") or "") .. resource
   local access, err = open(org, "access_token")
   if not access then return nil, err, false end

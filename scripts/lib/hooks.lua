@@ -1,4 +1,4 @@
--- onboarding.hooks: runs a tenant's hooks, written by the ISV per org, in an
+-- lib.hooks: runs a tenant's hooks, written by the ISV per org, in an
 -- isolate (mc.isolate): no os/io/debug, no bytecode, a memory cap and one
 -- instruction budget and deadline for the whole run (loading both files, picking
 -- and calling), so a runaway hook fails its step instead of stalling the worker.
@@ -11,7 +11,7 @@
 -- <dir> is $TENANTS_DIR, default $MC_ROOT/scripts/tenants. The files are read on
 -- every run, so edits apply at the next hook without a reload.
 local isolate = require "mc.isolate"
-local env = require "mc.env"
+local config = require "config"
 local host = require "mc.host"
 local file = require "lib.file"
 
@@ -40,16 +40,16 @@ return {
 
 local function limits()
   return {
-    memory = env.int("TENANT_HOOK_MEMORY", 16 * 1024 * 1024, { min = 256 * 1024 }),
-    instructions = env.int("TENANT_HOOK_INSTRUCTIONS", 50000000, { min = 1 }),
-    timeout = env.number("TENANT_HOOK_TIMEOUT", 2, { min = 0.001, max = 86400 }),
+    memory = config.get("TENANT_HOOK_MEMORY"),
+    instructions = config.get("TENANT_HOOK_INSTRUCTIONS"),
+    timeout = config.get("TENANT_HOOK_TIMEOUT"),
   }
 end
 
 -- tenants_dir() -> the directory, and how errors name it (relative when default)
 local function tenants_dir()
   local default = host.root .. "/scripts/tenants"
-  local dir = env.str("TENANTS_DIR", default)
+  local dir = config.get("TENANTS_DIR")
   return dir, dir == default and "scripts/tenants" or dir
 end
 
@@ -79,7 +79,7 @@ local function run_in(iso, files, tenant, name, ...)
   end
   -- Can fail only through what the files left behind (memory, a broken `type`).
   local last = files.override_src and files.override or files.default
-  ok, err = iso:exec(PICK, "=onboarding.hooks", "hooks_pick")
+  ok, err = iso:exec(PICK, "=lib.hooks", "hooks_pick")
   if not ok then return fail(name, last, err) end
   local picked, which = iso:call("hooks_pick", "pick", name)
   if not picked then return fail(name, last, which) end

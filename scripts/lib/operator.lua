@@ -1,14 +1,14 @@
 -- lib.operator: operator credentials for the read/steer endpoints
 -- (GET /organizations/:id, resume): `Authorization: Bearer <ADMIN_TOKEN>`,
 -- compared in constant time. No ADMIN_TOKEN configured: nobody gets in.
-local env = require "mc.env"
+local config = require "config"
 local crypto = require "mc.crypto"
 
 local _M = {}
 
 -- check(req) -> true | nil, status, body
 function _M.check(req)
-  local want = env.get("ADMIN_TOKEN")
+  local want = config.get("ADMIN_TOKEN")
   local got = (req.headers["authorization"] or ""):match("^[Bb]earer%s+(%S+)$")
   if want and got and #want >= 16 and crypto.equal(crypto.sha256(got), crypto.sha256(want)) then return true end
   if not want or #want < 16 then

@@ -7,10 +7,11 @@
 -- before inside the window (Redis SET NX with the window as expiry).
 -- CALLBACK_SIGNATURES=off switches all of this off, loudly: for a local demo only.
 local env = require "mc.env"
+local db = require "lib.db"
+local config = require "config"
 local crypto = require "mc.crypto"
 local host = require "mc.host"
 local log = require "mc.log"
-local jobs = require "mc.jobs"
 
 local _M = {}
 
@@ -22,7 +23,7 @@ end
 local function matches(sig, timestamp, body)
   local ok = false
   for _, name in ipairs({ "CALLBACK_SECRET", "CALLBACK_SECRET_PREVIOUS" }) do
-    local secret = env.get(name)
+    local secret = config.get(name)
     if secret then ok = crypto.equal(_M.sign(secret, timestamp, body), sig) or ok end
   end
   return ok
@@ -30,11 +31,11 @@ end
 
 -- verify(req) -> true | nil, reason (for a 401), status (503 when misconfigured)
 function _M.verify(req)
-  if env.str("CALLBACK_SIGNATURES", "on") == "off" then
+  if config.get("CALLBACK_SIGNATURES") == "off" then
     log.warn("callback signature check is OFF (CALLBACK_SIGNATURES=off)", { path = req.path })
     return true
   end
-  if not env.get("CALLBACK_SECRET") then
+  if not config.get("CALLBACK_SECRET") then
     log.error("CALLBACK_SECRET is not set: refusing signed callbacks")
     return nil, "the service is not configured to accept callbacks", 503
   end
@@ -43,12 +44,12 @@ function _M.verify(req)
   if not ts:match("^%d+$") or #ts > 12 then return nil, "X-Timestamp must be Unix seconds" end
   sig = sig:lower():gsub("^sha256=", "")
   if not sig:match("^%x+$") or #sig ~= 64 then return nil, "X-Signature must be 64 hex digits" end
-  local tolerance = env.int("CALLBACK_TOLERANCE", 300, { min = 1 })
+  local tolerance = config.get("CALLBACK_TOLERANCE")
   if math.abs(host.time() - tonumber(ts)) > tolerance then
     return nil, "stale X-Timestamp (more than " .. tolerance .. " s from our clock)"
   end
   if not matches(sig, ts, req.body or "") then return nil, "bad signature" end
-  local r, rerr = jobs.redis()
+  local r, rerr = db.redis()
   if not r then return nil, "replay check unavailable: " .. rerr, 503 end
   local fresh, serr = r:call("SET", "mc:callback:sig:" .. sig, "1", "NX", "EX", 2 * tolerance)
   if fresh == nil and serr then return nil, "replay check unavailable: " .. serr, 503 end
@@ -63,7 +64,7 @@ end
 function _M.release(req)
   local key = rawget(req, "signature_key")
   if not key then return end
-  local r = jobs.redis()
+  local r = db.redis()
   if r then r:call("DEL", key) end
 end
 

@@ -6,7 +6,7 @@
 -- a typo in the package's Apex should fail loudly, not onboard half an org.
 local sfid = require "lib.sfid"
 local mail = require "mc.mail"
-local env = require "mc.env"
+local config = require "config"
 
 local _M = {}
 
@@ -58,7 +58,7 @@ end
 -- lists in SALESFORCE_LOGIN_DOMAINS (default "my.salesforce.com").
 function _M.allowed_domain(host)
   if type(host) ~= "string" or #host > 253 then return false end
-  for _, suffix in ipairs(env.list("SALESFORCE_LOGIN_DOMAINS", { "my.salesforce.com" })) do
+  for _, suffix in ipairs(config.get("SALESFORCE_LOGIN_DOMAINS")) do
     suffix = suffix:lower()
     if #host > #suffix + 1 and host:sub(-#suffix - 1) == "." .. suffix then
       local name = host:sub(1, -#suffix - 2)

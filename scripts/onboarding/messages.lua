@@ -7,6 +7,7 @@
 -- Every template also sees `service`: vars.service, else SERVICE_NAME, else "multiconnect".
 -- Templates are read at each render (no cache), so edits apply at once.
 local template = require "mc.template"
+local config = require "config"
 local host = require "mc.host"
 local file = require "lib.file"
 
@@ -35,7 +36,7 @@ local function variables(kind, vars)
   if out.url and not out.url:match("^https?://[^%s]+$") then
     return nil, kind .. ": url must be an http(s) URL"
   end
-  out.service = vars.service or os.getenv("SERVICE_NAME") or "multiconnect"
+  out.service = vars.service or config.get("SERVICE_NAME") or "multiconnect"
   return out
 end
 

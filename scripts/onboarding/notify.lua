@@ -3,7 +3,7 @@
 --   notify.send(org, kind, vars) -> message id | "suppressed" | nil, err, retryable
 local mail = require "mc.mail"
 local messages = require "onboarding.messages"
-local hooks = require "onboarding.hooks"
+local hooks = require "lib.hooks"
 
 local _M = {}
 

@@ -6,6 +6,7 @@
 -- back as nil, err; false is an answer ("no such org", "not in that state").
 local json = require "mc.json"
 local states = require "onboarding.states"
+local tenant = require "lib.tenant"
 
 local _M = {}
 
@@ -172,16 +173,7 @@ function _M.events(db, org_id, limit)
     org_id, limit or 200)
 end
 
--- The fields of a row a hook or a page may see: no tokens, sealed or not.
-function _M.public(row)
-  return {
-    org_id = row.org_id, org_name = row.org_name, admin_email = row.admin_email,
-    environment = row.environment, login_domain = row.login_domain, state = row.state,
-    schema_name = row.schema_name, connection_id = row.connection_id, addon_id = row.addon_id,
-    installer_id = row.installer_id, package_version = row.package_version,
-    failed_step = row.failed_step, last_error = row.last_error,
-    created_at = row.created_at, updated_at = row.updated_at, activated_at = row.activated_at,
-  }
-end
+-- The fields of a row a hook or a page may see (lib.tenant owns the view).
+_M.public = tenant.view
 
 return _M

@@ -6,14 +6,14 @@
 -- Every step is idempotent: after a crash it runs again from the top and finds
 -- what the earlier run did (the add-on by its name, the connection by the
 -- add-on, Connect's own configuration) instead of doing it twice.
-local env = require "mc.env"
-local crypto = require "mc.crypto"
+local config = require "config"
 local http = require "mc.http"
 local heroku = require "clients.heroku"
 local connect = require "clients.connect"
 local salesforce = require "clients.salesforce"
 local sfid = require "lib.sfid"
-local hooks = require "onboarding.hooks"
+local tokens = require "lib.tokens"
+local hooks = require "lib.hooks"
 local mapping = require "onboarding.mapping"
 local notify = require "onboarding.notify"
 
@@ -31,45 +31,9 @@ function _M.wait(reason, fields) return { wait = reason, fields = fields or {} }
 
 local function permanent(err) return nil, err, false end
 
--- The add-on's names are ours and derived from the org id, so a step that dies
--- between creating the add-on and saving its id finds it again by name.
-function _M.addon_name(org)
-  return heroku.app() .. "-hc-" .. org.org_id:lower()
-end
-
 local function attachment_name(org) return "HEROKUCONNECT_" .. org.org_id:upper() end
 
-local function db_key() return env.str("CONNECT_DB_KEY", "DATABASE_URL") end
-
--- The connect-auth-complete token: opaque, sealed (so neither guessable nor
--- forgeable), and bound to the org and its connection.
-function _M.connect_token(org, connection_id)
-  return crypto.seal(org.org_id .. ":" .. connection_id, "connection_auth_complete")
-end
-
--- The first mail's sign-in link carries a sealed token naming the org and an
--- expiry (AUTHENTICATE_LINK_TTL, default 7 days): an org id alone is not a
--- secret, and whoever starts a sign-in can stop an onboarding by signing in to
--- the wrong org.
-function _M.authenticate_token(org)
-  local ttl = env.int("AUTHENTICATE_LINK_TTL", 7 * 24 * 3600, { min = 60 })
-  return crypto.seal(org.org_id .. ":" .. (os.time() + ttl), "authenticate")
-end
-
--- open_authenticate_token(token) -> org_id | nil, why
-function _M.open_authenticate_token(token)
-  local plain = type(token) == "string" and crypto.open(token, "authenticate")
-  local id, expires = (plain or ""):match("^(00D%w+):(%d+)$")
-  if not id then return nil, "invalid" end
-  if tonumber(expires) < os.time() then return nil, "expired" end
-  return id
-end
-
-function _M.open_connect_token(token)
-  local plain = crypto.open(token, "connection_auth_complete")
-  if not plain then return nil end
-  return plain:match("^(00D%w+):(.+)$")
-end
+local function db_key() return config.get("CONNECT_DB_KEY") end
 
 -- Schemas a tenant must never be given: ours, Postgres's, Connect's default.
 local RESERVED = { public = true, salesforce = true, information_schema = true }
@@ -93,7 +57,7 @@ end
 _M.received = function(org, ctx)
   local schema, serr, retry_check = schema_name(org, ctx.conn)
   if not schema then return nil, serr, retry_check or false end
-  local name = _M.addon_name(org)
+  local name = heroku.addon_name(org.org_id)
   local addon, err, retry = heroku.create_addon(name, attachment_name(org))
   if not addon then return nil, err, retry end
   local fields = { schema_name = schema, addon_name = name, addon_id = addon.id }
@@ -137,7 +101,7 @@ end
 _M.connection_configured = function(org)
   local body = {
     environment = org.environment,
-    ["next"] = salesforce.app_url() .. "/connection_auth_complete/" .. _M.connect_token(org, org.connection_id),
+    ["next"] = config.app_url() .. "/connection_auth_complete/" .. tokens.connect(org, org.connection_id),
   }
   if org.environment == "custom" then body.domain = "https://" .. org.login_domain end
   local url, err, retry = connect.authorize_url(org.region_url, org.connection_id, body)
@@ -147,7 +111,7 @@ end
 
 _M.authorize_url_ready = function(org)
   local ok, err, retry = notify.send(org, "authenticate", {
-    url = salesforce.app_url() .. "/authenticate?" .. http.encode_query({ org = org.org_id, t = _M.authenticate_token(org) }) })
+    url = config.app_url() .. "/authenticate?" .. http.encode_query({ org = org.org_id, t = tokens.authenticate(org) }) })
   if not ok then return nil, err, retry end
   return _M.done("awaiting_app_oauth", nil, { mail = ok })
 end

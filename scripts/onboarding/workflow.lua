@@ -15,26 +15,26 @@
 -- idempotent step finds its own earlier work. A crash after the settle and
 -- before the enqueue is caught by the sweep (jobs/onboarding/sweep.lua), which
 -- wakes orgs whose step is overdue.
-local env = require "mc.env"
+local config = require "config"
 local jobs = require "mc.jobs"
 local log = require "mc.log"
 local db = require "lib.db"
 local orgs = require "onboarding.orgs"
 local states = require "onboarding.states"
 local steps = require "onboarding.steps"
-local hooks = require "onboarding.hooks"
+local hooks = require "lib.hooks"
 
 local _M = {}
 
 local JOB = "onboarding.advance"
 
-local function config()
+local function settings()
   return {
-    poll_min = env.number("ONBOARDING_POLL_MIN", 2, { min = 0.05 }),
-    poll_max = env.number("ONBOARDING_POLL_MAX", 60, { min = 0.05 }),
-    retry_max = env.number("ONBOARDING_RETRY_MAX", 300, { min = 0.05 }),
-    attempts = env.int("ONBOARDING_MAX_ATTEMPTS", 12, { min = 1 }),
-    wait_limit = env.number("ONBOARDING_WAIT_LIMIT", 6 * 3600, { min = 1 }),
+    poll_min = config.get("ONBOARDING_POLL_MIN"),
+    poll_max = config.get("ONBOARDING_POLL_MAX"),
+    retry_max = config.get("ONBOARDING_RETRY_MAX"),
+    attempts = config.get("ONBOARDING_MAX_ATTEMPTS"),
+    wait_limit = config.get("ONBOARDING_WAIT_LIMIT"),
   }
 end
 
@@ -207,7 +207,7 @@ function _M.advance(org_id, opts)
   local got, lerr = _M.claim(conn, org)
   if got == nil then return nil, "claiming the org: " .. tostring(lerr) end
   if not got then return "busy" end -- another runner has it
-  local ok, result, delay, from = pcall(advance_claimed, conn, org_id, opts, config())
+  local ok, result, delay, from = pcall(advance_claimed, conn, org_id, opts, settings())
   _M.release(conn, org)
   if not ok then error(result, 0) end
   if not result then return nil, delay end

@@ -16,13 +16,13 @@
 -- A run that meets a limit stops where it is (everything fetched so far is
 -- committed, cursors included) and answers "deferred" with the time to resume.
 local env = require "mc.env"
+local config = require "config"
 local host = require "mc.host"
 local log = require "mc.log"
 local crypto = require "mc.crypto"
-local jobs = require "mc.jobs"
 local db = require "lib.db"
-local orgs = require "onboarding.orgs"
-local hooks = require "onboarding.hooks"
+local tenants = require "lib.tenant"
+local hooks = require "lib.hooks"
 local provider = require "social.provider"
 local tables = require "social.tables"
 local ingest = require "social.ingest"
@@ -36,13 +36,13 @@ local RELEASE = [[if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.cal
 
 local function config(name)
   return {
-    budget = env.int("SOCIAL_TENANT_BUDGET", 60, { min = 1 }),
-    max_pages = env.int("SOCIAL_MAX_PAGES", 10, { min = 1 }),
-    batch = env.int("SOCIAL_BATCH", 1000, { min = 1 }),
-    namespace = env.get("FORCE_NAMESPACE"),
-    base_url = name == "x" and env.url("X_API_URL", "https://api.x.com", { schemes = { "http", "https" } })
-      or env.url("MASTODON_URL", nil, { schemes = { "http", "https" } }),
-    token = name == "x" and env.get("X_BEARER_TOKEN") or env.get("MASTODON_TOKEN"),
+    budget = config.get("SOCIAL_TENANT_BUDGET"),
+    max_pages = config.get("SOCIAL_MAX_PAGES"),
+    batch = config.get("SOCIAL_BATCH"),
+    namespace = config.get("FORCE_NAMESPACE"),
+    base_url = name == "x" and config.get("X_API_URL")
+      or config.get("MASTODON_URL"),
+    token = name == "x" and config.get("X_BEARER_TOKEN") or config.get("MASTODON_TOKEN"),
   }
 end
 
@@ -178,7 +178,7 @@ end
 -- ---- one tenant -----------------------------------------------------------------------
 
 local function run_locked(st, org)
-  local tenant = orgs.public(org)
+  local tenant = org
   local name, perr = hook_provider(tenant)
   if not name then return nil, perr end
   st.provider = name
@@ -219,12 +219,12 @@ function _M.run(org_id, opts)
   opts = opts or {}
   local conn, err = db.conn()
   if not conn then return nil, err end
-  local r, rerr = jobs.redis()
+  local r, rerr = db.redis()
   if not r then return nil, rerr end
   local summary = { org_id = org_id, accounts = 0, requests = 0, inserted = 0, updated = 0, fetched = 0 }
-  local org, gerr = orgs.get(conn, org_id)
+  local org, gerr = tenants.active(conn, org_id)
   if org == nil then return nil, "reading the org: " .. tostring(gerr) end
-  if not org or org.state ~= "active" or type(org.schema_name) ~= "string" then
+  if not org then
     summary.status, summary.reason = "skipped", "not an active tenant"
     return summary
   end

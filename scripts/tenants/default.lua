@@ -1,4 +1,4 @@
--- The default tenant hooks. Runs in an isolate (scripts/onboarding/hooks.lua):
+-- The default tenant hooks. Runs in an isolate (scripts/lib/hooks.lua):
 -- plain data in, plain data out; no os, io, require or print. A tenant's
 -- <org_id>.lua overrides any of these and can call them as default.<name>(...).
 local hooks = {}

@@ -1,4 +1,4 @@
-local hooks = require "onboarding.hooks"
+local hooks = require "lib.hooks"
 local host = require "mc.host"
 local proc = require "support.process"
 
@@ -17,7 +17,7 @@ local function slurp(path)
   return s
 end
 
-describe("onboarding.hooks", function()
+describe("lib.hooks", function()
   local dir, cleanup, real_getenv, env
 
   -- TENANTS_DIR and the limits come from the environment through mc.env; the
@@ -223,7 +223,7 @@ describe("onboarding.hooks", function()
   it("takes TENANTS_DIR from the environment of the real binary", function()
     override(A, "return { schema_name = function(t) return 'from_' .. t.org_id:sub(1, 3) end }")
     local script = proc.write(dir .. "/run.lua", ([[
-      local hooks = require "onboarding.hooks"
+      local hooks = require "lib.hooks"
       local ok, name = hooks.run({ org_id = %q }, "schema_name")
       print(ok, name)
     ]]):format(A))

@@ -4,7 +4,6 @@
 local db = require "lib.db"
 local orgs = require "onboarding.orgs"
 local heroku = require "clients.heroku"
-local steps = require "onboarding.steps"
 local operations = require "onboarding.operations"
 local workflow = require "onboarding.workflow"
 
@@ -28,7 +27,7 @@ function _M.perform(args, ctx)
   if not org or org.state ~= "offboarded" then return true end -- reinstalled meanwhile, or gone
   -- by name, derived from the org: a step that created the add-on may have died
   -- before recording it
-  local name = org.addon_name ~= mc.null and org.addon_name or steps.addon_name(org)
+  local name = org.addon_name ~= mc.null and org.addon_name or heroku.addon_name(org.org_id)
   -- a step still running may be creating the add-on: wait for it to end (its
   -- outcome is dropped, the org having moved on), so nothing is left behind
   local got, cerr = workflow.claim(conn, org, CLAIM_WAIT_MS)

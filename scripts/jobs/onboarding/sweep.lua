@@ -3,7 +3,7 @@
 -- or Redis lost the job). Scheduled every minute (scripts/schedule.lua); waking
 -- an org twice is harmless, as advance skips a row another runner holds or
 -- whose step is not due.
-local env = require "mc.env"
+local config = require "config"
 local db = require "lib.db"
 local workflow = require "onboarding.workflow"
 
@@ -12,7 +12,7 @@ local _M = {}
 function _M.perform(_, ctx)
   local conn, err = db.conn()
   if not conn then return nil, err end
-  local grace = env.number("ONBOARDING_SWEEP_GRACE", 120, { min = 1 })
+  local grace = config.get("ONBOARDING_SWEEP_GRACE")
   local rows, qerr = conn:query([[SELECT org_id FROM organizations
     WHERE next_attempt_at < now() - make_interval(secs => $1)
       AND state NOT IN ('active', 'failed', 'offboarded', 'awaiting_app_oauth', 'awaiting_connect_oauth')

@@ -3,6 +3,7 @@
 -- itself for when the window resets -- once, however many fan-outs come in the
 -- meantime (social:deferred:<org> marks the deferred job) -- and succeeds.
 local jobs = require "mc.jobs"
+local db = require "lib.db"
 local host = require "mc.host"
 local sync = require "social.sync"
 
@@ -11,7 +12,7 @@ local _M = {}
 function _M.perform(args, ctx)
   local org_id = args[1]
   if type(org_id) ~= "string" then return nil, "social.tenant: args must be [org_id]" end
-  local r, rerr = jobs.redis()
+  local r, rerr = db.redis()
   if not r then return nil, rerr end
   local deferred_key = "social:deferred:" .. org_id
   -- the deferred run clears its mark, so a later limit can defer again

@@ -1,0 +1,29 @@
+-- lib.tenant: an org as the layers above onboarding see it -- its tenant view
+-- (no tokens, sealed or not), read without touching its onboarding state. The
+-- organizations table belongs to onboarding.orgs; this reads it for the
+-- tenant's own work (social records, hooks, pages).
+local _M = {}
+
+-- The fields of a row a hook or a page may see: no tokens, sealed or not.
+function _M.view(row)
+  return {
+    org_id = row.org_id, org_name = row.org_name, admin_email = row.admin_email,
+    environment = row.environment, login_domain = row.login_domain, state = row.state,
+    schema_name = row.schema_name, connection_id = row.connection_id, addon_id = row.addon_id,
+    installer_id = row.installer_id, package_version = row.package_version,
+    failed_step = row.failed_step, last_error = row.last_error,
+    created_at = row.created_at, updated_at = row.updated_at, activated_at = row.activated_at,
+  }
+end
+
+-- active(conn, org_id) -> the tenant's view, when it is active with a schema |
+-- false (unknown, not active yet, or gone) | nil, err
+function _M.active(conn, org_id)
+  local rows, err = conn:query("SELECT * FROM organizations WHERE org_id = $1", org_id)
+  if not rows then return nil, err end
+  local row = rows[1]
+  if not row or row.state ~= "active" or type(row.schema_name) ~= "string" then return false end
+  return _M.view(row)
+end
+
+return _M
