@@ -1,6 +1,5 @@
 -- `multiconnect clock`: the real binary, two at once, against a Redis database of
 -- this spec's own.
-local socket = require "socket"
 local json = require "mc.json"
 local proc = require "support.process"
 local redis_db = require "support.redis_db"
@@ -31,15 +30,6 @@ local function alive(pid)
   return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
 end
 
-local function wait_for(what, check, seconds)
-  local deadline = socket.gettime() + (seconds or 30)
-  while socket.gettime() < deadline do
-    if check() then return true end
-    socket.sleep(0.05)
-  end
-  error("timed out waiting for " .. what)
-end
-
 -- start(root, db, n) -> {pid =, log =, status =}: `multiconnect clock` in the
 -- background; a subshell records its exit status, signals go to the clock itself.
 local function start(root, db, n)
@@ -50,25 +40,19 @@ local function start(root, db, n)
   local p = io.popen(cmd)
   local shell = p:read("l")
   p:close()
-  local pid
-  wait_for("the clock process", function()
+  local pid = proc.wait_for(function()
     local q = io.popen("pgrep -P " .. shell)
-    pid = q:read("l")
+    local child = q:read("l")
     q:close()
-    return pid ~= nil
-  end, 10)
+    return child
+  end, 10, "the clock process")
   return { pid = pid, log = log, status = status }
 end
 
 local function stop(c, signal)
   os.execute("kill -" .. (signal or "TERM") .. " " .. c.pid .. " 2>/dev/null")
-  wait_for("the clock to exit", function() return not alive(c.pid) end)
-  local code
-  wait_for("the exit status", function()
-    code = tonumber(slurp(c.status):match("%d+"))
-    return code ~= nil
-  end, 5)
-  return code
+  proc.wait_for(function() return not alive(c.pid) end, 30, "the clock to exit")
+  return proc.wait_for(function() return tonumber(slurp(c.status):match("%d+")) end, 5, "the exit status")
 end
 
 describe("multiconnect clock", function()
@@ -81,11 +65,11 @@ describe("multiconnect clock", function()
                                     ["scripts/schedule.lua"] = EVERY_SECOND })
     local a, b = start(root, db, 1), start(root, db, 2)
     local ok, err = pcall(function()
-      wait_for("both clocks to start", function()
+      proc.wait_for(function()
         return slurp(a.log):find("clock starting", 1, true) and slurp(b.log):find("clock starting", 1, true)
-      end)
+      end, 30, "both clocks to start")
       -- both run for at least four ticks
-      wait_for("four ticks", function() return db.r:call("LLEN", "queue:" .. QUEUE) >= 4 end)
+      proc.wait_for(function() return db.r:call("LLEN", "queue:" .. QUEUE) >= 4 end, 30, "four ticks")
     end)
     local code_a, code_b = stop(a, "TERM"), stop(b, "INT")
     local logs = slurp(a.log) .. slurp(b.log)
@@ -129,15 +113,14 @@ describe("multiconnect clock", function()
     end
     local c = start(root, db, 1)
     local ok, err = pcall(function()
-      wait_for("a job in queue a", function() return db.r:call("LLEN", "queue:clock-spec-a") >= 1 end)
+      local function queued(queue) return db.r:call("LLEN", "queue:" .. queue) end
+      proc.wait_for(function() return queued("clock-spec-a") >= 1 end, 30, "a job in queue a")
       rewrite("return { { name = 't', job = 'ops.missing', every = 1 } }")
-      wait_for("the reload error", function()
-        return slurp(c.log):find("schedule reload failed", 1, true)
-      end)
-      local before = db.r:call("LLEN", "queue:clock-spec-a")
-      wait_for("queue a to go on", function() return db.r:call("LLEN", "queue:clock-spec-a") > before end)
+      proc.wait_for(function() return slurp(c.log):find("schedule reload failed", 1, true) end, 30, "the reload error")
+      local before = queued("clock-spec-a")
+      proc.wait_for(function() return queued("clock-spec-a") > before end, 30, "queue a to go on")
       rewrite(schedule("clock-spec-b"))
-      wait_for("a job in queue b", function() return db.r:call("LLEN", "queue:clock-spec-b") >= 1 end)
+      proc.wait_for(function() return queued("clock-spec-b") >= 1 end, 30, "a job in queue b")
     end)
     local code = stop(c)
     local log = slurp(c.log)

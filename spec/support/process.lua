@@ -71,16 +71,22 @@ function _M.assert_no_leaks(args, opts)
     or r.stderr:find("definitely lost: 0 bytes", 1, true), r.stderr)
 end
 
--- wait_for(fn, seconds) -> fn's first truthy result, or nil when time ran out
-function _M.wait_for(fn, seconds)
+-- wait_for(fn, seconds, what) -> fn's first truthy result, polling every 50 ms
+-- for at most seconds (30). When time runs out: nil, or, given what (a few
+-- words: "the worker to exit"), an error that names it.
+function _M.wait_for(fn, seconds, what)
   local socket = require "socket"
-  local deadline = socket.gettime() + (seconds or 30)
+  seconds = seconds or 30
+  local deadline = socket.gettime() + seconds
   repeat
     local v = fn()
     if v then return v end
     socket.sleep(0.05)
   until socket.gettime() > deadline
-  return nil
+  local v = fn() -- once more: the last sleep may have overshot the deadline
+  if v then return v end
+  if not what then return nil end
+  error(string.format("timed out after %g s waiting for %s", seconds, what), 2)
 end
 
 -- project(files) -> root, cleanup: a scratch MC_ROOT holding the given files
