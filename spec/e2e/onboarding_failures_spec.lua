@@ -270,7 +270,7 @@ describe("onboarding failure paths", function()
     assert.are.equal(200, res.status, res.body)
     assert.are.equal("app_authorized", s:state(doc.org_id))
     -- ... so the stored access token is dead when the Apex write comes
-    require("socket").sleep(1.2)
+    s:wait_sessions_dead(doc.org_id)
     s:start_worker()
     assert(s:wait_state(doc.org_id, "active", 60), s:logs())
     res = assert(http.get(s.sandbox_url .. "/__sandbox/salesforce/orgs/" .. doc.org_id))
@@ -293,7 +293,7 @@ describe("onboarding failure paths", function()
       { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
     assert.are.equal(200, res.status, res.body)
     -- the session expires and Salesforce refuses the refresh token
-    require("socket").sleep(1.2)
+    s:wait_sessions_dead(doc.org_id)
     s:knobs({ salesforce = { grant_error = "invalid_grant" } })
     s:start_worker()
     assert(proc.wait_for(function() return s:state(doc.org_id) == "awaiting_app_oauth" end, 30), s:logs())
@@ -398,8 +398,12 @@ describe("onboarding failure paths", function()
     -- the worker dies while its add-on POST is in flight (1.5 s latency): the
     -- sandbox creates the add-on, the worker never hears of it
     local looked_up = "/heroku/apps/mc-spec/addons/mc-spec-hc-" .. doc.org_id:lower() .. "\" status=404"
-    assert(proc.wait_for(function() return s.sandbox:log():find(looked_up, 1, true) end, 10), s:logs())
-    require("socket").sleep(0.5)
+    local posted = 'msg="sandbox stalls a request" method=POST path=/heroku/apps/mc-spec/addons '
+    assert(proc.wait_for(function()
+      local log = s.sandbox:log()
+      local after = log:find(looked_up, 1, true) -- this org's look-up, then a POST
+      return after and log:find(posted, after, true)
+    end, 10), "the add-on POST did not reach the sandbox\n" .. s:logs())
     s.worker:signal("KILL")
     assert(s.worker:wait(5))
     assert(proc.wait_for(function() return #s:addons_of(doc.org_id) == 1 end, 5), "the POST did not land")

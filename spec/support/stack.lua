@@ -154,6 +154,25 @@ function Stack:sandbox_state()
   return res:json()
 end
 
+-- wait_sessions_dead(org_id): waits until the sandbox's Salesforce refuses
+-- every access token it has issued for the org (there must be one), as it does
+-- once they are token_ttl seconds old
+function Stack:wait_sessions_dead(org_id)
+  local prefix = "sandbox:salesforce:token:"
+  proc.wait_for(function()
+    local issued = 0
+    for key, session in pairs(self:sandbox_state()) do
+      if key:sub(1, #prefix) == prefix and session.org_id == org_id then
+        issued = issued + 1
+        local res = assert(http.get(self.sandbox_url .. "/salesforce/id/" .. org_id .. "/" .. session.user_id,
+          { headers = { Authorization = "Bearer " .. key:sub(#prefix + 1) } }))
+        if res.status == 200 then return false end
+      end
+    end
+    return issued > 0
+  end, 10, "the sandbox to refuse the Salesforce sessions of " .. org_id)
+end
+
 -- addons() -> the app's add-ons, as the Platform API lists them
 function Stack:addons()
   local res = assert(http.get(self.sandbox_url .. "/heroku/apps/mc-spec/addons", { headers = {
