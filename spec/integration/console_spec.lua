@@ -207,11 +207,10 @@ describe("console", function()
     assert(ok, err)
   end)
 
-  local leak_it = proc.can_valgrind and it or pending
-  leak_it("mc.readline has no definite leaks under valgrind (stdin not a terminal)", function()
+  proc.leak_it("mc.readline has no definite leaks under valgrind (stdin not a terminal)", function()
     local history = dir .. "/leak_history"
     os.remove(history)
-    local script = proc.write(dir .. "/readline_leak.lua", string.format([[
+    proc.assert_script_no_leaks(string.format([[
       local rl = mc.readline
       assert(rl.readline("> ") == "first line")
       assert(rl.readline("> ") == nil)
@@ -226,8 +225,7 @@ describe("console", function()
       assert(rl.read_history(path))
       assert(not pcall(rl.isatty, -1))
       return 0
-    ]], history))
-    proc.assert_no_leaks({ "run", script }, { stdin = "first line\n" })
+    ]], history), nil, { stdin = "first line\n" })
     proc.assert_no_leaks({ "console", "-e", "local s = jobs.stats() return #orgs(), s.dead" }, { env = env })
     local f = assert(io.open(history))
     local n = select(2, f:read("a"):gsub("\n", ""))

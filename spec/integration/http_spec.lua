@@ -249,12 +249,8 @@ describe("mc.http", function()
   end)
 
   describe("memory", function()
-
-    local leak_it = proc.can_valgrind and it or pending
-
-    leak_it("has no definite leaks under valgrind, including raised errors", function()
-      local dir, cleanup = proc.tmpdir()
-      local script = proc.write(dir .. "/http.lua", [[
+    proc.leak_it("has no definite leaks under valgrind, including raised errors", function()
+      proc.assert_script_no_leaks([[
         local http = require "mc.http"
         local base = ...
         assert(http.get(base .. "/echo", { query = { a = "b c" }, headers = { ["X-A"] = "1" } }))
@@ -264,9 +260,7 @@ describe("mc.http", function()
         assert(not pcall(http.get, base, { headers = { ["X-A"] = "1", ["X-B"] = "\n" } }))
         assert(not pcall(http.get, base, { timeout = "x" }))
         return 0
-      ]])
-      proc.assert_no_leaks({ "run", script, base })
-      cleanup()
+      ]], { base })
     end)
   end)
 end)

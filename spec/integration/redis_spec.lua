@@ -449,12 +449,8 @@ describe("mc.redis", function()
   end)
 
 
-  local leak_it = proc.can_valgrind and it or pending
-
-
-  leak_it("has no definite leaks under valgrind", function()
-    local dir, cleanup = proc.tmpdir()
-    local script = proc.write(dir .. "/leak.lua", [[
+  proc.leak_it("has no definite leaks under valgrind", function()
+    proc.assert_script_no_leaks([[
       local redis = require "mc.redis"
       local r = assert(redis.connect())
       local k = ]] .. string.format("%q", PREFIX .. "vg") .. [[
@@ -470,8 +466,6 @@ describe("mc.redis", function()
       assert(not redis.connect("redis://127.0.0.1:1"))
       r:close()
       return 0
-    ]])
-    proc.assert_no_leaks({ "run", script }, { env = { REDIS_URL = url } })
-    cleanup()
+    ]], nil, { env = { REDIS_URL = url } })
   end)
 end)

@@ -55,9 +55,14 @@ function _M.mc(args, opts)
 end
 
 -- Valgrind checks run with the plain binary only (the ASan twin checks leaks its
--- own way) and where valgrind is installed: specs write
---   (proc.can_valgrind and it or pending)("has no leaks", function() ... end)
+-- own way) and where valgrind is installed.
 _M.can_valgrind = not _M.exe:match("%-asan$") and os.execute("command -v valgrind >/dev/null 2>&1") == true
+
+-- leak_it(name, fn): busted's `it` where valgrind checks run, `pending` elsewhere.
+function _M.leak_it(name, fn)
+  local busted = require "busted"
+  return (_M.can_valgrind and busted.it or busted.pending)(name, fn)
+end
 
 -- assert_no_leaks(args, opts): runs this binary with args under valgrind and fails
 -- on a definite leak (valgrind exits 99) or if valgrind did not run to the end.
@@ -69,6 +74,17 @@ function _M.assert_no_leaks(args, opts)
   luassert.equal(0, r.code, r.stderr)
   luassert.truthy(r.stderr:find("All heap blocks were freed", 1, true)
     or r.stderr:find("definitely lost: 0 bytes", 1, true), r.stderr)
+end
+
+-- assert_script_no_leaks(source, args?, opts?): writes the Lua source to a
+-- scratch file and runs it (`run FILE args...`) under assert_no_leaks.
+function _M.assert_script_no_leaks(source, args, opts)
+  local dir, cleanup = _M.tmpdir()
+  local argv = { "run", _M.write(dir .. "/leak.lua", source) }
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  local ok, err = pcall(_M.assert_no_leaks, argv, opts)
+  cleanup()
+  if not ok then error(err, 0) end
 end
 
 -- wait_for(fn, seconds, what) -> fn's first truthy result, polling every 50 ms
