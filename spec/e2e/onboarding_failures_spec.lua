@@ -23,6 +23,17 @@ local function events(s, org_id, kind)
   return assert(s.pg:query("SELECT * FROM onboarding_events WHERE org_id = $1 AND kind = $2 ORDER BY id", org_id, kind))
 end
 
+-- install_denied(s, i) -> doc: installs org i with its admin saying no, and waits
+-- for the simulated admin's one (denied) try
+local function install_denied(s, i)
+  s:knobs({ salesforce = { deny = true } })
+  local doc = org(i)
+  assert.are.equal(202, s:post_install(doc).status)
+  assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30),
+    "no denied try by the admin\n" .. s:logs())
+  return doc
+end
+
 describe("onboarding failure paths", function()
   local s, tenants, cleanup
   setup(function()
@@ -189,10 +200,7 @@ describe("onboarding failure paths", function()
   end)
 
   it("keeps an org whose admin denied access waiting for another try", function()
-    s:knobs({ salesforce = { deny = true } })
-    local doc = org(105)
-    assert.are.equal(202, s:post_install(doc).status)
-    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    local doc = install_denied(s, 105)
     assert.are.equal("awaiting_app_oauth", s:state(doc.org_id))
     assert.matches("access_denied", events(s, doc.org_id, "failure")[1].details.error)
     s:knobs({ salesforce = { deny = false } })
@@ -206,10 +214,7 @@ describe("onboarding failure paths", function()
   it("takes the admin's sign-in before the worker has committed the step that mailed the link", function()
     -- the mail leaves from inside the step's transaction: a quick admin finds the
     -- org still in authorize_url_ready (simulated here by putting it back there)
-    s:knobs({ salesforce = { deny = true } })
-    local doc = org(116)
-    assert.are.equal(202, s:post_install(doc).status)
-    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    local doc = install_denied(s, 116)
     s:knobs({ salesforce = { deny = false } })
     assert(s.pg:query("UPDATE organizations SET state = 'authorize_url_ready', next_attempt_at = NULL WHERE org_id = $1", doc.org_id))
     local res = assert(http.get(s:authenticate_url(doc.org_id),
@@ -237,12 +242,9 @@ describe("onboarding failure paths", function()
     res = assert(http.get(s.web_url .. "/authenticate?org=" .. known .. "&t=" .. stale))
     assert.are.equal(403, res.status)
     assert.matches("expired", res.body)
-    -- a real state, used twice: the second use is refused
-    s:knobs({ salesforce = { deny = true } })
-    local doc = org(113)
-    assert.are.equal(202, s:post_install(doc).status)
-    -- the simulated admin has had its one (denied) try before the test signs in
-    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    -- a real state, used twice: the second use is refused (the simulated admin
+    -- has had its one denied try before the test signs in)
+    local doc = install_denied(s, 113)
     s:knobs({ salesforce = { deny = false } })
     local hop = assert(http.get(s:authenticate_url(doc.org_id)))
     assert.are.equal(302, hop.status)
@@ -258,10 +260,7 @@ describe("onboarding failure paths", function()
 
   it("refreshes an expired Salesforce session before writing to the org", function()
     -- the org waits for its admin (who says no at first) ...
-    s:knobs({ salesforce = { deny = true } })
-    local doc = org(106)
-    assert.are.equal(202, s:post_install(doc).status)
-    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    local doc = install_denied(s, 106)
     -- ... signs in while no worker runs, with sessions that live one second ...
     s.worker:stop()
     s:knobs({ salesforce = { deny = false, token_ttl = 1 } })
