@@ -34,6 +34,19 @@ local function install_denied(s, i)
   return doc
 end
 
+-- wait_addon_post(s, doc): waits until the worker's add-on POST for the org
+-- hangs in the sandbox (knob heroku.latency): a POST stalled after the org's
+-- add-on look-up (404)
+local function wait_addon_post(s, doc)
+  local looked_up = "/heroku/apps/mc-spec/addons/mc-spec-hc-" .. doc.org_id:lower() .. "\" status=404"
+  local posted = 'msg="sandbox stalls a request" method=POST path=/heroku/apps/mc-spec/addons '
+  assert(proc.wait_for(function()
+    local log = s.sandbox:log()
+    local after = log:find(looked_up, 1, true)
+    return after and log:find(posted, after, true)
+  end, 10), "the add-on POST did not reach the sandbox\n" .. s:logs())
+end
+
 describe("onboarding failure paths", function()
   local s, tenants, cleanup
   setup(function()
@@ -396,13 +409,7 @@ describe("onboarding failure paths", function()
     assert.are.equal(202, s:post_install(doc).status)
     -- the worker dies while its add-on POST is in flight (1.5 s latency): the
     -- sandbox creates the add-on, the worker never hears of it
-    local looked_up = "/heroku/apps/mc-spec/addons/mc-spec-hc-" .. doc.org_id:lower() .. "\" status=404"
-    local posted = 'msg="sandbox stalls a request" method=POST path=/heroku/apps/mc-spec/addons '
-    assert(proc.wait_for(function()
-      local log = s.sandbox:log()
-      local after = log:find(looked_up, 1, true) -- this org's look-up, then a POST
-      return after and log:find(posted, after, true)
-    end, 10), "the add-on POST did not reach the sandbox\n" .. s:logs())
+    wait_addon_post(s, doc)
     s.worker:signal("KILL")
     assert(s.worker:wait(5))
     assert(proc.wait_for(function() return #s:addons_of(doc.org_id) == 1 end, 5), "the POST did not land")
@@ -416,8 +423,7 @@ describe("onboarding failure paths", function()
     s:knobs({ heroku = { latency = 4 } })
     local doc = org(118)
     assert.are.equal(202, s:post_install(doc).status)
-    local looked_up = "/heroku/apps/mc-spec/addons/mc-spec-hc-" .. doc.org_id:lower() .. "\" status=404"
-    assert(proc.wait_for(function() return s.sandbox:log():find(looked_up, 1, true) end, 10), s:logs())
+    wait_addon_post(s, doc)
     -- the worker is inside the add-on POST, holding the row
     local body = json.encode({ org_id = doc.org_id })
     local res = assert(http.request{ method = "DELETE", url = s.web_url .. "/organizations/" .. doc.org_id,
