@@ -25,6 +25,7 @@
 local json = require "mc.json"
 local host = require "mc.host"
 local crypto = require "mc.crypto"
+local pg = require "mc.pg"
 local store = require "sandbox.store"
 local orgs = require "sandbox.orgs"
 local faults = require "sandbox.faults"
@@ -178,15 +179,20 @@ local SYSTEM_COLUMNS = [[id serial primary key, sfid varchar(18), systemmodstamp
   isdeleted boolean, createddate timestamp, _hc_lastop varchar(32), _hc_err text]]
 local SYSTEM_FIELDS = { Id = "sfid", SystemModstamp = "systemmodstamp", IsDeleted = "isdeleted", CreatedDate = "createddate" }
 
+-- The Postgres the connection syncs into (the URL in its db_key), for a valid
+-- schema name -> db | nil, err
+local function connection_db(conn)
+  if not valid_schema(conn.schema_name) then return nil, "invalid schema name" end
+  local url = os.getenv(conn.db_key)
+  if not url or url == "" then return nil, conn.db_key .. " is not set" end
+  return pg.connect(url)
+end
+
 -- Creates (or, reloading, refills) m's table in the connection's Postgres -> the
 -- number of rows seeded | nil, err
 local function materialize(conn, m, reload)
   if not knob("postgres") then return #org.records(m.object_name, conn.organization_id) end
-  if not valid_schema(conn.schema_name) then return nil, "invalid schema name" end
-  local url = os.getenv(conn.db_key)
-  if not url or url == "" then return nil, conn.db_key .. " is not set" end
-  local pg = require "mc.pg"
-  local db <close>, err = pg.connect(url)
+  local db <close>, err = connection_db(conn)
   if not db then return nil, err end
   local schema, tbl = pg.quote_ident(conn.schema_name), table_name(m)
   local qualified = schema .. "." .. pg.quote_ident(tbl)
@@ -250,11 +256,7 @@ local KEY_PREFIXES = { Account = "001", Contact = "003" }
 -- continuously; the sandbox does it when the mapping is read. -> count | nil, err
 local function write_back(conn, m)
   if not knob("postgres") or m.access ~= "read_write" then return 0 end
-  if not valid_schema(conn.schema_name) then return nil, "invalid schema name" end
-  local url = os.getenv(conn.db_key)
-  if not url or url == "" then return nil, conn.db_key .. " is not set" end
-  local pg = require "mc.pg"
-  local db <close>, err = pg.connect(url)
+  local db <close>, err = connection_db(conn)
   if not db then return nil, err end
   local qualified = pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m))
   local rows, qerr = db:query("UPDATE " .. qualified .. " SET sfid = $1 || upper(substr(md5(random()::text || id::text), 1, 15)),"
@@ -643,9 +645,8 @@ local function delete_mapping(req, user)
   end
   save("conn", conn)
   store.call("DEL", key("mapping", m.id))
-  if m.sandbox_synced and knob("postgres") and valid_schema(conn.schema_name) then
-    local pg = require "mc.pg"
-    local db <close> = pg.connect(os.getenv(conn.db_key))
+  if m.sandbox_synced and knob("postgres") then
+    local db <close> = connection_db(conn)
     if db then db:exec("DROP TABLE IF EXISTS " .. pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m))) end
   end
   return 204

@@ -1,8 +1,8 @@
 -- `multiconnect clock`: the real binary, two at once, against a Redis database of
 -- this spec's own.
-local socket = require "socket"
 local json = require "mc.json"
 local proc = require "support.process"
+local daemon = require "support.daemon"
 local redis_db = require "support.redis_db"
 
 local DB = 13
@@ -19,56 +19,18 @@ return {
 
 local project = proc.project
 
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
+-- start(root, db) -> `multiconnect clock` in the background (a support.daemon);
+-- an empty REDIS_TLS_URL counts as unset, so db's REDIS_URL is the one used.
+local function start(root, db)
+  return daemon.start({ command = "clock", root = root, env = { REDIS_URL = db.url, REDIS_TLS_URL = "" } })
 end
 
-local function alive(pid)
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
-end
-
-local function wait_for(what, check, seconds)
-  local deadline = socket.gettime() + (seconds or 30)
-  while socket.gettime() < deadline do
-    if check() then return true end
-    socket.sleep(0.05)
-  end
-  error("timed out waiting for " .. what)
-end
-
--- start(root, db, n) -> {pid =, log =, status =}: `multiconnect clock` in the
--- background; a subshell records its exit status, signals go to the clock itself.
-local function start(root, db, n)
-  local log, status = root .. "/clock" .. n .. ".log", root .. "/clock" .. n .. ".status"
-  local cmd = string.format(
-    "(env -u REDIS_TLS_URL MC_ROOT=%s REDIS_URL=%s %s clock >%s 2>&1; echo $? >%s) >/dev/null 2>&1 & echo $!",
-    proc.quote(root), proc.quote(db.url), proc.quote(proc.exe), proc.quote(log), proc.quote(status))
-  local p = io.popen(cmd)
-  local shell = p:read("l")
-  p:close()
-  local pid
-  wait_for("the clock process", function()
-    local q = io.popen("pgrep -P " .. shell)
-    pid = q:read("l")
-    q:close()
-    return pid ~= nil
-  end, 10)
-  return { pid = pid, log = log, status = status }
-end
-
+-- stop(c, signal) -> exit status, log: ends the clock with signal
 local function stop(c, signal)
-  os.execute("kill -" .. (signal or "TERM") .. " " .. c.pid .. " 2>/dev/null")
-  wait_for("the clock to exit", function() return not alive(c.pid) end)
-  local code
-  wait_for("the exit status", function()
-    code = tonumber(slurp(c.status):match("%d+"))
-    return code ~= nil
-  end, 5)
-  return code
+  c:signal(signal)
+  proc.wait_for(function() return not c:alive() end, 30, "the clock to exit on " .. signal)
+  local log = c:log()
+  return c:stop(), log
 end
 
 describe("multiconnect clock", function()
@@ -79,16 +41,17 @@ describe("multiconnect clock", function()
   it("two clocks enqueue each tick of an every-second entry exactly once, and exit 0 on SIGTERM and SIGINT", function()
     local root, cleanup = project({ ["scripts/jobs/ops/ping.lua"] = PING,
                                     ["scripts/schedule.lua"] = EVERY_SECOND })
-    local a, b = start(root, db, 1), start(root, db, 2)
+    local a, b = start(root, db), start(root, db)
     local ok, err = pcall(function()
-      wait_for("both clocks to start", function()
-        return slurp(a.log):find("clock starting", 1, true) and slurp(b.log):find("clock starting", 1, true)
-      end)
+      proc.wait_for(function()
+        return a:log():find("clock starting", 1, true) and b:log():find("clock starting", 1, true)
+      end, 30, "both clocks to start")
       -- both run for at least four ticks
-      wait_for("four ticks", function() return db.r:call("LLEN", "queue:" .. QUEUE) >= 4 end)
+      proc.wait_for(function() return db.r:call("LLEN", "queue:" .. QUEUE) >= 4 end, 30, "four ticks")
     end)
-    local code_a, code_b = stop(a, "TERM"), stop(b, "INT")
-    local logs = slurp(a.log) .. slurp(b.log)
+    local code_a, log_a = stop(a, "TERM")
+    local code_b, log_b = stop(b, "INT")
+    local logs = log_a .. log_b
     cleanup()
     assert(ok, tostring(err) .. "\n" .. logs)
     assert.equal(0, code_a, logs)
@@ -127,20 +90,18 @@ describe("multiconnect clock", function()
       proc.write(root .. "/scripts/schedule.tmp", content)
       assert(os.rename(root .. "/scripts/schedule.tmp", root .. "/scripts/schedule.lua"))
     end
-    local c = start(root, db, 1)
+    local c = start(root, db)
     local ok, err = pcall(function()
-      wait_for("a job in queue a", function() return db.r:call("LLEN", "queue:clock-spec-a") >= 1 end)
+      local function queued(queue) return db.r:call("LLEN", "queue:" .. queue) end
+      proc.wait_for(function() return queued("clock-spec-a") >= 1 end, 30, "a job in queue a")
       rewrite("return { { name = 't', job = 'ops.missing', every = 1 } }")
-      wait_for("the reload error", function()
-        return slurp(c.log):find("schedule reload failed", 1, true)
-      end)
-      local before = db.r:call("LLEN", "queue:clock-spec-a")
-      wait_for("queue a to go on", function() return db.r:call("LLEN", "queue:clock-spec-a") > before end)
+      proc.wait_for(function() return c:log():find("schedule reload failed", 1, true) end, 30, "the reload error")
+      local before = queued("clock-spec-a")
+      proc.wait_for(function() return queued("clock-spec-a") > before end, 30, "queue a to go on")
       rewrite(schedule("clock-spec-b"))
-      wait_for("a job in queue b", function() return db.r:call("LLEN", "queue:clock-spec-b") >= 1 end)
+      proc.wait_for(function() return queued("clock-spec-b") >= 1 end, 30, "a job in queue b")
     end)
-    local code = stop(c)
-    local log = slurp(c.log)
+    local code, log = stop(c, "TERM")
     cleanup()
     assert(ok, tostring(err) .. "\n" .. log)
     assert.equal(0, code, log)

@@ -326,10 +326,8 @@ describe("mc.mail", function()
       assert.matches("^SMTP_URL: expected smtp://", err)
     end)
 
-    local leak_it = proc.can_valgrind and it or pending
-    leak_it("leaks nothing in mc.http_native.smtp under valgrind (sent, refused, misused)", function()
-      local dir, cleanup = proc.tmpdir()
-      local script = proc.write(dir .. "/leak.lua", [[
+    proc.leak_it("leaks nothing in mc.http_native.smtp under valgrind (sent, refused, misused)", function()
+      proc.assert_script_no_leaks([[
         local native = require "mc.http_native"
         local port = ...
         local url = "smtp://127.0.0.1:" .. port
@@ -340,10 +338,8 @@ describe("mc.mail", function()
         assert(not pcall(native.smtp, { url = url, from = "a@isv.test", to = { "x@acme.test", 7 }, payload = "" }))
         assert(not pcall(native.smtp, { url = url, from = "a@isv.test", to = { "x@acme.test" }, payload = "", tls = "no" }))
         return 0
-      ]])
-      proc.assert_no_leaks({ "run", script, tostring(port) })
+      ]], { tostring(port) })
       assert.equal(1, #records())
-      cleanup()
     end)
 
     it("takes SMTP_URL, SMTP_TLS and MAIL_TIMEOUT from the environment", function()

@@ -23,6 +23,30 @@ local function events(s, org_id, kind)
   return assert(s.pg:query("SELECT * FROM onboarding_events WHERE org_id = $1 AND kind = $2 ORDER BY id", org_id, kind))
 end
 
+-- install_denied(s, i) -> doc: installs org i with its admin saying no, and waits
+-- for the simulated admin's one (denied) try
+local function install_denied(s, i)
+  s:knobs({ salesforce = { deny = true } })
+  local doc = org(i)
+  assert.are.equal(202, s:post_install(doc).status)
+  assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30),
+    "no denied try by the admin\n" .. s:logs())
+  return doc
+end
+
+-- wait_addon_post(s, doc): waits until the worker's add-on POST for the org
+-- hangs in the sandbox (knob heroku.latency): a POST stalled after the org's
+-- add-on look-up (404)
+local function wait_addon_post(s, doc)
+  local looked_up = "/heroku/apps/mc-spec/addons/mc-spec-hc-" .. doc.org_id:lower() .. "\" status=404"
+  local posted = 'msg="sandbox stalls a request" method=POST path=/heroku/apps/mc-spec/addons '
+  assert(proc.wait_for(function()
+    local log = s.sandbox:log()
+    local after = log:find(looked_up, 1, true)
+    return after and log:find(posted, after, true)
+  end, 10), "the add-on POST did not reach the sandbox\n" .. s:logs())
+end
+
 describe("onboarding failure paths", function()
   local s, tenants, cleanup
   setup(function()
@@ -189,10 +213,7 @@ describe("onboarding failure paths", function()
   end)
 
   it("keeps an org whose admin denied access waiting for another try", function()
-    s:knobs({ salesforce = { deny = true } })
-    local doc = org(105)
-    assert.are.equal(202, s:post_install(doc).status)
-    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    local doc = install_denied(s, 105)
     assert.are.equal("awaiting_app_oauth", s:state(doc.org_id))
     assert.matches("access_denied", events(s, doc.org_id, "failure")[1].details.error)
     s:knobs({ salesforce = { deny = false } })
@@ -206,10 +227,7 @@ describe("onboarding failure paths", function()
   it("takes the admin's sign-in before the worker has committed the step that mailed the link", function()
     -- the mail leaves from inside the step's transaction: a quick admin finds the
     -- org still in authorize_url_ready (simulated here by putting it back there)
-    s:knobs({ salesforce = { deny = true } })
-    local doc = org(116)
-    assert.are.equal(202, s:post_install(doc).status)
-    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    local doc = install_denied(s, 116)
     s:knobs({ salesforce = { deny = false } })
     assert(s.pg:query("UPDATE organizations SET state = 'authorize_url_ready', next_attempt_at = NULL WHERE org_id = $1", doc.org_id))
     local res = assert(http.get(s:authenticate_url(doc.org_id),
@@ -237,12 +255,9 @@ describe("onboarding failure paths", function()
     res = assert(http.get(s.web_url .. "/authenticate?org=" .. known .. "&t=" .. stale))
     assert.are.equal(403, res.status)
     assert.matches("expired", res.body)
-    -- a real state, used twice: the second use is refused
-    s:knobs({ salesforce = { deny = true } })
-    local doc = org(113)
-    assert.are.equal(202, s:post_install(doc).status)
-    -- the simulated admin has had its one (denied) try before the test signs in
-    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    -- a real state, used twice: the second use is refused (the simulated admin
+    -- has had its one denied try before the test signs in)
+    local doc = install_denied(s, 113)
     s:knobs({ salesforce = { deny = false } })
     local hop = assert(http.get(s:authenticate_url(doc.org_id)))
     assert.are.equal(302, hop.status)
@@ -258,10 +273,7 @@ describe("onboarding failure paths", function()
 
   it("refreshes an expired Salesforce session before writing to the org", function()
     -- the org waits for its admin (who says no at first) ...
-    s:knobs({ salesforce = { deny = true } })
-    local doc = org(106)
-    assert.are.equal(202, s:post_install(doc).status)
-    assert(proc.wait_for(function() return #events(s, doc.org_id, "failure") > 0 end, 30), s:logs())
+    local doc = install_denied(s, 106)
     -- ... signs in while no worker runs, with sessions that live one second ...
     s.worker:stop()
     s:knobs({ salesforce = { deny = false, token_ttl = 1 } })
@@ -270,7 +282,7 @@ describe("onboarding failure paths", function()
     assert.are.equal(200, res.status, res.body)
     assert.are.equal("app_authorized", s:state(doc.org_id))
     -- ... so the stored access token is dead when the Apex write comes
-    require("socket").sleep(1.2)
+    s:wait_sessions_dead(doc.org_id)
     s:start_worker()
     assert(s:wait_state(doc.org_id, "active", 60), s:logs())
     res = assert(http.get(s.sandbox_url .. "/__sandbox/salesforce/orgs/" .. doc.org_id))
@@ -293,7 +305,7 @@ describe("onboarding failure paths", function()
       { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
     assert.are.equal(200, res.status, res.body)
     -- the session expires and Salesforce refuses the refresh token
-    require("socket").sleep(1.2)
+    s:wait_sessions_dead(doc.org_id)
     s:knobs({ salesforce = { grant_error = "invalid_grant" } })
     s:start_worker()
     assert(proc.wait_for(function() return s:state(doc.org_id) == "awaiting_app_oauth" end, 30), s:logs())
@@ -397,9 +409,7 @@ describe("onboarding failure paths", function()
     assert.are.equal(202, s:post_install(doc).status)
     -- the worker dies while its add-on POST is in flight (1.5 s latency): the
     -- sandbox creates the add-on, the worker never hears of it
-    local looked_up = "/heroku/apps/mc-spec/addons/mc-spec-hc-" .. doc.org_id:lower() .. "\" status=404"
-    assert(proc.wait_for(function() return s.sandbox:log():find(looked_up, 1, true) end, 10), s:logs())
-    require("socket").sleep(0.5)
+    wait_addon_post(s, doc)
     s.worker:signal("KILL")
     assert(s.worker:wait(5))
     assert(proc.wait_for(function() return #s:addons_of(doc.org_id) == 1 end, 5), "the POST did not land")
@@ -413,8 +423,7 @@ describe("onboarding failure paths", function()
     s:knobs({ heroku = { latency = 4 } })
     local doc = org(118)
     assert.are.equal(202, s:post_install(doc).status)
-    local looked_up = "/heroku/apps/mc-spec/addons/mc-spec-hc-" .. doc.org_id:lower() .. "\" status=404"
-    assert(proc.wait_for(function() return s.sandbox:log():find(looked_up, 1, true) end, 10), s:logs())
+    wait_addon_post(s, doc)
     -- the worker is inside the add-on POST; no lock is held while it waits
     local body = json.encode({ org_id = doc.org_id })
     local res = assert(http.request{ method = "DELETE", url = s.web_url .. "/organizations/" .. doc.org_id,

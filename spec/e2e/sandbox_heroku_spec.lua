@@ -3,7 +3,7 @@
 local sandbox = require "support.sandbox"
 local http = require "mc.http"
 local host = require "mc.host"
-local socket = require "socket"
+local proc = require "support.process"
 
 local ACCEPT = "application/vnd.heroku+json; version=3"
 
@@ -45,10 +45,11 @@ describe("sandbox: Heroku Platform API", function()
     assert.matches("^%x+%-%x+%-4%x+%-[89ab]%x+%-%x+$", addon.id)
     assert.matches('"actions":%[%]', res.body)
     assert.truthy(res.headers["request-id"])
-    socket.sleep(0.4)
-    local again = api("GET", "/apps/my-app/addons/" .. addon.id)
+    local again = proc.wait_for(function()
+      local res = api("GET", "/apps/my-app/addons/" .. addon.id)
+      return res:json().state == "provisioned" and res
+    end, 5, "the add-on to be provisioned")
     assert.equal(200, again.status)
-    assert.equal("provisioned", again:json().state)
     assert.matches('"config_vars":%[%]', again.body)
     -- by name too
     assert.equal(addon.id, api("GET", "/apps/my-app/addons/" .. addon.name):json().id)
@@ -125,8 +126,8 @@ describe("sandbox: Heroku Platform API", function()
     for _, a in ipairs(all) do
       if a.app == "other-app" then assert.equal("HEROKU_POSTGRESQL", a.attachment) end -- the service's name by default
     end
-    socket.sleep(0.4)
-    assert.equal("provisioned", assert(http.get(control .. "/heroku/addons")):json()[1].state)
+    proc.wait_for(function() return assert(http.get(control .. "/heroku/addons")):json()[1].state == "provisioned" end,
+      5, "the first add-on to be provisioned")
     assert.matches("^%[%]$", assert(http.get(control .. "/heroku/addons", { query = { app = "none" } })).body)
   end)
 

@@ -3,7 +3,7 @@
 local sandbox = require "support.sandbox"
 local http = require "mc.http"
 local host = require "mc.host"
-local socket = require "socket"
+local proc = require "support.process"
 package.path = host.root .. "/?.lua;" .. package.path
 local orgs = require "sandbox.orgs"
 
@@ -443,8 +443,10 @@ describe("sandbox: Salesforce", function()
       knobs({ token_ttl = 0.5 })
       local t = login()
       assert.equal(200, apex(t.access_token, "AuthConnection", BODY).status)
-      socket.sleep(0.6)
-      local res = apex(t.access_token, "AuthConnection", BODY)
+      local res = proc.wait_for(function()
+        local r = apex(t.access_token, "AuthConnection", BODY)
+        return r.status ~= 200 and r
+      end, 5, "the access token to stop working")
       assert.equal(401, res.status)
       assert.same({ { message = "Session expired or invalid", errorCode = "INVALID_SESSION_ID" } }, res:json())
       local r = token({ grant_type = "refresh_token", refresh_token = t.refresh_token, client_id = "ck",

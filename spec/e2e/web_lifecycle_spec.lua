@@ -3,13 +3,19 @@
 local server = require "support.server"
 local json = require "mc.json"
 local socket = require "socket"
+local proc = require "support.process"
 
 local function app_version(v)
   return string.format([[
 local web = require "mc.web"
+local log = require "mc.log"
 local app = web.router()
 app:get("/v", function(req) return 200, { v = %d } end)
-app:get("/slow", function(req) os.execute("sleep 1.5") return 200, { slow = true } end)
+app:get("/slow", function(req)
+  log.info("slow handler started")
+  os.execute("sleep 1.5")
+  return 200, { slow = true }
+end)
 return app
 ]], v)
 end
@@ -53,11 +59,7 @@ describe("hot reload", function()
     assert.equal(0, failures)
     for v in pairs(seen) do assert.truthy(v == 1 or v == 2) end
     -- the swap happens just before the line is written: give it a moment
-    local deadline = socket.gettime() + 3
-    while not srv:log():find("msg=reloaded reason=files-changed", 1, true) and socket.gettime() < deadline do
-      socket.sleep(0.05)
-    end
-    assert.matches("msg=reloaded reason=files%-changed", srv:log())
+    assert.truthy(srv:wait_log("msg=reloaded reason=files-changed", 3), srv:log())
   end)
 
   it("keeps the previous code serving when an edit does not load, and says where", function()
@@ -79,6 +81,8 @@ describe("reload on SIGHUP with MC_RELOAD=0", function()
   it("ignores edits until told", function()
     local srv = server.start({ files = { ["scripts/app.lua"] = app_version(1) }, env = { MC_RELOAD = "0" } })
     srv:write("scripts/app.lua", app_version(2))
+    -- a pause on purpose: the edit must NOT be served; a watching server reloads
+    -- within about 0.5 s (it looks every 0.25 s, and waits for one quiet look)
     socket.sleep(1)
     local v = json.decode(srv:request("GET", "/v").body).v
     srv:signal("HUP")
@@ -94,18 +98,19 @@ describe("SIGTERM", function()
     local srv = server.start({ files = { ["scripts/app.lua"] = app_version(1) } })
     local slow = srv:connect()
     slow:send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-    socket.sleep(0.3) -- the handler is running
+    assert.truthy(srv:wait_log("slow handler started", 5), srv:log())
     srv:signal("TERM")
-    socket.sleep(0.3)
-    local c, err = socket.connect("127.0.0.1", srv.port)
-    if c then c:close() end
+    local err = proc.wait_for(function()
+      local c, e = socket.connect("127.0.0.1", srv.port)
+      if c then c:close() end
+      return not c and e
+    end, 5, "the server to stop taking connections")
     local r = server.read_response(slow)
     slow:close()
     assert.is_true(srv:wait(10))
     local status = srv:exit_status()
     local log = srv:log()
     srv:stop()
-    assert.is_nil(c)
     assert.equal("connection refused", err)
     assert.equal(200, r.status)
     assert.equal("close", r.headers["connection"])
@@ -118,7 +123,7 @@ describe("SIGTERM", function()
     local srv = server.start({ files = { ["scripts/app.lua"] = app_version(1) }, env = { SHUTDOWN_TIMEOUT = "0.2" } })
     local slow = srv:connect()
     slow:send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-    socket.sleep(0.2)
+    assert.truthy(srv:wait_log("slow handler started", 5), srv:log())
     srv:signal("TERM")
     assert.is_true(srv:wait(10))
     local log = srv:log()
@@ -134,6 +139,7 @@ describe("SIGTERM with a handler that never finishes", function()
 local web = require "mc.web"
 local app = web.router()
 app:get("/stuck", function(req)
+  require("mc.log").info("stuck handler started")
   local t = os.clock()
   while os.clock() - t < 20 do end
   return 200, "late"
@@ -142,7 +148,7 @@ return app
 ]] }, env = { SHUTDOWN_TIMEOUT = "0.3" } })
     local stuck = srv:connect()
     stuck:send("GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
-    socket.sleep(0.2)
+    assert.truthy(srv:wait_log("stuck handler started", 5), srv:log())
     srv:signal("TERM")
     local exited = srv:wait(4)
     local log = srv:log()
@@ -155,7 +161,6 @@ end)
 
 describe("startup", function()
   it("refuses a bad WEB_BIND and leaks nothing on the way out", function()
-    local proc = require "support.process"
     local root, cleanup = proc.tmpdir()
     os.execute("mkdir -p " .. proc.quote(root .. "/scripts"))
     proc.write(root .. "/scripts/app.lua", app_version(1))

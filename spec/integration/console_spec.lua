@@ -6,6 +6,7 @@ local pg = require "mc.pg"
 local json = require "mc.json"
 local proc = require "support.process"
 local redis_db = require "support.redis_db"
+local pg_db = require "support.pg_db"
 local tmux = require "support.tmux"
 
 local DB = "mc_console"
@@ -13,14 +14,8 @@ local FAILED = "00D000000000001EAA"  -- 15-character form: 00D000000000001
 local ACTIVE = "00D000000000002EAA"
 local SECRET = "v1.k1.SEALED-TOKEN-NEVER-SHOWN"
 
-local function url_of(name)
-  local url = assert(os.getenv("DATABASE_URL"), "DATABASE_URL is not set")
-  local base, query = url:match("^([^?]*)(.*)$")
-  return (base:gsub("/[^/]*$", "/" .. name)) .. query
-end
-
 describe("console", function()
-  local admin, conn, rdb, dir, cleanup, env
+  local url, conn, rdb, dir, cleanup, env
 
   local function console(args, stdin)
     local argv = { "console" }
@@ -29,22 +24,19 @@ describe("console", function()
   end
 
   setup(function()
-    admin = assert(pg.connect())
-    admin:exec("DROP DATABASE IF EXISTS " .. DB .. " WITH (FORCE)")
-    assert(admin:exec("CREATE DATABASE " .. DB))
-    local r = proc.mc({ "migrate" }, { env = { DATABASE_URL = url_of(DB) } })
+    url = pg_db.create(DB)
+    local r = proc.mc({ "migrate" }, { env = { DATABASE_URL = url } })
     assert(r.code == 0, r.stderr)
-    conn = assert(pg.connect(url_of(DB)))
+    conn = assert(pg.connect(url))
     rdb = redis_db.open(16)
     dir, cleanup = proc.tmpdir()
-    env = rdb:env({ DATABASE_URL = url_of(DB), HOME = dir, MC_HISTORY_FILE = false, LOG_LEVEL = "error" })
+    env = rdb:env({ DATABASE_URL = url, HOME = dir, MC_HISTORY_FILE = false, LOG_LEVEL = "error" })
   end)
 
   teardown(function()
     conn:close()
     rdb:close()
-    admin:exec("DROP DATABASE IF EXISTS " .. DB .. " WITH (FORCE)")
-    admin:close()
+    pg_db.drop(DB)
     cleanup()
   end)
 
@@ -207,11 +199,10 @@ describe("console", function()
     assert(ok, err)
   end)
 
-  local leak_it = proc.can_valgrind and it or pending
-  leak_it("mc.readline has no definite leaks under valgrind (stdin not a terminal)", function()
+  proc.leak_it("mc.readline has no definite leaks under valgrind (stdin not a terminal)", function()
     local history = dir .. "/leak_history"
     os.remove(history)
-    local script = proc.write(dir .. "/readline_leak.lua", string.format([[
+    proc.assert_script_no_leaks(string.format([[
       local rl = mc.readline
       assert(rl.readline("> ") == "first line")
       assert(rl.readline("> ") == nil)
@@ -226,8 +217,7 @@ describe("console", function()
       assert(rl.read_history(path))
       assert(not pcall(rl.isatty, -1))
       return 0
-    ]], history))
-    proc.assert_no_leaks({ "run", script }, { stdin = "first line\n" })
+    ]], history), nil, { stdin = "first line\n" })
     proc.assert_no_leaks({ "console", "-e", "local s = jobs.stats() return #orgs(), s.dead" }, { env = env })
     local f = assert(io.open(history))
     local n = select(2, f:read("a"):gsub("\n", ""))

@@ -1,17 +1,10 @@
 -- mc.http against a local server (spec/support/http_server.lua) run as its own
 -- process by this binary; nothing here leaves the loopback interface.
-local socket = require "socket"
 local host = require "mc.host"
 local http = require "mc.http"
 local json = require "mc.json"
 local proc = require "support.process"
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local server = require "support.server"
 
 local function read_file(path)
   local f = io.open(path, "rb")
@@ -23,7 +16,7 @@ end
 
 -- Starts the server on a free port; returns its base URL and a stop function.
 local function start_server()
-  local port, pidfile, log = free_port(), os.tmpname(), os.tmpname()
+  local port, pidfile, log = server.free_port(), os.tmpname(), os.tmpname()
   local cmd = string.format("%s run %s %d >%s 2>&1 & echo $! >%s", proc.quote(host.exe),
     proc.quote(host.root .. "/spec/support/http_server.lua"), port, proc.quote(log), proc.quote(pidfile))
   assert(os.execute(cmd))
@@ -33,13 +26,8 @@ local function start_server()
     os.execute("kill " .. pid .. " 2>/dev/null")
     os.remove(log)
   end
-  for _ = 1, 200 do -- until it accepts (the ASan twin starts slower)
-    local c = socket.connect("127.0.0.1", port)
-    if c then
-      c:close()
-      return "http://127.0.0.1:" .. port, stop, port
-    end
-    socket.sleep(0.05)
+  if server.wait_accepting(port, 10) then -- (the ASan twin starts slower)
+    return "http://127.0.0.1:" .. port, stop, port
   end
   local out = read_file(log)
   stop()
@@ -189,7 +177,7 @@ describe("mc.http", function()
     end)
 
     it("reports a refused connection", function()
-      local res, err = http.get("http://127.0.0.1:" .. free_port() .. "/")
+      local res, err = http.get("http://127.0.0.1:" .. server.free_port() .. "/")
       assert.is_nil(res)
       assert.equal("connection refused", err)
     end)
@@ -261,12 +249,8 @@ describe("mc.http", function()
   end)
 
   describe("memory", function()
-
-    local leak_it = proc.can_valgrind and it or pending
-
-    leak_it("has no definite leaks under valgrind, including raised errors", function()
-      local dir, cleanup = proc.tmpdir()
-      local script = proc.write(dir .. "/http.lua", [[
+    proc.leak_it("has no definite leaks under valgrind, including raised errors", function()
+      proc.assert_script_no_leaks([[
         local http = require "mc.http"
         local base = ...
         assert(http.get(base .. "/echo", { query = { a = "b c" }, headers = { ["X-A"] = "1" } }))
@@ -276,9 +260,7 @@ describe("mc.http", function()
         assert(not pcall(http.get, base, { headers = { ["X-A"] = "1", ["X-B"] = "\n" } }))
         assert(not pcall(http.get, base, { timeout = "x" }))
         return 0
-      ]])
-      proc.assert_no_leaks({ "run", script, base })
-      cleanup()
+      ]], { base })
     end)
   end)
 end)

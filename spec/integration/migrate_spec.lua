@@ -4,18 +4,12 @@
 local pg = require "mc.pg"
 local migrate = require "mc.migrate"
 local proc = require "support.process"
+local pg_db = require "support.pg_db"
 
 local DB = "mc_migrate_spec"
 
--- DATABASE_URL with its database name replaced
-local function url_of(name)
-  local url = assert(os.getenv("DATABASE_URL"), "DATABASE_URL is not set")
-  local base, query = url:match("^([^?]*)(.*)$")
-  return (base:gsub("/[^/]*$", "/" .. name)) .. query
-end
-
 describe("migrate", function()
-  local admin, conn, dir, cleanup
+  local url, conn, dir, cleanup
 
   local function write(name, sql) proc.write(dir .. "/" .. name, sql) end
 
@@ -33,27 +27,19 @@ describe("migrate", function()
 
   local function cli(args, env)
     env = env or {}
-    if env.DATABASE_URL == nil then env.DATABASE_URL = url_of(DB) end
+    if env.DATABASE_URL == nil then env.DATABASE_URL = url end
     if env.MIGRATIONS_DIR == nil then env.MIGRATIONS_DIR = dir end
     local argv = { "migrate" }
     for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
     return proc.mc(argv, { env = env })
   end
 
-  setup(function()
-    admin = assert(pg.connect())
-    admin:exec("DROP DATABASE IF EXISTS " .. DB)
-    assert(admin:exec("CREATE DATABASE " .. DB))
-  end)
-
-  teardown(function()
-    admin:exec("DROP DATABASE IF EXISTS " .. DB .. " WITH (FORCE)")
-    admin:close()
-  end)
+  setup(function() url = pg_db.create(DB) end)
+  teardown(function() pg_db.drop(DB) end)
 
   before_each(function()
     dir, cleanup = proc.tmpdir()
-    conn = assert(pg.connect(url_of(DB)))
+    conn = assert(pg.connect(url))
     assert(conn:exec("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     write("001_first.sql", "CREATE TABLE first (id int PRIMARY KEY);\nINSERT INTO first VALUES (1);\n")
     write("002_second.sql", "-- a comment first\nCREATE TABLE second (id int);\n")
@@ -168,7 +154,7 @@ describe("migrate", function()
     for i = 1, 4 do
       outs[i] = os.tmpname()
       cmds[i] = string.format("env DATABASE_URL=%s MIGRATIONS_DIR=%s %s migrate >%s 2>&1; echo $? >>%s",
-        proc.quote(url_of(DB)), proc.quote(dir), proc.quote(proc.exe), outs[i], outs[i])
+        proc.quote(url), proc.quote(dir), proc.quote(proc.exe), outs[i], outs[i])
     end
     local script = {}
     for i = 1, 4 do script[i] = "(" .. cmds[i] .. ") &" end

@@ -418,12 +418,8 @@ describe("mc.pg with a restarted server", function()
 end)
 
 describe("mc.pg memory", function()
-
-  local leak_it = proc.can_valgrind and it or pending
-
-  leak_it("has no definite leaks under valgrind", function()
-    local dir, cleanup = proc.tmpdir()
-    local script = proc.write(dir .. "/leak.lua", [[
+  proc.leak_it("has no definite leaks under valgrind", function()
+    proc.assert_script_no_leaks([[
       local pg = require "mc.pg"
       local c = assert(pg.connect())
       assert(c:query("select $1::text as a, array[1,null]::int[] as b, '{}'::jsonb as j", "x"))
@@ -438,7 +434,5 @@ describe("mc.pg memory", function()
       local d = assert(pg.connect())  -- left to __gc
       return 0
     ]])
-    proc.assert_no_leaks({ "run", script })
-    cleanup()
   end)
 end)

@@ -3,12 +3,11 @@
 -- speaks only TLS with a self-signed certificate made here.
 local redis = require "mc.redis"
 local proc = require "support.process"
+local support_server = require "support.server"
 
 local null = mc.null
 
 local PREFIX = "mc:spec:redis:" .. math.random(1, 1e9) .. ":"
-
-local function sleep(s) os.execute("sleep " .. s) end
 
 -- Runs src in a fresh multiconnect process with env (see support.process).
 -- (An empty value stands for unset: mc.redis reads it so, and env -u cannot
@@ -20,22 +19,10 @@ local function run_script(src, env)
   return res
 end
 
-local function port_free(p)
-  return proc.run({ "bash", "-c", "(exec 3<>/dev/tcp/127.0.0.1/" .. p .. ") 2>/dev/null" }).code ~= 0
-end
-
-local function free_port()
-  for _ = 1, 50 do
-    local p = math.random(20000, 60000)
-    if port_free(p) then return p end
-  end
-  error("no free port")
-end
-
 -- A private redis-server: start(dir, args) -> {port =, pid =, stop = fn}.
 -- args are redis-server options; the port option is added unless tls is set.
 local function start_server(dir, opts)
-  local port = free_port()
+  local port = support_server.free_port()
   local argv = { "redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
     "--daemonize", "yes", "--dir", dir, "--pidfile", dir .. "/redis.pid",
     "--logfile", dir .. "/redis.log" }
@@ -49,25 +36,19 @@ local function start_server(dir, opts)
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
   local r = proc.run(argv)
   assert(r.code == 0, r.stderr .. r.stdout)
-  local pid
-  for _ = 1, 100 do
+  local pid = proc.wait_for(function()
     local f = io.open(dir .. "/redis.pid")
-    pid = f and f:read("n")
+    local n = f and f:read("n")
     if f then f:close() end
-    if pid and not port_free(port) then break end
-    sleep(0.05)
-  end
-  assert(pid, "redis-server did not start")
+    return n and support_server.accepting(port) and n
+  end, 5, "redis-server to start")
   return {
     port = port,
     pid = pid,
     signal = function(sig) os.execute("kill -" .. sig .. " " .. pid) end,
     stop = function()
       os.execute("kill -CONT " .. pid .. " 2>/dev/null; kill " .. pid .. " 2>/dev/null")
-      for _ = 1, 100 do
-        if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then return end
-        sleep(0.05)
-      end
+      proc.wait_for(function() return not os.execute("kill -0 " .. pid .. " 2>/dev/null") end, 5)
     end,
   }
 end
@@ -274,7 +255,7 @@ describe("mc.redis", function()
     end)
 
     it("returns nil, err when it cannot connect", function()
-      local v, err = redis.connect("redis://127.0.0.1:" .. free_port())
+      local v, err = redis.connect("redis://127.0.0.1:" .. support_server.free_port())
       assert.is_nil(v)
       assert.equal("connection refused", err)
       v, err = redis.connect("redis://no-such-host.invalid:6390")
@@ -468,12 +449,8 @@ describe("mc.redis", function()
   end)
 
 
-  local leak_it = proc.can_valgrind and it or pending
-
-
-  leak_it("has no definite leaks under valgrind", function()
-    local dir, cleanup = proc.tmpdir()
-    local script = proc.write(dir .. "/leak.lua", [[
+  proc.leak_it("has no definite leaks under valgrind", function()
+    proc.assert_script_no_leaks([[
       local redis = require "mc.redis"
       local r = assert(redis.connect())
       local k = ]] .. string.format("%q", PREFIX .. "vg") .. [[
@@ -489,8 +466,6 @@ describe("mc.redis", function()
       assert(not redis.connect("redis://127.0.0.1:1"))
       r:close()
       return 0
-    ]])
-    proc.assert_no_leaks({ "run", script }, { env = { REDIS_URL = url } })
-    cleanup()
+    ]], nil, { env = { REDIS_URL = url } })
   end)
 end)

@@ -3,10 +3,8 @@
 local proc = require "support.process"
 
 describe("memory", function()
-  local leak_it = proc.can_valgrind and it or pending
-  leak_it("has no definite leaks under valgrind for a script using mc.json, mc.log, mc.env, mc.url, mc.crypto, mc.pg, mc.redis, mc.http", function()
-    local dir, cleanup = proc.tmpdir()
-    local script = proc.write(dir .. "/leak.lua", [[
+  proc.leak_it("has no definite leaks under valgrind for a script using mc.json, mc.log, mc.env, mc.url, mc.crypto, mc.pg, mc.redis, mc.http", function()
+    proc.assert_script_no_leaks([[
       local v = assert(mc.json.decode('{"a":[1,2,{"b":null}],"c":"x"}'))
       assert(mc.json.encode({ v, mc.json.empty_array }))
       assert(not mc.json.decode("{"))
@@ -30,12 +28,9 @@ describe("memory", function()
       assert(not res and err)
       return 0
     ]])
-    proc.assert_no_leaks({ "run", script })
-    cleanup()
   end)
-  leak_it("has no definite leaks under valgrind for isolates hitting each limit", function()
-    local dir, cleanup = proc.tmpdir()
-    local script = proc.write(dir .. "/isolate.lua", [[
+  proc.leak_it("has no definite leaks under valgrind for isolates hitting each limit", function()
+    proc.assert_script_no_leaks([[
       local isolate = mc.isolate
       local iso = assert(isolate.new{ memory = 1024 * 1024, instructions = 200000, timeout = 5 })
       assert(select(2, iso:exec("while true do pcall(function() while true do end end) end", "b.lua")) == "instruction budget exceeded")
@@ -60,7 +55,5 @@ describe("memory", function()
       assert(dropped:exec("x = {}", "x.lua"))
       return 0
     ]])
-    proc.assert_no_leaks({ "run", script })
-    cleanup()
   end)
 end)

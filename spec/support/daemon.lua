@@ -1,7 +1,6 @@
 -- support.daemon: run a long-lived multiconnect process (web, worker, clock) in
 -- the background with a scripts/ folder written by the spec, and steer it with
 -- signals: the real binary, as a Procfile would run it.
-local socket = require "socket"
 local proc = require "support.process"
 
 local _M = {}
@@ -30,33 +29,26 @@ function _M.start(opts)
   local p = io.popen(cmd)
   local shell = p:read("l")
   p:close()
-  local pid
-  for _ = 1, 200 do
+  local pid = proc.wait_for(function()
     local q = io.popen("pgrep -P " .. shell)
-    pid = q:read("l")
+    local child = q:read("l")
     q:close()
-    if pid then break end
-    socket.sleep(0.01)
-  end
-  assert(pid, opts.command .. " process did not appear")
+    return child
+  end, 2, "the " .. opts.command .. " process to appear")
   return setmetatable({ root = root, pid = pid, log_path = log, exit_path = exit_path,
     cleanup = cleanup }, opts.class or Daemon)
 end
 
--- wait_for(fn, seconds) -> fn's first truthy result, or nil when time ran out
-function Daemon:wait_for(fn, seconds)
-  return proc.wait_for(fn, seconds)
+-- wait_for(fn, seconds, what): proc.wait_for
+function Daemon:wait_for(fn, seconds, what)
+  return proc.wait_for(fn, seconds, what)
 end
 
--- Waits (bounded) until the log contains text; true if it did.
+-- Waits (bounded; not past the process's end) until the log contains text
+-- (plain); true if it did.
 function Daemon:wait_log(text, seconds)
-  local deadline = socket.gettime() + (seconds or 10)
-  while socket.gettime() < deadline do
-    if self:log():find(text, 1, true) then return true end
-    if not self:alive() then return self:log():find(text, 1, true) ~= nil end
-    socket.sleep(0.02)
-  end
-  return false
+  proc.wait_for(function() return self:log():find(text, 1, true) or not self:alive() end, seconds or 10)
+  return self:log():find(text, 1, true) ~= nil
 end
 
 function Daemon:alive()
@@ -73,16 +65,13 @@ end
 
 -- The exit status once the process has ended, else nil.
 function Daemon:exit_status()
-  for _ = 1, 100 do
+  return proc.wait_for(function()
     local f = io.open(self.exit_path)
-    if f then
-      local s = f:read("n")
-      f:close()
-      if s then return s end
-    end
-    socket.sleep(0.02)
-  end
-  return nil
+    if not f then return nil end
+    local s = f:read("n")
+    f:close()
+    return s
+  end, 2)
 end
 
 function Daemon:signal(name)
@@ -91,9 +80,7 @@ end
 
 -- wait(seconds) -> true once the process has ended (bounded wait)
 function Daemon:wait(seconds)
-  local deadline = socket.gettime() + (seconds or 30)
-  while self:alive() and socket.gettime() < deadline do socket.sleep(0.02) end
-  return not self:alive()
+  return proc.wait_for(function() return not self:alive() end, seconds or 30) == true
 end
 
 -- stop() -> exit status (TERM, then KILL after 30 s); removes what start made

@@ -55,9 +55,14 @@ function _M.mc(args, opts)
 end
 
 -- Valgrind checks run with the plain binary only (the ASan twin checks leaks its
--- own way) and where valgrind is installed: specs write
---   (proc.can_valgrind and it or pending)("has no leaks", function() ... end)
+-- own way) and where valgrind is installed.
 _M.can_valgrind = not _M.exe:match("%-asan$") and os.execute("command -v valgrind >/dev/null 2>&1") == true
+
+-- leak_it(name, fn): busted's `it` where valgrind checks run, `pending` elsewhere.
+function _M.leak_it(name, fn)
+  local busted = require "busted"
+  return (_M.can_valgrind and busted.it or busted.pending)(name, fn)
+end
 
 -- assert_no_leaks(args, opts): runs this binary with args under valgrind and fails
 -- on a definite leak (valgrind exits 99) or if valgrind did not run to the end.
@@ -71,16 +76,33 @@ function _M.assert_no_leaks(args, opts)
     or r.stderr:find("definitely lost: 0 bytes", 1, true), r.stderr)
 end
 
--- wait_for(fn, seconds) -> fn's first truthy result, or nil when time ran out
-function _M.wait_for(fn, seconds)
+-- assert_script_no_leaks(source, args?, opts?): writes the Lua source to a
+-- scratch file and runs it (`run FILE args...`) under assert_no_leaks.
+function _M.assert_script_no_leaks(source, args, opts)
+  local dir, cleanup = _M.tmpdir()
+  local argv = { "run", _M.write(dir .. "/leak.lua", source) }
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  local ok, err = pcall(_M.assert_no_leaks, argv, opts)
+  cleanup()
+  if not ok then error(err, 0) end
+end
+
+-- wait_for(fn, seconds, what) -> fn's first truthy result, polling every 50 ms
+-- for at most seconds (30). When time runs out: nil, or, given what (a few
+-- words: "the worker to exit"), an error that names it.
+function _M.wait_for(fn, seconds, what)
   local socket = require "socket"
-  local deadline = socket.gettime() + (seconds or 30)
+  seconds = seconds or 30
+  local deadline = socket.gettime() + seconds
   repeat
     local v = fn()
     if v then return v end
     socket.sleep(0.05)
   until socket.gettime() > deadline
-  return nil
+  local v = fn() -- once more: the last sleep may have overshot the deadline
+  if v then return v end
+  if not what then return nil end
+  error(string.format("timed out after %g s waiting for %s", seconds, what), 2)
 end
 
 -- project(files) -> root, cleanup: a scratch MC_ROOT holding the given files

@@ -2,6 +2,7 @@
 -- scripts/ folder written by the spec, and talk raw HTTP/1.1 to it over
 -- lua-socket, so that specs control every byte (garbage, stalls, half bodies).
 local socket = require "socket"
+local proc = require "support.process"
 
 local _M = {}
 
@@ -17,6 +18,25 @@ local daemon = require "support.daemon"
 local Server = setmetatable({}, { __index = daemon.Daemon })
 Server.__index = Server
 
+-- accepting(port) -> true when something accepts a TCP connection on the
+-- loopback port now
+function _M.accepting(port)
+  local c = socket.connect("127.0.0.1", port)
+  if c then c:close() end
+  return c ~= nil
+end
+
+-- wait_accepting(port, seconds, alive?) -> true once the port accepts; false
+-- when time ran out, or alive() said no first (the server died).
+function _M.wait_accepting(port, seconds, alive)
+  local up = false
+  proc.wait_for(function()
+    up = _M.accepting(port)
+    return up or (alive and not alive())
+  end, seconds)
+  return up
+end
+
 -- start{files = {["scripts/app.lua"] = "..."}, env = {...}} -> server, once it accepts
 function _M.start(opts)
   local port = _M.free_port()
@@ -24,12 +44,7 @@ function _M.start(opts)
   for k, v in pairs(opts.env or {}) do env[k] = v end
   local self = daemon.start({ command = "web", files = opts.files, env = env, class = Server })
   self.port = port
-  for _ = 1, 200 do
-    local c = socket.connect("127.0.0.1", port)
-    if c then c:close() return self end
-    if not self:alive() then break end
-    socket.sleep(0.025)
-  end
+  if _M.wait_accepting(port, 5, function() return self:alive() end) then return self end
   local out = self:log()
   self:stop()
   error("web server did not start:\n" .. out)

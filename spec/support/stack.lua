@@ -16,6 +16,7 @@ local server = require "support.server"
 local sandbox = require "support.sandbox"
 local worker = require "support.worker"
 local proc = require "support.process"
+local pg_db = require "support.pg_db"
 
 local _M = {}
 
@@ -39,16 +40,6 @@ local function url_with_db(base, db)
   return (base:gsub("/%d*$", "")) .. "/" .. db
 end
 
-local function private_database(name)
-  local admin = assert(pg.connect(os.getenv("DATABASE_URL")))
-  admin:query("DROP DATABASE IF EXISTS " .. pg.quote_ident(name) .. " WITH (FORCE)")
-  assert(admin:query("CREATE DATABASE " .. pg.quote_ident(name)))
-  admin:close()
-  local base = os.getenv("DATABASE_URL")
-  local url = base:gsub("/[^/?]*(%??[^/]*)$", "/" .. name .. "%1")
-  return url
-end
-
 local function merge(into, from)
   for k, v in pairs(from or {}) do
     if type(v) == "table" and type(into[k]) == "table" then merge(into[k], v) else into[k] = v end
@@ -59,7 +50,7 @@ end
 -- start{name, app_db, sandbox_db, knobs, env, worker = false, tenants = {files}} -> stack
 function _M.start(opts)
   local self = setmetatable({ name = opts.name, daemons = {} }, Stack)
-  self.db_url = private_database("mc_" .. opts.name)
+  self.db_url = pg_db.create("mc_" .. opts.name)
   self.redis_url = url_with_db(assert(os.getenv("REDIS_URL")), opts.app_db)
   self.redis = assert(redis.connect(self.redis_url))
   assert(self.redis:call("FLUSHDB"))
@@ -152,6 +143,25 @@ end
 function Stack:sandbox_state()
   local res = assert(http.get(self.sandbox_url .. "/__sandbox/state"))
   return res:json()
+end
+
+-- wait_sessions_dead(org_id): waits until the sandbox's Salesforce refuses
+-- every access token it has issued for the org (there must be one), as it does
+-- once they are token_ttl seconds old
+function Stack:wait_sessions_dead(org_id)
+  local prefix = "sandbox:salesforce:token:"
+  proc.wait_for(function()
+    local issued = 0
+    for key, session in pairs(self:sandbox_state()) do
+      if key:sub(1, #prefix) == prefix and session.org_id == org_id then
+        issued = issued + 1
+        local res = assert(http.get(self.sandbox_url .. "/salesforce/id/" .. org_id .. "/" .. session.user_id,
+          { headers = { Authorization = "Bearer " .. key:sub(#prefix + 1) } }))
+        if res.status == 200 then return false end
+      end
+    end
+    return issued > 0
+  end, 10, "the sandbox to refuse the Salesforce sessions of " .. org_id)
 end
 
 -- addons() -> the app's add-ons, as the Platform API lists them
