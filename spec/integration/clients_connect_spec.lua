@@ -15,7 +15,9 @@ local MAPPING = { version = 1, mappings = { { object_name = "Account",
   config = { access = "read_only", fields = { Id = {}, Name = {}, SystemModstamp = {} } } } } }
 
 describe("clients.connect", function()
-  local sb, region, restore
+  local sb, region
+  local config = env_vars.layered(function() return { HEROKU_CONNECT_URL = region, HEROKU_API_TOKEN = TOKEN } end)
+  local function configure(vars) config:set(vars) end
 
   setup(function()
     sb = sandbox_client.start(22)
@@ -23,18 +25,11 @@ describe("clients.connect", function()
   end)
   teardown(function() sb:stop() end)
 
-  local function configure(vars)
-    if restore then restore() end
-    local env = { HEROKU_CONNECT_URL = region, HEROKU_API_TOKEN = TOKEN }
-    for k, v in pairs(vars or {}) do env[k] = v end
-    restore = env_vars.set(env)
-  end
-
   before_each(function()
     sb:reset({ heroku = { async = false }, connect = { postgres = false } })
     configure()
   end)
-  after_each(function() restore(); restore = nil end)
+  after_each(function() config:restore() end)
 
   -- the org's Connect add-on on our app, as onboarding's first step leaves it
   local function provision()
@@ -152,13 +147,7 @@ describe("clients.connect", function()
   end)
 
   describe("against a replayed API", function()
-    local srv
-    setup(function() srv = replay.start(23) end)
-    teardown(function() srv:stop() end)
-    before_each(function()
-      srv:reset()
-      configure({ HEROKU_CONNECT_URL = srv.url })
-    end)
+    local srv = replay.fixture(_ENV, 23, function(s) configure({ HEROKU_CONNECT_URL = s.url }) end)
 
     it("sends the token and a JSON body, and a PATCH's schema and db_key", function()
       srv:answer(202, { id = "c1" })

@@ -13,24 +13,21 @@ local NAME = "mc-spec-hc-00d5e000000abcdeak"
 local ACCEPT = "application/vnd.heroku+json; version=3"
 
 describe("clients.heroku", function()
-  local sb, restore
+  local sb
+  local config = env_vars.layered(function()
+    return { HEROKU_API_URL = sb.url .. "/heroku", HEROKU_API_TOKEN = TOKEN, HEROKU_APP_NAME = APP,
+      HEROKU_CONNECT_PLAN = false }
+  end)
+  local function configure(vars) config:set(vars) end
 
   setup(function() sb = sandbox_client.start(20) end)
   teardown(function() sb:stop() end)
-
-  local function configure(vars)
-    if restore then restore() end
-    local env = { HEROKU_API_URL = sb.url .. "/heroku", HEROKU_API_TOKEN = TOKEN, HEROKU_APP_NAME = APP,
-      HEROKU_CONNECT_PLAN = false }
-    for k, v in pairs(vars or {}) do env[k] = v end
-    restore = env_vars.set(env)
-  end
 
   before_each(function()
     sb:reset({ heroku = { async = false, rate_limit = 100 } })
     configure()
   end)
-  after_each(function() restore(); restore = nil end)
+  after_each(function() config:restore() end)
 
   local function remaining()
     return sb:get("/heroku/account/rate-limits", { Accept = ACCEPT, Authorization = "Bearer " .. TOKEN }).remaining
@@ -143,13 +140,7 @@ describe("clients.heroku", function()
   end)
 
   describe("against a replayed API", function()
-    local srv
-    setup(function() srv = replay.start(21) end)
-    teardown(function() srv:stop() end)
-    before_each(function()
-      srv:reset()
-      configure({ HEROKU_API_URL = srv.url })
-    end)
+    local srv = replay.fixture(_ENV, 21, function(s) configure({ HEROKU_API_URL = s.url }) end)
 
     it("sends the version-3 Accept, the bearer token, and escapes the app and add-on names", function()
       configure({ HEROKU_API_URL = srv.url, HEROKU_APP_NAME = "my app" })

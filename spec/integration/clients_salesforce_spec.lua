@@ -14,7 +14,14 @@ local ORG_ID = "00D5e000000AbCdEAK" -- the sandbox knobs' default org
 local KNOBS = { salesforce = { auto_approve = true, client_id = "spec-client", client_secret = "spec-secret" } }
 
 describe("clients.salesforce", function()
-  local sb, login, restore
+  local sb, login
+  local config = env_vars.layered(function()
+    return { SALESFORCE_CLIENT_ID = "spec-client", SALESFORCE_CLIENT_SECRET = "spec-secret",
+      SALESFORCE_LOGIN_URL = login, SALESFORCE_SANDBOX_LOGIN_URL = sb.url .. "/salesforce-test",
+      APP_URL = "https://mc.example/", HEROKU_APP_NAME = false, FORCE_NAMESPACE = false,
+      ENCRYPTION_KEYS = stack.KEYS }
+  end)
+  local function configure(vars) config:set(vars) end
 
   setup(function()
     sb = sandbox_client.start(24)
@@ -22,21 +29,11 @@ describe("clients.salesforce", function()
   end)
   teardown(function() sb:stop() end)
 
-  local function configure(vars)
-    if restore then restore() end
-    local env = { SALESFORCE_CLIENT_ID = "spec-client", SALESFORCE_CLIENT_SECRET = "spec-secret",
-      SALESFORCE_LOGIN_URL = login, SALESFORCE_SANDBOX_LOGIN_URL = sb.url .. "/salesforce-test",
-      APP_URL = "https://mc.example/", HEROKU_APP_NAME = false, FORCE_NAMESPACE = false,
-      ENCRYPTION_KEYS = stack.KEYS }
-    for k, v in pairs(vars or {}) do env[k] = v end
-    restore = env_vars.set(env)
-  end
-
   before_each(function()
     sb:reset(KNOBS)
     configure()
   end)
-  after_each(function() restore(); restore = nil end)
+  after_each(function() config:restore() end)
 
   local function org(fields)
     local o = { org_id = ORG_ID, environment = "production", admin_email = "admin@acme.example" }
@@ -265,13 +262,7 @@ describe("clients.salesforce", function()
   end)
 
   describe("against a replayed API", function()
-    local srv
-    setup(function() srv = replay.start(25) end)
-    teardown(function() srv:stop() end)
-    before_each(function()
-      srv:reset()
-      configure({ SALESFORCE_LOGIN_URL = srv.url })
-    end)
+    local srv = replay.fixture(_ENV, 25, function(s) configure({ SALESFORCE_LOGIN_URL = s.url }) end)
 
     it("exchange: sends the form with the client's credentials; a token without instance_url is refused", function()
       srv:answer(200, { access_token = "00D!a", id = srv.url .. "/id/x/y" })

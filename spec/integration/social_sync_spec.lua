@@ -31,7 +31,12 @@ local function rate(remaining, reset)
 end
 
 describe("social.sync", function()
-  local tdb, rdb, srv, restore
+  local tdb, rdb, srv
+  local config = env_vars.layered(function()
+    return { X_API_URL = srv.url, X_BEARER_TOKEN = "x-token", FORCE_NAMESPACE = false, TENANTS_DIR = false,
+      SOCIAL_TENANT_BUDGET = false, SOCIAL_MAX_PAGES = false, SOCIAL_BATCH = false }
+  end)
+  local function configure(vars) config:set(vars) end
 
   setup(function()
     tdb = tenant_db.create("mc_spec_social_sync")
@@ -43,14 +48,6 @@ describe("social.sync", function()
     rdb:close()
     tdb:drop()
   end)
-
-  local function configure(vars)
-    if restore then restore() end
-    local env = { X_API_URL = srv.url, X_BEARER_TOKEN = "x-token", FORCE_NAMESPACE = false, TENANTS_DIR = false,
-      SOCIAL_TENANT_BUDGET = false, SOCIAL_MAX_PAGES = false, SOCIAL_BATCH = false }
-    for k, v in pairs(vars or {}) do env[k] = v end
-    restore = env_vars.set(env)
-  end
 
   local function accounts(...)
     assert(tdb.conn:exec("DELETE FROM " .. SCHEMA .. ".account"))
@@ -74,7 +71,7 @@ describe("social.sync", function()
   after_each(function()
     db.use(nil)
     jobs.use(nil)
-    restore(); restore = nil
+    config:restore()
   end)
 
   local function stored()

@@ -7,6 +7,9 @@
 --   srv:answer(429, { message = "slow down" }, { ["Retry-After"] = "7" })
 --   srv:requests()  -> {{method, path, query, headers, body}...}, oldest first
 --   srv:reset()     -- forget answers and requests;  srv:stop()
+--   local srv = replay.fixture(_ENV, 21, function(s) config:set{ API_URL = s.url } end)
+--     -- in a describe (busted's hooks come from the spec's _ENV): started in its
+--     -- setup, stopped in its teardown, reset and handed to the function before each test
 -- A request with no answer queued gets a 599 saying so.
 local json = require "mc.json"
 local redis_db = require "support.redis_db"
@@ -51,6 +54,18 @@ function _M.start(db)
 end
 
 -- answer(status, body (table -> JSON, string as is), headers, delay seconds)
+-- fixture(spec_env, db, before) -> a handle that is the server once the describe's setup ran
+function _M.fixture(spec, db, before)
+  local handle = {}
+  spec.setup(function() setmetatable(handle, { __index = _M.start(db) }) end)
+  spec.teardown(function() getmetatable(handle).__index:stop() end)
+  spec.before_each(function()
+    handle:reset()
+    if before then before(handle) end
+  end)
+  return handle
+end
+
 function Replay:answer(status, body, headers, delay)
   local doc = { status = status, body = body, headers = headers or {}, delay = delay }
   if type(body) == "table" and not (headers and headers["Content-Type"]) then
