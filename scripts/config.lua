@@ -106,9 +106,17 @@ function _M.get(name)
   return read(name)
 end
 
+-- need(name) -> the value; raises when it is unset with no default (a process
+-- that needs it was refused at start by check(), so this is a misuse)
+function _M.need(name)
+  local v = read(name)
+  if v == nil then error(name .. " is required but not set", 2) end
+  return v
+end
+
 -- app_url() -> our public base URL, without a trailing slash
 function _M.app_url()
-  return (assert(read("APP_URL"), "APP_URL is required but not set"):gsub("/+$", ""))
+  return (_M.need("APP_URL"):gsub("/+$", ""))
 end
 
 -- check(process) -> true | nil, problems (a list of lines, each naming a variable)

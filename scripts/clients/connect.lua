@@ -12,7 +12,7 @@ local _M = {}
 local function call(method, url, body, ok)
   return api.call{
     service = "connect", method = method, url = url, json = body, ok = ok,
-    headers = { Authorization = "Bearer " .. config.get("HEROKU_API_TOKEN"), ["Content-Type"] = "application/json" },
+    headers = { Authorization = "Bearer " .. config.need("HEROKU_API_TOKEN"), ["Content-Type"] = "application/json" },
   }
 end
 

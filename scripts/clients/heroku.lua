@@ -10,7 +10,7 @@ local _M = {}
 
 local ACCEPT = "application/vnd.heroku+json; version=3"
 
-function _M.app() return config.get("HEROKU_APP_NAME") end
+function _M.app() return config.need("HEROKU_APP_NAME") end
 
 -- addon_name(org_id): the add-on's name is ours and derived from the org id, so
 -- a step that dies between creating the add-on and saving its id finds it
@@ -23,7 +23,7 @@ local function call(method, path, body, ok)
   local base = config.get("HEROKU_API_URL"):gsub("/+$", "")
   return api.call{
     service = "heroku", method = method, url = base .. path, json = body, ok = ok,
-    headers = { Accept = ACCEPT, Authorization = "Bearer " .. config.get("HEROKU_API_TOKEN") },
+    headers = { Accept = ACCEPT, Authorization = "Bearer " .. config.need("HEROKU_API_TOKEN") },
   }
 end
 

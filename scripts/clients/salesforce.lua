@@ -29,15 +29,15 @@ end
 -- username as the login hint and `state` binding the answer to this org.
 function _M.authorize_url(org, state)
   return _M.login_url(org) .. "/services/oauth2/authorize?" .. http.encode_query({
-    response_type = "code", client_id = config.get("SALESFORCE_CLIENT_ID"),
+    response_type = "code", client_id = config.need("SALESFORCE_CLIENT_ID"),
     redirect_uri = _M.redirect_uri(), scope = "api refresh_token", state = state,
     login_hint = org.admin_email, prompt = "login consent",
   })
 end
 
 local function token_call(org, form)
-  form.client_id = config.get("SALESFORCE_CLIENT_ID")
-  form.client_secret = config.get("SALESFORCE_CLIENT_SECRET")
+  form.client_id = config.need("SALESFORCE_CLIENT_ID")
+  form.client_secret = config.need("SALESFORCE_CLIENT_SECRET")
   local res, err, retry = api.call{ service = "salesforce", method = "POST",
     url = _M.login_url(org) .. "/services/oauth2/token", form = form,
     headers = { Accept = "application/json" } }

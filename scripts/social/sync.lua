@@ -34,14 +34,14 @@ local LOCK_TTL = 900
 
 local RELEASE = [[if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0]]
 
-local function config(name)
+local function settings(name)
   return {
     budget = config.get("SOCIAL_TENANT_BUDGET"),
     max_pages = config.get("SOCIAL_MAX_PAGES"),
     batch = config.get("SOCIAL_BATCH"),
     namespace = config.get("FORCE_NAMESPACE"),
     base_url = name == "x" and config.get("X_API_URL")
-      or config.get("MASTODON_URL"),
+      or config.need("MASTODON_URL"),
     token = name == "x" and config.get("X_BEARER_TOKEN") or config.get("MASTODON_TOKEN"),
   }
 end
@@ -182,7 +182,7 @@ local function run_locked(st, org)
   local name, perr = hook_provider(tenant)
   if not name then return nil, perr end
   st.provider = name
-  st.cfg = config(name)
+  st.cfg = settings(name)
   local mod, lerr = provider.load(name)
   if not mod then return nil, lerr end
   st.client = mod.new({ base_url = st.cfg.base_url, token = st.cfg.token })

@@ -62,17 +62,18 @@ describe("clients.salesforce", function()
 
   local function recorder()
     local saved = {}
-    return saved, function(fields) saved[#saved + 1] = fields end
+    return saved, function(fields) saved[#saved + 1] = fields; return fields end
   end
 
   describe("configuration", function()
-    it("app_url: APP_URL without its trailing slash, else the Heroku app's URL, else raises", function()
-      assert.equal("https://mc.example", salesforce.app_url())
+    it("app_url (config): APP_URL without its trailing slash, else the Heroku app's URL, else raises", function()
+      local config = require "config"
+      assert.equal("https://mc.example", config.app_url())
       assert.equal("https://mc.example/auth/salesforce/callback", salesforce.redirect_uri())
       configure({ APP_URL = false, HEROKU_APP_NAME = "mc-prod" })
-      assert.equal("https://mc-prod.herokuapp.com", salesforce.app_url())
+      assert.equal("https://mc-prod.herokuapp.com", config.app_url())
       configure({ APP_URL = false })
-      assert.has_error(function() salesforce.app_url() end, "APP_URL is required but not set")
+      assert.has_error(function() config.app_url() end, "APP_URL is required but not set")
     end)
 
     it("login_url: the production, sandbox or My Domain host", function()
