@@ -95,6 +95,26 @@ describe("onboarding failure paths", function()
       assert.matches("replayed", again:json().error)
     end)
 
+    it("lets the very same request through again after a database failure, and after any other refusal", function()
+      local d = org(131)
+      local b = json.encode(d)
+      local h = stack.sign(b)
+      -- the signature is accepted, then the database fails: 503, and the key is given back
+      assert(s.pg:exec("ALTER TABLE organizations RENAME TO organizations_away"))
+      local res = s:post_install(b, h)
+      local _, show = s:get_org(d.org_id) -- an operator's read during the outage: 503, not a 500
+      assert(s.pg:exec("ALTER TABLE organizations_away RENAME TO organizations"))
+      assert.are.equal(503, res.status, res.body)
+      assert.are.equal("the database is unavailable", res:json().error)
+      assert.are.equal(503, show.status, show.body)
+      assert.are.equal(202, s:post_install(b, h).status) -- the package's resend
+      -- a 409 gives it back too: a resend is answered 409 again, not "replayed"
+      local dup = json.encode({ org_id = d.org_id, org_name = d.org_name, admin_email = d.admin_email, nonce = "dup" })
+      h = stack.sign(dup)
+      assert.are.equal(409, s:post_install(dup, h).status)
+      assert.are.equal(409, s:post_install(dup, h).status)
+    end)
+
     it("answers a malformed body with 400 and field errors", function()
       local res = s:post_install("{not json")
       assert.are.equal(400, res.status)
