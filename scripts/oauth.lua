@@ -13,7 +13,7 @@ local db = require "lib.db"
 local page = require "lib.page"
 local sfid = require "lib.sfid"
 local orgs = require "onboarding.orgs"
-local tokens = require "lib.tokens"
+local links = require "lib.tokens"
 local workflow = require "onboarding.workflow"
 local salesforce = require "clients.salesforce"
 
@@ -52,7 +52,7 @@ end
 function _M.authenticate(req)
   local id = sfid.org_id(req.query.org or "")
   if not id then return page.render(400, "Unknown link", "This link does not name a Salesforce org.") end
-  local signed, why = tokens.open_authenticate(req.query.t)
+  local signed, why = links.open_authenticate(req.query.t)
   if signed ~= id then
     if why == "expired" then
       return page.render(403, "This link has expired", "Ask the ISV's support for a new sign-in link.")
@@ -154,7 +154,7 @@ function _M.callback(req)
 end
 
 function _M.connect_complete(req)
-  local id, connection_id = tokens.open_connect(req.params.token or "")
+  local id, connection_id = links.open_connect(req.params.token or "")
   if not id then return page.render(404, "Unknown link", "This link is not valid.") end
   local org, conn = load_org(id)
   if org == nil then return unavailable(conn) end

@@ -6,7 +6,6 @@
 -- rotation, CALLBACK_SECRET_PREVIOUS), and that this signature was not seen
 -- before inside the window (Redis SET NX with the window as expiry).
 -- CALLBACK_SIGNATURES=off switches all of this off, loudly: for a local demo only.
-local env = require "mc.env"
 local db = require "lib.db"
 local config = require "config"
 local crypto = require "mc.crypto"

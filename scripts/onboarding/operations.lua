@@ -17,7 +17,7 @@ local _M = {}
 
 local function details(by) return type(by) == "table" and by or { by = by } end
 
-local function moved(conn, row, why)
+local function moved(row, why)
   if not row then return row, why end
   workflow.announce(row, row.from_state, row.state)
   if not states.PERSON[row.state] and not states.FINAL[row.state] then workflow.enqueue(row.org_id) end
@@ -29,7 +29,7 @@ function _M.resume(conn, id, by)
   if not cur then return cur, cur == false and "no such org" or err end
   if cur.state ~= "failed" then return false, "org is " .. cur.state .. ", not failed: nothing to resume" end
   local step = cur.failed_step ~= mc.null and cur.failed_step or "received"
-  return moved(conn, orgs.transition(conn, id, step, "operator", { from = "failed", details = details(by),
+  return moved(orgs.transition(conn, id, step, "operator", { from = "failed", details = details(by),
     fields = { attempts = 0, last_error = mc.null, failed_step = mc.null, progress = {} } }))
 end
 
@@ -60,7 +60,7 @@ function _M.reimport_mapping(conn, id, by, mover)
   if row == false and why ~= "no such org" then
     why = why .. ": its mapping is imported when onboarding gets there"
   end
-  return moved(conn, row, why)
+  return moved(row, why)
 end
 
 -- offboard(...) -> row | false, why | nil, err, "busy" when lock_timeout_ms

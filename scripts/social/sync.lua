@@ -15,7 +15,6 @@
 --   social:lock:<org>           one run per tenant at a time
 -- A run that meets a limit stops where it is (everything fetched so far is
 -- committed, cursors included) and answers "deferred" with the time to resume.
-local env = require "mc.env"
 local config = require "config"
 local host = require "mc.host"
 local log = require "mc.log"

@@ -14,7 +14,6 @@
 -- reliable: LMOVE into `inflight:<identity>`, removed when the job is done, pushed
 -- back by whoever finds the process dead (see mc.worker).
 local json = require "mc.json"
-local redis = require "mc.redis"
 local conns = require "mc.conns"
 local crypto = require "mc.crypto"
 local host = require "mc.host"
