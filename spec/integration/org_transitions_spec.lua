@@ -5,39 +5,32 @@
 local pg = require "mc.pg"
 local host = require "mc.host"
 local proc = require "support.process"
+local pg_db = require "support.pg_db"
 local orgs = require "onboarding.orgs"
 local states = require "onboarding.states"
 
 local DB = "mc_transitions"
 local ORG = "00D000000000001EAA"
 
-local function url_of(name)
-  local url = assert(os.getenv("DATABASE_URL"), "DATABASE_URL is not set")
-  local base, query = url:match("^([^?]*)(.*)$")
-  return (base:gsub("/[^/]*$", "/" .. name)) .. query
-end
 
 local ALL = { "failed", "offboarded" }
 for _, s in ipairs(states.ORDER) do ALL[#ALL + 1] = s end
 local BY = { "step", "person", "operator", "package" }
 
 describe("org transitions", function()
-  local admin, conn
+  local conn
 
   setup(function()
-    admin = assert(pg.connect())
-    admin:exec("DROP DATABASE IF EXISTS " .. DB .. " WITH (FORCE)")
-    assert(admin:exec("CREATE DATABASE " .. DB))
-    local r = proc.mc({ "migrate" }, { env = { DATABASE_URL = url_of(DB) } })
+    local url = pg_db.create(DB)
+    local r = proc.mc({ "migrate" }, { env = { DATABASE_URL = url } })
     assert(r.code == 0, r.stderr)
-    conn = assert(pg.connect(url_of(DB)))
+    conn = assert(pg.connect(url))
     assert(conn:query([[INSERT INTO organizations (org_id, org_name, admin_email) VALUES ($1, 'Acme', 'a@acme.test')]], ORG))
   end)
 
   teardown(function()
     conn:close()
-    admin:exec("DROP DATABASE IF EXISTS " .. DB .. " WITH (FORCE)")
-    admin:close()
+    pg_db.drop(DB)
   end)
 
   -- the spec puts the org in a state by hand: that is its fixture, not a move
