@@ -27,31 +27,17 @@ describe("jobs.onboarding.offboard", function()
     return names
   end
 
-  local function events()
-    local out = {}
-    for i, e in ipairs(fx:events(ORG)) do out[i] = { e.kind, e.from, e.to, e.details } end
-    return out
-  end
-
-  local function org_row()
-    return (assert(fx.other:query("SELECT * FROM organizations WHERE org_id = $1", ORG)))[1]
-  end
+  local function events() return fx:events(ORG) end
 
   -- perform(args), and the org's claim free again after it
   local function perform(args)
     local res = table.pack(offboard.perform(args, ctx))
-    local row = org_row()
+    local row = fx:row(ORG)
     if row then assert.is_true(fx:claimable(row), "the claim is still held") end
     return table.unpack(res, 1, res.n)
   end
 
   local function addon() assert(heroku.create_addon(ADDON, "HEROKUCONNECT_X")) end
-
-  local function closed()
-    local c = assert(pg.connect(fx.tdb.url))
-    c:close()
-    return c
-  end
 
   it("deletes an offboarded org's add-on by its saved name and notes it", function()
     addon()
@@ -83,8 +69,9 @@ describe("jobs.onboarding.offboard", function()
     addon()
     fx:org(ORG, { state = "offboarded", addon_name = ADDON })
     fx.sb:knobs({ heroku = { fail_next = 1, fail_status = 503 } })
-    assert.same({ nil, "heroku: HTTP 503 service_unavailable: The sandbox injected this failure." }, { perform({ ORG }) })
-    db.use(closed())
+    assert.same({ nil, "heroku: HTTP 503 service_unavailable: The sandbox injected this failure." },
+      { perform({ ORG }) })
+    db.use(fx:closed())
     assert.same({ nil, "closed" }, { perform({ ORG }) })
     assert.same({ nil, "closed" }, { perform({ ORG, "transition" }) })
     assert.same({ ADDON }, addons())
@@ -97,7 +84,7 @@ describe("jobs.onboarding.offboard", function()
     local ok, err = pcall(offboard.perform, { ORG }, ctx)
     assert.is_false(ok)
     assert.matches("HEROKU_APP_NAME is required but not set", err)
-    assert.is_true(fx:claimable(org_row()))
+    assert.is_true(fx:claimable(fx:row(ORG)))
     assert.same({}, events())
   end)
 
@@ -106,8 +93,9 @@ describe("jobs.onboarding.offboard", function()
       addon()
       fx:org(ORG, { state = "connect_authorized", addon_name = ADDON })
       assert.is_true(perform({ ORG, "transition" }))
-      assert.equal("offboarded", org_row().state)
-      assert.same({ { "request", "connect_authorized", "offboarded", { uninstall = true, deferred = true } } }, events())
+      assert.equal("offboarded", fx:row(ORG).state)
+      assert.same({ { "request", "connect_authorized", "offboarded", { uninstall = true, deferred = true } } },
+        events())
       local queued = fx:queued()
       assert.equal(1, #queued)
       assert.same({ "onboarding.offboard", { ORG } }, { queued[1].class, queued[1].args })

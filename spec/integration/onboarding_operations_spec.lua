@@ -3,7 +3,6 @@
 -- move, its event, the job it queued on queue:default), false and why (a
 -- refusal, no such org), or nil and the error (a database failure); offboard
 -- also "busy" when another transaction holds the org's row past lock_timeout.
-local pg = require "mc.pg"
 local host = require "mc.host"
 local operations = require "onboarding.operations"
 local fixture = require "support.onboarding_fixture"
@@ -14,23 +13,13 @@ local NOBODY = "00D5e000000NoOnEEA"
 describe("onboarding.operations", function()
   local fx = fixture.new(_ENV, { db = "mc_spec_operations", redis = 31 })
 
-  local function events()
-    local out = {}
-    for i, e in ipairs(fx:events(ORG)) do out[i] = { e.kind, e.from, e.to, e.details } end
-    return out
-  end
+  local function events() return fx:events(ORG) end
 
   -- the queued jobs as {class, first arg}
   local function queued()
     local out = {}
     for i, j in ipairs(fx:queued()) do out[i] = { j.class, j.args[1] } end
     return out
-  end
-
-  local function closed()
-    local c = assert(pg.connect(fx.tdb.url))
-    c:close()
-    return c
   end
 
   -- every refusal and failure of an operation: nothing written, nothing queued
@@ -62,14 +51,15 @@ describe("onboarding.operations", function()
 
     it("refuses an org that is not failed, and no such org", function()
       fx:org(ORG, { state = "active" })
-      assert.same({ false, "org is active, not failed: nothing to resume" }, { operations.resume(fx.conn, ORG, "spec") })
+      assert.same({ false, "org is active, not failed: nothing to resume" },
+        { operations.resume(fx.conn, ORG, "spec") })
       assert.same({ false, "no such org" }, { operations.resume(fx.conn, NOBODY, "spec") })
       unchanged("active")
     end)
 
     it("a database failure: nil, err", function()
       fx:org(ORG, { state = "failed", failed_step = "received" })
-      assert.same({ nil, "closed" }, { operations.resume(closed(), ORG, "spec") })
+      assert.same({ nil, "closed" }, { operations.resume(fx:closed(), ORG, "spec") })
       unchanged("failed")
     end)
   end)
@@ -130,7 +120,7 @@ describe("onboarding.operations", function()
 
     it("a database failure: nil, err", function()
       fx:org(ORG, { state = "received" })
-      assert.same({ nil, "closed" }, { operations.retry_step(closed(), ORG, "spec") })
+      assert.same({ nil, "closed" }, { operations.retry_step(fx:closed(), ORG, "spec") })
       unchanged("received")
     end)
   end)
@@ -167,7 +157,7 @@ describe("onboarding.operations", function()
 
     it("a database failure: nil, err", function()
       fx:org(ORG, { state = "active" })
-      assert.same({ nil, "closed" }, { operations.reimport_mapping(closed(), ORG, "spec") })
+      assert.same({ nil, "closed" }, { operations.reimport_mapping(fx:closed(), ORG, "spec") })
       unchanged("active")
     end)
   end)
@@ -217,7 +207,7 @@ describe("onboarding.operations", function()
 
     it("a database failure: nil, err", function()
       fx:org(ORG, { state = "active" })
-      assert.same({ nil, "closed" }, { operations.offboard(closed(), ORG, "spec", 100) })
+      assert.same({ nil, "closed" }, { operations.offboard(fx:closed(), ORG, "spec", 100) })
       unchanged("active")
     end)
   end)

@@ -105,7 +105,8 @@ describe("onboarding.steps", function()
     end)
 
     it("fails for good on a schema name the hook should not give, before any add-on", function()
-      for _, bad in ipairs({ "'public'", "'salesforce'", "'pg_acme'", "'Acme'", "'a-b'", "string.rep('a', 64)", "42" }) do
+      local names = { "'public'", "'salesforce'", "'pg_acme'", "'Acme'", "'a-b'", "string.rep('a', 64)", "42" }
+      for _, bad in ipairs(names) do
         hook("return { schema_name = function() return " .. bad .. " end }")
         fx:org(ORG, { state = "received" })
         local got = run("received")
@@ -133,9 +134,7 @@ describe("onboarding.steps", function()
 
     it("a database failure checking the schema, and Heroku's 5xx, are retryable; its 401 is not", function()
       fx:org(ORG, { state = "received" })
-      local closed = assert(require("mc.pg").connect(fx.tdb.url))
-      closed:close()
-      assert.same(answer(nil, "checking the schema name: closed", true), run("received", closed))
+      assert.same(answer(nil, "checking the schema name: closed", true), run("received", fx:closed()))
       fx.sb:knobs({ heroku = { fail_next = 1, fail_status = 503 } })
       assert.same(answer(nil, "heroku: HTTP 503 service_unavailable: The sandbox injected this failure.", true),
         run("received"))

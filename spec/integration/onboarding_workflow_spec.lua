@@ -26,7 +26,7 @@ describe("onboarding.workflow", function()
 
   local function kinds(events)
     local out = {}
-    for i, e in ipairs(events) do out[i] = e.kind .. " " .. tostring(e.from) .. ">" .. e.to end
+    for i, e in ipairs(events) do out[i] = e[1] .. " " .. tostring(e[2]) .. ">" .. e[3] end
     return out
   end
 
@@ -91,7 +91,7 @@ describe("onboarding.workflow", function()
       assert.matches('msg="onboarding moved" from=received org_id=' .. ORG .. ' to=addon_provisioned', out, 1, true)
     end)
 
-    it("wait: counts the attempt, notes the first wait once, backs the poll off, keeps progress but failures", function()
+    it("wait: counts the attempt, notes the first wait once, backs off, keeps progress but failures", function()
       fx.sb:knobs({ heroku = { async = true, provision_delay = 600 } })
       fx:org(ORG, { state = "received", progress = { failures = 2, note = "kept" } })
       assert.equal("waiting", advance())
@@ -109,7 +109,7 @@ describe("onboarding.workflow", function()
       within(12.8, 19.2, fx:due_in(ORG), "second poll") -- 10 * 1.6^1
       local events = fx:events(ORG)
       assert.same({ "wait received>received" }, kinds(events))
-      assert.equal("the add-on is provisioning", events[1].details.reason)
+      assert.equal("the add-on is provisioning", events[1][4].reason)
       assert.same({}, fx:queued())
     end)
 
@@ -128,9 +128,9 @@ describe("onboarding.workflow", function()
       within(20.4, 30.8, fx:due_in(ORG), "second retry") -- 10 * 1.6^2
       local events = fx:events(ORG)
       assert.same({ "retry received>received", "retry received>received" }, kinds(events))
-      assert.same({ err, 1 }, { events[1].details.error, events[1].details.attempt })
-      within(12.8, 19.2, events[1].details.retry_in, "retry_in")
-      assert.equal(2, events[2].details.attempt)
+      assert.same({ err, 1 }, { events[1][4].error, events[1][4].attempt })
+      within(12.8, 19.2, events[1][4].retry_in, "retry_in")
+      assert.equal(2, events[2][4].attempt)
       assert.equal(2, #fx:scheduled())
       assert.equal("addon_provisioned", advance({ force = true })) -- the third try goes through
     end)
@@ -146,7 +146,7 @@ describe("onboarding.workflow", function()
         row.attempts, row.next_attempt_at })
       local events = fx:events(ORG)
       assert.same({ "failure received>failed" }, kinds(events))
-      assert.same({ err, "received" }, { events[1].details.error, events[1].details.step })
+      assert.same({ err, "received" }, { events[1][4].error, events[1][4].step })
       assert.same({}, fx:queued())
       assert.same({}, fx:scheduled())
     end)
@@ -267,9 +267,7 @@ describe("onboarding.workflow", function()
       assert.is_true(workflow.claim(fx.other, org))
       assert.is_false(workflow.claim(fx.conn, org))
       workflow.release(fx.other, org)
-      local pg = require "mc.pg"
-      local closed = assert(pg.connect(fx.tdb.url))
-      closed:close()
+      local closed = fx:closed()
       assert.same({ nil, "closed" }, { workflow.claim(closed, org) })
       assert.same({ nil, "closed" }, { workflow.claim(closed, org, 100) })
     end)

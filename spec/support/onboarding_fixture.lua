@@ -10,7 +10,7 @@
 -- emptied and the configuration is set afresh (opts.env on top of the defaults).
 --   local fx = fixture.new(_ENV, { db = "mc_spec_workflow", redis = 29, sandbox = 30, env = {...} })
 --   fx:org(ORG, { state = "received", progress = { failures = 1 }, due = 30, since = 60 }) -> row
---   fx:row(ORG), fx:events(ORG), fx:queued(), fx:scheduled(), fx:claimable(row)
+--   fx:row(ORG), fx:events(ORG), fx:queued(), fx:scheduled(), fx:claimable(row), fx:closed()
 --   fx.config:set{ ONBOARDING_MAX_ATTEMPTS = "2" }   -- this test's configuration
 --   fx:background(lua_source, "ready") -> a `multiconnect run` daemon on the database
 local json = require "mc.json"
@@ -135,17 +135,27 @@ function Fixture:org(org_id, fields)
   return self:row(org_id)
 end
 
+-- row(org_id) -> the row as orgs.get reads it | false (no such org)
 function Fixture:row(org_id)
-  return assert(orgs.get(self.other, org_id))
+  local row, err = orgs.get(self.other, org_id)
+  assert(row ~= nil, err)
+  return row
 end
 
--- events(org_id) -> {{kind, from, to, details}...}, oldest first
+-- events(org_id) -> {{kind, from_state, to_state, details}...}, oldest first
 function Fixture:events(org_id)
   local out = {}
   for i, e in ipairs(assert(orgs.events(self.other, org_id))) do
-    out[i] = { kind = e.kind, from = e.from_state, to = e.to_state, details = e.details }
+    out[i] = { e.kind, e.from_state, e.to_state, e.details }
   end
   return out
+end
+
+-- closed() -> a connection to the database, closed: a database failure
+function Fixture:closed()
+  local c = assert(pg.connect(self.tdb.url))
+  c:close()
+  return c
 end
 
 -- Seconds from the database's now until the row's next_attempt_at (nil: none).
