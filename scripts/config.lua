@@ -31,6 +31,8 @@ local VARS = {
   ONBOARDING_RETRY_MAX = { env.number, 300, { min = 0.05 }, doc = "longest retry delay, seconds" },
   ONBOARDING_MAX_ATTEMPTS = { env.int, 12, { min = 1 }, doc = "transient failures before a step fails the org" },
   ONBOARDING_WAIT_LIMIT = { env.number, 6 * 3600, { min = 1 }, doc = "seconds a step may wait before it fails" },
+  OFFBOARD_STEP_WAIT = { env.number, 20, { min = 0.01, max = 600 },
+    doc = "seconds the offboarding waits for a step still running before it retries" },
   ONBOARDING_SWEEP_GRACE = { env.number, 120, { min = 1 }, doc = "seconds overdue before the sweep wakes an org" },
   HEROKU_API_TOKEN = { env.str, nil, nil, need = { worker = true }, doc = "Heroku Platform API token" },
   HEROKU_API_URL = { env.url, "https://api.heroku.com", HTTP, doc = "Heroku Platform API base URL" },

@@ -99,8 +99,11 @@ local function settle_wait(conn, org, outcome, cfg)
   fields.attempts = attempts
   fields.progress = merged_progress(org, fields.progress)
   fields.progress.failures = nil
+  fields.last_error = mc.null -- a wait is not a failure: a retry's error is over
+  -- noted once per stretch of waiting (the runs before may have been retries)
+  local first = org.attempts == 0 or org.last_error ~= mc.null
   local ok, err = orgs.update(conn, org.org_id, fields, { due = delay })
-  if ok and attempts == 1 then ok, err = orgs.note(conn, org, "wait", { reason = outcome.wait }) end
+  if ok and first then ok, err = orgs.note(conn, org, "wait", { reason = outcome.wait }) end
   if not ok then return nil, err end
   return "waiting", delay
 end
@@ -173,7 +176,8 @@ end
 -- With the claim held: the step, then its outcome settled in one short
 -- transaction, if the org is still where the step found it.
 -- -> result, delay, org | nil, err
-local function advance_claimed(conn, org_id, opts, cfg)
+local function advance_claimed(conn, org_id, opts)
+  local cfg = settings()
   local org, gerr = orgs.get(conn, org_id) -- as it is now that we hold the claim
   if org == nil then return nil, "reading the org: " .. tostring(gerr) end
   if not org or not due(org, opts) then return "idle" end
@@ -207,7 +211,7 @@ function _M.advance(org_id, opts)
   local got, lerr = _M.claim(conn, org)
   if got == nil then return nil, "claiming the org: " .. tostring(lerr) end
   if not got then return "busy" end -- another runner has it
-  local ok, result, delay, from = pcall(advance_claimed, conn, org_id, opts, settings())
+  local ok, result, delay, from = pcall(advance_claimed, conn, org_id, opts)
   _M.release(conn, org)
   if not ok then error(result, 0) end
   if not result then return nil, delay end

@@ -139,8 +139,8 @@ describe("jobs.onboarding.offboard", function()
     end)
 
     it("fails for retry when the claim is not freed in time (the session's statement_timeout cuts the wait)", function()
-      -- the job waits CLAIM_WAIT_MS (20 s, a constant) for the claim; this
-      -- connection's statement_timeout ends the wait sooner, the same branch
+      -- a statement_timeout on the job's connection ends the wait too: the
+      -- database's error comes back for the retry
       addon()
       local org = fx:org(ORG, { state = "offboarded", addon_name = ADDON })
       assert.is_true(workflow.claim(fx.other, org))
@@ -160,7 +160,21 @@ describe("jobs.onboarding.offboard", function()
       assert.is_true(fx:claimable(org))
     end)
 
-    pending("fails for retry when the claim is not freed within CLAIM_WAIT_MS: \"a step of this org is still running\" "
-      .. "(20 s, a constant in scripts/jobs/onboarding/offboard.lua:14: too slow for this file)")
+    it("fails for retry when the claim is not freed within OFFBOARD_STEP_WAIT, saying why", function()
+      addon()
+      local org = fx:org(ORG, { state = "offboarded", addon_name = ADDON })
+      assert.is_true(workflow.claim(fx.other, org))
+      fx.config:set({ OFFBOARD_STEP_WAIT = "0.3" })
+      local started = host.now()
+      local ok, err = perform({ ORG })
+      local took = host.now() - started
+      workflow.release(fx.other, org)
+      assert.is_nil(ok)
+      assert.equal("a step of this org is still running", err)
+      assert(took >= 0.29 and took < 3, "waited " .. took .. " s")
+      assert.same({ ADDON }, addons())
+      assert.same({}, events())
+      assert.is_true(fx:claimable(org))
+    end)
   end)
 end)

@@ -1,6 +1,7 @@
 -- jobs.onboarding.offboard(org_id): after an uninstall, removes the org's Heroku
 -- Connect add-on (which stops the sync). The tenant's schema and its data stay:
 -- dropping an ISV customer's data is an operator's decision, not a callback's.
+local config = require "config"
 local db = require "lib.db"
 local orgs = require "onboarding.orgs"
 local heroku = require "clients.heroku"
@@ -9,7 +10,6 @@ local workflow = require "onboarding.workflow"
 
 local _M = {}
 
-local CLAIM_WAIT_MS = 20000 -- under the job's timeout; a step's calls time out sooner
 
 -- args: { org_id [, "transition"] }: with "transition", the uninstall callback
 -- found the row busy and left the state change to this job (which waits for it).
@@ -30,7 +30,7 @@ function _M.perform(args, ctx)
   local name = org.addon_name ~= mc.null and org.addon_name or heroku.addon_name(org.org_id)
   -- a step still running may be creating the add-on: wait for it to end (its
   -- outcome is dropped, the org having moved on), so nothing is left behind
-  local got, cerr = workflow.claim(conn, org, CLAIM_WAIT_MS)
+  local got, cerr = workflow.claim(conn, org, math.floor(config.get("OFFBOARD_STEP_WAIT") * 1000))
   if not got then return nil, cerr or "a step of this org is still running" end -- retried with backoff
   local ran, deleted, derr = pcall(heroku.delete_addon, name)
   workflow.release(conn, org)
