@@ -18,7 +18,7 @@ local DAY = 24 * 3600
 local VARS = {
   APP_URL = { env.url, nil, HTTP, need = { web = true, worker = true },
     doc = "this service's public URL (mail links, the OAuth redirect); default https://$HEROKU_APP_NAME.herokuapp.com" },
-  ADMIN_TOKEN = { env.str, nil, nil, min_len = 16, doc = "the operator's bearer token (unset: the operator API answers 503)" },
+  ADMIN_TOKEN = { env.str, nil, nil, min_len = 16, doc = "the operator's bearer token (unset: operator calls are refused, 401)" },
   CALLBACK_SECRET = { env.str, nil, nil, doc = "the HMAC secret the package signs callbacks with" },
   CALLBACK_SECRET_PREVIOUS = { env.str, nil, nil, doc = "the secret before a rotation, accepted too" },
   CALLBACK_SIGNATURES = { env.str, "on", nil, choices = { on = true, off = true }, doc = "off: callbacks unsigned (a local demo only)" },

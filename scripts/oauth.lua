@@ -105,6 +105,14 @@ local function authorized(conn, org, tokens, who)
     } })
 end
 
+local function moved_on()
+  return page.render(409, "Nothing to do here", "This org's sign-in is no longer expected. Its onboarding has moved on.")
+end
+
+-- States at or past Connect's authorization: a second click on its `next` link
+-- is answered as the first was.
+local CONNECT_DONE = { connect_authorized = true, mappings_imported = true, active = true }
+
 function _M.callback(req)
   local q = req.query
   local id, terr = take_state(q.state)
@@ -114,7 +122,8 @@ function _M.callback(req)
       "It was already used, or is too old. Open the link from your e-mail again.")
   end
   local org, conn = load_org(id)
-  if not org then return org == nil and unavailable(conn) or page.render(404, "Unknown org", "No onboarding is in progress for this org.") end
+  if org == nil then return unavailable(conn) end
+  if not org then return page.render(404, "Unknown org", "No onboarding is in progress for this org.") end
   if q.error then
     log.warn("salesforce sign-in refused", { org_id = id, error = q.error })
     local noted, nerr = orgs.note(conn, org, "failure", { error = "salesforce: " .. tostring(q.error), description = q.error_description })
@@ -139,15 +148,14 @@ function _M.callback(req)
     log.warn("oauth org mismatch: onboarding stopped", { org_id = id, signed_in = who.organization_id })
     local failed, ferr = fail_org(conn, org, reason)
     if failed == nil then return unavailable(ferr) end
-    if failed then workflow.announce(failed, failed.from_state, "failed") end
+    if not failed then return moved_on() end
+    workflow.announce(failed, failed.from_state, "failed")
     return page.render(403, "Wrong Salesforce org",
       "You signed in to a different org than the one that installed the package. Onboarding has stopped; contact support.")
   end
   local row, aerr = authorized(conn, org, tokens, who)
   if row == nil then return unavailable(aerr) end
-  if not row then
-    return page.render(409, "Nothing to do here", "This org's sign-in is no longer expected. Its onboarding has moved on.")
-  end
+  if not row then return moved_on() end
   workflow.announce(row, row.from_state, "app_authorized")
   workflow.enqueue(id)
   return page.render(200, "Thank you", "Your org is being connected. You will get one more e-mail to authorize Heroku Connect.")
@@ -159,12 +167,15 @@ function _M.connect_complete(req)
   local org, conn = load_org(id)
   if org == nil then return unavailable(conn) end
   if not org or org.connection_id ~= connection_id then return page.render(404, "Unknown link", "This link is not valid.") end
-  local moved, merr = orgs.transition(conn, id, "connect_authorized", "person",
+  local moved, merr, cur = orgs.transition(conn, id, "connect_authorized", "person",
     { from = AUTHORIZING_CONNECT, fields = { attempts = 0 } })
   if moved == nil then return unavailable(merr) end
   if moved then
     workflow.announce(moved, moved.from_state, "connect_authorized")
     workflow.enqueue(id)
+  elseif not (cur and CONNECT_DONE[cur.state]) then
+    return page.render(409, "Nothing to do here",
+      "This org's Heroku Connect authorization is not expected now. Contact the ISV's support.")
   end
   return page.render(200, "Heroku Connect is authorized", "Your data starts syncing now. You can close this page.")
 end

@@ -233,10 +233,7 @@ describe("oauth handlers", function()
       assert.same({}, queued())
     end)
 
-    pending("BUG: scripts/oauth.lua:117 answers a gone org (404) and a database failure (503) with a bare status: "
-      .. "`return org == nil and unavailable(conn) or page.render(404, ...)` keeps only the first value of each "
-      .. "call, so the page, its Content-Type and its no-store/DENY headers are lost (mc.web sends an empty body)",
-      function()
+    it("answers a gone org (404) and a database failure (503) with the whole page and its headers", function()
         fx:org(ORG, { state = "awaiting_app_oauth" })
         local q = approved()
         assert(fx.conn:exec("DELETE FROM organizations"))
@@ -286,6 +283,17 @@ describe("oauth handlers", function()
       assert.equal("mappings_imported", fx:row(ORG).state)
       assert.same({}, fx:events(ORG))
       assert.same({}, queued())
+    end)
+
+    it("409 and nothing moved for an org that is not expecting it (failed, offboarded, still earlier)", function()
+      for _, state in ipairs({ "failed", "offboarded", "app_linked" }) do
+        assert(fx.conn:exec("DELETE FROM organizations"))
+        fx:org(ORG, { state = state, connection_id = "conn-1" })
+        local status, html = complete(links.connect({ org_id = ORG }, "conn-1"))
+        assert.same({ 409, "Nothing to do here" }, { status, title(html) })
+        assert.equal(state, fx:row(ORG).state)
+        assert.same({}, queued())
+      end
     end)
 
     it("503 when the database fails", function()
