@@ -12,6 +12,7 @@
  * accepting, let in-flight requests finish (up to shutdown_timeout), and return. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -26,6 +27,7 @@
 #include <microhttpd.h>
 
 #include "host.h"
+#include "options.h"
 #include "pool.h"
 #include "watch.h"
 
@@ -478,37 +480,26 @@ static int web_unescape(lua_State *L) {
 
 /* ---- serving -------------------------------------------------------------- */
 
-static double opt_number(lua_State *L, const char *key, double dflt) {
-  lua_getfield(L, 1, key);
-  double v = luaL_optnumber(L, -1, dflt);
-  lua_pop(L, 1);
-  return v;
-}
+#define MAX_SECONDS 86400.0
 
 static void read_config(lua_State *L, web_config *cfg) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  cfg->port = (int)opt_number(L, "port", 5000);
-  cfg->threads = (int)opt_number(L, "threads", (double)sysconf(_SC_NPROCESSORS_ONLN));
-  cfg->conn_limit = (int)opt_number(L, "max_connections", 1000);
-  cfg->per_ip_limit = (int)opt_number(L, "max_connections_per_ip", 0);
-  cfg->idle_timeout = (int)opt_number(L, "idle_timeout", 30);
-  cfg->body_limit = (size_t)opt_number(L, "max_body", 1 << 20);
-  cfg->header_limit = (size_t)opt_number(L, "max_header", 8 * 1024);
-  cfg->request_timeout = opt_number(L, "request_timeout", 30);
-  cfg->shutdown_timeout = opt_number(L, "shutdown_timeout", 25);
-  lua_getfield(L, 1, "reload");
-  cfg->reload = lua_isnil(L, -1) || lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "app");
-  const char *app = luaL_optstring(L, -1, "scripts/app.lua");
+  mc_options o = {L, 1, "web"};
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  cfg->port = (int)mc_opt_integer(&o, "port", 5000, 1, 65535);
+  cfg->threads = (int)mc_opt_integer(&o, "threads", cpus > 0 ? cpus : 1, 1, 1024);
+  cfg->conn_limit = (int)mc_opt_integer(&o, "max_connections", 1000, 1, INT_MAX);
+  cfg->per_ip_limit = (int)mc_opt_integer(&o, "max_connections_per_ip", 0, 0, INT_MAX);
+  cfg->idle_timeout = (int)mc_opt_integer(&o, "idle_timeout", 30, 1, (lua_Integer)MAX_SECONDS);
+  cfg->body_limit = (size_t)mc_opt_integer(&o, "max_body", 1 << 20, 1, (lua_Integer)1 << 40);
+  cfg->header_limit = (size_t)mc_opt_integer(&o, "max_header", 8 * 1024, 1, INT_MAX);
+  cfg->request_timeout = mc_opt_seconds(&o, "request_timeout", 30, MAX_SECONDS);
+  cfg->shutdown_timeout = mc_opt_number(&o, "shutdown_timeout", 25, 0, MAX_SECONDS);
+  cfg->reload = mc_opt_boolean(&o, "reload", 1);
+  const char *app = mc_opt_string(&o, "app", "scripts/app.lua", NULL);
   if (strlen(app) >= sizeof cfg->app) luaL_error(L, "web: app path too long");
   strcpy(cfg->app, app);
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "bind");
-  cfg->bind = luaL_optstring(L, -1, "0.0.0.0"); /* the string stays in the opts table */
-  lua_pop(L, 1);
-  if (cfg->port < 1 || cfg->port > 65535) luaL_error(L, "web: port out of range");
-  if (cfg->threads < 1) cfg->threads = 1;
+  cfg->bind = mc_opt_string(&o, "bind", "0.0.0.0", NULL); /* the options table keeps it */
 }
 
 static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr) {

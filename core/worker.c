@@ -24,6 +24,7 @@
 #include <lauxlib.h>
 
 #include "host.h"
+#include "options.h"
 #include "pool.h"
 #include "watch.h"
 
@@ -321,16 +322,13 @@ static int drain(lua_State *L, worker *w) {
 
 static void read_opts(lua_State *L, worker *w) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, 1, "concurrency");
-  w->concurrency = (int)luaL_optinteger(L, -1, 5);
-  lua_getfield(L, 1, "shutdown_timeout");
-  w->shutdown_timeout = luaL_optnumber(L, -1, 25);
-  lua_getfield(L, 1, "reload");
-  w->reload = lua_isnil(L, -1) || lua_toboolean(L, -1);
-  lua_getfield(L, 1, "identity");
-  snprintf(w->identity, sizeof w->identity, "%s", luaL_checkstring(L, -1));
-  lua_pop(L, 4);
-  luaL_argcheck(L, w->concurrency >= 1 && w->concurrency <= 1000, 1, "concurrency out of range");
+  mc_options o = {L, 1, "worker"};
+  w->concurrency = (int)mc_opt_integer(&o, "concurrency", 5, 1, 1000);
+  w->shutdown_timeout = mc_opt_number(&o, "shutdown_timeout", 25, 0, 86400);
+  w->reload = mc_opt_boolean(&o, "reload", 1);
+  const char *identity = mc_opt_string(&o, "identity", NULL, NULL);
+  if (identity == NULL) luaL_error(L, "worker: identity must be a string");
+  snprintf(w->identity, sizeof w->identity, "%s", identity);
 }
 
 /* run(opts) -> true | nil, err. Blocks until SIGTERM/SIGINT and the drain. */
