@@ -253,8 +253,8 @@ static int host_sleep(lua_State *L) {
   return 0;
 }
 
-/* The signals a single-threaded loop (the clock) takes as commands. */
-static void control_signals(sigset_t *set) {
+/* The signals every long-running process takes as commands; see host.h. */
+void mc_control_signals(sigset_t *set) {
   sigemptyset(set);
   sigaddset(set, SIGTERM);
   sigaddset(set, SIGINT);
@@ -266,7 +266,7 @@ static void control_signals(sigset_t *set) {
  * wait_signal instead of ending the process. */
 static int host_block_signals(lua_State *L) {
   sigset_t set;
-  control_signals(&set);
+  mc_control_signals(&set);
   int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
   if (rc != 0) return luaL_error(L, "block_signals: %s", strerror(rc));
   return 0;
@@ -278,7 +278,7 @@ static int host_block_signals(lua_State *L) {
 static int host_wait_signal(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   sigset_t set, blocked;
-  control_signals(&set);
+  mc_control_signals(&set);
   pthread_sigmask(SIG_BLOCK, NULL, &blocked);
   if (!sigismember(&blocked, SIGTERM)) return luaL_error(L, "wait_signal: call block_signals first");
   if (!(s > 0)) s = 0;

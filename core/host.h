@@ -3,6 +3,8 @@
 #ifndef MC_HOST_H
 #define MC_HOST_H
 
+#include <signal.h>
+
 #include <lua.h>
 
 #define MC_VERSION "0.1.0"
@@ -23,6 +25,10 @@ lua_State *mc_state_new(const mc_boot *b);
 /* lua_pcall with a traceback handler: the error object on failure is the message
  * with its traceback (a string). Same return codes as lua_pcall. */
 int mc_pcall(lua_State *L, int nargs, int nresults);
+
+/* SIGTERM, SIGINT and SIGHUP: the signals a long-running process (web, worker,
+ * clock) blocks in every thread and waits for as commands (stop, stop, reload). */
+void mc_control_signals(sigset_t *set);
 
 /* Module openers, one per core/<name>.c file. */
 int luaopen_mc_host(lua_State *L);

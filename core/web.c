@@ -519,15 +519,6 @@ static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr
       MHD_OPTION_END);
 }
 
-/* Builds a new set of app states; they replace the old only if all load. */
-static void reload(web_server *srv, const char *why) {
-  int gen = mc_pool_reload(&srv->pool);
-  if (gen < 0)
-    printf("at=error msg=\"reload failed: previous code keeps serving\" reason=%s\n", why);
-  else
-    printf("at=info msg=reloaded reason=%s generation=%d\n", why, gen);
-}
-
 /* Stop accepting (new connections are refused), let in-flight requests finish. */
 static void drain(web_server *srv, struct MHD_Daemon *d) {
   atomic_store(&srv->draining, 1);
@@ -557,26 +548,8 @@ static void wait_loop(web_server *srv, const sigset_t *set) {
   snprintf(mappings, sizeof mappings, "%s/mappings", srv->boot->root);
   snprintf(sandbox, sizeof sandbox, "%s/sandbox", srv->boot->root);
   const char *const dirs[] = {scripts, mappings, sandbox, NULL};
-  uint64_t seen = srv->cfg.reload ? mc_tree_signature(dirs) : 0, pending = seen;
-  struct timespec tick = {0, 250 * 1000 * 1000};
-  for (;;) {
-    int sig = sigtimedwait(set, NULL, &tick);
-    if (sig == SIGTERM || sig == SIGINT) {
-      printf("at=info msg=\"shutting down\" signal=%s\n", sig == SIGTERM ? "TERM" : "INT");
-      return;
-    }
-    if (sig == SIGHUP) {
-      reload(srv, "SIGHUP");
-      continue;
-    }
-    if (!srv->cfg.reload) continue;
-    uint64_t sig_now = mc_tree_signature(dirs);
-    if (sig_now != seen && sig_now == pending) { /* stable for one tick: the write is done */
-      seen = sig_now;
-      reload(srv, "files-changed");
-    }
-    pending = sig_now;
-  }
+  mc_watch w = {&srv->pool, srv->cfg.reload ? dirs : NULL, NULL, NULL};
+  mc_watch_loop(&w, set);
 }
 
 /* serve(opts) -> true | nil, err. Blocks until SIGTERM/SIGINT and the drain. */
@@ -596,10 +569,7 @@ static int web_serve(lua_State *L) {
   }
 
   sigset_t set, old;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
+  mc_control_signals(&set);
   pthread_sigmask(SIG_BLOCK, &set, &old); /* server threads inherit it: signals come here */
   struct MHD_Daemon *d = start_daemon(srv, &addr);
   if (d == NULL) {

@@ -265,40 +265,23 @@ static int start_threads(worker *w) {
   return 0;
 }
 
+/* Each tick of the main loop: SIGTSTP quiets the worker; opts.tick runs. */
+static void on_tick(void *ud, int sig) {
+  lua_State *L = ud;
+  if (sig == SIGTSTP) {
+    atomic_store(&worker_of(L)->quiet, 1);
+    printf("at=info msg=\"quiet: no new jobs\"\n");
+  }
+  call_hook(L, 1, "tick");
+}
+
 /* Signals and ticks until SIGTERM/SIGINT. */
 static void main_loop(lua_State *L, worker *w, const sigset_t *set) {
   char scripts[4096];
   snprintf(scripts, sizeof scripts, "%s/scripts", w->boot->root);
   const char *const dirs[] = {scripts, NULL};
-  uint64_t seen = w->reload ? mc_tree_signature(dirs) : 0, pending = seen;
-  struct timespec tick = {0, 250 * 1000 * 1000};
-  for (;;) {
-    int sig = sigtimedwait(set, NULL, &tick);
-    if (sig == SIGTERM || sig == SIGINT) {
-      printf("at=info msg=\"shutting down\" signal=%s\n", sig == SIGTERM ? "TERM" : "INT");
-      return;
-    }
-    if (sig == SIGTSTP) {
-      atomic_store(&w->quiet, 1);
-      printf("at=info msg=\"quiet: no new jobs\"\n");
-    }
-    int reload = sig == SIGHUP;
-    if (w->reload) {
-      uint64_t now = mc_tree_signature(dirs);
-      if (now != seen && now == pending) { /* still for one tick: the write is done */
-        seen = now;
-        reload = 1;
-      }
-      pending = now;
-    }
-    if (reload) {
-      int gen = mc_pool_reload(&w->pool);
-      if (gen < 0) printf("at=error msg=\"reload failed: previous code keeps running\"\n");
-      else printf("at=info msg=reloaded generation=%d\n", gen);
-    }
-    fflush(stdout);
-    call_hook(L, 1, "tick");
-  }
+  mc_watch watch = {&w->pool, w->reload ? dirs : NULL, on_tick, L};
+  mc_watch_loop(&watch, set);
 }
 
 /* Waits for the threads; at the deadline hands the running jobs to opts.requeue
@@ -351,11 +334,8 @@ static int w_run(lua_State *L) {
   lua_pushlightuserdata(L, w);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &WORKER_KEY); /* tick and requeue see the slots */
   sigset_t set, old;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
-  sigaddset(&set, SIGTSTP);
+  mc_control_signals(&set);
+  sigaddset(&set, SIGTSTP); /* quiet, as Sidekiq takes it */
   pthread_sigmask(SIG_BLOCK, &set, &old); /* threads inherit it: signals come here */
   if (start_threads(w) != 0) {
     printf("at=error msg=\"cannot start worker threads\"\n");
