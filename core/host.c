@@ -1,9 +1,10 @@
 /* host.c -- building Lua states for the host, and the mc.host module.
  *
- * Every process type (run, test, later web and worker) makes its states here, so
- * they all see the same modules and paths: the embedded core/lua/mc/ sources and
- * the C modules through package.preload, then $MC_ROOT/scripts, then Debian's
- * Lua 5.4 locations (so Debian's Lua C modules such as busted's load too). */
+ * Every process type (run, test, web, worker, ...) makes its states here, so
+ * they all see the same modules: the embedded core/lua/mc/ sources and the C
+ * modules through package.preload, then Debian's Lua 5.4 locations (so Debian's
+ * Lua C modules such as busted's load too). Where the application's own modules
+ * are is mc's business (core/lua/mc/init.lua), not the C host's. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -139,23 +140,12 @@ static void preload_modules(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* package.path = $MC_ROOT/scripts/?.lua;...;<Debian's default or LUA_PATH> */
-static void set_paths(lua_State *L, const char *root) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s/scripts/?.lua;%s/scripts/?/init.lua;%s", root, root,
-                  lua_tostring(L, -1));
-  lua_setfield(L, -3, "path");
-  lua_pop(L, 2);
-}
-
 static int state_init(lua_State *L) {
   const mc_boot *b = lua_touserdata(L, 1);
   luaL_openlibs(L);
   lua_pushlightuserdata(L, (void *)b);
   lua_setfield(L, LUA_REGISTRYINDEX, "mc.boot");
   preload_modules(L);
-  set_paths(L, b->root);
   lua_getglobal(L, "require"); /* the one global the host adds: mc, as ngx in OpenResty */
   lua_pushliteral(L, "mc");
   lua_call(L, 1, 1);

@@ -11,14 +11,14 @@
 
 /* Process-wide facts fixed at boot, before any thread starts; read-only after. */
 typedef struct mc_boot {
-  const char *root; /* MC_ROOT: the directory that holds bin/, scripts/, spec/ */
+  const char *root; /* MC_ROOT: the project, the directory that holds bin/ */
   const char *exe;  /* absolute path of the running binary */
 } mc_boot;
 
 int mc_boot_init(mc_boot *b, const char *argv0);
 void mc_boot_free(mc_boot *b);
 
-/* A fresh state with the standard libraries, package paths rooted at b->root and
+/* A fresh state with the standard libraries, the global mc (core/lua/mc/init.lua) and
  * every mc.* module preloadable; NULL on allocation failure. Caller owns it. */
 lua_State *mc_state_new(const mc_boot *b);
 

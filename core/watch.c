@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <lauxlib.h>
+
 #include "watch.h"
 
 #define FNV_PRIME 1099511628211ULL
@@ -34,6 +36,32 @@ uint64_t mc_tree_signature(const char *const *dirs) {
   acc = 0;
   for (; *dirs != NULL; dirs++) nftw(*dirs, visit, 16, FTW_PHYS);
   return acc;
+}
+
+const char *const *mc_opt_dirs(const mc_options *o, const char *key, const char *root) {
+  lua_State *L = o->L;
+  int t = lua_getfield(L, o->idx, key), list = lua_gettop(L);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (t != LUA_TTABLE) luaL_error(L, "%s: %s must be an array of folders", o->who, key);
+  lua_Integer n = luaL_len(L, list);
+  const char **dirs = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *dirs, 1);
+  lua_createtable(L, (int)n, 0); /* the path strings, which the userdata keeps alive */
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, list, i) != LUA_TSTRING) luaL_error(L, "%s: %s[%I] must be a string", o->who, key, i);
+    if (lua_tostring(L, -1)[0] != '/') {
+      lua_pushfstring(L, "%s/%s", root, lua_tostring(L, -1));
+      lua_remove(L, -2);
+    }
+    dirs[i - 1] = lua_tostring(L, -1);
+    lua_rawseti(L, -2, i);
+  }
+  dirs[n] = NULL;
+  lua_setiuservalue(L, -2, 1);
+  lua_remove(L, list);
+  return dirs;
 }
 
 /* Builds a new set of states; they replace the old only if all load. */

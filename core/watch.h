@@ -7,12 +7,18 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "options.h"
 #include "pool.h"
 
 /* A fingerprint of every file under the given folders (names, sizes, mtimes);
  * it changes when a file is added, removed, renamed or written. Missing folders
  * count as empty. dirs ends with NULL. */
 uint64_t mc_tree_signature(const char *const *dirs);
+
+/* opts[key], an array of folders (a relative one is under root), as the
+ * NULL-terminated list mc_tree_signature takes. It lives in a userdata left on
+ * the stack, which owns it; NULL (nothing pushed) when the key is absent. */
+const char *const *mc_opt_dirs(const mc_options *o, const char *key, const char *root);
 
 typedef struct mc_watch {
   mc_pool *pool;           /* reloaded on SIGHUP or when a watched file changed */

@@ -7,7 +7,7 @@
  * query and peer address are fetched lazily through ctx, which is valid only
  * while the handler runs.
  *
- * The main thread waits for signals: SIGHUP or a change under the watched folders
+ * The main thread waits for signals: SIGHUP or a change under the folders of opts.watch
  * builds a new set of states, which replaces the old only if every state loads; SIGTERM/SIGINT stop
  * accepting, let in-flight requests finish (up to shutdown_timeout), and return. */
 #include <arpa/inet.h>
@@ -35,9 +35,9 @@ typedef struct web_config {
   int port, threads, conn_limit, per_ip_limit, idle_timeout;
   size_t body_limit, header_limit;
   double request_timeout, shutdown_timeout;
-  int reload;
+  const char *const *watch; /* folders whose edits reload the app; NULL: SIGHUP only */
   const char *bind;
-  char app[256]; /* the app file under MC_ROOT: scripts/app.lua, sandbox/app.lua */
+  char app[256]; /* the app file, relative to MC_ROOT */
 } web_config;
 
 typedef struct web_server {
@@ -482,7 +482,9 @@ static int web_unescape(lua_State *L) {
 
 #define MAX_SECONDS 86400.0
 
-static void read_config(lua_State *L, web_config *cfg) {
+/* The options the caller gives; what they refer to (bind, watch) stays on the
+ * stack for as long as serve runs. */
+static void read_config(lua_State *L, web_config *cfg, const char *root) {
   luaL_checktype(L, 1, LUA_TTABLE);
   mc_options o = {L, 1, "web"};
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -495,8 +497,9 @@ static void read_config(lua_State *L, web_config *cfg) {
   cfg->header_limit = (size_t)mc_opt_integer(&o, "max_header", 8 * 1024, 1, INT_MAX);
   cfg->request_timeout = mc_opt_seconds(&o, "request_timeout", 30, MAX_SECONDS);
   cfg->shutdown_timeout = mc_opt_number(&o, "shutdown_timeout", 25, 0, MAX_SECONDS);
-  cfg->reload = mc_opt_boolean(&o, "reload", 1);
-  const char *app = mc_opt_string(&o, "app", "scripts/app.lua", NULL);
+  cfg->watch = mc_opt_boolean(&o, "reload", 1) ? mc_opt_dirs(&o, "watch", root) : NULL;
+  const char *app = mc_opt_string(&o, "app", NULL, NULL);
+  if (app == NULL) luaL_error(L, "web: app must be a string");
   if (strlen(app) >= sizeof cfg->app) luaL_error(L, "web: app path too long");
   strcpy(cfg->app, app);
   cfg->bind = mc_opt_string(&o, "bind", "0.0.0.0", NULL); /* the options table keeps it */
@@ -541,25 +544,14 @@ static void drain(web_server *srv, struct MHD_Daemon *d) {
   if (fd != MHD_INVALID_SOCKET) close(fd);
 }
 
-/* The main thread's loop: signals and the file watcher. */
-static void wait_loop(web_server *srv, const sigset_t *set) {
-  char scripts[4096], mappings[4096], sandbox[4096];
-  snprintf(scripts, sizeof scripts, "%s/scripts", srv->boot->root);
-  snprintf(mappings, sizeof mappings, "%s/mappings", srv->boot->root);
-  snprintf(sandbox, sizeof sandbox, "%s/sandbox", srv->boot->root);
-  const char *const dirs[] = {scripts, mappings, sandbox, NULL};
-  mc_watch w = {&srv->pool, srv->cfg.reload ? dirs : NULL, NULL, NULL};
-  mc_watch_loop(&w, set);
-}
-
 /* serve(opts) -> true | nil, err. Blocks until SIGTERM/SIGINT and the drain. */
 static int web_serve(lua_State *L) {
   web_server *srv = lua_newuserdatauv(L, sizeof *srv, 0); /* lives on this stack frame */
   memset(srv, 0, sizeof *srv);
-  read_config(L, &srv->cfg);
   lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
   srv->boot = lua_touserdata(L, -1);
   lua_pop(L, 1);
+  read_config(L, &srv->cfg, srv->boot->root);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->cfg.port)};
   if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1) return luaL_error(L, "web: bad bind address");
   if (mc_pool_init(&srv->pool, srv->cfg.threads, load_app_state, srv) != 0) {
@@ -581,8 +573,9 @@ static int web_serve(lua_State *L) {
     return 2;
   }
   printf("at=info msg=listening port=%d threads=%d reload=%s\n", srv->cfg.port, srv->cfg.threads,
-         srv->cfg.reload ? "on" : "off");
-  wait_loop(srv, &set);
+         srv->cfg.watch ? "on" : "off");
+  mc_watch w = {&srv->pool, srv->cfg.watch, NULL, NULL};
+  mc_watch_loop(&w, &set);
   drain(srv, d);
   mc_pool_free(&srv->pool);
   pthread_sigmask(SIG_SETMASK, &old, NULL);

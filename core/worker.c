@@ -9,7 +9,7 @@
  *
  * The main thread (the caller of run) waits for signals and ticks: every tick it
  * calls opts.tick (heartbeat, scheduler, orphan recovery, in Lua) and checks the
- * scripts for changes. SIGTERM/SIGINT: stop fetching, wait for running jobs up to
+ * folders of opts.watch for changes (watch.c). SIGTERM/SIGINT: stop fetching, wait for running jobs up to
  * the shutdown timeout, hand the unfinished ones to opts.requeue. SIGTSTP: quiet. */
 #include <errno.h>
 #include <pthread.h>
@@ -36,7 +36,8 @@ typedef struct slot {
 typedef struct worker {
   const mc_boot *boot;
   mc_pool pool;
-  int concurrency, reload;
+  int concurrency;
+  const char *const *watch; /* folders whose edits reload the code; NULL: SIGHUP only */
   char identity[256]; /* hostname:pid:nonce, as Sidekiq names a process */
   double shutdown_timeout;
   atomic_int stopping, quiet, running; /* running: threads not yet finished */
@@ -275,15 +276,6 @@ static void on_tick(void *ud, int sig) {
   call_hook(L, 1, "tick");
 }
 
-/* Signals and ticks until SIGTERM/SIGINT. */
-static void main_loop(lua_State *L, worker *w, const sigset_t *set) {
-  char scripts[4096];
-  snprintf(scripts, sizeof scripts, "%s/scripts", w->boot->root);
-  const char *const dirs[] = {scripts, NULL};
-  mc_watch watch = {&w->pool, w->reload ? dirs : NULL, on_tick, L};
-  mc_watch_loop(&watch, set);
-}
-
 /* Waits for the threads; at the deadline hands the running jobs to opts.requeue
  * and returns 0 (threads abandoned), else joins them and returns 1. */
 static int drain(lua_State *L, worker *w) {
@@ -308,7 +300,7 @@ static void read_opts(lua_State *L, worker *w) {
   mc_options o = {L, 1, "worker"};
   w->concurrency = (int)mc_opt_integer(&o, "concurrency", 5, 1, 1000);
   w->shutdown_timeout = mc_opt_number(&o, "shutdown_timeout", 25, 0, 86400);
-  w->reload = mc_opt_boolean(&o, "reload", 1);
+  w->watch = mc_opt_boolean(&o, "reload", 1) ? mc_opt_dirs(&o, "watch", w->boot->root) : NULL;
   const char *identity = mc_opt_string(&o, "identity", NULL, NULL);
   if (identity == NULL) luaL_error(L, "worker: identity must be a string");
   snprintf(w->identity, sizeof w->identity, "%s", identity);
@@ -318,10 +310,10 @@ static void read_opts(lua_State *L, worker *w) {
 static int w_run(lua_State *L) {
   worker *w = lua_newuserdatauv(L, sizeof *w, 0); /* lives in this call's frame */
   memset(w, 0, sizeof *w);
-  read_opts(L, w);
   lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
   w->boot = lua_touserdata(L, -1);
   lua_pop(L, 1);
+  read_opts(L, w); /* leaves the watched folders on the stack */
   w->slots = lua_newuserdatauv(L, sizeof(slot) * (size_t)w->concurrency, 0);
   memset(w->slots, 0, sizeof(slot) * (size_t)w->concurrency);
   w->threads = lua_newuserdatauv(L, sizeof(pthread_t) * (size_t)w->concurrency, 0);
@@ -345,7 +337,8 @@ static int w_run(lua_State *L) {
   printf("at=info msg=started concurrency=%d\n", w->concurrency);
   fflush(stdout);
   call_hook(L, 1, "tick");
-  main_loop(L, w, &set);
+  mc_watch watch = {&w->pool, w->watch, on_tick, L};
+  mc_watch_loop(&watch, &set);
   if (!drain(L, w)) {
     printf("at=info msg=stopped\n");
     fflush(stdout);

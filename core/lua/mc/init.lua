@@ -3,6 +3,10 @@
 local host = require "mc.host"
 local json = require "mc.json"
 
+-- The application's modules come first, before Debian's Lua 5.4 locations.
+local scripts = host.root .. "/scripts/"
+package.path = scripts .. "?.lua;" .. scripts .. "?/init.lua;" .. package.path
+
 local _M = {
   version = host.version,
   null = json.null, -- the one null: JSON null, SQL NULL, Redis nil

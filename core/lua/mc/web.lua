@@ -232,9 +232,9 @@ end
 
 -- ---- loading the app and serving ------------------------------------------
 
--- Loads $MC_ROOT/<app> (default scripts/app.lua), which must return a router.
+-- Loads $MC_ROOT/<app> (scripts/app.lua, say), which must return a router.
 function _M.load_app(app)
-  local path = host.root .. "/" .. (app or "scripts/app.lua")
+  local path = host.root .. "/" .. app
   local chunk, err = loadfile(path, "t")
   if not chunk then error(err, 0) end
   local app = chunk()
@@ -253,13 +253,15 @@ function _M.thread_entry(app_file)
   end
 end
 
--- `multiconnect web` (and `sandbox`, with opts.app and opts.port_var):
--- configuration from the environment, then serve until SIGTERM.
+-- `multiconnect web` and `sandbox`: opts.app (the file under MC_ROOT that
+-- returns the router), opts.watch (the folders under MC_ROOT whose edits reload
+-- it), opts.port_var and opts.port (the port's variable and default); the rest
+-- of the configuration comes from the environment. Serves until SIGTERM.
 function _M.serve(opts)
-  opts = opts or {}
   local env = require "mc.env"
   local ok, err = native.serve({
     app = opts.app,
+    watch = opts.watch,
     port = env.int(opts.port_var or "PORT", opts.port or 5000, { min = 1, max = 65535 }),
     bind = env.str("WEB_BIND", "0.0.0.0"),
     threads = env.int("WEB_THREADS", host.cpus(), { min = 1, max = 256 }),

@@ -349,8 +349,9 @@ function _M.enqueue_due(r)
   return total
 end
 
--- `multiconnect worker`
-function _M.serve()
+-- `multiconnect worker`; opts.watch: the folders under MC_ROOT whose edits
+-- reload the job code.
+function _M.serve(opts)
   local hostname = os.getenv("DYNO") or host.hostname()
   local cfg = {
     hostname = hostname,
@@ -427,7 +428,7 @@ function _M.serve()
   local ok, rerr = native.run({
     identity = cfg.identity, concurrency = cfg.concurrency,
     shutdown_timeout = env.number("SHUTDOWN_TIMEOUT", 25, { min = 0 }),
-    reload = env.bool("MC_RELOAD", true), tick = tick, requeue = requeue, stopped = stopped,
+    reload = env.bool("MC_RELOAD", true), watch = opts.watch, tick = tick, requeue = requeue, stopped = stopped,
   })
   if not ok then
     io.stderr:write("multiconnect worker: ", rerr, "\n")
