@@ -283,6 +283,60 @@ static int host_wait_signal(lua_State *L) {
   return 1;
 }
 
+/* ---- logfmt escaping ------------------------------------------------------ */
+
+/* The escape of one byte into e: 1 to 4 characters, returned as the count. */
+static size_t escape_byte(unsigned char ch, char e[4]) {
+  static const char hex[] = "0123456789abcdef";
+  if (ch == '"' || ch == '\\' || ch == '\n' || ch == '\t') {
+    e[0] = '\\';
+    e[1] = ch == '\n' ? 'n' : ch == '\t' ? 't' : (char)ch;
+    return 2;
+  }
+  if (ch < 0x20 || ch == 0x7f) {
+    e[0] = '\\', e[1] = 'x', e[2] = hex[ch >> 4], e[3] = hex[ch & 15];
+    return 4;
+  }
+  e[0] = (char)ch;
+  return 1;
+}
+
+const char *mc_log_escape(const char *s, char *out, size_t cap) {
+  size_t j = 0;
+  for (; s != NULL && *s != '\0'; s++) {
+    char e[4];
+    size_t k = escape_byte((unsigned char)*s, e);
+    if (j + k >= cap) break;
+    memcpy(out + j, e, k);
+    j += k;
+  }
+  out[j] = '\0';
+  return out;
+}
+
+void mc_log_error(const char *msg, const char *err) {
+  char m[256], e[4096];
+  printf("at=error msg=\"%s\" error=\"%s\"\n", mc_log_escape(msg, m, sizeof m),
+         mc_log_escape(err, e, sizeof e));
+  fflush(stdout);
+}
+
+/* mc.host.log_escape(s) -> s as the inside of a logfmt quoted value (whole) */
+static int host_log_escape(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < len; i++) {
+    char e[4];
+    size_t k = escape_byte((unsigned char)s[i], e);
+    if (k == 1) luaL_addchar(&b, e[0]);
+    else luaL_addlstring(&b, e, k);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
 /* mc.host.cpus() -> the number of online processors */
 static int host_cpus(lua_State *L) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -301,6 +355,7 @@ int luaopen_mc_host(lua_State *L) {
     {"sleep", host_sleep},
     {"block_signals", host_block_signals},
     {"wait_signal", host_wait_signal},
+    {"log_escape", host_log_escape},
     {NULL, NULL},
   };
   const mc_boot *b = boot_of(L);

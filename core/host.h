@@ -26,6 +26,17 @@ lua_State *mc_state_new(const mc_boot *b);
  * with its traceback (a string). Same return codes as lua_pcall. */
 int mc_pcall(lua_State *L, int nargs, int nresults);
 
+/* Copies s into out (cap bytes, NUL included) as the inside of a logfmt quoted
+ * value, cut to fit; returns out. Quotes, backslashes and control characters
+ * are escaped, so that a value (a traceback, a client's path) never breaks its
+ * line: the one escaping every log line goes through (mc.log uses it too, as
+ * mc.host.log_escape). */
+const char *mc_log_escape(const char *s, char *out, size_t cap);
+
+/* Writes at=error msg="msg" error="err" on stdout, both escaped: one line
+ * however many lines err (a traceback) has. */
+void mc_log_error(const char *msg, const char *err);
+
 /* SIGTERM, SIGINT and SIGHUP: the signals a long-running process (web, worker,
  * clock) blocks in every thread and waits for as commands (stop, stop, reload). */
 void mc_control_signals(sigset_t *set);

@@ -71,28 +71,6 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Copies s into out as the inside of a logfmt quoted value: quotes, backslashes and
- * control characters escaped, cut to fit. */
-static const char *log_escape(const char *s, char *out, size_t cap) {
-  size_t j = 0;
-  for (; s != NULL && *s != '\0' && j + 5 < cap; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') {
-      out[j++] = '\\';
-      out[j++] = (char)ch;
-    } else if (ch == '\n' || ch == '\t') {
-      out[j++] = '\\';
-      out[j++] = ch == '\n' ? 'n' : 't';
-    } else if (ch < 0x20 || ch == 0x7f) {
-      j += (size_t)snprintf(out + j, cap - j, "\\x%02x", ch);
-    } else {
-      out[j++] = (char)ch;
-    }
-  }
-  out[j] = '\0';
-  return out;
-}
-
 /* The access-log line is built by hand: printf's formatting of it was about 6% of
  * a request's instructions (callgrind). */
 typedef struct log_line {
@@ -136,11 +114,11 @@ static void access_log(const char *method, const char *url, unsigned status, siz
     put(&l, method);
   } else {
     put(&l, "\"");
-    put(&l, log_escape(method, verb, sizeof verb));
+    put(&l, mc_log_escape(method, verb, sizeof verb));
     put(&l, "\"");
   }
   put(&l, " path=\"");
-  put(&l, log_escape(url, path, sizeof path));
+  put(&l, mc_log_escape(url, path, sizeof path));
   put(&l, "\" status=");
   put_uint(&l, status, 1);
   put(&l, " bytes=");
@@ -219,10 +197,8 @@ static lua_State *load_app_state(void *ud, int *ref) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
   lua_settop(L, 0);
   return L;
-fail: {
-  char err[2048];
-  printf("at=error msg=\"app failed to load\" error=\"%s\"\n", log_escape(lua_tostring(L, -1), err, sizeof err));
-}
+fail:
+  mc_log_error("app failed to load", lua_tostring(L, -1));
   lua_close(L);
   return NULL;
 }
@@ -277,9 +253,9 @@ static enum MHD_Result run_entry(web_server *srv, mc_state *st, struct MHD_Conne
   int status = mc_pcall(L, 5, 3);
   ctx->conn = NULL;
   if (status != LUA_OK) {
-    char err[2048];
+    char err[4096];
     printf("at=error msg=\"web entry point failed\" request_id=%s error=\"%s\"\n", r->id,
-           log_escape(lua_tostring(L, -1), err, sizeof err));
+           mc_log_escape(lua_tostring(L, -1), err, sizeof err));
     lua_settop(L, 0);
     return send_error(srv, c, r, 500, "internal server error", method, url);
   }

@@ -81,9 +81,7 @@ static lua_State *build_state(void *ud, int *ref) {
   lua_settop(L, 0);
   return L;
 fail:
-  fprintf(stdout, "at=error msg=\"worker code failed to load\" error=\"%s\"\n",
-          lua_tostring(L, -1));
-  fflush(stdout);
+  mc_log_error("worker code failed to load", lua_tostring(L, -1));
   lua_close(L);
   return NULL;
 }
@@ -98,8 +96,7 @@ static void *thread_main(void *p) {
     lua_rawgeti(st.L, LUA_REGISTRYINDEX, st.entry_ref);
     lua_pushinteger(st.L, a->index + 1);
     if (mc_pcall(st.L, 1, 0) != LUA_OK) { /* the framework itself failed: log, pause */
-      fprintf(stdout, "at=error msg=\"worker loop failed\" error=\"%s\"\n", lua_tostring(st.L, -1));
-      fflush(stdout);
+      mc_log_error("worker loop failed", lua_tostring(st.L, -1));
       lua_settop(st.L, 0);
       mc_pool_release(&w->pool, st);
       struct timespec ts = {1, 0};
@@ -244,8 +241,9 @@ static void call_hook(lua_State *L, int opts, const char *name) {
     return;
   }
   if (mc_pcall(L, 0, 0) != LUA_OK) {
-    fprintf(stdout, "at=error msg=\"worker %s failed\" error=\"%s\"\n", name, lua_tostring(L, -1));
-    fflush(stdout);
+    char what[64];
+    snprintf(what, sizeof what, "worker %s failed", name);
+    mc_log_error(what, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
 }
