@@ -29,11 +29,6 @@ local KEYS = { name = true, job = true, cron = true, every = true, args = true, 
 
 -- ---- the schedule ----------------------------------------------------------
 
-local function job_exists(root, name)
-  local dir = root .. "/scripts/"
-  return package.searchpath("jobs." .. name, dir .. "?.lua;" .. dir .. "?/init.lua") ~= nil
-end
-
 -- check_entry(e) -> entry | nil, err (without the entry's label)
 local function check_entry(e, seen, root)
   if type(e) ~= "table" then return nil, "must be a table" end
@@ -60,9 +55,8 @@ local function check_entry(e, seen, root)
     local ok, err = pcall(jobs.payload, e.job, e.args, { queue = e.queue, retry = e.retry })
     if not ok then return nil, (tostring(err):gsub("^[^:]*:%d+: ", ""):gsub("^jobs: ", "")) end
   end
-  if not job_exists(root, e.job) then
-    return nil, string.format("no job %s (scripts/jobs/%s.lua)", e.job, e.job:gsub("%.", "/"))
-  end
+  local found, err = jobs.exists(e.job, root)
+  if not found then return nil, err end
   return entry
 end
 
@@ -73,7 +67,7 @@ function _M.validate(list, root)
   local entries, seen = {}, {}
   for i = 1, #list do
     local e = list[i]
-    local entry, err = check_entry(e, seen, root or host.root)
+    local entry, err = check_entry(e, seen, root)
     if not entry then
       local label = type(e) == "table" and type(e.name) == "string" and string.format(" (%s)", e.name) or ""
       return nil, string.format("entry %d%s: %s", i, label, err)

@@ -57,11 +57,8 @@ function _M.run_job(name, args_json, extra)
   if extra then return fail("takes one argument, a JSON array of args") end
   local args, aerr = _M.job_args(args_json)
   if not args then return fail(aerr) end
-  local dir = host.root .. "/scripts/"
-  if not name:match("^[%a_][%w_.]*$") then return fail("bad job name") end
-  if not package.searchpath("jobs." .. name, dir .. "?.lua;" .. dir .. "?/init.lua") then
-    return fail(string.format("no such job (scripts/jobs/%s.lua)", (name:gsub("%.", "/"))))
-  end
+  local found, ferr = jobs.exists(name)
+  if not found then return fail(ferr) end
   local job = { class = name, args = args, jid = "inline", queue = "inline" }
   local ctx = { jid = job.jid, queue = job.queue, inline = true,
                 log = require("mc.log").with({ class = name, jid = job.jid }) }
