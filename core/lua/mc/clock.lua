@@ -18,6 +18,7 @@ local json = require "mc.json"
 local log = require "mc.log"
 local host = require "mc.host"
 local env = require "mc.env"
+local file = require "mc.file"
 
 local _M = {}
 
@@ -146,23 +147,15 @@ end
 
 -- ---- the process -----------------------------------------------------------
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 -- A schedule that changed on disk (acted on once it has stayed the same for a
 -- tick, so a half-written file is not loaded) or on SIGHUP replaces the running
 -- one only if it loads; otherwise the old one keeps running and the error is
 -- logged once.
 local function reloader(path, entries)
-  local source = read(path)
+  local source = file.read(path)
   local pending = source
   return function(forced)
-    local now = read(path)
+    local now = file.read(path)
     local settled = now == pending
     pending = now
     if not forced and (now == source or not settled) then return entries end

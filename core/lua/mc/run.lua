@@ -5,20 +5,14 @@
 -- nil, err convention); anything else is 0. An error propagates to the C side,
 -- which prints it with its traceback and exits 1.
 local host = require "mc.host"
+local file = require "mc.file"
 
 local _M = {}
-
-local function exists(path)
-  local f = io.open(path, "r")
-  if not f then return false end
-  f:close()
-  return true
-end
 
 -- resolve(target) -> chunk | nil, err. A path to a file wins; otherwise a module
 -- name is looked up under $MC_ROOT/scripts.
 function _M.resolve(target)
-  if exists(target) then
+  if file.exists(target) then
     return loadfile(target, "t")
   end
   if not target:match("^[%w_][%w_.%-]*$") then
@@ -74,7 +68,7 @@ function _M.main(args)
     return 2
   end
   local job = target:match("^jobs:(.*)$")
-  if job and not exists(target) then return _M.run_job(job, args[2], args[3]) end
+  if job and not file.exists(target) then return _M.run_job(job, args[2], args[3]) end
   local chunk, err = _M.resolve(target)
   if not chunk then
     io.stderr:write("multiconnect run: ", err, "\n")
