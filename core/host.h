@@ -41,6 +41,13 @@ void mc_log_error(const char *msg, const char *err);
  * clock) blocks in every thread and waits for as commands (stop, stop, reload). */
 void mc_control_signals(sigset_t *set);
 
+/* mc.null: the host's one null -- JSON null, SQL NULL, Redis nil -- as OpenResty
+ * has ngx.null. It is a light userdata holding NULL because lua-cjson's null is
+ * exactly that: cjson encodes it as null and decodes null to it, so mc.null,
+ * mc.json.null, mc.pg.null and mc.redis.null are one value under four names. */
+#define mc_pushnull(L) lua_pushlightuserdata((L), NULL)
+#define mc_isnull(L, i) (lua_islightuserdata((L), (i)) && lua_touserdata((L), (i)) == NULL)
+
 /* Module openers, one per core/<name>.c file. */
 int luaopen_mc_host(lua_State *L);
 int luaopen_mc_json(lua_State *L);

@@ -486,7 +486,7 @@ static void push_reply(lua_State *L, const redisReply *r) {
     lua_pushlstring(L, r->str, r->len);
     lua_setfield(L, -2, "err");
     break;
-  default: lua_pushlightuserdata(L, NULL); break; /* nil: the one mc.null */
+  default: mc_pushnull(L); break; /* nil */
   }
 }
 

@@ -9,7 +9,9 @@ package.path = scripts .. "?.lua;" .. scripts .. "?/init.lua;" .. package.path
 
 local _M = {
   version = host.version,
-  null = json.null, -- the one null: JSON null, SQL NULL, Redis nil
+  -- the one null (as OpenResty's ngx.null): JSON null, SQL NULL, Redis nil. The
+  -- same value as json.null, pg.null and redis.null (core/host.h, mc_pushnull)
+  null = json.null,
 }
 
 return setmetatable(_M, {
