@@ -1,6 +1,7 @@
 /* url.c -- mc.url: URL parsing through libcurl's URL API (curl_url_*), so that
  * DATABASE_URL, REDIS_URL and the external base URLs are read by a parser that
  * other people maintain, for any scheme. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,8 +12,9 @@
 
 #define URL_MAX_LEN 8192
 
-/* The parse state, owned by a userdata so that a raise while pushing (out of
- * memory) frees the handle and every part string in __gc. */
+/* The parse state (or unescape's result in part[0]), owned by a userdata so
+ * that a raise while pushing (out of memory) frees the handle and every part
+ * string in __gc. */
 typedef struct url_parts {
   CURLU *h;
   char *part[8];
@@ -98,9 +100,25 @@ static int url_parse(lua_State *L) {
   return 1; /* the userdata frees the parts when collected */
 }
 
+/* mc.url.unescape(s) -> s with every %XX decoded (libcurl's decoder; "+" stays
+ * "+", as in a URL's user, password or path). The decoded copy is held by a
+ * userdata until Lua has its own. */
+static int url_unescape(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_argcheck(L, len <= INT_MAX, 1, "too long");
+  url_parts *u = new_parts(L);
+  int n = 0;
+  if ((u->part[0] = curl_easy_unescape(NULL, s, (int)len, &n)) == NULL)
+    return luaL_error(L, "out of memory");
+  lua_pushlstring(L, u->part[0], (size_t)n);
+  return 1;
+}
+
 int luaopen_mc_url(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"parse", url_parse},
+    {"unescape", url_unescape},
     {NULL, NULL},
   };
   luaL_newlib(L, funcs);
