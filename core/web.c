@@ -29,6 +29,7 @@
 #include "host.h"
 #include "options.h"
 #include "pool.h"
+#include "url.h"
 #include "watch.h"
 
 typedef struct web_config {
@@ -393,26 +394,9 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
                                    const char *value) {
   (void)kind;
   lua_State *L = cls;
-  lua_getfield(L, -1, key);
-  switch (lua_type(L, -1)) {
-  case LUA_TNIL: /* first: a plain string */
-    lua_pop(L, 1);
-    lua_pushstring(L, value ? value : "");
-    lua_setfield(L, -2, key);
-    break;
-  case LUA_TSTRING: /* second: becomes an array */
-    lua_createtable(L, 2, 0);
-    lua_insert(L, -2);
-    lua_rawseti(L, -2, 1);
-    lua_pushstring(L, value ? value : "");
-    lua_rawseti(L, -2, 2);
-    lua_setfield(L, -2, key);
-    break;
-  default: /* further: append */
-    lua_pushstring(L, value ? value : "");
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    lua_pop(L, 1);
-  }
+  lua_pushstring(L, key);
+  lua_pushstring(L, value ? value : "");
+  mc_url_add_field(L, lua_gettop(L) - 2);
   return MHD_YES;
 }
 
@@ -438,19 +422,6 @@ static int web_ip(lua_State *L) {
       inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof buf);
   }
   lua_pushstring(L, buf);
-  return 1;
-}
-
-/* unescape(s) -> s with %XX sequences decoded (libmicrohttpd's decoder) */
-static int web_unescape(lua_State *L) {
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
-  luaL_Buffer b;
-  char *p = luaL_buffinitsize(L, &b, len + 1);
-  memcpy(p, s, len);
-  p[len] = '\0';
-  size_t n = MHD_http_unescape(p);
-  luaL_pushresultsize(&b, n);
   return 1;
 }
 
@@ -566,7 +537,6 @@ int luaopen_mc_web_native(lua_State *L) {
     {"headers", web_headers},
     {"query", web_query},
     {"ip", web_ip},
-    {"unescape", web_unescape},
     {NULL, NULL},
   };
   luaL_newlib(L, funcs);

@@ -67,3 +67,18 @@ describe("mc.url.unescape", function()
     assert.has_error(function() url.unescape(nil) end)
   end)
 end)
+
+describe("mc.url.decode_query", function()
+  it("decodes a query string or urlencoded form, repeated names as arrays", function()
+    assert.same({ a = { "1", "2", "3" }, b = "x y!" }, url.decode_query("a=1&b=x+y%21&a=2&a=3"))
+  end)
+
+  it("splits a name at its first =, and keeps what has no value", function()
+    assert.same({ k = "v=w", a = "", b = "", [""] = "v" }, url.decode_query("k=v=w&a&b=&=v"))
+  end)
+
+  it("skips empty pairs and leaves a stray % as it is", function()
+    assert.same({ a = "1", ["a b"] = "c%2" }, url.decode_query("&&a=1&&a%20b=c%2&"))
+    assert.same({}, url.decode_query(""))
+  end)
+end)

@@ -19,6 +19,7 @@ local native = require "mc.web_native"
 local json = require "mc.json"
 local log = require "mc.log"
 local host = require "mc.host"
+local decode_query = require("mc.url").decode_query
 
 local _M = {}
 
@@ -125,20 +126,6 @@ end
 
 -- ---- request --------------------------------------------------------------
 
-local function parse_form(body)
-  local form = {}
-  for pair in (body or ""):gmatch("[^&]+") do
-    local k, v = pair:match("^([^=]*)=?(.*)$")
-    k = native.unescape((k:gsub("%+", " ")))
-    v = native.unescape((v:gsub("%+", " ")))
-    local prev = form[k]
-    if prev == nil then form[k] = v
-    elseif type(prev) == "table" then prev[#prev + 1] = v
-    else form[k] = { prev, v } end
-  end
-  return form
-end
-
 local LAZY = {
   headers = function(req) return native.headers(req.ctx) end,
   query = function(req) return native.query(req.ctx) end,
@@ -150,7 +137,7 @@ local LAZY = {
     end
   end,
   form = function(req)
-    return function() return parse_form(req.body) end
+    return function() return decode_query(req.body or "") end
   end,
 }
 
