@@ -350,6 +350,7 @@ end
 -- `multiconnect worker`; opts.watch: the folders under MC_ROOT whose edits
 -- reload the job code.
 function _M.serve(opts)
+  opts = opts or {}
   local hostname = os.getenv("DYNO") or host.hostname()
   local cfg = {
     hostname = hostname,
