@@ -1,9 +1,10 @@
 /* host.c -- building Lua states for the host, and the mc.host module.
  *
- * Every process type (run, test, later web and worker) makes its states here, so
- * they all see the same modules and paths: the embedded core/lua/mc/ sources and
- * the C modules through package.preload, then $MC_ROOT/scripts, then Debian's
- * Lua 5.4 locations (so Debian's Lua C modules such as busted's load too). */
+ * Every process type (run, test, web, worker, ...) makes its states here, so
+ * they all see the same modules: the embedded core/lua/mc/ sources and the C
+ * modules through package.preload, then Debian's Lua 5.4 locations (so Debian's
+ * Lua C modules such as busted's load too). Where the application's own modules
+ * are is mc's business (core/lua/mc/init.lua), not the C host's. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -139,23 +140,12 @@ static void preload_modules(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* package.path = $MC_ROOT/scripts/?.lua;...;<Debian's default or LUA_PATH> */
-static void set_paths(lua_State *L, const char *root) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s/scripts/?.lua;%s/scripts/?/init.lua;%s", root, root,
-                  lua_tostring(L, -1));
-  lua_setfield(L, -3, "path");
-  lua_pop(L, 2);
-}
-
 static int state_init(lua_State *L) {
   const mc_boot *b = lua_touserdata(L, 1);
   luaL_openlibs(L);
   lua_pushlightuserdata(L, (void *)b);
   lua_setfield(L, LUA_REGISTRYINDEX, "mc.boot");
   preload_modules(L);
-  set_paths(L, b->root);
   lua_getglobal(L, "require"); /* the one global the host adds: mc, as ngx in OpenResty */
   lua_pushliteral(L, "mc");
   lua_call(L, 1, 1);
@@ -253,8 +243,8 @@ static int host_sleep(lua_State *L) {
   return 0;
 }
 
-/* The signals a single-threaded loop (the clock) takes as commands. */
-static void control_signals(sigset_t *set) {
+/* The signals every long-running process takes as commands; see host.h. */
+void mc_control_signals(sigset_t *set) {
   sigemptyset(set);
   sigaddset(set, SIGTERM);
   sigaddset(set, SIGINT);
@@ -266,7 +256,7 @@ static void control_signals(sigset_t *set) {
  * wait_signal instead of ending the process. */
 static int host_block_signals(lua_State *L) {
   sigset_t set;
-  control_signals(&set);
+  mc_control_signals(&set);
   int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
   if (rc != 0) return luaL_error(L, "block_signals: %s", strerror(rc));
   return 0;
@@ -278,7 +268,7 @@ static int host_block_signals(lua_State *L) {
 static int host_wait_signal(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   sigset_t set, blocked;
-  control_signals(&set);
+  mc_control_signals(&set);
   pthread_sigmask(SIG_BLOCK, NULL, &blocked);
   if (!sigismember(&blocked, SIGTERM)) return luaL_error(L, "wait_signal: call block_signals first");
   if (!(s > 0)) s = 0;
@@ -290,6 +280,60 @@ static int host_wait_signal(lua_State *L) {
   else if (sig == SIGINT) lua_pushliteral(L, "INT");
   else if (sig == SIGHUP) lua_pushliteral(L, "HUP");
   else lua_pushnil(L);
+  return 1;
+}
+
+/* ---- logfmt escaping ------------------------------------------------------ */
+
+/* The escape of one byte into e: 1 to 4 characters, returned as the count. */
+static size_t escape_byte(unsigned char ch, char e[4]) {
+  static const char hex[] = "0123456789abcdef";
+  if (ch == '"' || ch == '\\' || ch == '\n' || ch == '\t') {
+    e[0] = '\\';
+    e[1] = ch == '\n' ? 'n' : ch == '\t' ? 't' : (char)ch;
+    return 2;
+  }
+  if (ch < 0x20 || ch == 0x7f) {
+    e[0] = '\\', e[1] = 'x', e[2] = hex[ch >> 4], e[3] = hex[ch & 15];
+    return 4;
+  }
+  e[0] = (char)ch;
+  return 1;
+}
+
+const char *mc_log_escape(const char *s, char *out, size_t cap) {
+  size_t j = 0;
+  for (; s != NULL && *s != '\0'; s++) {
+    char e[4];
+    size_t k = escape_byte((unsigned char)*s, e);
+    if (j + k >= cap) break;
+    memcpy(out + j, e, k);
+    j += k;
+  }
+  out[j] = '\0';
+  return out;
+}
+
+void mc_log_error(const char *msg, const char *err) {
+  char m[256], e[4096];
+  printf("at=error msg=\"%s\" error=\"%s\"\n", mc_log_escape(msg, m, sizeof m),
+         mc_log_escape(err, e, sizeof e));
+  fflush(stdout);
+}
+
+/* mc.host.log_escape(s) -> s as the inside of a logfmt quoted value (whole) */
+static int host_log_escape(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < len; i++) {
+    char e[4];
+    size_t k = escape_byte((unsigned char)s[i], e);
+    if (k == 1) luaL_addchar(&b, e[0]);
+    else luaL_addlstring(&b, e, k);
+  }
+  luaL_pushresult(&b);
   return 1;
 }
 
@@ -311,6 +355,7 @@ int luaopen_mc_host(lua_State *L) {
     {"sleep", host_sleep},
     {"block_signals", host_block_signals},
     {"wait_signal", host_wait_signal},
+    {"log_escape", host_log_escape},
     {NULL, NULL},
   };
   const mc_boot *b = boot_of(L);

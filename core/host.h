@@ -3,26 +3,50 @@
 #ifndef MC_HOST_H
 #define MC_HOST_H
 
+#include <signal.h>
+
 #include <lua.h>
 
 #define MC_VERSION "0.1.0"
 
 /* Process-wide facts fixed at boot, before any thread starts; read-only after. */
 typedef struct mc_boot {
-  const char *root; /* MC_ROOT: the directory that holds bin/, scripts/, spec/ */
+  const char *root; /* MC_ROOT: the project, the directory that holds bin/ */
   const char *exe;  /* absolute path of the running binary */
 } mc_boot;
 
 int mc_boot_init(mc_boot *b, const char *argv0);
 void mc_boot_free(mc_boot *b);
 
-/* A fresh state with the standard libraries, package paths rooted at b->root and
+/* A fresh state with the standard libraries, the global mc (core/lua/mc/init.lua) and
  * every mc.* module preloadable; NULL on allocation failure. Caller owns it. */
 lua_State *mc_state_new(const mc_boot *b);
 
 /* lua_pcall with a traceback handler: the error object on failure is the message
  * with its traceback (a string). Same return codes as lua_pcall. */
 int mc_pcall(lua_State *L, int nargs, int nresults);
+
+/* Copies s into out (cap bytes, NUL included) as the inside of a logfmt quoted
+ * value, cut to fit; returns out. Quotes, backslashes and control characters
+ * are escaped, so that a value (a traceback, a client's path) never breaks its
+ * line: the one escaping every log line goes through (mc.log uses it too, as
+ * mc.host.log_escape). */
+const char *mc_log_escape(const char *s, char *out, size_t cap);
+
+/* Writes at=error msg="msg" error="err" on stdout, both escaped: one line
+ * however many lines err (a traceback) has. */
+void mc_log_error(const char *msg, const char *err);
+
+/* SIGTERM, SIGINT and SIGHUP: the signals a long-running process (web, worker,
+ * clock) blocks in every thread and waits for as commands (stop, stop, reload). */
+void mc_control_signals(sigset_t *set);
+
+/* mc.null: the host's one null -- JSON null, SQL NULL, Redis nil -- as OpenResty
+ * has ngx.null. It is a light userdata holding NULL because lua-cjson's null is
+ * exactly that: cjson encodes it as null and decodes null to it, so mc.null,
+ * mc.json.null, mc.pg.null and mc.redis.null are one value under four names. */
+#define mc_pushnull(L) lua_pushlightuserdata((L), NULL)
+#define mc_isnull(L, i) (lua_islightuserdata((L), (i)) && lua_touserdata((L), (i)) == NULL)
 
 /* Module openers, one per core/<name>.c file. */
 int luaopen_mc_host(lua_State *L);

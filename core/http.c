@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 
 #include "host.h"
+#include "options.h"
 
 #define CLIENT_MT "mc.http.client"
 #define REQUEST_MT "mc.http.request"
@@ -133,43 +134,10 @@ static CURL *easy_of(lua_State *L) {
 
 /* ---- options ------------------------------------------------------------ */
 
-/* opts[key] as a string (def when absent). The string stays anchored by the
- * options table at index 1, which nothing changes during the request. */
-static const char *opt_string(lua_State *L, const char *key, const char *def, size_t *len) {
-  const char *s = def;
-  int t = lua_getfield(L, 1, key);
-  if (t != LUA_TNIL) {
-    if (t != LUA_TSTRING) luaL_error(L, "http: %s must be a string", key);
-    s = lua_tolstring(L, -1, len);
-  }
-  lua_pop(L, 1);
-  return s;
-}
-
-/* opts[key] in seconds, as milliseconds for curl. */
-static long opt_millis(lua_State *L, const char *key, double def) {
-  double n = def;
-  int t = lua_getfield(L, 1, key);
-  if (t != LUA_TNIL) {
-    if (t != LUA_TNUMBER) luaL_error(L, "http: %s must be a number of seconds", key);
-    n = lua_tonumber(L, -1);
-    if (!(n > 0 && n <= MAX_TIMEOUT)) luaL_error(L, "http: %s out of range", key);
-  }
-  lua_pop(L, 1);
-  long ms = (long)(n * 1000);
+/* opts[key] in seconds, as milliseconds for curl (at least 1: 0 would mean none). */
+static long opt_millis(const mc_options *o, const char *key, double def) {
+  long ms = (long)(mc_opt_seconds(o, key, def, MAX_TIMEOUT) * 1000);
   return ms > 0 ? ms : 1;
-}
-
-static lua_Integer opt_integer(lua_State *L, const char *key, lua_Integer def,
-                               lua_Integer lo, lua_Integer hi) {
-  lua_Integer n = def;
-  if (lua_getfield(L, 1, key) != LUA_TNIL) {
-    int ok;
-    n = lua_tointegerx(L, -1, &ok);
-    if (!ok || n < lo || n > hi) luaL_error(L, "http: %s must be an integer in [%I, %I]", key, lo, hi);
-  }
-  lua_pop(L, 1);
-  return n;
 }
 
 static int valid_token(const char *s) {
@@ -272,25 +240,24 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
 
 /* Every option of one request; raises on misuse (nothing leaks: r owns it all). */
 static void set_options(lua_State *L, CURL *e, http_request *r) {
+  mc_options o = {L, 1, "http"};
   size_t blen = 0;
-  const char *url = opt_string(L, "url", NULL, NULL);
+  const char *url = mc_opt_string(&o, "url", NULL, NULL);
   if (url == NULL || *url == '\0') luaL_error(L, "http: url is required");
-  const char *body = opt_string(L, "body", NULL, &blen);
-  const char *method = opt_string(L, "method", "GET", NULL);
+  const char *body = mc_opt_string(&o, "body", NULL, &blen);
+  const char *method = mc_opt_string(&o, "method", "GET", NULL);
   set_method(L, e, method, body, blen);
   /* curl would label any body a form; a raw body goes out with no type unless given one */
   if (!set_headers(L, r) && body != NULL) append_line(L, r, "Content-Type:");
-  r->max = (size_t)opt_integer(L, "max_body", DEFAULT_MAX_BODY, 1, (lua_Integer)1 << 40);
-  lua_Integer follow = opt_integer(L, "follow", 0, 0, MAX_REDIRECTS);
-  lua_getfield(L, 1, "insecure");
-  int insecure = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  r->max = (size_t)mc_opt_integer(&o, "max_body", DEFAULT_MAX_BODY, 1, (lua_Integer)1 << 40);
+  lua_Integer follow = mc_opt_integer(&o, "follow", 0, 0, MAX_REDIRECTS);
+  int insecure = mc_opt_boolean(&o, "insecure", 0);
 
   curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "multiconnect/" MC_VERSION);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opt_millis(L, "timeout", DEFAULT_TIMEOUT));
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opt_millis(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opt_millis(&o, "timeout", DEFAULT_TIMEOUT));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opt_millis(&o, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, follow > 0 ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)follow);
@@ -496,26 +463,27 @@ static void smtp_recipients(lua_State *L, smtp_send *s) {
   lua_pop(L, 1);
 }
 
-static long smtp_tls(lua_State *L) {
-  const char *tls = opt_string(L, "tls", "required", NULL);
+static long smtp_tls(const mc_options *o) {
+  const char *tls = mc_opt_string(o, "tls", "required", NULL);
   if (strcmp(tls, "required") == 0) return (long)CURLUSESSL_ALL;
   if (strcmp(tls, "try") == 0) return (long)CURLUSESSL_TRY;
   if (strcmp(tls, "none") == 0) return (long)CURLUSESSL_NONE;
-  return luaL_error(L, "smtp: tls must be \"required\", \"try\" or \"none\"");
+  return luaL_error(o->L, "smtp: tls must be \"required\", \"try\" or \"none\"");
 }
 
 /* Every option of one send; raises on misuse (s owns all that was allocated). */
 static void smtp_options(lua_State *L, smtp_send *s) {
+  mc_options o = {L, 1, "smtp"};
   size_t flen = 0;
-  const char *url = opt_string(L, "url", NULL, NULL);
+  const char *url = mc_opt_string(&o, "url", NULL, NULL);
   if (url == NULL || *url == '\0') luaL_error(L, "smtp: url is required");
-  const char *from = opt_string(L, "from", NULL, &flen);
+  const char *from = mc_opt_string(&o, "from", NULL, &flen);
   if (from == NULL || !valid_mailbox(from, flen)) luaL_error(L, "smtp: from must be a valid address");
-  s->payload = opt_string(L, "payload", NULL, &s->len);
+  s->payload = mc_opt_string(&o, "payload", NULL, &s->len);
   if (s->payload == NULL) luaL_error(L, "smtp: payload is required");
-  const char *user = opt_string(L, "username", NULL, NULL);
-  const char *password = opt_string(L, "password", NULL, NULL);
-  long tls = smtp_tls(L);
+  const char *user = mc_opt_string(&o, "username", NULL, NULL);
+  const char *password = mc_opt_string(&o, "password", NULL, NULL);
+  long tls = smtp_tls(&o);
   smtp_recipients(L, s);
 
   CURL *e = s->easy;
@@ -529,8 +497,8 @@ static void smtp_options(lua_State *L, smtp_send *s) {
   curl_easy_setopt(e, CURLOPT_USE_SSL, tls);
   if (user != NULL) curl_easy_setopt(e, CURLOPT_USERNAME, user);
   if (password != NULL) curl_easy_setopt(e, CURLOPT_PASSWORD, password);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opt_millis(L, "timeout", DEFAULT_TIMEOUT));
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opt_millis(L, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opt_millis(&o, "timeout", DEFAULT_TIMEOUT));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opt_millis(&o, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);

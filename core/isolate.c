@@ -30,12 +30,14 @@
 
 #include "host.h"
 #include "isolate.h"
+#include "options.h"
 
 #define ISOLATE_MT "mc.isolate"
 #define MAX_DEPTH 32
 #define HOOK_STEP 1000        /* instructions between budget checks */
 #define MAX_ERR 1024          /* longest error message handed back */
 #define MIN_MEMORY (256 * 1024)
+#define MAX_TIMEOUT 86400.0  /* seconds: a day bounds any budget */
 
 enum trip { TRIP_NONE, TRIP_IDLE, TRIP_BUDGET, TRIP_TIMEOUT };
 
@@ -471,33 +473,6 @@ static int closed(lua_State *L) {
   return 2;
 }
 
-/* Options are read from the table at idx; who names the function in errors. */
-static long long opt_integer(lua_State *L, int idx, const char *who, const char *key, long long def,
-                             long long min) {
-  int t = lua_getfield(L, idx, key);
-  long long v = def;
-  if (t != LUA_TNIL) {
-    int isnum;
-    v = (long long)lua_tointegerx(L, -1, &isnum);
-    if (t != LUA_TNUMBER || !isnum || v < min)
-      luaL_error(L, "%s: %s must be an integer >= %I", who, key, (LUAI_UACINT)min);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-static double opt_timeout(lua_State *L, int idx, const char *who, double def) {
-  int t = lua_getfield(L, idx, "timeout");
-  double v = def;
-  if (t != LUA_TNIL) {
-    v = lua_tonumber(L, -1);
-    if (t != LUA_TNUMBER || !(v > 0) || v > 86400)
-      luaL_error(L, "%s: timeout must be a number of seconds in (0, 86400]", who);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
 static void check_option_names(lua_State *L, int idx, const char *who, bool memory) {
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
@@ -517,9 +492,10 @@ static int isolate_new(lua_State *L) {
   }
   luaL_checktype(L, 1, LUA_TTABLE);
   check_option_names(L, 1, "isolate.new", true);
-  long long memory = opt_integer(L, 1, "isolate.new", "memory", 8 * 1024 * 1024, MIN_MEMORY);
-  long long instructions = opt_integer(L, 1, "isolate.new", "instructions", 10000000, 1);
-  double timeout = opt_timeout(L, 1, "isolate.new", 2.0);
+  mc_options o = {L, 1, "isolate.new"};
+  long long memory = mc_opt_integer(&o, "memory", 8 * 1024 * 1024, MIN_MEMORY, LUA_MAXINTEGER);
+  long long instructions = mc_opt_integer(&o, "instructions", 10000000, 1, LUA_MAXINTEGER);
+  double timeout = mc_opt_seconds(&o, "timeout", 2.0, MAX_TIMEOUT);
   isolate *iso = lua_newuserdatauv(L, sizeof *iso, 0);
   memset(iso, 0, sizeof *iso);
   iso->limit = (size_t)memory;
@@ -625,8 +601,9 @@ static int isolate_arm(lua_State *L) {
   }
   luaL_checktype(L, 2, LUA_TTABLE);
   check_option_names(L, 2, "isolate.arm", false);
-  long long instructions = opt_integer(L, 2, "isolate.arm", "instructions", iso->instructions, 1);
-  double timeout = opt_timeout(L, 2, "isolate.arm", iso->timeout);
+  mc_options o = {L, 2, "isolate.arm"};
+  long long instructions = mc_opt_integer(&o, "instructions", iso->instructions, 1, LUA_MAXINTEGER);
+  double timeout = mc_opt_seconds(&o, "timeout", iso->timeout, MAX_TIMEOUT);
   if (iso->L == NULL) return closed(L);
   iso->armed = true;
   iso->left = instructions;

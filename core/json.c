@@ -182,7 +182,7 @@ int luaopen_mc_json(lua_State *L) {
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, json_array, 1);
   lua_setfield(L, -3, "array");
-  lua_getfield(L, -1, "null");
+  mc_pushnull(L); /* cjson's own null, named once for the whole host (host.h) */
   lua_setfield(L, -3, "null");
   lua_pop(L, 1);
   return 1;

@@ -394,7 +394,7 @@ static const char *param_text(lua_State *L, int idx) {
     if (memchr(s, '\0', len) != NULL) luaL_argerror(L, idx, "contains a NUL byte");
     return s;
   case LUA_TLIGHTUSERDATA:
-    if (lua_touserdata(L, idx) == NULL) return NULL; /* mc.null */
+    if (mc_isnull(L, idx)) return NULL;
     /* fallthrough */
   default:
     luaL_argerror(L, idx, lua_pushfstring(L, "unsupported parameter type %s", luaL_typename(L, idx)));
@@ -406,7 +406,7 @@ static const char *param_text(lua_State *L, int idx) {
 
 static void push_cell(lua_State *L, const PGresult *r, int row, int col, int decoder) {
   if (PQgetisnull(r, row, col)) {
-    lua_pushlightuserdata(L, NULL);
+    mc_pushnull(L);
     return;
   }
   if (!lua_isnil(L, decoder)) lua_pushvalue(L, decoder);
@@ -591,7 +591,7 @@ static int copy_value(lua_State *L, copy_buf *b) {
   case LUA_TBOOLEAN: return copy_put(b, lua_toboolean(L, -1) ? "t" : "f", 1);
   case LUA_TNIL: return copy_put(b, "\\N", 2);
   case LUA_TLIGHTUSERDATA:
-    if (lua_touserdata(L, -1) == NULL) return copy_put(b, "\\N", 2);
+    if (mc_isnull(L, -1)) return copy_put(b, "\\N", 2);
     /* fallthrough */
   default: b->bad = "unsupported value type"; return -1;
   }
@@ -765,7 +765,7 @@ static int parse_element(lua_State *L, array_parser *a, int depth) {
   while (n > 0 && start[n - 1] == ' ') n--;
   if (n == 0) return -1;
   if (n == 4 && strncasecmp(start, "NULL", 4) == 0) {
-    lua_pushlightuserdata(L, NULL);
+    mc_pushnull(L);
     return 0;
   }
   lua_pushlstring(L, start, n);

@@ -30,6 +30,7 @@
 #include <openssl/x509v3.h>
 
 #include "host.h"
+#include "options.h"
 
 #define CONN_MT "mc.redis.conn"
 #define PIPE_MT "mc.redis.pipeline"
@@ -485,7 +486,7 @@ static void push_reply(lua_State *L, const redisReply *r) {
     lua_pushlstring(L, r->str, r->len);
     lua_setfield(L, -2, "err");
     break;
-  default: lua_pushlightuserdata(L, NULL); break; /* nil: the one mc.null */
+  default: mc_pushnull(L); break; /* nil */
   }
 }
 
@@ -621,10 +622,16 @@ static int r_send_pipeline(lua_State *L) {
 
 /* ---- more methods --------------------------------------------------------- */
 
+#define MAX_SECONDS 86400
+
+static int millis(double seconds) {
+  return seconds * 1000 < 1 ? 1 : (int)(seconds * 1000); /* 0 would mean no limit */
+}
+
 static int timeout_ms(lua_State *L, int idx) {
   lua_Number s = luaL_checknumber(L, idx);
-  luaL_argcheck(L, s > 0 && s <= 86400, idx, "seconds between 0 and 86400 expected");
-  return s * 1000 < 1 ? 1 : (int)(s * 1000);
+  luaL_argcheck(L, s > 0 && s <= MAX_SECONDS, idx, "seconds between 0 and 86400 expected");
+  return millis(s);
 }
 
 /* r:set_timeout(seconds): the command timeout from now on. */
@@ -660,43 +667,16 @@ static int r_tostring(lua_State *L) {
 
 /* ---- module functions ----------------------------------------------------- */
 
-/* cfg[key] as a copied string (NULL when absent); raises on another type. */
-static char *cfg_string(lua_State *L, const char *key, int required) {
-  int t = lua_getfield(L, 1, key);
-  char *s = NULL;
-  if (t == LUA_TSTRING) {
-    if ((s = strdup(lua_tostring(L, -1))) == NULL) luaL_error(L, "out of memory");
-  } else if (t != LUA_TNIL || required) {
-    luaL_error(L, "bad config: %s must be a string", key);
+/* cfg[key] copied, as the connection keeps it past this call; NULL when absent. */
+static char *cfg_string(const mc_options *o, const char *key, int required) {
+  const char *s = mc_opt_string(o, key, NULL, NULL);
+  if (s == NULL) {
+    if (required) luaL_error(o->L, "%s: %s must be a string", o->who, key);
+    return NULL;
   }
-  lua_pop(L, 1);
-  return s;
-}
-
-static lua_Integer cfg_int(lua_State *L, const char *key, lua_Integer dflt,
-                           lua_Integer lo, lua_Integer hi) {
-  lua_Integer v = dflt;
-  if (lua_getfield(L, 1, key) != LUA_TNIL) {
-    int ok;
-    v = lua_tointegerx(L, -1, &ok);
-    if (!ok || v < lo || v > hi) luaL_error(L, "bad config: %s out of range", key);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-static int cfg_seconds(lua_State *L, const char *key, int dflt_ms) {
-  int ms = dflt_ms;
-  if (lua_getfield(L, 1, key) != LUA_TNIL) ms = timeout_ms(L, lua_gettop(L));
-  lua_pop(L, 1);
-  return ms;
-}
-
-static int cfg_bool(lua_State *L, const char *key) {
-  lua_getfield(L, 1, key);
-  int b = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return b;
+  char *copy = strdup(s);
+  if (copy == NULL) luaL_error(o->L, "out of memory");
+  return copy;
 }
 
 /* native.connect{host=, port=, tls=, verify=, ca_file=, user=, password=, db=,
@@ -708,16 +688,17 @@ static int r_connect(lua_State *L) {
   c->fd = -1;
   c->state = ST_BROKEN; /* owns nothing yet, and closes like a broken one */
   luaL_setmetatable(L, CONN_MT);
-  c->host = cfg_string(L, "host", 1);
-  c->user = cfg_string(L, "user", 0);
-  c->password = cfg_string(L, "password", 0);
-  c->ca_file = cfg_string(L, "ca_file", 0);
-  c->port = (int)cfg_int(L, "port", 6379, 1, 65535);
-  c->db = (int)cfg_int(L, "db", 0, 0, INT_MAX);
-  c->tls = cfg_bool(L, "tls");
-  c->verify = cfg_bool(L, "verify");
-  c->connect_ms = cfg_seconds(L, "connect_timeout", 5000);
-  c->timeout_ms = cfg_seconds(L, "timeout", 10000);
+  mc_options o = {L, 1, "redis"};
+  c->host = cfg_string(&o, "host", 1);
+  c->user = cfg_string(&o, "user", 0);
+  c->password = cfg_string(&o, "password", 0);
+  c->ca_file = cfg_string(&o, "ca_file", 0);
+  c->port = (int)mc_opt_integer(&o, "port", 6379, 1, 65535);
+  c->db = (int)mc_opt_integer(&o, "db", 0, 0, INT_MAX);
+  c->tls = mc_opt_boolean(&o, "tls", 0);
+  c->verify = mc_opt_boolean(&o, "verify", 0);
+  c->connect_ms = millis(mc_opt_seconds(&o, "connect_timeout", 5, MAX_SECONDS));
+  c->timeout_ms = millis(mc_opt_seconds(&o, "timeout", 10, MAX_SECONDS));
   if (conn_open(c) != 0) {
     lua_pushstring(L, c->err);
     conn_close(c);

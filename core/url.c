@@ -1,6 +1,7 @@
 /* url.c -- mc.url: URL parsing through libcurl's URL API (curl_url_*), so that
  * DATABASE_URL, REDIS_URL and the external base URLs are read by a parser that
  * other people maintain, for any scheme. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,11 +9,13 @@
 #include <curl/curl.h>
 
 #include "host.h"
+#include "url.h"
 
 #define URL_MAX_LEN 8192
 
-/* The parse state, owned by a userdata so that a raise while pushing (out of
- * memory) frees the handle and every part string in __gc. */
+/* The parse state (or unescape's result in part[0]), owned by a userdata so
+ * that a raise while pushing (out of memory) frees the handle and every part
+ * string in __gc. */
 typedef struct url_parts {
   CURLU *h;
   char *part[8];
@@ -98,9 +101,87 @@ static int url_parse(lua_State *L) {
   return 1; /* the userdata frees the parts when collected */
 }
 
+/* Pushes s[0..len) with every %XX decoded by libcurl; the C copy is owned by a
+ * userdata until Lua has its own. */
+static void push_unescaped(lua_State *L, const char *s, size_t len) {
+  if (len > INT_MAX) luaL_error(L, "mc.url: input too long");
+  url_parts *u = new_parts(L);
+  int n = 0;
+  if ((u->part[0] = curl_easy_unescape(NULL, s, (int)len, &n)) == NULL) luaL_error(L, "out of memory");
+  lua_pushlstring(L, u->part[0], (size_t)n);
+  curl_free(u->part[0]); /* Lua has its own copy now */
+  u->part[0] = NULL;
+  lua_remove(L, -2);
+}
+
+/* mc.url.unescape(s) -> s with every %XX decoded ("+" stays "+", as in a URL's
+ * user, password or path). */
+static int url_unescape(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  push_unescaped(L, s, len);
+  return 1;
+}
+
+/* Pushes a name or value of a query string or form: "+" is a space, then %XX. */
+static void push_form_part(lua_State *L, const char *s, size_t len) {
+  luaL_Buffer b;
+  char *p = luaL_buffinitsize(L, &b, len);
+  for (size_t i = 0; i < len; i++) p[i] = s[i] == '+' ? ' ' : s[i];
+  luaL_pushresultsize(&b, len);
+  push_unescaped(L, lua_tostring(L, -1), len);
+  lua_remove(L, -2);
+}
+
+void mc_url_add_field(lua_State *L, int t) {
+  lua_pushvalue(L, -2);
+  switch (lua_rawget(L, t)) { /* name value previous */
+  case LUA_TNIL:
+    lua_pop(L, 1);
+    lua_rawset(L, t);
+    break;
+  case LUA_TTABLE:
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
+    break;
+  default: /* the first value, a string: both become an array */
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -3);
+    lua_rawseti(L, -3, 1);
+    lua_rawseti(L, -2, 2);
+    lua_rawset(L, t);
+  }
+}
+
+/* mc.url.decode_query(s) -> {name = value | {values...}}: a query string or an
+ * application/x-www-form-urlencoded body. Pairs split at "&", a name at its
+ * first "=" (a name without one has the value ""); empty pairs are skipped. */
+static int url_decode_query(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len), *end = s + len;
+  lua_settop(L, 1);
+  lua_newtable(L);
+  while (s < end) {
+    const char *amp = memchr(s, '&', (size_t)(end - s));
+    if (amp == NULL) amp = end;
+    if (amp > s) {
+      const char *eq = memchr(s, '=', (size_t)(amp - s));
+      const char *value = eq ? eq + 1 : amp;
+      push_form_part(L, s, (size_t)((eq ? eq : amp) - s));
+      push_form_part(L, value, (size_t)(amp - value));
+      mc_url_add_field(L, 2);
+    }
+    s = amp + 1;
+  }
+  return 1;
+}
+
 int luaopen_mc_url(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"parse", url_parse},
+    {"unescape", url_unescape},
+    {"decode_query", url_decode_query},
     {NULL, NULL},
   };
   luaL_newlib(L, funcs);

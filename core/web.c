@@ -7,11 +7,12 @@
  * query and peer address are fetched lazily through ctx, which is valid only
  * while the handler runs.
  *
- * The main thread waits for signals: SIGHUP or a change under the watched folders
+ * The main thread waits for signals: SIGHUP or a change under the folders of opts.watch
  * builds a new set of states, which replaces the old only if every state loads; SIGTERM/SIGINT stop
  * accepting, let in-flight requests finish (up to shutdown_timeout), and return. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -26,16 +27,18 @@
 #include <microhttpd.h>
 
 #include "host.h"
+#include "options.h"
 #include "pool.h"
+#include "url.h"
 #include "watch.h"
 
 typedef struct web_config {
   int port, threads, conn_limit, per_ip_limit, idle_timeout;
   size_t body_limit, header_limit;
   double request_timeout, shutdown_timeout;
-  int reload;
+  const char *const *watch; /* folders whose edits reload the app; NULL: SIGHUP only */
   const char *bind;
-  char app[256]; /* the app file under MC_ROOT: scripts/app.lua, sandbox/app.lua */
+  char app[256]; /* the app file, relative to MC_ROOT */
 } web_config;
 
 typedef struct web_server {
@@ -67,28 +70,6 @@ static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Copies s into out as the inside of a logfmt quoted value: quotes, backslashes and
- * control characters escaped, cut to fit. */
-static const char *log_escape(const char *s, char *out, size_t cap) {
-  size_t j = 0;
-  for (; s != NULL && *s != '\0' && j + 5 < cap; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') {
-      out[j++] = '\\';
-      out[j++] = (char)ch;
-    } else if (ch == '\n' || ch == '\t') {
-      out[j++] = '\\';
-      out[j++] = ch == '\n' ? 'n' : 't';
-    } else if (ch < 0x20 || ch == 0x7f) {
-      j += (size_t)snprintf(out + j, cap - j, "\\x%02x", ch);
-    } else {
-      out[j++] = (char)ch;
-    }
-  }
-  out[j] = '\0';
-  return out;
 }
 
 /* The access-log line is built by hand: printf's formatting of it was about 6% of
@@ -134,11 +115,11 @@ static void access_log(const char *method, const char *url, unsigned status, siz
     put(&l, method);
   } else {
     put(&l, "\"");
-    put(&l, log_escape(method, verb, sizeof verb));
+    put(&l, mc_log_escape(method, verb, sizeof verb));
     put(&l, "\"");
   }
   put(&l, " path=\"");
-  put(&l, log_escape(url, path, sizeof path));
+  put(&l, mc_log_escape(url, path, sizeof path));
   put(&l, "\" status=");
   put_uint(&l, status, 1);
   put(&l, " bytes=");
@@ -217,10 +198,8 @@ static lua_State *load_app_state(void *ud, int *ref) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
   lua_settop(L, 0);
   return L;
-fail: {
-  char err[2048];
-  printf("at=error msg=\"app failed to load\" error=\"%s\"\n", log_escape(lua_tostring(L, -1), err, sizeof err));
-}
+fail:
+  mc_log_error("app failed to load", lua_tostring(L, -1));
   lua_close(L);
   return NULL;
 }
@@ -275,9 +254,9 @@ static enum MHD_Result run_entry(web_server *srv, mc_state *st, struct MHD_Conne
   int status = mc_pcall(L, 5, 3);
   ctx->conn = NULL;
   if (status != LUA_OK) {
-    char err[2048];
+    char err[4096];
     printf("at=error msg=\"web entry point failed\" request_id=%s error=\"%s\"\n", r->id,
-           log_escape(lua_tostring(L, -1), err, sizeof err));
+           mc_log_escape(lua_tostring(L, -1), err, sizeof err));
     lua_settop(L, 0);
     return send_error(srv, c, r, 500, "internal server error", method, url);
   }
@@ -415,26 +394,9 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
                                    const char *value) {
   (void)kind;
   lua_State *L = cls;
-  lua_getfield(L, -1, key);
-  switch (lua_type(L, -1)) {
-  case LUA_TNIL: /* first: a plain string */
-    lua_pop(L, 1);
-    lua_pushstring(L, value ? value : "");
-    lua_setfield(L, -2, key);
-    break;
-  case LUA_TSTRING: /* second: becomes an array */
-    lua_createtable(L, 2, 0);
-    lua_insert(L, -2);
-    lua_rawseti(L, -2, 1);
-    lua_pushstring(L, value ? value : "");
-    lua_rawseti(L, -2, 2);
-    lua_setfield(L, -2, key);
-    break;
-  default: /* further: append */
-    lua_pushstring(L, value ? value : "");
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    lua_pop(L, 1);
-  }
+  lua_pushstring(L, key);
+  lua_pushstring(L, value ? value : "");
+  mc_url_add_field(L, lua_gettop(L) - 2);
   return MHD_YES;
 }
 
@@ -463,52 +425,31 @@ static int web_ip(lua_State *L) {
   return 1;
 }
 
-/* unescape(s) -> s with %XX sequences decoded (libmicrohttpd's decoder) */
-static int web_unescape(lua_State *L) {
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
-  luaL_Buffer b;
-  char *p = luaL_buffinitsize(L, &b, len + 1);
-  memcpy(p, s, len);
-  p[len] = '\0';
-  size_t n = MHD_http_unescape(p);
-  luaL_pushresultsize(&b, n);
-  return 1;
-}
-
 /* ---- serving -------------------------------------------------------------- */
 
-static double opt_number(lua_State *L, const char *key, double dflt) {
-  lua_getfield(L, 1, key);
-  double v = luaL_optnumber(L, -1, dflt);
-  lua_pop(L, 1);
-  return v;
-}
+#define MAX_SECONDS 86400.0
 
-static void read_config(lua_State *L, web_config *cfg) {
+/* The options the caller gives; what they refer to (bind, watch) stays on the
+ * stack for as long as serve runs. */
+static void read_config(lua_State *L, web_config *cfg, const char *root) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  cfg->port = (int)opt_number(L, "port", 5000);
-  cfg->threads = (int)opt_number(L, "threads", (double)sysconf(_SC_NPROCESSORS_ONLN));
-  cfg->conn_limit = (int)opt_number(L, "max_connections", 1000);
-  cfg->per_ip_limit = (int)opt_number(L, "max_connections_per_ip", 0);
-  cfg->idle_timeout = (int)opt_number(L, "idle_timeout", 30);
-  cfg->body_limit = (size_t)opt_number(L, "max_body", 1 << 20);
-  cfg->header_limit = (size_t)opt_number(L, "max_header", 8 * 1024);
-  cfg->request_timeout = opt_number(L, "request_timeout", 30);
-  cfg->shutdown_timeout = opt_number(L, "shutdown_timeout", 25);
-  lua_getfield(L, 1, "reload");
-  cfg->reload = lua_isnil(L, -1) || lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "app");
-  const char *app = luaL_optstring(L, -1, "scripts/app.lua");
+  mc_options o = {L, 1, "web"};
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  cfg->port = (int)mc_opt_integer(&o, "port", 5000, 1, 65535);
+  cfg->threads = (int)mc_opt_integer(&o, "threads", cpus > 0 ? cpus : 1, 1, 1024);
+  cfg->conn_limit = (int)mc_opt_integer(&o, "max_connections", 1000, 1, INT_MAX);
+  cfg->per_ip_limit = (int)mc_opt_integer(&o, "max_connections_per_ip", 0, 0, INT_MAX);
+  cfg->idle_timeout = (int)mc_opt_integer(&o, "idle_timeout", 30, 1, (lua_Integer)MAX_SECONDS);
+  cfg->body_limit = (size_t)mc_opt_integer(&o, "max_body", 1 << 20, 1, (lua_Integer)1 << 40);
+  cfg->header_limit = (size_t)mc_opt_integer(&o, "max_header", 8 * 1024, 1, INT_MAX);
+  cfg->request_timeout = mc_opt_seconds(&o, "request_timeout", 30, MAX_SECONDS);
+  cfg->shutdown_timeout = mc_opt_number(&o, "shutdown_timeout", 25, 0, MAX_SECONDS);
+  cfg->watch = mc_opt_boolean(&o, "reload", 1) ? mc_opt_dirs(&o, "watch", root) : NULL;
+  const char *app = mc_opt_string(&o, "app", NULL, NULL);
+  if (app == NULL) luaL_error(L, "web: app must be a string");
   if (strlen(app) >= sizeof cfg->app) luaL_error(L, "web: app path too long");
   strcpy(cfg->app, app);
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "bind");
-  cfg->bind = luaL_optstring(L, -1, "0.0.0.0"); /* the string stays in the opts table */
-  lua_pop(L, 1);
-  if (cfg->port < 1 || cfg->port > 65535) luaL_error(L, "web: port out of range");
-  if (cfg->threads < 1) cfg->threads = 1;
+  cfg->bind = mc_opt_string(&o, "bind", "0.0.0.0", NULL); /* the options table keeps it */
 }
 
 static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr) {
@@ -526,15 +467,6 @@ static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr
       MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
       MHD_OPTION_END);
-}
-
-/* Builds a new set of app states; they replace the old only if all load. */
-static void reload(web_server *srv, const char *why) {
-  int gen = mc_pool_reload(&srv->pool);
-  if (gen < 0)
-    printf("at=error msg=\"reload failed: previous code keeps serving\" reason=%s\n", why);
-  else
-    printf("at=info msg=reloaded reason=%s generation=%d\n", why, gen);
 }
 
 /* Stop accepting (new connections are refused), let in-flight requests finish. */
@@ -559,43 +491,14 @@ static void drain(web_server *srv, struct MHD_Daemon *d) {
   if (fd != MHD_INVALID_SOCKET) close(fd);
 }
 
-/* The main thread's loop: signals and the file watcher. */
-static void wait_loop(web_server *srv, const sigset_t *set) {
-  char scripts[4096], mappings[4096], sandbox[4096];
-  snprintf(scripts, sizeof scripts, "%s/scripts", srv->boot->root);
-  snprintf(mappings, sizeof mappings, "%s/mappings", srv->boot->root);
-  snprintf(sandbox, sizeof sandbox, "%s/sandbox", srv->boot->root);
-  const char *const dirs[] = {scripts, mappings, sandbox, NULL};
-  uint64_t seen = srv->cfg.reload ? mc_tree_signature(dirs) : 0, pending = seen;
-  struct timespec tick = {0, 250 * 1000 * 1000};
-  for (;;) {
-    int sig = sigtimedwait(set, NULL, &tick);
-    if (sig == SIGTERM || sig == SIGINT) {
-      printf("at=info msg=\"shutting down\" signal=%s\n", sig == SIGTERM ? "TERM" : "INT");
-      return;
-    }
-    if (sig == SIGHUP) {
-      reload(srv, "SIGHUP");
-      continue;
-    }
-    if (!srv->cfg.reload) continue;
-    uint64_t sig_now = mc_tree_signature(dirs);
-    if (sig_now != seen && sig_now == pending) { /* stable for one tick: the write is done */
-      seen = sig_now;
-      reload(srv, "files-changed");
-    }
-    pending = sig_now;
-  }
-}
-
 /* serve(opts) -> true | nil, err. Blocks until SIGTERM/SIGINT and the drain. */
 static int web_serve(lua_State *L) {
   web_server *srv = lua_newuserdatauv(L, sizeof *srv, 0); /* lives on this stack frame */
   memset(srv, 0, sizeof *srv);
-  read_config(L, &srv->cfg);
   lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
   srv->boot = lua_touserdata(L, -1);
   lua_pop(L, 1);
+  read_config(L, &srv->cfg, srv->boot->root);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->cfg.port)};
   if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1) return luaL_error(L, "web: bad bind address");
   if (mc_pool_init(&srv->pool, srv->cfg.threads, load_app_state, srv) != 0) {
@@ -605,10 +508,7 @@ static int web_serve(lua_State *L) {
   }
 
   sigset_t set, old;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
+  mc_control_signals(&set);
   pthread_sigmask(SIG_BLOCK, &set, &old); /* server threads inherit it: signals come here */
   struct MHD_Daemon *d = start_daemon(srv, &addr);
   if (d == NULL) {
@@ -620,8 +520,9 @@ static int web_serve(lua_State *L) {
     return 2;
   }
   printf("at=info msg=listening port=%d threads=%d reload=%s\n", srv->cfg.port, srv->cfg.threads,
-         srv->cfg.reload ? "on" : "off");
-  wait_loop(srv, &set);
+         srv->cfg.watch ? "on" : "off");
+  mc_watch w = {&srv->pool, srv->cfg.watch, NULL, NULL};
+  mc_watch_loop(&w, &set);
   drain(srv, d);
   mc_pool_free(&srv->pool);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -636,7 +537,6 @@ int luaopen_mc_web_native(lua_State *L) {
     {"headers", web_headers},
     {"query", web_query},
     {"ip", web_ip},
-    {"unescape", web_unescape},
     {NULL, NULL},
   };
   luaL_newlib(L, funcs);

@@ -9,7 +9,7 @@
  *
  * The main thread (the caller of run) waits for signals and ticks: every tick it
  * calls opts.tick (heartbeat, scheduler, orphan recovery, in Lua) and checks the
- * scripts for changes. SIGTERM/SIGINT: stop fetching, wait for running jobs up to
+ * folders of opts.watch for changes (watch.c). SIGTERM/SIGINT: stop fetching, wait for running jobs up to
  * the shutdown timeout, hand the unfinished ones to opts.requeue. SIGTSTP: quiet. */
 #include <errno.h>
 #include <pthread.h>
@@ -24,6 +24,7 @@
 #include <lauxlib.h>
 
 #include "host.h"
+#include "options.h"
 #include "pool.h"
 #include "watch.h"
 
@@ -35,7 +36,8 @@ typedef struct slot {
 typedef struct worker {
   const mc_boot *boot;
   mc_pool pool;
-  int concurrency, reload;
+  int concurrency;
+  const char *const *watch; /* folders whose edits reload the code; NULL: SIGHUP only */
   char identity[256]; /* hostname:pid:nonce, as Sidekiq names a process */
   double shutdown_timeout;
   atomic_int stopping, quiet, running; /* running: threads not yet finished */
@@ -79,9 +81,7 @@ static lua_State *build_state(void *ud, int *ref) {
   lua_settop(L, 0);
   return L;
 fail:
-  fprintf(stdout, "at=error msg=\"worker code failed to load\" error=\"%s\"\n",
-          lua_tostring(L, -1));
-  fflush(stdout);
+  mc_log_error("worker code failed to load", lua_tostring(L, -1));
   lua_close(L);
   return NULL;
 }
@@ -96,8 +96,7 @@ static void *thread_main(void *p) {
     lua_rawgeti(st.L, LUA_REGISTRYINDEX, st.entry_ref);
     lua_pushinteger(st.L, a->index + 1);
     if (mc_pcall(st.L, 1, 0) != LUA_OK) { /* the framework itself failed: log, pause */
-      fprintf(stdout, "at=error msg=\"worker loop failed\" error=\"%s\"\n", lua_tostring(st.L, -1));
-      fflush(stdout);
+      mc_log_error("worker loop failed", lua_tostring(st.L, -1));
       lua_settop(st.L, 0);
       mc_pool_release(&w->pool, st);
       struct timespec ts = {1, 0};
@@ -242,8 +241,9 @@ static void call_hook(lua_State *L, int opts, const char *name) {
     return;
   }
   if (mc_pcall(L, 0, 0) != LUA_OK) {
-    fprintf(stdout, "at=error msg=\"worker %s failed\" error=\"%s\"\n", name, lua_tostring(L, -1));
-    fflush(stdout);
+    char what[64];
+    snprintf(what, sizeof what, "worker %s failed", name);
+    mc_log_error(what, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
 }
@@ -264,40 +264,14 @@ static int start_threads(worker *w) {
   return 0;
 }
 
-/* Signals and ticks until SIGTERM/SIGINT. */
-static void main_loop(lua_State *L, worker *w, const sigset_t *set) {
-  char scripts[4096];
-  snprintf(scripts, sizeof scripts, "%s/scripts", w->boot->root);
-  const char *const dirs[] = {scripts, NULL};
-  uint64_t seen = w->reload ? mc_tree_signature(dirs) : 0, pending = seen;
-  struct timespec tick = {0, 250 * 1000 * 1000};
-  for (;;) {
-    int sig = sigtimedwait(set, NULL, &tick);
-    if (sig == SIGTERM || sig == SIGINT) {
-      printf("at=info msg=\"shutting down\" signal=%s\n", sig == SIGTERM ? "TERM" : "INT");
-      return;
-    }
-    if (sig == SIGTSTP) {
-      atomic_store(&w->quiet, 1);
-      printf("at=info msg=\"quiet: no new jobs\"\n");
-    }
-    int reload = sig == SIGHUP;
-    if (w->reload) {
-      uint64_t now = mc_tree_signature(dirs);
-      if (now != seen && now == pending) { /* still for one tick: the write is done */
-        seen = now;
-        reload = 1;
-      }
-      pending = now;
-    }
-    if (reload) {
-      int gen = mc_pool_reload(&w->pool);
-      if (gen < 0) printf("at=error msg=\"reload failed: previous code keeps running\"\n");
-      else printf("at=info msg=reloaded generation=%d\n", gen);
-    }
-    fflush(stdout);
-    call_hook(L, 1, "tick");
+/* Each tick of the main loop: SIGTSTP quiets the worker; opts.tick runs. */
+static void on_tick(void *ud, int sig) {
+  lua_State *L = ud;
+  if (sig == SIGTSTP) {
+    atomic_store(&worker_of(L)->quiet, 1);
+    printf("at=info msg=\"quiet: no new jobs\"\n");
   }
+  call_hook(L, 1, "tick");
 }
 
 /* Waits for the threads; at the deadline hands the running jobs to opts.requeue
@@ -321,26 +295,23 @@ static int drain(lua_State *L, worker *w) {
 
 static void read_opts(lua_State *L, worker *w) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, 1, "concurrency");
-  w->concurrency = (int)luaL_optinteger(L, -1, 5);
-  lua_getfield(L, 1, "shutdown_timeout");
-  w->shutdown_timeout = luaL_optnumber(L, -1, 25);
-  lua_getfield(L, 1, "reload");
-  w->reload = lua_isnil(L, -1) || lua_toboolean(L, -1);
-  lua_getfield(L, 1, "identity");
-  snprintf(w->identity, sizeof w->identity, "%s", luaL_checkstring(L, -1));
-  lua_pop(L, 4);
-  luaL_argcheck(L, w->concurrency >= 1 && w->concurrency <= 1000, 1, "concurrency out of range");
+  mc_options o = {L, 1, "worker"};
+  w->concurrency = (int)mc_opt_integer(&o, "concurrency", 5, 1, 1000);
+  w->shutdown_timeout = mc_opt_number(&o, "shutdown_timeout", 25, 0, 86400);
+  w->watch = mc_opt_boolean(&o, "reload", 1) ? mc_opt_dirs(&o, "watch", w->boot->root) : NULL;
+  const char *identity = mc_opt_string(&o, "identity", NULL, NULL);
+  if (identity == NULL) luaL_error(L, "worker: identity must be a string");
+  snprintf(w->identity, sizeof w->identity, "%s", identity);
 }
 
 /* run(opts) -> true | nil, err. Blocks until SIGTERM/SIGINT and the drain. */
 static int w_run(lua_State *L) {
   worker *w = lua_newuserdatauv(L, sizeof *w, 0); /* lives in this call's frame */
   memset(w, 0, sizeof *w);
-  read_opts(L, w);
   lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
   w->boot = lua_touserdata(L, -1);
   lua_pop(L, 1);
+  read_opts(L, w); /* leaves the watched folders on the stack */
   w->slots = lua_newuserdatauv(L, sizeof(slot) * (size_t)w->concurrency, 0);
   memset(w->slots, 0, sizeof(slot) * (size_t)w->concurrency);
   w->threads = lua_newuserdatauv(L, sizeof(pthread_t) * (size_t)w->concurrency, 0);
@@ -353,11 +324,8 @@ static int w_run(lua_State *L) {
   lua_pushlightuserdata(L, w);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &WORKER_KEY); /* tick and requeue see the slots */
   sigset_t set, old;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
-  sigaddset(&set, SIGTSTP);
+  mc_control_signals(&set);
+  sigaddset(&set, SIGTSTP); /* quiet, as Sidekiq takes it */
   pthread_sigmask(SIG_BLOCK, &set, &old); /* threads inherit it: signals come here */
   if (start_threads(w) != 0) {
     printf("at=error msg=\"cannot start worker threads\"\n");
@@ -367,7 +335,8 @@ static int w_run(lua_State *L) {
   printf("at=info msg=started concurrency=%d\n", w->concurrency);
   fflush(stdout);
   call_hook(L, 1, "tick");
-  main_loop(L, w, &set);
+  mc_watch watch = {&w->pool, w->watch, on_tick, L};
+  mc_watch_loop(&watch, &set);
   if (!drain(L, w)) {
     printf("at=info msg=stopped\n");
     fflush(stdout);

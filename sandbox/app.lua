@@ -7,6 +7,24 @@ local host = require "mc.host"
 package.path = host.root .. "/?.lua;" .. package.path -- sandbox.* modules
 
 local web = require "mc.web"
+local json = require "mc.json"
+local store = require "sandbox.store"
+
+-- SANDBOX_CONFIG (a JSON document of knobs, as POST /__sandbox/config takes) is
+-- merged as the app loads (again on a reload: the environment's knobs win over
+-- the endpoint's for the knobs it names); a malformed one stops the sandbox
+-- from starting.
+local knobs = os.getenv("SANDBOX_CONFIG")
+if knobs and knobs ~= "" then
+  local doc, err = json.decode(knobs)
+  local ok, merr = type(doc) == "table", "not a JSON object: " .. tostring(err)
+  if ok then ok, merr = store.merge(doc) end
+  if not ok then
+    io.stderr:write("multiconnect sandbox: SANDBOX_CONFIG: ", merr, "\n")
+    error("SANDBOX_CONFIG: " .. merr, 0)
+  end
+end
+
 local app = web.router()
 
 require("sandbox.control").mount(app, "/__sandbox")

@@ -151,6 +151,43 @@ describe("multiconnect worker", function()
     w:stop()
   end)
 
+  it("logs a raised job as exactly one line, its traceback escaped onto it", function()
+    local w = worker()
+    local jid = assert(jobs.enqueue("spec.raise", {}, { retry = false }))
+    assert.truthy(w:wait_log("job failed", 10))
+    local log = w:log()
+    w:stop()
+    local lines, about = {}, {}
+    for line in log:gmatch("[^\n]+") do
+      lines[#lines + 1] = line
+      if line:find(jid, 1, true) or line:find("exploded", 1, true) then about[#about + 1] = line end
+    end
+    assert.equal(1, #about)
+    assert.matches("^at=warn msg=\"job failed\" ", about[1])
+    assert.matches('error="[^"]*exploded\\nstack traceback:\\n\\t', about[1])
+    for _, line in ipairs(lines) do -- no traceback line of its own anywhere
+      assert.is_nil(line:find("^%s") or line:find("^stack traceback"), line)
+    end
+  end)
+
+  it("logs worker code that fails to load as one line too, and exits 1", function()
+    -- JOB_TIMEOUT is read as each thread's state loads
+    local w = require("support.daemon").start({ command = "worker", files = JOBS,
+      env = { REDIS_URL = url, JOB_TIMEOUT = "soon" } })
+    assert.is_true(w:wait(10))
+    local log = w:log()
+    assert.equal(1, w:stop())
+    local failed = 0
+    for line in log:gmatch("[^\n]+") do
+      if line:find('msg="worker code failed to load"', 1, true) then
+        failed = failed + 1
+        assert.matches('JOB_TIMEOUT.*\\nstack traceback:\\n\\t', line)
+      end
+      assert.is_nil(line:find("^%s") or line:find("^stack traceback"), line)
+    end
+    assert.equal(1, failed)
+  end)
+
   it("fails a job that runs past JOB_TIMEOUT", function()
     local w = worker({ JOB_TIMEOUT = "0.3" })
     assert(jobs.enqueue("spec.spin", {}, { retry = false }))

@@ -67,6 +67,13 @@ describe("mc.json", function()
       assert.equal(mc.null, json.null)
     end)
 
+    it("has one null for JSON, SQL and Redis, under every name", function()
+      assert.equal(mc.null, json.decode("null"))
+      assert.equal(mc.null, require("mc.pg").null)
+      assert.equal(mc.null, require("mc.redis").null)
+      assert.equal(mc.null, require("mc.pg").parse_array("{NULL}")[1])
+    end)
+
     it("encodes json.empty_array and json.array({}) as []", function()
       assert.equal('{"a":[]}', json.encode({ a = json.empty_array }))
       assert.equal("[]", json.encode(json.array({})))

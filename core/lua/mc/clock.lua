@@ -18,6 +18,7 @@ local json = require "mc.json"
 local log = require "mc.log"
 local host = require "mc.host"
 local env = require "mc.env"
+local file = require "mc.file"
 
 local _M = {}
 
@@ -28,11 +29,6 @@ _M.PATH = "scripts/schedule.lua"
 local KEYS = { name = true, job = true, cron = true, every = true, args = true, queue = true, retry = true }
 
 -- ---- the schedule ----------------------------------------------------------
-
-local function job_exists(root, name)
-  local dir = root .. "/scripts/"
-  return package.searchpath("jobs." .. name, dir .. "?.lua;" .. dir .. "?/init.lua") ~= nil
-end
 
 -- check_entry(e) -> entry | nil, err (without the entry's label)
 local function check_entry(e, seen, root)
@@ -60,9 +56,8 @@ local function check_entry(e, seen, root)
     local ok, err = pcall(jobs.payload, e.job, e.args, { queue = e.queue, retry = e.retry })
     if not ok then return nil, (tostring(err):gsub("^[^:]*:%d+: ", ""):gsub("^jobs: ", "")) end
   end
-  if not job_exists(root, e.job) then
-    return nil, string.format("no job %s (scripts/jobs/%s.lua)", e.job, e.job:gsub("%.", "/"))
-  end
+  local found, err = jobs.exists(e.job, root)
+  if not found then return nil, err end
   return entry
 end
 
@@ -73,7 +68,7 @@ function _M.validate(list, root)
   local entries, seen = {}, {}
   for i = 1, #list do
     local e = list[i]
-    local entry, err = check_entry(e, seen, root or host.root)
+    local entry, err = check_entry(e, seen, root)
     if not entry then
       local label = type(e) == "table" and type(e.name) == "string" and string.format(" (%s)", e.name) or ""
       return nil, string.format("entry %d%s: %s", i, label, err)
@@ -152,23 +147,15 @@ end
 
 -- ---- the process -----------------------------------------------------------
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 -- A schedule that changed on disk (acted on once it has stayed the same for a
 -- tick, so a half-written file is not loaded) or on SIGHUP replaces the running
 -- one only if it loads; otherwise the old one keeps running and the error is
 -- logged once.
 local function reloader(path, entries)
-  local source = read(path)
+  local source = file.read(path)
   local pending = source
   return function(forced)
-    local now = read(path)
+    local now = file.read(path)
     local settled = now == pending
     pending = now
     if not forced and (now == source or not settled) then return entries end

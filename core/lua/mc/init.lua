@@ -3,9 +3,15 @@
 local host = require "mc.host"
 local json = require "mc.json"
 
+-- The application's modules come first, before Debian's Lua 5.4 locations.
+local scripts = host.root .. "/scripts/"
+package.path = scripts .. "?.lua;" .. scripts .. "?/init.lua;" .. package.path
+
 local _M = {
   version = host.version,
-  null = json.null, -- the one null: JSON null, SQL NULL, Redis nil
+  -- the one null (as OpenResty's ngx.null): JSON null, SQL NULL, Redis nil. The
+  -- same value as json.null, pg.null and redis.null (core/host.h, mc_pushnull)
+  null = json.null,
 }
 
 return setmetatable(_M, {

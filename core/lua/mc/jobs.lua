@@ -165,19 +165,24 @@ end
 
 -- ---- performing ------------------------------------------------------------------
 
--- load(name) -> module | nil, err (the job's module under scripts/jobs/)
-function _M.load(name)
+-- exists(name[, root]) -> true | nil, err: whether name is a job, a module
+-- scripts/jobs/NAME.lua (or NAME/init.lua) under root (default MC_ROOT). The one
+-- check behind load, the clock's schedule and `run jobs:NAME`.
+function _M.exists(name, root)
   if type(name) ~= "string" or not name:match(NAME_PATTERN) then
     return nil, "bad job name " .. tostring(name)
   end
+  local dir = (root or host.root) .. "/scripts/"
+  if package.searchpath("jobs." .. name, dir .. "?.lua;" .. dir .. "?/init.lua") then return true end
+  return nil, string.format("no job %s (scripts/jobs/%s.lua)", name, (name:gsub("%.", "/")))
+end
+
+-- load(name) -> module | nil, err (the job's module under scripts/jobs/)
+function _M.load(name)
+  local found, err = _M.exists(name)
+  if not found then return nil, err end
   local ok, mod = pcall(require, "jobs." .. name)
-  if not ok then
-    mod = tostring(mod)
-    if mod:find("^module 'jobs%.[^']*' not found") then -- not the long search list
-      return nil, "no job " .. name .. " (scripts/jobs/" .. name:gsub("%.", "/") .. ".lua)"
-    end
-    return nil, mod
-  end
+  if not ok then return nil, tostring(mod) end
   if type(mod) ~= "table" or type(mod.perform) ~= "function" then
     return nil, "jobs." .. name .. " has no perform(args, ctx)"
   end

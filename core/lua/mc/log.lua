@@ -5,6 +5,7 @@
 -- tokens inside any value are masked (mc.redact).
 local redact = require "mc.redact"
 local json = require "mc.json"
+local log_escape = require("mc.host").log_escape
 
 local _M = {}
 
@@ -30,12 +31,7 @@ local function format_value(v)
   if t == "table" then v = json.encode(v) or tostring(v) end
   local s = redact.text(tostring(v))
   if s ~= "" and not s:find('[%s"=\\%c]') then return s end
-  return '"' .. s:gsub('[\\"%c]', function(c)
-    if c == "\\" or c == '"' then return "\\" .. c end
-    if c == "\n" then return "\\n" end
-    if c == "\t" then return "\\t" end
-    return string.format("\\x%02x", c:byte())
-  end) .. '"'
+  return '"' .. log_escape(s) .. '"' -- the host's, which the C side's lines use too
 end
 
 -- Builds the line: at, msg, then the fields in key order (stable, diffable).

@@ -84,34 +84,21 @@ local function configured(process)
   return false
 end
 
+-- The application's layout under MC_ROOT is named here, once: which file each
+-- server loads and which folders' edits reload it.
 function COMMANDS.web()
   if not configured("web") then return 1 end
-  return require("mc.web").serve()
+  return require("mc.web").serve({ app = "scripts/app.lua", watch = { "scripts", "mappings" } })
 end
 
 function COMMANDS.sandbox()
-  -- SANDBOX_CONFIG (a JSON document of knobs, as POST /__sandbox/config takes) is
-  -- merged once at start; the endpoint changes them later
-  local knobs = os.getenv("SANDBOX_CONFIG")
-  if knobs and knobs ~= "" then
-    local doc, err = require("mc.json").decode(knobs)
-    if type(doc) ~= "table" then
-      io.stderr:write("multiconnect sandbox: SANDBOX_CONFIG: not a JSON object: ", tostring(err), "\n")
-      return 1
-    end
-    package.path = host.root .. "/?.lua;" .. package.path
-    local ok, merr = require("sandbox.store").merge(doc)
-    if not ok then
-      io.stderr:write("multiconnect sandbox: SANDBOX_CONFIG: ", merr, "\n")
-      return 1
-    end
-  end
-  return require("mc.web").serve({ app = "sandbox/app.lua", port_var = "SANDBOX_PORT", port = 5100 })
+  return require("mc.web").serve({ app = "sandbox/app.lua", watch = { "sandbox" },
+                                   port_var = "SANDBOX_PORT", port = 5100 })
 end
 
 function COMMANDS.worker()
   if not configured("worker") then return 1 end
-  return require("mc.worker").serve()
+  return require("mc.worker").serve({ watch = { "scripts" } })
 end
 
 function COMMANDS.clock(args)

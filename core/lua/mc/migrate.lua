@@ -9,6 +9,7 @@ local lfs = require "lfs"
 local crypto = require "mc.crypto"
 local log = require "mc.log"
 local host = require "mc.host"
+local file = require "mc.file"
 
 local _M = {}
 
@@ -25,14 +26,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
   checksum    text NOT NULL,
   applied_at  timestamptz NOT NULL DEFAULT now()
 )]]
-
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local data = f:read("a")
-  f:close()
-  return data
-end
 
 -- First words of the statements that end or replace our transaction. At the top
 -- level of a file (outside quotes, dollar quotes and comments) BEGIN and END are
@@ -114,7 +107,7 @@ function _M.files(dir)
       end
       by_version[version] = entry
       local path = dir .. "/" .. entry
-      local sql, err = read_file(path)
+      local sql, err = file.read(path)
       if not sql then return nil, err end
       local control = controls_transaction(sql)
       if control then

@@ -4,6 +4,7 @@
 -- connect's defaults, transactions and quoting.
 local native = require "mc.pg_native"
 local json = require "mc.json"
+local unescape = require("mc.url").unescape
 
 local decoders = native.decoders
 local parse_array = native.parse_array
@@ -107,10 +108,6 @@ local function replace_plain(s, old, new)
   return table.concat(out)
 end
 
-local function unescape_url(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
 -- libpq does not echo passwords, but its URL parse errors echo fragments.
 local function scrub(err, url)
   for _, secret in ipairs({
@@ -118,7 +115,7 @@ local function scrub(err, url)
     url:match("[?&]password=([^&]+)") or "",
   }) do
     if #secret > 0 then
-      err = replace_plain(replace_plain(err, secret, "***"), unescape_url(secret), "***")
+      err = replace_plain(replace_plain(err, secret, "***"), unescape(secret), "***")
     end
   end
   return err

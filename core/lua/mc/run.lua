@@ -5,20 +5,14 @@
 -- nil, err convention); anything else is 0. An error propagates to the C side,
 -- which prints it with its traceback and exits 1.
 local host = require "mc.host"
+local file = require "mc.file"
 
 local _M = {}
-
-local function exists(path)
-  local f = io.open(path, "r")
-  if not f then return false end
-  f:close()
-  return true
-end
 
 -- resolve(target) -> chunk | nil, err. A path to a file wins; otherwise a module
 -- name is looked up under $MC_ROOT/scripts.
 function _M.resolve(target)
-  if exists(target) then
+  if file.exists(target) then
     return loadfile(target, "t")
   end
   if not target:match("^[%w_][%w_.%-]*$") then
@@ -57,11 +51,8 @@ function _M.run_job(name, args_json, extra)
   if extra then return fail("takes one argument, a JSON array of args") end
   local args, aerr = _M.job_args(args_json)
   if not args then return fail(aerr) end
-  local dir = host.root .. "/scripts/"
-  if not name:match("^[%a_][%w_.]*$") then return fail("bad job name") end
-  if not package.searchpath("jobs." .. name, dir .. "?.lua;" .. dir .. "?/init.lua") then
-    return fail(string.format("no such job (scripts/jobs/%s.lua)", (name:gsub("%.", "/"))))
-  end
+  local found, ferr = jobs.exists(name)
+  if not found then return fail(ferr) end
   local job = { class = name, args = args, jid = "inline", queue = "inline" }
   local ctx = { jid = job.jid, queue = job.queue, inline = true,
                 log = require("mc.log").with({ class = name, jid = job.jid }) }
@@ -77,7 +68,7 @@ function _M.main(args)
     return 2
   end
   local job = target:match("^jobs:(.*)$")
-  if job and not exists(target) then return _M.run_job(job, args[2], args[3]) end
+  if job and not file.exists(target) then return _M.run_job(job, args[2], args[3]) end
   local chunk, err = _M.resolve(target)
   if not chunk then
     io.stderr:write("multiconnect run: ", err, "\n")

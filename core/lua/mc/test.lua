@@ -2,17 +2,14 @@
 -- inside the host, so specs can use every mc.* primitive. Output goes through
 -- mc.test_output, which ends with the line "N passed, N failed[, N skipped]".
 local host = require "mc.host"
+local file = require "mc.file"
 
 local _M = {}
 
 -- Whether the arguments name a spec file or folder (else the default spec/ runs).
 local function has_path(args)
   for _, a in ipairs(args) do
-    local f = not a:match("^%-") and io.open(a, "r")
-    if f then
-      f:close()
-      return true
-    end
+    if not a:match("^%-") and file.exists(a) then return true end
   end
   return false
 end

@@ -19,6 +19,7 @@ local native = require "mc.web_native"
 local json = require "mc.json"
 local log = require "mc.log"
 local host = require "mc.host"
+local decode_query = require("mc.url").decode_query
 
 local _M = {}
 
@@ -125,20 +126,6 @@ end
 
 -- ---- request --------------------------------------------------------------
 
-local function parse_form(body)
-  local form = {}
-  for pair in (body or ""):gmatch("[^&]+") do
-    local k, v = pair:match("^([^=]*)=?(.*)$")
-    k = native.unescape((k:gsub("%+", " ")))
-    v = native.unescape((v:gsub("%+", " ")))
-    local prev = form[k]
-    if prev == nil then form[k] = v
-    elseif type(prev) == "table" then prev[#prev + 1] = v
-    else form[k] = { prev, v } end
-  end
-  return form
-end
-
 local LAZY = {
   headers = function(req) return native.headers(req.ctx) end,
   query = function(req) return native.query(req.ctx) end,
@@ -150,7 +137,7 @@ local LAZY = {
     end
   end,
   form = function(req)
-    return function() return parse_form(req.body) end
+    return function() return decode_query(req.body or "") end
   end,
 }
 
@@ -232,9 +219,9 @@ end
 
 -- ---- loading the app and serving ------------------------------------------
 
--- Loads $MC_ROOT/<app> (default scripts/app.lua), which must return a router.
+-- Loads $MC_ROOT/<app> (scripts/app.lua, say), which must return a router.
 function _M.load_app(app)
-  local path = host.root .. "/" .. (app or "scripts/app.lua")
+  local path = host.root .. "/" .. app
   local chunk, err = loadfile(path, "t")
   if not chunk then error(err, 0) end
   local app = chunk()
@@ -253,13 +240,15 @@ function _M.thread_entry(app_file)
   end
 end
 
--- `multiconnect web` (and `sandbox`, with opts.app and opts.port_var):
--- configuration from the environment, then serve until SIGTERM.
+-- `multiconnect web` and `sandbox`: opts.app (the file under MC_ROOT that
+-- returns the router), opts.watch (the folders under MC_ROOT whose edits reload
+-- it), opts.port_var and opts.port (the port's variable and default); the rest
+-- of the configuration comes from the environment. Serves until SIGTERM.
 function _M.serve(opts)
-  opts = opts or {}
   local env = require "mc.env"
   local ok, err = native.serve({
     app = opts.app,
+    watch = opts.watch,
     port = env.int(opts.port_var or "PORT", opts.port or 5000, { min = 1, max = 65535 }),
     bind = env.str("WEB_BIND", "0.0.0.0"),
     threads = env.int("WEB_THREADS", host.cpus(), { min = 1, max = 256 }),

@@ -58,6 +58,18 @@ end
 
 -- ---- one job ---------------------------------------------------------------
 
+-- Moves a job from an in-flight list back to the front of its queue (the right
+-- end: fetched next), atomically: the one way a job not run to its end goes
+-- back (a fetch the worker will not run, a stray, one cut off by shutdown).
+local function give_back(r, inflight, body, queue)
+  return r:pipeline(function(p)
+    p:call("MULTI")
+    p:call("LREM", inflight, 1, body)
+    p:call("RPUSH", "queue:" .. queue, body)
+    p:call("EXEC")
+  end)
+end
+
 -- fetch(r, queues, inflight) -> body, queue | nil (none) | nil, err
 local function fetch(r, queues, inflight)
   local list = order(queues)
@@ -150,15 +162,6 @@ local function run_one(index, r, inflight, body, queue, limit, next_queue)
   return next_or_err
 end
 
--- Puts a fetched job back at the front of its queue (the right end: fetched next).
-local function give_back(r, inflight, body, queue)
-  return r:pipeline(function(p)
-    p:call("MULTI")
-    p:call("LREM", inflight, 1, body)
-    p:call("RPUSH", "queue:" .. queue, body)
-    p:call("EXEC")
-  end)
-end
 
 -- The entry point of each worker thread's state: fetch and run one job, or wait
 -- a little when there is none (or the worker is quiet or stopping).
@@ -322,12 +325,7 @@ function _M.requeue_strays(r, identity, suspects)
       if suspects[body] then
         local job = json.decode(body)
         local queue = type(job) == "table" and type(job.queue) == "string" and job.queue or "default"
-        r:pipeline(function(p)
-          p:call("MULTI")
-          p:call("LREM", inflight, 1, body)
-          p:call("RPUSH", "queue:" .. queue, body)
-          p:call("EXEC")
-        end)
+        give_back(r, inflight, body, queue)
         log.warn("pushed back a job no thread was running", { jid = type(job) == "table" and job.jid or nil, queue = queue })
       else
         seen[body] = true
@@ -349,8 +347,10 @@ function _M.enqueue_due(r)
   return total
 end
 
--- `multiconnect worker`
-function _M.serve()
+-- `multiconnect worker`; opts.watch: the folders under MC_ROOT whose edits
+-- reload the job code.
+function _M.serve(opts)
+  opts = opts or {}
   local hostname = os.getenv("DYNO") or host.hostname()
   local cfg = {
     hostname = hostname,
@@ -404,12 +404,7 @@ function _M.serve()
   end
   local function requeue()
     for _, c in ipairs(native.current()) do
-      r:pipeline(function(p)
-        p:call("MULTI")
-        p:call("RPUSH", "queue:" .. c.queue, c.payload)
-        p:call("LREM", "inflight:" .. cfg.identity, 1, c.payload)
-        p:call("EXEC")
-      end)
+      give_back(r, "inflight:" .. cfg.identity, c.payload, c.queue)
       log.warn("pushed back an unfinished job", { queue = c.queue })
     end
   end
@@ -427,7 +422,7 @@ function _M.serve()
   local ok, rerr = native.run({
     identity = cfg.identity, concurrency = cfg.concurrency,
     shutdown_timeout = env.number("SHUTDOWN_TIMEOUT", 25, { min = 0 }),
-    reload = env.bool("MC_RELOAD", true), tick = tick, requeue = requeue, stopped = stopped,
+    reload = env.bool("MC_RELOAD", true), watch = opts.watch, tick = tick, requeue = requeue, stopped = stopped,
   })
   if not ok then
     io.stderr:write("multiconnect worker: ", rerr, "\n")
