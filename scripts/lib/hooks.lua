@@ -13,7 +13,7 @@
 local isolate = require "mc.isolate"
 local config = require "config"
 local host = require "mc.host"
-local file = require "lib.file"
+local file = require "mc.file"
 
 local _M = {}
 

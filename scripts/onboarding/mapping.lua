@@ -8,7 +8,7 @@
 --   mapping.encode(doc)    JSON with keys sorted, so one mapping is always the same bytes
 local json = require "mc.json"
 local host = require "mc.host"
-local file = require "lib.file"
+local file = require "mc.file"
 
 local _M = {}
 

@@ -9,7 +9,7 @@
 local template = require "mc.template"
 local config = require "config"
 local host = require "mc.host"
-local file = require "lib.file"
+local file = require "mc.file"
 
 local _M = {}
 

@@ -6,7 +6,7 @@ local host = require "mc.host"
 local env_vars = require "support.env_vars"
 local sandbox_client = require "support.sandbox_client"
 local proc = require "support.process"
-local file = require "lib.file"
+local file = require "mc.file"
 
 local ORG_ID = "00D5e000000AbCdEAK"
 local URL = "https://mc.example/authenticate?org=" .. ORG_ID

@@ -6,7 +6,7 @@
 -- the states a person's browser reaches, by hand (the spec's fixture).
 local http = require "mc.http"
 local host = require "mc.host"
-local file = require "lib.file"
+local file = require "mc.file"
 local sfid = require "lib.sfid"
 local orgs = require "onboarding.orgs"
 local steps = require "onboarding.steps"

@@ -1,10 +1,10 @@
--- lib.file.read: a whole file, or nil, err, missing -- where `missing` tells "no
+-- mc.file.read: a whole file, or nil, err, missing -- where `missing` tells "no
 -- such file" (an optional file, such as a tenant's override, may be absent) from
 -- every other failure (which must not be mistaken for absence).
-local file = require "lib.file"
+local file = require "mc.file"
 local proc = require "support.process"
 
-describe("lib.file", function()
+describe("mc.file", function()
   local dir, cleanup
 
   before_each(function() dir, cleanup = proc.tmpdir() end)
