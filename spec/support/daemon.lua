@@ -29,12 +29,25 @@ function _M.start(opts)
   local p = io.popen(cmd)
   local shell = p:read("l")
   p:close()
+  -- the process, or its exit status when it ended at once (a refused start)
+  local ended = function()
+    local f = io.open(exit_path)
+    if f then f:close() end
+    return f ~= nil
+  end
   local pid = proc.wait_for(function()
     local q = io.popen("pgrep -P " .. shell)
     local child = q:read("l")
     q:close()
-    return child
-  end, 2, "the " .. opts.command .. " process to appear")
+    return child or (ended() and "ended")
+  end, 10, "the " .. opts.command .. " process to appear") -- generous: suites may share the machine
+  if pid == "ended" then
+    local f = io.open(log)
+    local out = f and f:read("a") or ""
+    if f then f:close() end
+    cleanup()
+    error(opts.command .. " exited at once:\n" .. out, 2)
+  end
   return setmetatable({ root = root, pid = pid, log_path = log, exit_path = exit_path,
     cleanup = cleanup }, opts.class or Daemon)
 end
