@@ -10,15 +10,14 @@ local tenant = require "lib.tenant"
 
 local _M = {}
 
--- get(db, org_id[, lock]) -> row | false | nil, err. lock = "update": FOR UPDATE;
--- "skip": FOR UPDATE SKIP LOCKED (false when another holds it, or no row).
+-- get(db, org_id[, lock]) -> row | false | nil, err[, sqlstate]. lock = "update":
+-- FOR UPDATE (inside the caller's transaction).
 -- Two computed columns come along: `early` (the step is not due for another
 -- second or more) and `in_state` (seconds since the org entered its state).
 function _M.get(db, org_id, lock)
   local sql = [[SELECT *, coalesce(next_attempt_at > now() + interval '1 second', false) AS early,
     extract(epoch FROM now() - state_since)::float8 AS in_state FROM organizations WHERE org_id = $1]]
-  if lock == "update" then sql = sql .. " FOR UPDATE"
-  elseif lock == "skip" then sql = sql .. " FOR UPDATE SKIP LOCKED" end
+  if lock == "update" then sql = sql .. " FOR UPDATE" end
   local rows, err, sqlstate = db:query(sql, org_id)
   if not rows then return nil, err, sqlstate end
   return rows[1] or false
@@ -35,11 +34,8 @@ local COLUMNS = {
   activated_at = true, offboarded_at = true, progress = true,
 }
 
--- update(db, org_id, fields[, opts]) -> row | false (no row matched) | nil, err.
--- fields values: a value, or mc.null for NULL. opts.due: seconds from now when the
--- step is due again (false: NULL, waiting on a person); opts.new_state: also
--- resets state_since; opts.where_state: only if the org is still in that state
--- (or one of a list of states).
+-- The SET list of fields (and opts.due: seconds from now when the step is due
+-- again, false: none), their values appended to args.
 local function assignments(fields, opts, args)
   local sets, keys = { "updated_at = now()" }, {}
   for k in pairs(fields) do
@@ -60,6 +56,10 @@ local function assignments(fields, opts, args)
   return sets
 end
 
+-- update(db, org_id, fields[, opts]) -> row | false (no row matched) | nil, err.
+-- fields values: a value, or mc.null for NULL. opts.due: seconds from now when the
+-- step is due again (false: none, waiting on a person); opts.where_state: only if
+-- the org is still in that state (or one of a list of states).
 function _M.update(db, org_id, fields, opts)
   opts = opts or {}
   local args = { org_id }
