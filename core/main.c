@@ -4,10 +4,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <lauxlib.h>
 #include <curl/curl.h>
 
+#include "dotenv.h"
 #include "host.h"
 
 /* Calls require("mc.main").main(arg1, ..., argN); its integer result is the
@@ -37,7 +39,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "multiconnect: curl_global_init failed\n");
     return 1;
   }
-  if (mc_boot_init(&boot, argv[0]) == 0) {
+  /* The specs set every variable they mean: neither `test` nor the processes
+   * it starts read the developer's .env. */
+  if (argc > 1 && strcmp(argv[1], "test") == 0) setenv("MC_DOTENV", "off", 1);
+  if (mc_boot_init(&boot, argv[0]) == 0 && mc_dotenv_load(boot.root) == 0) {
     lua_State *L = mc_state_new(&boot);
     if (L != NULL) {
       status = run_main(L, argc, argv);
