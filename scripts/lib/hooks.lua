@@ -12,6 +12,7 @@
 -- every run, so edits apply at the next hook without a reload.
 local isolate = require "mc.isolate"
 local config = require "config"
+local sfid = require "lib.sfid"
 local host = require "mc.host"
 local file = require "mc.file"
 
@@ -90,6 +91,24 @@ local function run_in(iso, files, tenant, name, ...)
   return answer(name, file, iso:call(which, name, tenant, ...))
 end
 
+-- override(dir, shown, org_id) -> shown name, source | shown name, nil (none)
+-- | shown name, nil, err. The file may be named with the 18- or the
+-- 15-character org id; both at once is a mistake to name, not to guess at.
+local function override(dir, shown, org_id)
+  local found
+  for _, id in ipairs(sfid.file_names(org_id)) do
+    local named = shown .. "/" .. id .. ".lua"
+    local src, err = read(dir .. "/" .. id .. ".lua", true)
+    if err then return named, nil, err end
+    if src and found then
+      return named, nil, "both " .. found.name .. " and " .. named .. " exist: keep one"
+    end
+    if src then found = { name = named, src = src } end
+  end
+  if not found then return shown .. "/" .. org_id .. ".lua" end
+  return found.name, found.src
+end
+
 function _M.run(tenant, name, ...)
   if type(tenant) ~= "table" then error("hooks.run: tenant must be a table", 2) end
   if not _M.HOOKS[name] then error("hooks.run: unknown hook " .. tostring(name), 2) end
@@ -102,8 +121,7 @@ function _M.run(tenant, name, ...)
   local err
   files.default_src, err = read(dir .. "/default.lua")
   if not files.default_src then return fail(name, files.default, err) end
-  files.override = shown .. "/" .. org_id .. ".lua"
-  files.override_src, err = read(dir .. "/" .. org_id .. ".lua", true)
+  files.override, files.override_src, err = override(dir, shown, org_id)
   if err then return fail(name, files.override, err) end
 
   local iso <close>, ierr = isolate.new(limits())

@@ -32,6 +32,12 @@ function _M.to18(id)
   return id:sub(1, 15) .. want
 end
 
+-- file_names(id18) -> { id18, id15 }: the names a per-org file may carry (a
+-- person copying an id from Salesforce's setup page gets the 15-character one)
+function _M.file_names(id18)
+  return { id18, id18:sub(1, 15) }
+end
+
 -- org_id(id) -> the 18-character organization id | nil, err (prefix 00D)
 function _M.org_id(id)
   local full, err = _M.to18(id)

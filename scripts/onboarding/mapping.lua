@@ -322,11 +322,19 @@ function _M.base(org_id, dir)
     return nil, "not a Salesforce org id: " .. string.format("%q", org_id:sub(1, 40))
   end
   dir = dir or (host.root .. "/mappings")
-  for _, name in ipairs({ org_id .. ".json", "default.json" }) do
+  local names = { org_id .. ".json" }
+  if #org_id == 18 then names[2] = org_id:sub(1, 15) .. ".json" end -- the id as Salesforce's setup page shows it
+  local found
+  for _, name in ipairs(names) do
     local doc, err = read_json(dir .. "/" .. name, "mappings/" .. name)
-    if doc then return doc end
     if doc == false then return nil, err end
+    if doc and found then return nil, "both mappings/" .. found .. " and mappings/" .. name .. " exist: keep one" end
+    if doc then found, names.doc = name, doc end
   end
+  if found then return names.doc end
+  local doc, err = read_json(dir .. "/default.json", "mappings/default.json")
+  if doc then return doc end
+  if doc == false then return nil, err end
   return nil, "mappings/default.json: not found in " .. dir
 end
 
