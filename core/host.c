@@ -314,10 +314,40 @@ const char *mc_log_escape(const char *s, char *out, size_t cap) {
   return out;
 }
 
+/* The frames of a Lua traceback on one line, readable: "\n\t" between frames
+ * becomes " <- ", so a log line stays one line without a wall of escapes. */
+static void compact_frames(const char *in, char *out, size_t cap) {
+  size_t j = 0;
+  for (; *in != '\0' && j + 5 < cap; in++) {
+    if (*in == '\n') {
+      memcpy(out + j, " <- ", 4);
+      j += 4;
+      while (in[1] == '\t') in++;
+    } else if (*in != '\t') {
+      out[j++] = *in;
+    }
+  }
+  out[j] = '\0';
+}
+
+/* at=error msg="..." error="<the error's own text>" trace="<frames>": a load
+ * error is read first for its file and line, so those come unescaped by the
+ * traceback that lua_pcall's handler appended. */
 void mc_log_error(const char *msg, const char *err) {
-  char m[256], e[4096];
-  printf("at=error msg=\"%s\" error=\"%s\"\n", mc_log_escape(msg, m, sizeof m),
-         mc_log_escape(err, e, sizeof e));
+  static const char mark[] = "\nstack traceback:\n";
+  char m[256], head[2048], e[4096], frames[4096], t[8192];
+  if (err == NULL) err = "(no message)";
+  const char *tb = strstr(err, mark);
+  size_t n = tb ? (size_t)(tb - err) : strlen(err);
+  if (n >= sizeof head) n = sizeof head - 1;
+  memcpy(head, err, n);
+  head[n] = '\0';
+  printf("at=error msg=\"%s\" error=\"%s\"", mc_log_escape(msg, m, sizeof m), mc_log_escape(head, e, sizeof e));
+  if (tb != NULL) {
+    compact_frames(tb + sizeof mark - 1, frames, sizeof frames);
+    printf(" trace=\"%s\"", mc_log_escape(frames, t, sizeof t));
+  }
+  printf("\n");
   fflush(stdout);
 }
 
