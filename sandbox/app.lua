@@ -1,7 +1,7 @@
 -- The sandbox: local stand-ins for the external services, served by
 -- `multiconnect sandbox` on one port, each under its own path prefix (so a base
 -- URL such as HEROKU_API_URL=http://127.0.0.1:5100/heroku points clients at it).
--- Their contract is ../shared/reference/apis.md; their state lives in Redis
+-- Their contract is docs/external-apis.md; their state lives in Redis
 -- (keys sandbox:*), shared by every server thread.
 local host = require "mc.host"
 package.path = host.root .. "/?.lua;" .. package.path -- sandbox.* modules

@@ -1,4 +1,4 @@
--- sandbox.connect: Heroku Connect (apis.md §1): the hc-central discovery service and
+-- sandbox.connect: Heroku Connect (docs/external-apis.md §1): the hc-central discovery service and
 -- one regional API, both under one prefix (HEROKU_CONNECT_URL=http://host:port/connect).
 --   hc-central  POST /auth/{app}                links the token's user to the app's
 --                                               herokuconnect add-ons (404 when none is

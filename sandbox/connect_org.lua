@@ -1,6 +1,6 @@
 -- sandbox.connect_org: the simulated Salesforce org behind the Connect stand-in:
 -- which objects and fields exist (an import naming others goes BAD_CONFIG), their
--- Postgres column types (apis.md §1.10), and a few deterministic records per object.
+-- Postgres column types (docs/external-apis.md §1.10), and a few deterministic records per object.
 local _M = {}
 
 local SYSTEM = {

@@ -1,4 +1,4 @@
--- sandbox.heroku: the Heroku Platform API's add-on endpoints (apis.md §2).
+-- sandbox.heroku: the Heroku Platform API's add-on endpoints (docs/external-apis.md §2).
 --   POST   /apps/{app}/addons          201 provisioned, or 202 provisioning (knob async);
 --                                      `name` is globally unique (422 "Name is already
 --                                      taken", whichever app holds it); `attachment.name`

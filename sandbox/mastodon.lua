@@ -1,4 +1,4 @@
--- sandbox.mastodon: a Mastodon instance's hashtag timeline (apis.md §5.2).
+-- sandbox.mastodon: a Mastodon instance's hashtag timeline (docs/external-apis.md §5.2).
 --   GET /api/v1/timelines/tag/:hashtag   limit (20, at most 40), max_id, since_id,
 --       min_id, any[], all[], none[], local, remote, only_media; Link header with
 --       rel="next" (max_id) and rel="prev" (min_id) pointing back at the sandbox

@@ -1,5 +1,5 @@
 -- sandbox.salesforce: the simulated Salesforce orgs (sandbox.orgs), as a login host
--- and their instance at once (apis.md §3). Mounted twice: /salesforce is
+-- and their instance at once (docs/external-apis.md §3). Mounted twice: /salesforce is
 -- login.salesforce.com (production orgs' users log in there), /salesforce-test is
 -- test.salesforce.com (sandbox orgs' users); a user at the wrong host gets the login
 -- error page. Clients use SALESFORCE_LOGIN_URL=<sandbox>/salesforce; instance_url and

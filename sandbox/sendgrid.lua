@@ -1,4 +1,4 @@
--- sandbox.sendgrid: SendGrid v3 Mail Send (apis.md §4), and a mailbox that keeps
+-- sandbox.sendgrid: SendGrid v3 Mail Send (docs/external-apis.md §4), and a mailbox that keeps
 -- what was sent so a test (or a simulated admin) can read it and follow its links.
 --   POST   /v3/mail/send   202, empty body, X-Message-Id; 200 in sandbox mode
 --   GET    /__mailbox      the received messages, oldest first (?to=address)

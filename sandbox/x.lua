@@ -1,4 +1,4 @@
--- sandbox.x: X API v2 recent search (apis.md §5.1) over deterministic posts.
+-- sandbox.x: X API v2 recent search (docs/external-apis.md §5.1) over deterministic posts.
 --   GET /2/tweets/search/recent   query, max_results 10..100, since_id, until_id,
 --       start_time, end_time, next_token (or pagination_token), tweet.fields,
 --       expansions (author_id, entities.mentions.username), user.fields

@@ -1,4 +1,4 @@
--- clients.connect: the Heroku Connect API calls onboarding makes (apis.md §1).
+-- clients.connect: the Heroku Connect API calls onboarding makes (docs/external-apis.md §1).
 -- Discovery (hc-central) at HEROKU_CONNECT_URL (default https://hc-central.heroku.com);
 -- each connection's own API at the region_url discovery returned, + /api/v3.
 -- Auth: the same HEROKU_API_TOKEN as the Platform API. Every call -> result | nil,
@@ -33,7 +33,7 @@ function _M.link(app)
 end
 
 -- find(app, addon_name) -> summary {id, region_url, ...} | false (not listed yet) | nil, err, retryable.
--- The connection id is not the add-on id (apis.md §1.9): look it up by add-on name.
+-- The connection id is not the add-on id (docs/external-apis.md §1.9): look it up by add-on name.
 function _M.find(app, addon_name)
   local res, err, retry = call("GET", central("/connections?" .. http.encode_query({ app = app, resource_name = addon_name })))
   if not res then return nil, err, retry end
@@ -53,7 +53,8 @@ function _M.get(region_url, id, deep)
   return doc
 end
 
--- configure(...) -> true once Connect accepted the change (202; a 200 is a "not yet", apis.md §0.4)
+-- configure(...) -> true once Connect accepted the change (202; a 200 is a "not yet",
+-- docs/external-apis.md §1.4)
 function _M.configure(region_url, id, schema_name, db_key)
   local res, err, retry = call("PATCH", regional(region_url, "/connections/" .. http.escape(id)),
     { schema_name = schema_name, db_key = db_key })

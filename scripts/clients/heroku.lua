@@ -1,4 +1,4 @@
--- clients.heroku: the Heroku Platform API calls onboarding makes (apis.md §2):
+-- clients.heroku: the Heroku Platform API calls onboarding makes (docs/external-apis.md §2):
 -- the org's Heroku Connect add-on on our app. Config: HEROKU_API_URL (default
 -- https://api.heroku.com), HEROKU_API_TOKEN, HEROKU_APP_NAME, HEROKU_CONNECT_PLAN
 -- (default herokuconnect:demo). Every call -> result | nil, err, retryable.

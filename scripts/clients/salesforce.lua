@@ -1,4 +1,4 @@
--- clients.salesforce: the org's side (apis.md §3): the OAuth web-server flow at the
+-- clients.salesforce: the org's side (docs/external-apis.md §3): the OAuth web-server flow at the
 -- org's login host, the identity URL, and the package's Apex REST resource at the
 -- org's instance. Config: SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET (the
 -- connected app), SALESFORCE_LOGIN_URL (production orgs, default

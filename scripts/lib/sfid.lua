@@ -1,6 +1,6 @@
 -- lib.sfid: Salesforce record ids. A 15-character id is case-sensitive; its
 -- 18-character form appends 3 characters that encode the case of the first 15,
--- so it survives case-folding (schema names are lower-cased: apis.md §1.9).
+-- so it survives case-folding (schema names are lower-cased: docs/external-apis.md §1.9).
 local _M = {}
 
 local SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"

@@ -1,4 +1,4 @@
--- lib.signature: the post-install callback's signature (reliability.md §2).
+-- lib.signature: the post-install callback's signature (docs/reliability.md §2).
 -- The package signs `<X-Timestamp>.<raw body>` with HMAC-SHA256 under
 -- CALLBACK_SECRET and sends the hex digest in X-Signature. We check, in order:
 -- both headers present, the timestamp within CALLBACK_TOLERANCE (300 s) of our

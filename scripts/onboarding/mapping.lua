@@ -1,5 +1,5 @@
 -- onboarding.mapping: the Heroku Connect mapping a tenant's connection imports
--- (apis.md §1.6). Connect accepts any import and reports a bad object or field
+-- (docs/external-apis.md §1.6). Connect accepts any import and reports a bad object or field
 -- only later, as a mapping in BAD_CONFIG (§1.6, plugin issue #97); validating here
 -- fails the onboarding step at once, with every problem and where it is.
 --   mapping.base(org_id)   mappings/<org_id>.json if there is one, else mappings/default.json
@@ -25,7 +25,7 @@ _M.MIN_POLLING_SECONDS = 60
 _M.MAX_POLLING_SECONDS = 86400
 
 -- Objects without an IsDeleted field (they are never in the recycle bin), so a
--- mapping of them cannot include it. User and RecordType: apis.md §1.6; the
+-- mapping of them cannot include it. User and RecordType: docs/external-apis.md §1.6; the
 -- others from Salesforce's object reference [unverified against Connect].
 _M.WITHOUT_ISDELETED = {
   user = true, recordtype = true, profile = true, userrole = true, organization = true,

@@ -1,4 +1,4 @@
--- onboarding.states: the onboarding state machine (design.md "Onboarding
+-- onboarding.states: the onboarding state machine (docs/design.md "Onboarding
 -- workflow"). Each state names the step that runs while an org is in it
 -- (onboarding/steps.lua). MOVES below is the whole list of moves between
 -- states and who may make each; orgs.transition refuses any other, so this

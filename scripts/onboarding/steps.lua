@@ -133,7 +133,7 @@ _M.subscriber_updated = function(org)
 end
 
 -- Connect must be authorized by the tenant's own org: the package-wide callback
--- secret proves nothing about which org sent it (reliability.md §2).
+-- secret proves nothing about which org sent it (docs/reliability.md §2).
 local function authorized_org(conn)
   local info = type(conn.sf_info) == "table" and conn.sf_info or {}
   local id = info.organization_id or conn.organization_id

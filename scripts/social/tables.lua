@@ -1,5 +1,5 @@
 -- social.tables: the tenant tables social sync reads and writes, named the way
--- Heroku Connect names them (apis.md §1.10): lower(object and field API names),
+-- Heroku Connect names them (docs/external-apis.md §1.10): lower(object and field API names),
 -- custom ones (…__c) carrying the package namespace "<ns>__" when FORCE_NAMESPACE
 -- is set. Every identifier is checked before pg.quote_ident sees it.
 --   tables.names(namespace) -> {account, handle, tweet, cols = {...}}

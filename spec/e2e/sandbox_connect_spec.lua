@@ -1,5 +1,5 @@
 -- The sandbox's Heroku Connect stand-in (hc-central + one regional API), driven
--- through mc.http as the onboarding drives the real one (apis.md §1), with its
+-- through mc.http as the onboarding drives the real one (docs/external-apis.md §1), with its
 -- Postgres side checked in the real database.
 local sandbox = require "support.sandbox"
 local process = require "support.process"

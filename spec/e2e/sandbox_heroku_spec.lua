@@ -1,5 +1,5 @@
 -- The sandbox's Heroku Platform API stand-in, driven through mc.http as the
--- onboarding will drive the real one (apis.md §2).
+-- onboarding will drive the real one (docs/external-apis.md §2).
 local sandbox = require "support.sandbox"
 local http = require "mc.http"
 local host = require "mc.host"

@@ -1,5 +1,5 @@
 -- The sandbox's SendGrid, X and Mastodon stand-ins, driven through mc.http as the
--- onboarding and the social import will drive the real ones (apis.md §4, §5).
+-- onboarding and the social import will drive the real ones (docs/external-apis.md §4, §5).
 local sandbox = require "support.sandbox"
 local http = require "mc.http"
 local host = require "mc.host"

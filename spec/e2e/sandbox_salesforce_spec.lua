@@ -1,4 +1,4 @@
--- The sandbox's Salesforce stand-in (apis.md §3), driven through mc.http as the
+-- The sandbox's Salesforce stand-in (docs/external-apis.md §3), driven through mc.http as the
 -- onboarding drives the real one: authorize, token grants, identity, Apex REST.
 local sandbox = require "support.sandbox"
 local http = require "mc.http"

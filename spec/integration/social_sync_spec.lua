@@ -1,7 +1,7 @@
 -- social.sync.run: one tenant's run against a real private database and Redis,
 -- with the default tenant hooks (scripts/tenants/default.lua: every account with
 -- a handle, on X) and X's recent search replayed in its documented shapes
--- (apis.md §5.1). Covers skipping, the tenant lock, paging, the provider's rate
+-- (docs/external-apis.md §5.1). Covers skipping, the tenant lock, paging, the provider's rate
 -- limit and the tenant's budget kept in Redis, and failures keeping what was fetched.
 local sync = require "social.sync"
 local db = require "lib.db"

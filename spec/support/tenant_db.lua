@@ -1,6 +1,6 @@
 -- support.tenant_db: a private database for one spec file on the test Postgres,
 -- migrated by the real `multiconnect migrate`, and the tenant schemas Heroku
--- Connect makes in it (apis.md §1.10: lower-cased names, Connect's system columns,
+-- Connect makes in it (docs/external-apis.md §1.10: lower-cased names, Connect's system columns,
 -- an hcu_ unique index for a mapping's "unique": true).
 --   local tdb = tenant_db.create("mc_spec_ingest")   -- tdb.url, tdb.conn
 --   local schema = tdb:tenant("salesforce00d...", { unique = false, drop = { "likes__c" } })

@@ -25,7 +25,7 @@ end
 
 describe("sandbox.orgs", function()
   it("the spec's own checksum check accepts Salesforce's ids and refuses a wrong suffix", function()
-    -- ids as Salesforce shows them (apis.md, Salesforce docs)
+    -- ids as Salesforce shows them (docs/external-apis.md, Salesforce docs)
     assert.is_true(valid_id("00D5e000000AbCdEAK", "00D"))
     assert.is_true(valid_id("001000000000001AAA", "001"))
     assert.is_false(valid_id("00D5e000000AbCdAAK", "00D"))

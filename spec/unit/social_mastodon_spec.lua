@@ -1,4 +1,4 @@
--- social.providers.mastodon: the Mastodon timeline contract (apis.md §5.2),
+-- social.providers.mastodon: the Mastodon timeline contract (docs/external-apis.md §5.2),
 -- from handwritten responses in the documented shapes.
 local json = require "mc.json"
 local host = require "mc.host"

@@ -1,4 +1,4 @@
--- social.providers.x: the X API v2 recent search contract (apis.md §5.1), from
+-- social.providers.x: the X API v2 recent search contract (docs/external-apis.md §5.1), from
 -- handwritten responses in the documented shapes.
 local json = require "mc.json"
 local host = require "mc.host"

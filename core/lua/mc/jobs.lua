@@ -8,7 +8,7 @@
 -- scripts/jobs/onboarding/advance.lua) exporting perform(args, ctx); a job fails
 -- when perform raises, returns nil, err, or runs past its time limit.
 --
--- Layout (../shared/reference/reliability.md §1): `queues` set, `queue:<name>`
+-- Layout (docs/reliability.md §1): `queues` set, `queue:<name>`
 -- lists (LPUSH, fetched from the right), `schedule`/`retry`/`dead` sorted sets
 -- scored by float epoch seconds, `stat:processed`/`stat:failed` counters. Fetch is
 -- reliable: LMOVE into `inflight:<identity>`, removed when the job is done, pushed

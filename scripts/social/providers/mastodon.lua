@@ -1,4 +1,4 @@
--- social.providers.mastodon: a Mastodon instance (apis.md §5.2), the interface
+-- social.providers.mastodon: a Mastodon instance (docs/external-apis.md §5.2), the interface
 -- of social/provider.lua. An account's handle names what to follow:
 --   "#tag" or "word"            tag:<word>   GET /api/v1/timelines/tag/:tag
 --   "@user@host" or "user@host" acct:<user@host>

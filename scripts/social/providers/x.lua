@@ -1,4 +1,4 @@
--- social.providers.x: X API v2 recent search (apis.md §5.1), the interface of
+-- social.providers.x: X API v2 recent search (docs/external-apis.md §5.1), the interface of
 -- social/provider.lua. One source per handle: posts from it or mentioning it,
 -- retweets left out (their text repeats the original's).
 --   GET {base}/2/tweets/search/recent?query=(from:h OR @h) -is:retweet
