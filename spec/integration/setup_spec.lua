@@ -55,4 +55,37 @@ describe("tools/setup", function()
     assert.equal(1, r.code)
     assert.matches("missing Debian packages: curl", r.stderr, 1, true)
   end)
+
+  local function lines(s)
+    local out = {}
+    for l in s:gmatch("[^\n]+") do out[#out + 1] = l end
+    return out
+  end
+
+  it("installs quietly: one line per group, apt's output in $MC_VAR/setup.log", function()
+    local r = setup({ "--quiet" }, { FAKE_MISSING = "make gcc redis-server curl" })
+    assert.equal(0, r.code, r.stderr)
+    assert.same({
+      "setup: installing build tools: gcc make",
+      "setup: installing services: redis-server",
+      "setup: installing test and dev tools: curl",
+      "setup: done (apt's output: " .. dir .. "/var/setup.log)",
+    }, lines(r.stdout))
+    assert.equal("", r.stderr)
+    local log = assert(io.open(dir .. "/var/setup.log")):read("a")
+    assert.matches("Reading package lists", log, 1, true)
+    assert.matches("Setting up install .*gcc make", log)
+    local calls = assert(io.open(dir .. "/calls")):read("a")
+    assert.matches("^apt%-get update", calls)
+    assert.matches("install [^\n]*curl", calls)
+  end)
+
+  it("on a failed install prints the log's tail and its path, and fails", function()
+    local r = setup({ "--quiet" }, { FAKE_MISSING = "gcc curl", FAKE_APT_FAIL = "gcc" })
+    assert.equal(1, r.code)
+    assert.equal("setup: installing build tools: gcc\n", r.stdout)
+    assert.matches("E: Unable to locate package gcc", r.stderr, 1, true)
+    assert.matches(dir .. "/var/setup.log", r.stderr, 1, true)
+    assert.is_nil(r.stdout:find("test and dev tools", 1, true)) -- stopped at the first failure
+  end)
 end)
