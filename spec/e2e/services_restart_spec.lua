@@ -1,0 +1,80 @@
+-- tools/services stop and start, on a private pair (MC_VAR in a scratch folder):
+-- each server comes back on its URL, so processes holding it reconnect by
+-- themselves.
+local host = require "mc.host"
+local proc = require "support.process"
+local socket = require "socket"
+local redis = require "mc.redis"
+local pg = require "mc.pg"
+
+describe("tools/services stop, then start", function()
+  local dir, cleanup, urls
+
+  local function svc(...)
+    local r = proc.run({ host.root .. "/tools/services", ... },
+      { env = { MC_VAR = dir, DATABASE_URL = "", REDIS_URL = "" } })
+    assert.equal(0, r.code, r.stderr)
+    return r.stdout, r.stderr
+  end
+
+  local function start(which)
+    local out, err = svc("start", which)
+    urls = { postgres = out:match("DATABASE_URL='([^']+)'") or urls.postgres,
+      redis = out:match("REDIS_URL='([^']+)'") or urls.redis }
+    return err
+  end
+
+  setup(function()
+    dir, cleanup = proc.tmpdir()
+    urls = {}
+    start()
+    assert(urls.postgres and urls.redis, "the private servers' URLs")
+  end)
+
+  teardown(function()
+    local f = io.open(dir .. "/services/pg.dir")
+    local pgdir = f and f:read("l")
+    if f then f:close() end
+    svc("stop")
+    if pgdir and pgdir:find("^/tmp/") then os.execute("rm -rf " .. proc.quote(pgdir)) end
+    cleanup()
+  end)
+
+  it("brings Redis back on the same port", function()
+    local before = urls.redis
+    svc("stop", "redis")
+    assert.is_nil(redis.connect(before))
+    start("redis")
+    assert.equal(before, urls.redis)
+    local r = assert(redis.connect(urls.redis))
+    assert.equal("PONG", r:call("PING"))
+    r:close()
+  end)
+
+  it("brings Postgres back on the same port, with its data", function()
+    local c = assert(pg.connect(urls.postgres))
+    assert(c:exec("create table if not exists kept (v int); insert into kept values (7)"))
+    c:close()
+    local before = urls.postgres
+    svc("stop", "postgres")
+    assert.is_nil(pg.connect(before))
+    start("postgres")
+    assert.equal(before, urls.postgres)
+    c = assert(pg.connect(urls.postgres))
+    assert.equal(7, assert(c:query("select v from kept"))[1].v)
+    c:close()
+  end)
+
+  it("moves to another port, and says so, when its own is taken", function()
+    local before = urls.redis
+    svc("stop", "redis")
+    local squatter = assert(socket.bind("127.0.0.1", tonumber(before:match(":(%d+)/"))))
+    local err = start("redis")
+    squatter:close()
+    assert.not_equal(before, urls.redis)
+    assert.matches("is taken; moving to another", err, 1, true)
+    local r = assert(redis.connect(urls.redis))
+    assert.equal("PONG", r:call("PING"))
+    r:close()
+  end)
+end)
