@@ -6,6 +6,8 @@ local proc = require "support.process"
 local socket = require "socket"
 local redis = require "mc.redis"
 local pg = require "mc.pg"
+local jobs = require "mc.jobs"
+local json = require "mc.json"
 
 describe("tools/services stop, then start", function()
   local dir, cleanup, urls
@@ -48,6 +50,26 @@ describe("tools/services stop, then start", function()
     assert.equal(before, urls.redis)
     local r = assert(redis.connect(urls.redis))
     assert.equal("PONG", r:call("PING"))
+    r:close()
+  end)
+
+  it("keeps Redis's data, queued jobs included, across stop and start (SHUTDOWN writes the AOF)", function()
+    local r = assert(redis.connect(urls.redis))
+    jobs.use(r)
+    local jid = assert(jobs.enqueue("onboarding.advance", { "00D000000000001AAA", 2 }, { queue = "critical" }))
+    local later = assert(jobs.enqueue("onboarding.advance", { "00D000000000002AAA", 1 }, { ["in"] = 3600 }))
+    jobs.use(nil)
+    assert.equal("OK", r:call("SET", "kept", "yes"))
+    r:close()
+    svc("stop", "redis") -- at once: inside the second that everysec has not yet written
+    start("redis")
+    r = assert(redis.connect(urls.redis))
+    assert.equal("yes", r:call("GET", "kept"))
+    local queued = r:call("LRANGE", "queue:critical", 0, -1)
+    assert.equal(1, #queued)
+    assert.equal(jid, json.decode(queued[1]).jid)
+    assert.equal(1, r:call("ZCARD", "schedule"))
+    assert.equal(later, json.decode(r:call("ZRANGE", "schedule", 0, 0)[1]).jid)
     r:close()
   end)
 
