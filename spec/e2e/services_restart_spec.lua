@@ -8,6 +8,9 @@ local redis = require "mc.redis"
 local pg = require "mc.pg"
 local jobs = require "mc.jobs"
 local json = require "mc.json"
+local http = require "mc.http"
+local daemon = require "support.daemon"
+local server = require "support.server"
 
 describe("tools/services stop, then start", function()
   local dir, cleanup, urls
@@ -98,5 +101,41 @@ describe("tools/services stop, then start", function()
     local r = assert(redis.connect(urls.redis))
     assert.equal("PONG", r:call("PING"))
     r:close()
+  end)
+
+  it("lets a running `multiconnect web` of the project recover by itself: /health 503 while down, 200 after", function()
+    local port = server.free_port()
+    local web = daemon.start({ command = "web", root = host.root, env = {
+      PORT = tostring(port), WEB_BIND = "127.0.0.1", DATABASE_URL = urls.postgres, REDIS_URL = urls.redis,
+      -- what scripts/config.lua requires of `web`, besides the services' URLs
+      APP_URL = "http://127.0.0.1:1", ENCRYPTION_KEYS = "k1:" .. string.rep("A", 43) .. "=",
+      SALESFORCE_CLIENT_ID = "spec-client", SALESFORCE_CLIENT_SECRET = "spec-secret" } })
+    finally(function() web:stop() end)
+    assert.is_true(server.wait_accepting(port, 10, function() return web:alive() end), web:log())
+    local function health()
+      local res = assert(http.get("http://127.0.0.1:" .. port .. "/health", { timeout = 10 }))
+      return res.status, assert(res:json()).checks
+    end
+    local function comes_back(what)
+      proc.wait_for(function() return health() == 200 end, 15, "/health to answer 200 after " .. what)
+    end
+    assert.equal(200, (health()))
+
+    svc("stop", "redis")
+    local status, checks = health()
+    assert.equal(503, status)
+    assert.equal("ok", checks.postgres)
+    assert.not_equal("ok", checks.redis)
+    start("redis")
+    comes_back("redis came back")
+
+    svc("stop", "postgres")
+    status, checks = health()
+    assert.equal(503, status)
+    assert.not_equal("ok", checks.postgres)
+    assert.equal("ok", checks.redis)
+    start("postgres")
+    comes_back("postgres came back")
+    assert.is_true(web:alive()) -- the same process throughout
   end)
 end)
