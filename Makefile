@@ -19,7 +19,8 @@ ASAN_OBJ := $(SRC:core/%.c=build/asan/%.o) build/asan/embedded.o
 all: bin/multiconnect
 
 # The build, test and dev targets first make sure the Debian packages are there
-# (tools/setup installs what is missing and is silent when nothing is).
+# (tools/setup installs what is missing and is silent when nothing is). Every
+# rule that compiles has `| deps`: under -j a rule without it races the install.
 deps:
 	@tools/setup --quiet
 
@@ -35,21 +36,21 @@ bin/multiconnect-asan: $(ASAN_OBJ) | deps
 	@mkdir -p bin
 	$(CC) $(ASAN) -o $@ $(ASAN_OBJ) $(PKG_LIBS) -lm
 
-build/embedded.c: $(LUA_SRC) tools/embed-lua
+build/embedded.c: $(LUA_SRC) tools/embed-lua | deps
 	@mkdir -p build
 	tools/embed-lua $@ $(LUA_SRC)
 
 build/normal/%.o: core/%.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) $(DEPFLAGS) $(PKG_CFLAGS) -Icore -c -o $@ $<
-build/normal/embedded.o: build/embedded.c
+build/normal/embedded.o: build/embedded.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Icore -c -o $@ $<
 
 build/asan/%.o: core/%.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(ASAN) $(DEPFLAGS) $(PKG_CFLAGS) -Icore -c -o $@ $<
-build/asan/embedded.o: build/embedded.c
+build/asan/embedded.o: build/embedded.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(ASAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
 
