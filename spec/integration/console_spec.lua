@@ -170,7 +170,9 @@ describe("console", function()
       assert.truthy(t:wait_for("console:1: oops"), t:screen())
       t:type("twice(50)"); t:keys("Enter")
       assert.truthy(t:wait_for("\n100\nmc>"), t:screen())
-      t:type("half typed line"); t:keys("C-c")
+      t:type("half typed line")
+      assert.truthy(t:wait_for("mc> half typed line"), t:screen()) -- on screen before Ctrl-C, not racing it
+      t:keys("C-c")
       t:type("{ org = org('00D000000000001').org_name, n = { 1 } }"); t:keys("Enter")
       assert.truthy(t:wait_for('{\n  n = {\n    1\n  },\n  org = "Acme"\n}'), t:screen())
       -- the cancelled text went nowhere: the next line ran alone
