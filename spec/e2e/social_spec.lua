@@ -126,10 +126,12 @@ describe("social sync end to end", function()
   it("stores hostile text exactly as posted", function()
     local hostile = "Robert'); DROP TABLE tweet__c;-- \"quoted\" \\N \\. tab\there\r\nnew line "
       .. "\u{1F525}\u{1F469}\u{200D}\u{1F4BB} \u{200F}שלום עולם\u{202E}gnp.exe \1\27[31mred\127 <b>&amp;</b>"
-    s:knobs({ x = { extra_posts = { { handle = "acme", text = hostile, ago = 30 } } } })
+    -- posted now: newer than anything the last run saw, so past its cursor (the
+    -- sandbox's feeds may have posted meanwhile too: at least this one is new)
+    s:knobs({ x = { extra_posts = { { handle = "acme", text = hostile, ago = 0 } } } })
     local res = run(ACME)
     s:knobs({ x = { extra_posts = json.null } })
-    assert.equal(1, res.inserted)
+    assert(res.inserted >= 1, "inserted " .. tostring(res.inserted))
     local rows = assert(s.pg:query("SELECT text__c, author_username__c FROM " .. schema(ACME)
       .. ".tweet__c WHERE text__c LIKE 'Robert%'"))
     assert.equal(1, #rows)
