@@ -8,17 +8,23 @@ package.path = host.root .. "/?.lua;" .. package.path -- sandbox.* modules
 
 local web = require "mc.web"
 local json = require "mc.json"
+local crypto = require "mc.crypto"
 local store = require "sandbox.store"
 
 -- SANDBOX_CONFIG (a JSON document of knobs, as POST /__sandbox/config takes) is
--- merged as the app loads (again on a reload: the environment's knobs win over
--- the endpoint's for the knobs it names); a malformed one stops the sandbox
--- from starting.
+-- merged once per value: the knobs live in Redis (persisted), so a restarted or
+-- reloaded sandbox keeps what the endpoint changed since; a new SANDBOX_CONFIG,
+-- or a reset, applies it again. A malformed one stops the sandbox from starting.
 local knobs = os.getenv("SANDBOX_CONFIG")
 if knobs and knobs ~= "" then
   local doc, err = json.decode(knobs)
   local ok, merr = type(doc) == "table", "not a JSON object: " .. tostring(err)
-  if ok then ok, merr = store.merge(doc) end
+  local applied = store.key("config:applied")
+  local digest = crypto.to_hex(crypto.sha256(knobs))
+  if ok and store.call("GET", applied) ~= digest then
+    ok, merr = store.merge(doc)
+    if ok then store.call("SET", applied, digest) end
+  end
   if not ok then
     io.stderr:write("multiconnect sandbox: SANDBOX_CONFIG: ", merr, "\n")
     error("SANDBOX_CONFIG: " .. merr, 0)

@@ -207,6 +207,21 @@ describe("sandbox: Heroku Platform API", function()
       assert.equal("6", res.headers["ratelimit-remaining"])
     end)
 
+    it("is applied once per value: a restarted sandbox keeps knobs changed since; a new value applies", function()
+      local config = '{"heroku": {"async": false, "rate_limit": 9}}'
+      local first, url = sandbox.start(11, { SANDBOX_CONFIG = config })
+      assert.equal(200, assert(http.post(url .. "/__sandbox/config", { json = { heroku = { rate_limit = 3 } } })).status)
+      first:stop()
+      local again, url2 = sandbox.start(11, { SANDBOX_CONFIG = config })
+      local kept = assert(http.get(url2 .. "/__sandbox/config")):json().heroku.rate_limit
+      again:stop()
+      assert.equal(3, kept) -- the endpoint's change survived the restart
+      local changed, url3 = sandbox.start(11, { SANDBOX_CONFIG = '{"heroku": {"rate_limit": 5}}' })
+      local now = assert(http.get(url3 .. "/__sandbox/config")):json().heroku.rate_limit
+      changed:stop()
+      assert.equal(5, now)
+    end)
+
     it("refuses a malformed one clearly", function()
       local proc = require "support.process"
       local r = proc.mc({ "sandbox" }, { env = { MC_ROOT = host.root, SANDBOX_CONFIG = "{nope" } })
