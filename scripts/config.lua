@@ -11,6 +11,9 @@ local host = require "mc.host"
 local _M = {}
 
 local HTTP = { schemes = { "http", "https" } }
+
+-- mc.env's enum reader in the (name, default, opts) shape of the others
+local function enum(name, default, choices) return env.enum(name, choices, default) end
 local DAY = 24 * 3600
 
 -- name -> { read, default, opts, need = {process = true}, doc }
@@ -21,7 +24,7 @@ local VARS = {
   ADMIN_TOKEN = { env.str, nil, nil, min_len = 16, doc = "the operator's bearer token (unset: operator calls are refused, 401)" },
   CALLBACK_SECRET = { env.str, nil, nil, doc = "the HMAC secret the package signs callbacks with" },
   CALLBACK_SECRET_PREVIOUS = { env.str, nil, nil, doc = "the secret before a rotation, accepted too" },
-  CALLBACK_SIGNATURES = { env.str, "on", nil, choices = { on = true, off = true }, doc = "off: callbacks unsigned (a local demo only)" },
+  CALLBACK_SIGNATURES = { enum, "on", { "on", "off" }, doc = "off: callbacks unsigned (a local demo only)" },
   CALLBACK_TOLERANCE = { env.int, 300, { min = 1 }, doc = "seconds a signed timestamp stays good" },
   OAUTH_STATE_TTL = { env.int, 900, { min = 10 }, doc = "seconds a sign-in's OAuth state lives" },
   AUTHENTICATE_LINK_TTL = { env.int, 7 * DAY, { min = 60 }, doc = "seconds the mailed sign-in link works" },
@@ -83,22 +86,10 @@ local function read(name)
   if default == nil and DERIVED[name] then default = DERIVED[name]() end
   if default == nil and not env.get(name) then return nil end
   local value = v[1](name, default, v[3])
-  if type(value) == "string" then
-    if v.min_len and #value < v.min_len then
-      error(string.format("%s: expected at least %d characters, got %d", name, v.min_len, #value), 0)
-    end
-    if v.choices and not v.choices[value] then
-      error(string.format("%s: expected one of %s, got %q", name, _M.choices(v.choices), value), 0)
-    end
+  if v.min_len and #value < v.min_len then
+    error(string.format("%s: expected at least %d characters, got %d", name, v.min_len, #value), 0)
   end
   return value
-end
-
-function _M.choices(set)
-  local list = {}
-  for k in pairs(set) do list[#list + 1] = k end
-  table.sort(list)
-  return table.concat(list, ", ")
 end
 
 -- get(name) -> the value (the default when unset; nil when unset with none).

@@ -33,7 +33,7 @@ describe("config", function()
     assert.matches("ADMIN_TOKEN: expected at least 16 characters, got 12", text, 1, true)
     assert.matches("CALLBACK_TOLERANCE: expected", text, 1, true)
     assert.matches("SALESFORCE_LOGIN_URL: expected a http/https URL", text, 1, true)
-    assert.matches("CALLBACK_SIGNATURES: expected one of off, on", text, 1, true)
+    assert.matches("CALLBACK_SIGNATURES: expected one of on, off, got ", text, 1, true)
     assert.is_nil(text:find("short-secret", 1, true)) -- secrets are never echoed
     assert.is_nil(text:find("%.lua:%d+:")) -- no source positions in an operator's message
     assert.equal(6, #problems)
