@@ -77,8 +77,11 @@ int mc_dotenv_load(const char *root) {
   while (fgets(line, sizeof line, f) != NULL) {
     const char *why = NULL;
     lineno++;
-    if (strchr(line, '\n') == NULL && !feof(f)) why = "line too long";
-    else if (take_line(line, &why) == 0) continue;
+    if (strchr(line, '\n') == NULL && !feof(f)) { /* full buffer: the line's end, or more? */
+      int c = getc(f);
+      if (c != EOF) { ungetc(c, f); why = "line too long"; }
+    }
+    if (why == NULL && take_line(line, &why) == 0) continue;
     fprintf(stderr, "multiconnect: %s:%d: %s\n", path, lineno, why);
     status = -1;
     break;

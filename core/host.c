@@ -342,12 +342,14 @@ void mc_log_error(const char *msg, const char *err) {
   if (n >= sizeof head) n = sizeof head - 1;
   memcpy(head, err, n);
   head[n] = '\0';
-  printf("at=error msg=\"%s\" error=\"%s\"", mc_log_escape(msg, m, sizeof m), mc_log_escape(head, e, sizeof e));
+  t[0] = '\0';
   if (tb != NULL) {
     compact_frames(tb + sizeof mark - 1, frames, sizeof frames);
-    printf(" trace=\"%s\"", mc_log_escape(frames, t, sizeof t));
+    mc_log_escape(frames, t, sizeof t);
   }
-  printf("\n");
+  /* one printf: other threads' lines must not land inside this one */
+  printf("at=error msg=\"%s\" error=\"%s\"%s%s%s\n", mc_log_escape(msg, m, sizeof m),
+         mc_log_escape(head, e, sizeof e), tb ? " trace=\"" : "", t, tb ? "\"" : "");
   fflush(stdout);
 }
 

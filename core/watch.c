@@ -2,6 +2,7 @@
  * calls per second at most) keeps this simple and correct on every filesystem,
  * where inotify would need a watch per folder and care with editors that
  * replace files. */
+#include <limits.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,10 +47,11 @@ const char *const *mc_opt_dirs(const mc_options *o, const char *key, const char 
     return NULL;
   }
   if (t != LUA_TTABLE) luaL_error(L, "%s: %s must be an array of folders", o->who, key);
-  lua_Integer n = luaL_len(L, list);
-  const char **dirs = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *dirs, 1);
+  size_t n = lua_rawlen(L, list); /* raw, as the rawgeti below: no __len to lie */
+  if (n > INT_MAX - 1) luaL_error(L, "%s: %s has too many folders", o->who, key);
+  const char **dirs = lua_newuserdatauv(L, (n + 1) * sizeof *dirs, 1);
   lua_createtable(L, (int)n, 0); /* the path strings, which the userdata keeps alive */
-  for (lua_Integer i = 1; i <= n; i++) {
+  for (lua_Integer i = 1; i <= (lua_Integer)n; i++) {
     if (lua_rawgeti(L, list, i) != LUA_TSTRING) luaL_error(L, "%s: %s[%I] must be a string", o->who, key, i);
     if (lua_tostring(L, -1)[0] != '/') {
       lua_pushfstring(L, "%s/%s", root, lua_tostring(L, -1));

@@ -52,6 +52,17 @@ describe(".env", function()
     end
   end)
 
+  it("takes a last line that fills the reader's buffer exactly, and refuses a longer one", function()
+    proc.write(root .. "/.env", "PLAIN=" .. string.rep("x", 8191 - 6)) -- 8191 bytes, no newline
+    local r = show()
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("PLAIN=" .. string.rep("x", 8185) .. "|", r.stdout, 1, true)
+    proc.write(root .. "/.env", "PLAIN=" .. string.rep("x", 9000) .. "\n")
+    r = show()
+    assert.equal(1, r.code)
+    assert.matches("/%.env:1: line too long", r.stderr)
+  end)
+
   it("is skipped with MC_DOTENV=off", function()
     proc.write(root .. "/.env", "PLAIN=one\n")
     assert.matches("PLAIN=nil", show({ MC_DOTENV = "off" }).stdout, 1, true)
