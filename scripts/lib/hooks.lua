@@ -109,6 +109,39 @@ local function override(dir, shown, org_id)
   return found.name, found.src
 end
 
+-- Runs inside the isolate after a file: what it defines, and each value's type.
+local SHAPE = [[
+return { of = function()
+  if type(override) ~= "table" then return type(override) end
+  local out = {}
+  for k, v in pairs(override) do out[tostring(k)] = type(v) end
+  return out
+end }
+]]
+
+-- shape(path, shown) -> {name = type of value} | nil, err, line: the hooks a
+-- tenant file defines, loaded as run() loads it (default.lua first, as the
+-- global `default`); a file that does not return a table answers its type
+-- instead. For `multiconnect check`, which names unknown hooks and non-functions.
+function _M.shape(path, shown)
+  local dir, dshown = tenants_dir()
+  local src, err = read(path)
+  if not src then return nil, err end
+  local iso <close>, ierr = isolate.new(limits())
+  if not iso then return nil, ierr end
+  iso:arm()
+  local dsrc = read(dir .. "/default.lua", true)
+  if dsrc and path ~= dir .. "/default.lua" then iso:exec(dsrc, dshown .. "/default.lua", "default") end
+  local ok, lerr = iso:exec(src, shown, "override")
+  if not ok then return nil, lerr end
+  assert(iso:exec(SHAPE, "=lib.hooks", "hooks_shape"))
+  local _, shape = iso:call("hooks_shape", "of")
+  return shape
+end
+
+-- tenants_dir() -> the hook files' directory, and how messages name it
+_M.dir = tenants_dir
+
 function _M.run(tenant, name, ...)
   if type(tenant) ~= "table" then error("hooks.run: tenant must be a table", 2) end
   if not _M.HOOKS[name] then error("hooks.run: unknown hook " .. tostring(name), 2) end

@@ -26,4 +26,18 @@ function _M.active(conn, org_id)
   return _M.view(row)
 end
 
+-- Schemas a tenant must never be given: ours, Postgres's, Connect's default.
+local RESERVED = { public = true, salesforce = true, information_schema = true }
+
+-- schema_problem(name) -> nil when name can be a tenant's schema, else why not:
+-- what the schema_name hook's answer is checked against before anything is built.
+function _M.schema_problem(name)
+  if type(name) == "string" and #name <= 63 and name:match("^[a-z_][a-z0-9_]*$") and name:sub(1, 3) ~= "pg_"
+      and not RESERVED[name] then
+    return nil
+  end
+  return "tenant hook schema_name gave " .. tostring(name)
+    .. ", not a tenant schema name (^[a-z_][a-z0-9_]{0,62}$, no pg_ prefix, not public/salesforce)"
+end
+
 return _M

@@ -14,12 +14,12 @@ local salesforce = require "clients.salesforce"
 local sfid = require "lib.sfid"
 local tokens = require "lib.tokens"
 local hooks = require "lib.hooks"
+local tenant = require "lib.tenant"
 local mapping = require "onboarding.mapping"
 local notify = require "onboarding.notify"
 
 local _M = {}
 
-local SCHEMA = "^[a-z_][a-z0-9_]*$"
 local HEALTHY_CONNECTION = { IDLE = true, POLLING_DB_CHANGES = true }
 local SYNCED_MAPPING = { DATA_SYNCED = true, POLLING_SF_CHANGES = true, SYNCED = true }
 local BROKEN_MAPPING = { BAD_CONFIG = true, SYSTEM_ERROR = true, ABORTED = true, UNAUTHORIZED = true,
@@ -35,19 +35,14 @@ local function attachment_name(org) return "HEROKUCONNECT_" .. org.org_id:upper(
 
 local function db_key() return config.get("CONNECT_DB_KEY") end
 
--- Schemas a tenant must never be given: ours, Postgres's, Connect's default.
-local RESERVED = { public = true, salesforce = true, information_schema = true }
-
 -- The tenant's schema: its hook's answer, checked before anything is provisioned
 -- (a name another org holds would otherwise surface as a unique violation later).
 local function schema_name(org, conn)
   if org.schema_name ~= nil and org.schema_name ~= mc.null then return org.schema_name end
   local ok, name = hooks.run(org.tenant, "schema_name")
   if not ok then return nil, name end
-  if type(name) ~= "string" or #name > 63 or not name:match(SCHEMA) or name:sub(1, 3) == "pg_" or RESERVED[name] then
-    return nil, "tenant hook schema_name gave " .. tostring(name)
-      .. ", not a tenant schema name (^[a-z_][a-z0-9_]{0,62}$, no pg_ prefix, not public/salesforce)"
-  end
+  local problem = tenant.schema_problem(name)
+  if problem then return nil, problem end
   local rows, err = conn:query("SELECT org_id FROM organizations WHERE schema_name = $1 AND org_id <> $2", name, org.org_id)
   if not rows then return nil, "checking the schema name: " .. err, true end
   if rows[1] then return nil, "schema " .. name .. " already belongs to org " .. rows[1].org_id end

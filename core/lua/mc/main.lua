@@ -29,6 +29,9 @@ commands:
   jobs stats [--json]        counters, set and queue sizes, processes
   jobs retry-dead            move every dead job back to its queue
   jobs clear QUEUE|--all     empty one queue, or every queue
+  check                      validate scripts/, the schedule, the tenant hooks and
+                             the mappings without starting anything; exit 1 and
+                             one line per problem (file:line: what (fix: how))
   test [busted args] [paths] run the specs (default: spec/) inside the host
   version                    print the versions of multiconnect and its libraries
   help                       print this text
@@ -116,6 +119,10 @@ end
 
 function COMMANDS.migrate(args)
   return require("mc.migrate").main(args)
+end
+
+function COMMANDS.check(args)
+  return require("mc.check").main(args)
 end
 
 function COMMANDS.test(args)
