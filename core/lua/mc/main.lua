@@ -32,6 +32,9 @@ commands:
   check                      validate scripts/, the schedule, the tenant hooks and
                              the mappings without starting anything; exit 1 and
                              one line per problem (file:line: what (fix: how))
+  new tenant ORG_ID          write scripts/tenants/ORG_ID.lua and its spec from
+                             a commented template (tools/templates/)
+  new job NAME               write scripts/jobs/NAME.lua and its spec
   test [busted args] [paths] run the specs (default: spec/) inside the host
   version                    print the versions of multiconnect and its libraries
   help                       print this text
@@ -123,6 +126,10 @@ end
 
 function COMMANDS.check(args)
   return require("mc.check").main(args)
+end
+
+function COMMANDS.new(args)
+  return require("mc.new").main(args)
 end
 
 function COMMANDS.test(args)

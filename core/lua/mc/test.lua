@@ -14,7 +14,22 @@ local function has_path(args)
   return false
 end
 
+-- A path that is not there is a typo, not a request for the whole suite.
+local function missing_path(args)
+  for i, a in ipairs(args) do
+    local value_of_option = i > 1 and args[i - 1]:match("^%-%w$")
+    if not a:match("^%-") and not value_of_option and (a:find("%.lua$") or a:find("/")) and not file.exists(a) then
+      return a
+    end
+  end
+end
+
 function _M.main(args)
+  local missing = missing_path(args)
+  if missing then
+    io.stderr:write("multiconnect test: no such spec file or folder: ", missing, "\n")
+    return 2
+  end
   local argv = { [0] = "multiconnect test" }
   for i, a in ipairs(args) do argv[i] = a end
   if not has_path(args) then argv[#argv + 1] = host.root .. "/spec" end
