@@ -84,7 +84,7 @@ end)
 
 describe("worker and clock on Heroku's terms", function()
   local db, proc_d
-  before_each(function() db = redis_db.open(12) end)
+  before_each(function() db = redis_db.open(27) end)
   after_each(function()
     if proc_d then proc_d:stop() end
     db:close()
