@@ -14,6 +14,7 @@ COPY tools/image/runtime /usr/local/sbin/multiconnect-runtime
 RUN /usr/local/sbin/multiconnect-runtime && rm /usr/local/sbin/multiconnect-runtime
 COPY --from=build /src/build/image/app /app
 WORKDIR /app
-ENV MC_RELOAD=0
+# nothing edits a slug's scripts; `heroku run multiconnect console` finds the binary
+ENV MC_RELOAD=0 PATH=/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 USER app
 CMD ["bin/multiconnect", "web"]
