@@ -1,5 +1,6 @@
 # multiconnect -- see README.md. `make` builds bin/multiconnect; `make asan` the
-# ASan+UBSan twin; `make test` runs every spec with both; `make dev` runs locally.
+# ASan+UBSan twin; `make test` runs every spec with both; `make dev` runs locally;
+# `make image-check` proves the container build (Dockerfile) in clean Debian 12 roots.
 
 PKGS     := lua5.4 lua5.4-cjson libmicrohttpd libpq hiredis libcurl openssl readline
 WARN     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -15,14 +16,16 @@ ASAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-san
 OBJ      := $(SRC:core/%.c=build/normal/%.o) build/normal/embedded.o
 ASAN_OBJ := $(SRC:core/%.c=build/asan/%.o) build/asan/embedded.o
 
-.PHONY: all asan setup deps test dev clean services-start services-stop
+.PHONY: all asan setup deps test dev clean services-start services-stop image-check
 all: bin/multiconnect
 
 # The build, test and dev targets first make sure the Debian packages are there
 # (tools/setup installs what is missing and is silent when nothing is). Every
 # rule that compiles has `| deps`: under -j a rule without it races the install.
+# SETUP_GROUPS limits it (the container build: SETUP_GROUPS="build libraries").
+SETUP_GROUPS ?=
 deps:
-	@tools/setup --quiet
+	@tools/setup --quiet $(SETUP_GROUPS)
 
 setup:
 	@tools/setup
@@ -59,6 +62,9 @@ test: bin/multiconnect bin/multiconnect-asan
 
 dev: bin/multiconnect
 	@tools/dev
+
+image-check:
+	@tools/image/check
 
 clean:
 	rm -rf build bin

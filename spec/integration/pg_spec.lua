@@ -6,6 +6,28 @@ local proc = require "support.process"
 
 local null = mc.null
 
+local SSL_IN_USE = "select ssl from pg_stat_ssl where pid = pg_backend_pid()"
+
+-- A server that answers libpq's SSLRequest with "N" (no TLS here), as a
+-- Postgres with ssl=off does; it writes its port to the file named by arg[1].
+local NO_TLS_SERVER = [[
+local socket = require "socket"
+local s = assert(socket.bind("127.0.0.1", 0))
+local f = assert(io.open(arg[1] .. ".tmp", "w"))
+f:write(select(2, s:getsockname()), "\n")
+f:close()
+os.rename(arg[1] .. ".tmp", arg[1])
+s:settimeout(15)
+local c = s:accept()
+if c then
+  c:settimeout(5)
+  c:receive(8)
+  c:send("N")
+  c:receive("*a")
+  c:close()
+end
+]]
+
 describe("mc.pg", function()
   local conn
   before_each(function() conn = assert(pg.connect()) end)
@@ -41,10 +63,37 @@ describe("mc.pg", function()
       local sep = url:find("?", 1, true) and "&" or "?"
       local c = assert(pg.connect(url .. sep .. "sslmode=disable&connect_timeout=3&application_name=spec"))
       assert.equal("spec", assert(c:query("select current_setting('application_name') as a"))[1].a)
+      assert.is_false(assert(c:query(SSL_IN_USE))[1].ssl)
       c:close()
-      local none, err = pg.connect(url .. sep .. "sslmode=require")
-      assert.is_nil(none) -- the local server has no TLS
-      assert.is_string(err)
+    end)
+
+    -- Heroku Postgres takes TLS only and DATABASE_URL may say sslmode=require;
+    -- tools/services runs the local server with ssl=on and a self-signed
+    -- certificate, which require (unlike verify-full) accepts, as on Heroku.
+    it("connects over TLS with sslmode=require", function()
+      local url = os.getenv("DATABASE_URL")
+      local sep = url:find("?", 1, true) and "&" or "?"
+      local c = assert(pg.connect(url .. sep .. "sslmode=require"))
+      assert.is_true(assert(c:query(SSL_IN_USE))[1].ssl)
+      c:close()
+    end)
+
+    it("refuses a server without TLS when sslmode=require, saying so", function()
+      local dir, cleanup = proc.tmpdir()
+      local script = proc.write(dir .. "/no_tls.lua", NO_TLS_SERVER)
+      os.execute(string.format("%s run %s %s >%s 2>&1 &", proc.quote(proc.exe), proc.quote(script),
+        proc.quote(dir .. "/port"), proc.quote(dir .. "/log")))
+      local port = proc.wait_for(function()
+        local f = io.open(dir .. "/port")
+        local n = f and f:read("n")
+        if f then f:close() end
+        return n
+      end, 10, "the no-TLS server")
+      local c, err = pg.connect("postgres://u:secret@127.0.0.1:" .. port .. "/db?sslmode=require&connect_timeout=5")
+      cleanup()
+      assert.is_nil(c)
+      assert.matches("server does not support SSL, but SSL was required", err, 1, true)
+      assert.is_nil(err:find("secret", 1, true))
     end)
 
     it("raises when no URL is given and DATABASE_URL is unset", function()

@@ -3,6 +3,7 @@
 -- speaks only TLS with a self-signed certificate made here.
 local redis = require "mc.redis"
 local proc = require "support.process"
+local redis_server = require "support.redis_server"
 local support_server = require "support.server"
 
 local null = mc.null
@@ -19,39 +20,7 @@ local function run_script(src, env)
   return res
 end
 
--- A private redis-server: start(dir, args) -> {port =, pid =, stop = fn}.
--- args are redis-server options; the port option is added unless tls is set.
-local function start_server(dir, opts)
-  local port = support_server.free_port()
-  local argv = { "redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-    "--daemonize", "yes", "--dir", dir, "--pidfile", dir .. "/redis.pid",
-    "--logfile", dir .. "/redis.log" }
-  if opts.tls then
-    for _, a in ipairs({ "--port", "0", "--tls-port", port, "--tls-cert-file", opts.tls.cert,
-      "--tls-key-file", opts.tls.key, "--tls-ca-cert-file", opts.tls.cert,
-      "--tls-auth-clients", "no" }) do argv[#argv + 1] = tostring(a) end
-  else
-    argv[#argv + 1], argv[#argv + 2] = "--port", tostring(port)
-  end
-  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
-  local r = proc.run(argv)
-  assert(r.code == 0, r.stderr .. r.stdout)
-  local pid = proc.wait_for(function()
-    local f = io.open(dir .. "/redis.pid")
-    local n = f and f:read("n")
-    if f then f:close() end
-    return n and support_server.accepting(port) and n
-  end, 5, "redis-server to start")
-  return {
-    port = port,
-    pid = pid,
-    signal = function(sig) os.execute("kill -" .. sig .. " " .. pid) end,
-    stop = function()
-      os.execute("kill -CONT " .. pid .. " 2>/dev/null; kill " .. pid .. " 2>/dev/null")
-      proc.wait_for(function() return not os.execute("kill -0 " .. pid .. " 2>/dev/null") end, 5)
-    end,
-  }
-end
+local start_server = redis_server.start
 
 describe("mc.redis", function()
   local url = assert(os.getenv("REDIS_URL"), "REDIS_URL is set by make test")
@@ -378,11 +347,7 @@ describe("mc.redis", function()
     local dir, cleanup, server, tls_url
     setup(function()
       dir, cleanup = proc.tmpdir()
-      local tls = { cert = dir .. "/cert.pem", key = dir .. "/key.pem" }
-      local res = proc.run({ "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-        "-keyout", tls.key, "-out", tls.cert, "-days", "2", "-subj", "/CN=localhost",
-        "-addext", "subjectAltName=DNS:localhost" })
-      assert(res.code == 0, res.stderr)
+      local tls = redis_server.self_signed(dir)
       server = start_server(dir, { tls = tls, args = { "--requirepass", "tls-pw" } })
       tls_url = "rediss://:tls-pw@127.0.0.1:" .. server.port .. "/1"
     end)

@@ -56,6 +56,23 @@ describe("tools/setup", function()
     assert.matches("missing Debian packages: curl", r.stderr, 1, true)
   end)
 
+  it("limits itself to the groups named (the container build wants build and libraries only)", function()
+    local r = setup({ "--check", "build", "libraries" }, { FAKE_MISSING = "curl redis-server" })
+    assert.equal(0, r.code, r.stderr)
+    r = setup({ "--check", "build", "libraries" }, { FAKE_MISSING = "curl libpq-dev" })
+    assert.equal(1, r.code)
+    assert.matches("missing Debian packages: libpq-dev\n", r.stderr, 1, true)
+    r = setup({ "--check", "compilers" })
+    assert.equal(2, r.code)
+    assert.matches("no group compilers (build, libraries, services, test)", r.stderr, 1, true)
+  end)
+
+  it("wants debootstrap for make image-check", function()
+    local r = setup({ "--check" }, { FAKE_MISSING = "debootstrap" })
+    assert.equal(1, r.code)
+    assert.matches("missing Debian packages: debootstrap", r.stderr, 1, true)
+  end)
+
   local function lines(s)
     local out = {}
     for l in s:gmatch("[^\n]+") do out[#out + 1] = l end

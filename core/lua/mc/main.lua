@@ -35,6 +35,8 @@ commands:
   new tenant ORG_ID          write scripts/tenants/ORG_ID.lua and its spec from
                              a commented template (tools/templates/)
   new job NAME               write scripts/jobs/NAME.lua and its spec
+  keys new [KID]             print a new ENCRYPTION_KEYS entry, KID:base64key
+                             (KID default: k and today's UTC date, k20260131)
   test [busted args] [paths] run the specs (default: spec/) inside the host
   version                    print the versions of multiconnect and its libraries
   help                       print this text
@@ -130,6 +132,23 @@ end
 
 function COMMANDS.new(args)
   return require("mc.new").main(args)
+end
+
+-- keys new [KID]: ENCRYPTION_KEYS is "kid:base64key,...", which Heroku's
+-- app.json generator cannot make (it makes hex secrets), so the operator makes
+-- one here: `heroku config:set ENCRYPTION_KEYS=$(multiconnect keys new)`.
+function COMMANDS.keys(args)
+  local kid = args[2] or os.date("!k%Y%m%d")
+  if args[1] ~= "new" or #args > 2 then
+    io.stderr:write("usage: multiconnect keys new [KID]\n")
+    return 2
+  end
+  if #kid > 32 or not kid:match("^[%w_%-]+$") then
+    io.stderr:write("multiconnect keys: KID must be 1 to 32 of A-Z a-z 0-9 _ -, got ", string.format("%q", kid), "\n")
+    return 2
+  end
+  io.stdout:write(kid, ":", require("mc.crypto").new_key(), "\n")
+  return 0
 end
 
 function COMMANDS.test(args)
