@@ -7,6 +7,8 @@ local md = require "support.markdown"
 local host = require "mc.host"
 local file = require "mc.file"
 local json = require "mc.json"
+local pg = require "mc.pg"
+local pg_db = require "support.pg_db"
 
 local ORG = "00D5g000004XyzAEAS"
 
@@ -108,5 +110,35 @@ describe("multiconnect check", function()
     local res = proc.mc({ "check", "--fast" })
     assert.equal(2, res.code)
     assert.truthy(res.stderr:find("unexpected argument --fast", 1, true))
+  end)
+
+  describe("in the release phase (`multiconnect release`)", function()
+    local url
+    before_each(function() url = pg_db.create("mc_spec_release") end)
+    after_each(function() pg_db.drop("mc_spec_release") end)
+
+    local function release(files)
+      local root, cleanup = project(files)
+      assert(os.execute("cp -r " .. proc.quote(host.root .. "/sql") .. " " .. proc.quote(root)))
+      local res = proc.mc({ "release" }, { env = { MC_ROOT = root, TENANTS_DIR = false, MC_DOTENV = "off",
+        DATABASE_URL = url } })
+      cleanup()
+      local conn <close> = assert(pg.connect(url))
+      local migrated = conn:query("SELECT to_regclass('schema_migrations') IS NOT NULL AS present")[1].present
+      return res, migrated
+    end
+
+    it("stops at a problem, before migrating anything", function()
+      local res, migrated = release({ ["scripts/tenants/acme.lua"] = "return {}" })
+      assert.equal(1, res.code)
+      assert.truthy(res.stderr:find("scripts/tenants/acme.lua: never read", 1, true), res.stderr)
+      assert.is_false(migrated)
+    end)
+
+    it("migrates a project that checks", function()
+      local res, migrated = release({})
+      assert.equal(0, res.code, res.stderr)
+      assert.is_true(migrated)
+    end)
   end)
 end)

@@ -157,8 +157,8 @@ describe("app.json", function()
       assert.truthy(yml:find(name .. ": " .. command, 1, true) or yml:find("- " .. command, 1, true),
         name .. ": " .. command .. " in heroku.yml")
     end
-    assert.matches("release: bin/multiconnect migrate", procfile, 1, true)
-    assert.matches("release:%s+image: web%s+command:%s+%- bin/multiconnect migrate", yml)
+    assert.matches("release: bin/multiconnect release", procfile, 1, true)
+    assert.matches("release:%s+image: web%s+command:%s+%- bin/multiconnect release", yml)
     assert.matches("build:%s+docker:%s+web: Dockerfile", yml)
   end)
 end)

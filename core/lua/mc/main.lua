@@ -35,6 +35,9 @@ commands:
   new tenant ORG_ID          write scripts/tenants/ORG_ID.lua and its spec from
                              a commented template (tools/templates/)
   new job NAME               write scripts/jobs/NAME.lua and its spec
+  release                    the release phase: check, then migrate; exit 1 at
+                             the first that fails, so a release with a broken
+                             script or a failed migration never goes live
   keys new [KID]             print a new ENCRYPTION_KEYS entry, KID:base64key
                              (KID default: k and today's UTC date, k20260131)
   test [busted args] [paths] run the specs (default: spec/) inside the host
@@ -128,6 +131,19 @@ end
 
 function COMMANDS.check(args)
   return require("mc.check").main(args)
+end
+
+-- release: what Heroku runs before a release goes live (Procfile, heroku.yml).
+-- Checking first means a script that does not load fails the release, not the
+-- dynos it would have replaced.
+function COMMANDS.release(args)
+  if args[1] ~= nil then
+    io.stderr:write("usage: multiconnect release\n")
+    return 2
+  end
+  local status = require("mc.check").main({})
+  if status ~= 0 then return status end
+  return require("mc.migrate").main({})
 end
 
 function COMMANDS.new(args)
