@@ -10,7 +10,10 @@ Daemon.__index = Daemon
 _M.Daemon = Daemon
 
 -- start{command = "worker", files = {["scripts/x.lua"] = "..."}, env = {...},
---   root = dir?} -> daemon, not waited for: the caller knows what "ready" means.
+--   root = dir?, may_end = false} -> daemon, not waited for: the caller knows
+-- what "ready" means. A process that ends before it is seen running is an error,
+-- unless may_end says the spec expects it to (a refused start): then the daemon
+-- is returned already ended, its log and exit status readable.
 -- Without root, a scratch MC_ROOT is made and removed by stop().
 function _M.start(opts)
   local root, cleanup = opts.root, function() end
@@ -41,7 +44,9 @@ function _M.start(opts)
     q:close()
     return child or (ended() and "ended")
   end, 10, "the " .. opts.command .. " process to appear") -- generous: suites may share the machine
-  if pid == "ended" then
+  if pid == "ended" and opts.may_end then
+    pid = nil
+  elseif pid == "ended" then
     local f = io.open(log)
     local out = f and f:read("a") or ""
     if f then f:close() end
@@ -65,6 +70,7 @@ function Daemon:wait_log(text, seconds)
 end
 
 function Daemon:alive()
+  if not self.pid then return false end -- ended before it was seen (may_end)
   return os.execute("kill -0 " .. self.pid .. " 2>/dev/null") == true
 end
 
@@ -88,6 +94,7 @@ function Daemon:exit_status()
 end
 
 function Daemon:signal(name)
+  if not self.pid then return end
   os.execute("kill -" .. name .. " " .. self.pid .. " 2>/dev/null")
 end
 
