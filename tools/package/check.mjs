@@ -3,19 +3,32 @@
 // since no org is reachable here (the README's "The Salesforce package"):
 //   1. every Apex class (.cls) and trigger (.trigger) under the project's package
 //      directories parses with @apexdevtools/apex-parser;
-//   2. @salesforce/source-deploy-retrieve converts the source to metadata format
+//   2. every .xml file is well-formed (fast-xml-parser, SDR's own parser, which
+//      on its own lets an unclosed element through);
+//   3. @salesforce/source-deploy-retrieve converts the source to metadata format
 //      (what `sf project deploy` sends), into a scratch folder it then removes.
 // PROJECT_DIR (default: the repository) holds sfdx-project.json. Prints one
 // `path:line:column: message` per problem, paths relative to PROJECT_DIR, and
-// exits 1 when there is any; 0 with a one-line summary otherwise.
+// exits 1 when there is any; 0 with a one-line summary otherwise; 2 when the npm
+// packages are missing.
 // The npm packages come from `make setup` (npm ci in tools/package).
 import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join, relative, resolve, dirname } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { CharStreams } from 'antlr4ts';
-import { ApexLexer, ApexParser, CaseInsensitiveInputStream, CommonTokenStream } from '@apexdevtools/apex-parser';
-import { ComponentSet, MetadataConverter } from '@salesforce/source-deploy-retrieve';
+
+// Imported here, not above, so that a checkout without them gets told what to do.
+let CharStreams, ApexLexer, ApexParser, CaseInsensitiveInputStream, CommonTokenStream, ComponentSet, MetadataConverter;
+let XMLValidator;
+try {
+  ({ XMLValidator } = await import('fast-xml-parser'));
+  ({ CharStreams } = await import('antlr4ts'));
+  ({ ApexLexer, ApexParser, CaseInsensitiveInputStream, CommonTokenStream } = await import('@apexdevtools/apex-parser'));
+  ({ ComponentSet, MetadataConverter } = await import('@salesforce/source-deploy-retrieve'));
+} catch (e) {
+  console.error(`package check: tools/package/node_modules is missing or incomplete (${e.code || e.message}): run \`make setup\` (npm ci in tools/package)`);
+  process.exit(2);
+}
 
 const root = resolve(process.argv[2] || join(dirname(fileURLToPath(import.meta.url)), '..', '..'));
 const problems = [];
@@ -76,6 +89,11 @@ function unclaimed(dirs, components) {
   }
 }
 
+function checkXml(path) {
+  const result = XMLValidator.validate(readFileSync(path, 'utf8'));
+  if (result !== true) problem(path, result.err.line, result.err.col, `${result.err.code}: ${result.err.msg}`);
+}
+
 async function convert(dirs) {
   const out = mkdtempSync(join(tmpdir(), 'package-check-'));
   try {
@@ -103,7 +121,8 @@ for (const dir of dirs) {
     apex += 1;
   }
 }
-const converted = dirs.length ? await convert(dirs) : 0;
+for (const dir of dirs) filesUnder(dir, ['.xml']).forEach(checkXml);
+const converted = dirs.length && !problems.length ? await convert(dirs) : 0;
 if (problems.length) {
   for (const p of problems) console.error(p);
   console.error(`package check: ${problems.length} problem(s)`);
