@@ -71,9 +71,10 @@ describe("tools/package/check.mjs", function()
   it("fails on a broken line in a class the repository ships", function()
     local path = dir .. "/" .. CLASSES .. "AuthConnection.cls"
     local src = assert(io.open(path)):read("a")
-    local at = assert(src:find("Connections.store(connectionId, authorizeUrl);", 1, true))
+    local call = "Connections.store(connectionId, authorizeUrl);"
+    local at = assert(src:find(call, 1, true))
     local line = select(2, src:sub(1, at):gsub("\n", "")) + 1
-    proc.write(path, src:sub(1, at - 1) .. "Connections.store(connectionId,;" .. src:sub(at + 47))
+    proc.write(path, src:sub(1, at - 1) .. "Connections.store(connectionId,;" .. src:sub(at + #call))
     local r = check(dir)
     assert.equal(1, r.code, r.stdout)
     assert.matches("^" .. line .. ":%d+: ", names(r.stderr, CLASSES .. "AuthConnection.cls"))
