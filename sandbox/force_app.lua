@@ -5,7 +5,7 @@
 --       custom = true for a custom object (…__c, …__mdt),
 --       name_type = the Name field's type (AutoNumber, Text) or nil,
 --       fields = { [field API name] = { type = "Text", length = 255, reference_to = "Account",
---                                       path = the field's file } } } }
+--                                       external_id = true|false, full_name =, path = its file } } } }
 --   force_app.DIR: the objects folder, relative to the repository
 -- The files are Salesforce's own XML, written one element a line; simple
 -- string matching of the root's direct children (4-space indent) is enough
@@ -37,7 +37,8 @@ local function field_of(path)
   local xml = assert(file.read(path))
   local t = top(xml, "type")
   if not t then error("sandbox.force_app: no <type> in " .. path, 0) end
-  return { type = t, length = tonumber(top(xml, "length") or ""), reference_to = top(xml, "referenceTo"), path = path }
+  return { type = t, length = tonumber(top(xml, "length") or ""), reference_to = top(xml, "referenceTo"),
+    external_id = top(xml, "externalId") == "true", full_name = top(xml, "fullName"), path = path }
 end
 
 local function object_of(dir, name)
