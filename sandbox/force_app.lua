@@ -54,6 +54,8 @@ end
 
 function _M.objects(root)
   local base = (root or host.root) .. "/" .. _M.DIR
+  -- no package, no custom objects: every import would go BAD_CONFIG, so say why now
+  if not file.exists(base) then error("sandbox.force_app: no " .. base .. " (the package's objects)", 2) end
   local out = {}
   for _, name in ipairs(entries(base)) do
     out[name] = object_of(base .. "/" .. name, name)
