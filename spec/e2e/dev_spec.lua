@@ -8,7 +8,7 @@ local socket = require "socket"
 
 local ACME = "00D5e000000AbCdEAK"
 local UMBRELLA = "00D5e000000UmBrEAK" -- a Salesforce sandbox org
-local LINKED = { "scripts", "sandbox", "sql", "mappings", "tools", "Procfile" }
+local LINKED = { "scripts", "sandbox", "sql", "mappings", "force-app", "tools", "Procfile" }
 local USER_LINES = "# my own settings\nexport MAIL_FROM='me@example.com'\n"
 
 local function free_port()

@@ -106,3 +106,84 @@ describe("tools/setup", function()
     assert.is_nil(r.stdout:find("test and dev tools", 1, true)) -- stopped at the first failure
   end)
 end)
+
+-- The npm half: tools/setup copied into a scratch project (its ROOT), with a
+-- lock file in tools/package and a stand-in npm that records its calls and
+-- makes node_modules (or fails when FAKE_NPM_FAIL is set).
+describe("tools/setup: the package checks' npm packages", function()
+  local dir, cleanup
+  local NPM = [[#!/bin/sh
+echo "npm $* in $(pwd)" >>"$FAKE_CALLS"
+if [ -n "${FAKE_NPM_FAIL:-}" ]; then echo "npm ERR! network $FAKE_NPM_FAIL" >&2; exit 1; fi
+mkdir -p node_modules/@apexdevtools
+echo "added 242 packages"
+]]
+
+  before_each(function()
+    dir, cleanup = proc.project({
+      ["tools/setup"] = assert(io.open(SETUP)):read("a"),
+      ["tools/package/package-lock.json"] = '{"lockfileVersion": 3}\n',
+      ["bin/npm"] = NPM, ["bin/node"] = "#!/bin/sh\n",
+      ["bin/dpkg-query"] = FAKES["bin/dpkg-query"],
+    })
+    os.execute("chmod +x " .. proc.quote(dir) .. "/bin/* " .. proc.quote(dir) .. "/tools/setup")
+  end)
+  after_each(function() cleanup() end)
+
+  local function setup(args, env)
+    local e = { PATH = dir .. "/bin:" .. os.getenv("PATH"), MC_VAR = dir .. "/var",
+      FAKE_CALLS = dir .. "/calls", FAKE_MISSING = "", FAKE_NPM_FAIL = "" }
+    for k, v in pairs(env or {}) do e[k] = v end
+    return proc.run({ dir .. "/tools/setup", table.unpack(args) }, { env = e })
+  end
+  local function calls()
+    local f = io.open(dir .. "/calls")
+    if not f then return "" end
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+
+  it("runs npm ci in tools/package once, then says nothing", function()
+    local r = setup({ "--quiet" })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("setup: installing npm packages (tools/package, npm ci)\n"
+      .. "setup: done (npm's output: " .. dir .. "/var/setup.log)\n", r.stdout)
+    assert.equal("npm ci --no-audit --no-fund in " .. dir .. "/tools/package\n", calls())
+    assert.matches("added 242 packages", assert(io.open(dir .. "/var/setup.log")):read("a"), 1, true)
+    r = setup({ "--quiet" })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("", r.stdout)
+    assert.equal(1, select(2, calls():gsub("npm ci", "")))
+  end)
+
+  it("runs it again when the lock file changes, and --check says it is stale", function()
+    assert.equal(0, setup({ "--quiet" }).code)
+    proc.write(dir .. "/tools/package/package-lock.json", '{"lockfileVersion": 3, "packages": {}}\n')
+    local r = setup({ "--check" })
+    assert.equal(1, r.code)
+    assert.matches("npm packages of tools/package are missing or stale", r.stderr, 1, true)
+    assert.equal(0, setup({ "--quiet" }).code)
+    assert.equal(2, select(2, calls():gsub("npm ci", "")))
+  end)
+
+  it("on a failed npm ci prints the log's tail and fails, and tries again next time", function()
+    local r = setup({ "--quiet" }, { FAKE_NPM_FAIL = "ETIMEDOUT" })
+    assert.equal(1, r.code)
+    assert.matches("npm ci in tools/package failed", r.stderr, 1, true)
+    assert.matches("npm ERR! network ETIMEDOUT", r.stderr, 1, true)
+    assert.equal(0, setup({ "--quiet" }).code)
+    assert.equal(2, select(2, calls():gsub("npm ci", "")))
+  end)
+
+  it("wants Debian's nodejs and npm when node or npm is not on PATH", function()
+    -- a PATH of only the tools setup uses: node and npm are nowhere on it
+    os.remove(dir .. "/bin/node")
+    for _, tool in ipairs({ "sh", "dirname", "cut", "tr", "id", "cmp", "mkdir", "tail", "cat" }) do
+      os.execute("ln -s \"$(command -v " .. tool .. ")\" " .. proc.quote(dir .. "/bin/" .. tool))
+    end
+    local r = setup({ "--check" }, { PATH = dir .. "/bin", FAKE_MISSING = "nodejs npm" })
+    assert.equal(1, r.code)
+    assert.matches("missing Debian packages: nodejs npm", r.stderr, 1, true)
+  end)
+end)

@@ -103,7 +103,7 @@ function COMMANDS.web()
 end
 
 function COMMANDS.sandbox()
-  return require("mc.web").serve({ app = "sandbox/app.lua", watch = { "sandbox" },
+  return require("mc.web").serve({ app = "sandbox/app.lua", watch = { "sandbox", "force-app" },
                                    port_var = "SANDBOX_PORT", port = 5100 })
 end
 
