@@ -14,9 +14,7 @@ local ORG = "00D5g000004XyzAEAS"
 
 -- A scratch copy of scripts/ and mappings/ with files changed on top.
 local function project(files)
-  local root, cleanup = proc.tmpdir()
-  assert(os.execute(string.format("cp -r %s %s %s", proc.quote(host.root .. "/scripts"),
-    proc.quote(host.root .. "/mappings"), proc.quote(root))))
+  local root, cleanup = proc.copy_project({ "scripts", "mappings" })
   proc.write_files(root, files)
   return root, cleanup
 end

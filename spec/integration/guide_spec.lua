@@ -61,10 +61,8 @@ describe(GUIDE, function()
   local root, cleanup, s
 
   setup(function()
-    root, cleanup = proc.tmpdir()
-    assert(os.execute(string.format("cp -r %s %s %s %s %s", proc.quote(host.root .. "/scripts"),
-      proc.quote(host.root .. "/mappings"), proc.quote(host.root .. "/tools"), proc.quote(host.root .. "/spec"),
-      proc.quote(root))))
+    root, cleanup = proc.copy_project({ "scripts", "mappings", "tools/templates", "tools/callback",
+      "tools/env-values.lua", "spec" })
   end)
   teardown(function()
     if s then s:stop() end

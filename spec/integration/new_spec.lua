@@ -6,11 +6,7 @@ local host = require "mc.host"
 local file = require "mc.file"
 
 local function project()
-  local root, cleanup = proc.tmpdir()
-  assert(os.execute(string.format("cp -r %s %s %s %s %s", proc.quote(host.root .. "/scripts"),
-    proc.quote(host.root .. "/mappings"), proc.quote(host.root .. "/tools"), proc.quote(host.root .. "/spec"),
-    proc.quote(root))))
-  return root, cleanup
+  return proc.copy_project({ "scripts", "mappings", "tools/templates", "spec" })
 end
 
 local function mc(root, args)

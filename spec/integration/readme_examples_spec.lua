@@ -47,9 +47,7 @@ end
 describe("README.md's Lua examples", function()
   local root, cleanup
   setup(function()
-    root, cleanup = proc.tmpdir()
-    assert(os.execute(string.format("cp -r %s %s %s", proc.quote(host.root .. "/scripts"),
-      proc.quote(host.root .. "/mappings"), proc.quote(root))))
+    root, cleanup = proc.copy_project({ "scripts", "mappings" })
     for _, ex in ipairs(examples) do
       local path = ex.code:match("^%-%- ([%w_./]+%.lua)")
       if path then proc.write_files(root, { [path] = ex.code .. "\n" }) end

@@ -113,6 +113,19 @@ function _M.project(files)
   return root, cleanup
 end
 
+-- copy_project(paths) -> root, cleanup: a scratch MC_ROOT with copies of these
+-- paths of the project ("scripts", "tools/templates", ...) and a link to its
+-- bin/, for a spec that changes files the way a user of a checkout would.
+function _M.copy_project(paths)
+  local root, cleanup = _M.tmpdir()
+  local host = require "mc.host"
+  local quoted = {}
+  for i, p in ipairs(paths) do quoted[i] = _M.quote(p) end
+  assert(os.execute(string.format("cd %s && cp -r --parents %s %s && ln -s %s %s", _M.quote(host.root),
+    table.concat(quoted, " "), _M.quote(root), _M.quote(host.root .. "/bin"), _M.quote(root .. "/bin"))))
+  return root, cleanup
+end
+
 -- write_files(root, files): files (paths relative to root) with their folders.
 function _M.write_files(root, files)
   for path, content in pairs(files or {}) do
