@@ -64,7 +64,7 @@ describe("tools/setup", function()
     assert.matches("missing Debian packages: libpq-dev\n", r.stderr, 1, true)
     r = setup({ "--check", "compilers" })
     assert.equal(2, r.code)
-    assert.matches("no group compilers (build, libraries, services, test)", r.stderr, 1, true)
+    assert.matches("no group compilers (build, libraries, services, test, package)", r.stderr, 1, true)
   end)
 
   it("wants debootstrap for make image-check", function()
