@@ -10,6 +10,7 @@ local app = web.router()
 app:get("/health", health.show)
 
 app:post("/organizations", organizations.create)
+app:get("/organizations", organizations.index)
 app:get("/organizations/:org_id", organizations.show)
 app:post("/organizations/:org_id/resume", organizations.resume)
 app:delete("/organizations/:org_id", organizations.destroy)
