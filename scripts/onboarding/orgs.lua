@@ -222,6 +222,25 @@ function _M.counts(db)
   return out
 end
 
+-- activity(db, hours) -> { {started, active}... } for each of the last `hours`
+-- hours, oldest first (the current hour last): onboardings started (a new
+-- install's first event) and orgs that became active | nil, err
+function _M.activity(db, hours)
+  local rows, err = db:query([[SELECT floor(extract(epoch FROM now() - date_trunc('hour', created_at)) / 3600)::int AS ago,
+      count(*) FILTER (WHERE from_state IS NULL OR (from_state = 'offboarded' AND to_state = 'received'))::int AS started,
+      count(*) FILTER (WHERE to_state = 'active' AND from_state IS DISTINCT FROM 'active')::int AS active
+    FROM onboarding_events WHERE created_at >= date_trunc('hour', now()) - make_interval(hours => $1 - 1)
+    GROUP BY 1]], hours)
+  if not rows then return nil, err end
+  local out = {}
+  for i = 1, hours do out[i] = { started = 0, active = 0 } end
+  for _, r in ipairs(rows) do
+    local slot = out[hours - r.ago]
+    if slot then slot.started, slot.active = r.started, r.active end
+  end
+  return out
+end
+
 -- The fields of a row a hook or a page may see (lib.tenant owns the view).
 _M.public = tenant.view
 

@@ -6,7 +6,7 @@ local sfid = require "lib.sfid"
 local web_app = require "support.web_app"
 local stack = require "support.stack"
 
-local function id(n) return assert(sfid.to18(string.format("00D5e00000L%04d", n))) end
+local function id(n) return (assert(sfid.to18(string.format("00D5e00000L%04d", n)))) end
 
 describe("GET /organizations", function()
   local app
