@@ -37,7 +37,7 @@ _M.ACTIONS = {
     applies = function(s) return states.PERSON[s] == true end,
     run = function(conn, id, by) return operations.resend_mail(conn, id, by) end },
   { name = "offboard", label = "Offboard", help = "delete the add-on; the schema and its data are kept",
-    confirm = true, applies = function(s) return s ~= "offboarded" end,
+    confirm = "Yes, offboard this org", applies = function(s) return s ~= "offboarded" end,
     run = function(conn, id, by) return operations.offboard(conn, id, by, OFFBOARD_LOCK_MS, "operator") end },
 }
 local BY_NAME = {}
