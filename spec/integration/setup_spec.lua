@@ -24,6 +24,11 @@ fi
 echo "Setting up $*"
 ]],
   ["bin/sudo"] = '#!/bin/sh\nexec "$@"\n', -- a non-root run goes through sudo
+  ["bin/npm"] = [[#!/bin/sh
+echo "npm $* in $(basename "$PWD")" >>"$FAKE_CALLS"
+[ -z "${FAKE_NPM_FAIL:-}" ] || { echo "npm ERR! network" >&2; exit 1; }
+mkdir -p node_modules
+]],
 }
 
 describe("tools/setup", function()
@@ -37,7 +42,7 @@ describe("tools/setup", function()
 
   local function setup(args, env)
     local e = { PATH = dir .. "/bin:" .. os.getenv("PATH"), MC_VAR = dir .. "/var",
-      FAKE_CALLS = dir .. "/calls", FAKE_MISSING = "", FAKE_APT_FAIL = "" }
+      FAKE_CALLS = dir .. "/calls", FAKE_MISSING = "", FAKE_APT_FAIL = "", MC_NODE_DEPS = "off" }
     for k, v in pairs(env or {}) do e[k] = v end
     return proc.run({ SETUP, table.unpack(args) }, { env = e })
   end
@@ -87,5 +92,34 @@ describe("tools/setup", function()
     assert.matches("E: Unable to locate package gcc", r.stderr, 1, true)
     assert.matches(dir .. "/var/setup.log", r.stderr, 1, true)
     assert.is_nil(r.stdout:find("test and dev tools", 1, true)) -- stopped at the first failure
+  end)
+  it("treats the browser group as optional: a failed install is a warning, and the rest goes on", function()
+    local r = setup({ "--quiet" }, { FAKE_MISSING = "chromium", FAKE_APT_FAIL = "chromium" })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("setup: installing browser specs (optional): chromium", r.stdout, 1, true)
+    assert.matches("warning: installing browser specs (optional) failed (the browser specs will be skipped)", r.stderr, 1, true)
+  end)
+
+  it("runs npm ci in a tools/*/ folder when its package-lock.json changed, and only then", function()
+    local root = dir .. "/project"
+    assert(os.execute("mkdir -p " .. proc.quote(root .. "/tools/browser") .. " && cp " .. proc.quote(SETUP) .. " "
+      .. proc.quote(root .. "/tools/setup")))
+    proc.write(root .. "/tools/browser/package-lock.json", '{"lockfileVersion": 3}')
+    local function run(env) return proc.run({ root .. "/tools/setup", "--quiet" }, { env = env }) end
+    local env = { PATH = dir .. "/bin:" .. os.getenv("PATH"), MC_VAR = dir .. "/var", FAKE_CALLS = dir .. "/calls",
+      FAKE_MISSING = "", FAKE_APT_FAIL = "" }
+    local r = run(env)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("setup: npm ci in tools/browser\n", r.stdout)
+    assert.equal("npm ci --no-audit --no-fund in browser\n", assert(io.open(dir .. "/calls")):read("a"))
+    assert.equal("", run(env).stdout) -- the same lock: nothing to do
+    proc.write(root .. "/tools/browser/package-lock.json", '{"lockfileVersion": 3, "changed": true}')
+    env.FAKE_NPM_FAIL = "1"
+    r = run(env)
+    assert.equal(0, r.code) -- a warning, not a failure
+    assert.matches("npm ci in tools/browser failed (the browser specs will be skipped)", r.stderr, 1, true)
+    local check = proc.run({ root .. "/tools/setup", "--check" }, { env = env })
+    assert.equal(1, check.code)
+    assert.matches("tools/browser: npm packages not installed from its package-lock.json", check.stderr, 1, true)
   end)
 end)
