@@ -40,7 +40,9 @@ local function signed_in(handler, api)
     local s = session.current(req)
     if not s then
       if api then return 401, { error = "signed out" } end
-      if req.method == "POST" then return render.message(403, "Signed out", "Your session has ended: sign in again.") end
+      if req.method == "POST" then
+        return render.message(403, "Signed out", "Your session has ended: sign in again.")
+      end
       return render.redirect("/admin/signin")
     end
     if req.method == "POST" and not session.csrf_ok(s, req.form().csrf) then return refused(req, "csrf") end

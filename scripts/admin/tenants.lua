@@ -45,7 +45,8 @@ for _, a in ipairs(_M.ACTIONS) do BY_NAME[a.name] = a end
 
 local function unavailable(what, err)
   log.error("admin: " .. what, { err = err })
-  return render.message(503, "Unavailable", "The database cannot be reached right now (" .. what .. "). Try again shortly.")
+  return render.message(503, "Unavailable",
+    "The database cannot be reached right now (" .. what .. "). Try again shortly.")
 end
 
 -- The listing's parameters the tenants page passes on (the form's and the pager's).

@@ -48,8 +48,8 @@ end
 -- get(region_url, id[, deep[, timeout]]) -> the connection (deep: with its
 -- mappings) | nil, err, retryable. timeout: seconds, for a person waiting on a page.
 function _M.get(region_url, id, deep, timeout)
-  local res, err, retry = call("GET", regional(region_url, "/connections/" .. http.escape(id) .. (deep and "?deep=true" or "")),
-    nil, nil, timeout)
+  local path = "/connections/" .. http.escape(id) .. (deep and "?deep=true" or "")
+  local res, err, retry = call("GET", regional(region_url, path), nil, nil, timeout)
   if not res then return nil, err, retry end
   local doc = res:json()
   if type(doc) ~= "table" then return nil, "connect: unexpected connection body", true end

@@ -30,7 +30,8 @@ function _M.connection(conn, org)
     return { live = false, why = "no Heroku Connect connection yet" }
   end
   if not config.get("HEROKU_API_TOKEN") then
-    return { live = false, why = "HEROKU_API_TOKEN is not set in the web process", recorded = recorded(conn, org.org_id) }
+    return { live = false, why = "HEROKU_API_TOKEN is not set in the web process",
+      recorded = recorded(conn, org.org_id) }
   end
   local doc, err = connect.get(org.region_url, org.connection_id, true, _M.CONNECT_TIMEOUT)
   if not doc then return { live = false, why = err, recorded = recorded(conn, org.org_id) } end

@@ -64,7 +64,7 @@ function _M.parse(query)
   for k in pairs(query) do
     if not KNOWN[k] then return nil, k, "unknown parameter (known: cursor, environment, limit, q, sort, state)" end
   end
-  local q, err = { limit = _M.DEFAULT_LIMIT }, nil
+  local q, err = { limit = _M.DEFAULT_LIMIT }
   if query.state and one(query.state) ~= "" then
     q.states, err = parse_states(query.state)
     if not q.states then return nil, "state", err end

@@ -182,11 +182,14 @@ _M.SORTABLE = { updated_at = "timestamptz", created_at = "timestamptz", state_si
 local function filters(q, args)
   local where = {}
   local function arg(v) args[#args + 1] = v; return "$" .. #args end
-  if q.states then where[#where + 1] = "state = ANY(" .. arg("{" .. table.concat(q.states, ",") .. "}") .. "::text[])" end
+  if q.states then
+    where[#where + 1] = "state = ANY(" .. arg("{" .. table.concat(q.states, ",") .. "}") .. "::text[])"
+  end
   if q.environment then where[#where + 1] = "environment = " .. arg(q.environment) end
   if q.search then -- a name containing it, or an org id starting with it
     local like = q.search:gsub("[\\%%_]", "\\%0")
-    where[#where + 1] = string.format("(org_name ILIKE %s OR org_id LIKE %s)", arg("%" .. like .. "%"), arg(like .. "%"))
+    where[#where + 1] = string.format("(org_name ILIKE %s OR org_id LIKE %s)",
+      arg("%" .. like .. "%"), arg(like .. "%"))
   end
   if q.after then -- keyset: the rows past the last one of the previous page
     local cast = _M.SORTABLE[q.sort]
@@ -226,8 +229,10 @@ end
 -- hours, oldest first (the current hour last): onboardings started (a new
 -- install's first event) and orgs that became active | nil, err
 function _M.activity(db, hours)
-  local rows, err = db:query([[SELECT floor(extract(epoch FROM now() - date_trunc('hour', created_at)) / 3600)::int AS ago,
-      count(*) FILTER (WHERE from_state IS NULL OR (from_state = 'offboarded' AND to_state = 'received'))::int AS started,
+  local rows, err = db:query([[SELECT
+      floor(extract(epoch FROM now() - date_trunc('hour', created_at)) / 3600)::int AS ago,
+      count(*) FILTER (WHERE from_state IS NULL
+        OR (from_state = 'offboarded' AND to_state = 'received'))::int AS started,
       count(*) FILTER (WHERE to_state = 'active' AND from_state IS DISTINCT FROM 'active')::int AS active
     FROM onboarding_events WHERE created_at >= date_trunc('hour', now()) - make_interval(hours => $1 - 1)
     GROUP BY 1]], hours)
