@@ -21,7 +21,11 @@ local DAY = 24 * 3600
 local VARS = {
   APP_URL = { env.url, nil, HTTP, need = { web = true, worker = true },
     doc = "this service's public URL (mail links, the OAuth redirect); default https://$HEROKU_APP_NAME.herokuapp.com" },
-  ADMIN_TOKEN = { env.str, nil, nil, min_len = 16, doc = "the operator's bearer token (unset: operator calls are refused, 401)" },
+  ADMIN_TOKEN = { env.str, nil, nil, min_len = 16, doc = "the operator's bearer token, also the dashboard's sign-in secret (unset: operator calls are refused, 401, and /admin is off)" },
+  ADMIN_SESSION_TTL = { env.int, 8 * 3600, { min = 60, max = 7 * DAY },
+    doc = "seconds a dashboard sign-in lasts" },
+  ADMIN_SIGNIN_LIMIT = { env.int, 10, { min = 1 },
+    doc = "dashboard sign-in attempts per client address per 5 minutes (10 times that from all addresses)" },
   CALLBACK_SECRET = { env.str, nil, nil, doc = "the HMAC secret the package signs callbacks with" },
   CALLBACK_SECRET_PREVIOUS = { env.str, nil, nil, doc = "the secret before a rotation, accepted too" },
   CALLBACK_SIGNATURES = { enum, "on", { "on", "off" }, doc = "off: callbacks unsigned (a local demo only)" },

@@ -4,7 +4,7 @@
 --   orgs([state])          the tenants: org_id, org_name, state, failed_step, updated_at
 --   org(id)                one tenant (15- or 18-character id): its public fields
 --                          (never tokens) and :events([limit]), :resume(),
---                          :retry_step(), :reimport_mapping(), :refresh()
+--                          :retry_step(), :reimport_mapping(), :resend_mail(), :refresh()
 --   jobs                   mc.jobs: jobs.stats(), jobs.dead([limit]), jobs.retry_dead(), ...
 --   sql(query, ...)        $1..$n parameters -> rows, affected | nil, err
 --   reload()               drop the scripts/ modules and install these helpers anew
@@ -83,6 +83,7 @@ end
 Org.resume = operation("resume")
 Org.retry_step = operation("retry_step")
 Org.reimport_mapping = operation("reimport_mapping")
+Org.resend_mail = operation("resend_mail")
 
 _M.jobs = jobs
 

@@ -1,5 +1,6 @@
 -- The tenants' HTTP API (routes in scripts/app.lua):
 --   POST   /organizations               the package's post-install callback (signed)
+--   GET    /organizations               the tenants: filtered, sorted, a page at a time (operator)
 --   GET    /organizations/:org_id       state, history, next action (operator)
 --   POST   /organizations/:org_id/resume  a failed org runs its failed step again (operator)
 --   DELETE /organizations/:org_id       the package's uninstall callback (signed)
@@ -17,6 +18,7 @@ local orgs = require "onboarding.orgs"
 local states = require "onboarding.states"
 local workflow = require "onboarding.workflow"
 local operations = require "onboarding.operations"
+local listing = require "onboarding.listing"
 
 local _M = {}
 
@@ -121,6 +123,20 @@ local function operator_org(req)
   local conn = database()
   if not conn then return nil, fail(503, "the database is unavailable") end
   return id, conn
+end
+
+function _M.index(req)
+  local ok, status, body, headers = operator.check(req)
+  if not ok then return status, body, headers end
+  local q, param, why = listing.parse(req.query)
+  if not q then return fail(400, param .. ": " .. why, { param = param }) end
+  local conn = database()
+  if not conn then return fail(503, "the database is unavailable") end
+  local page, err, cwhy = listing.page(conn, q, operator.key("cursor"))
+  if page == nil then return unavailable("listing the orgs", err) end
+  if not page then return fail(400, err .. ": " .. cwhy, { param = err }) end
+  for _, item in ipairs(page.items) do item.url = state_url(item.org_id) end
+  return 200, page
 end
 
 function _M.show(req)

@@ -9,9 +9,9 @@ local http = require "mc.http"
 
 local _M = {}
 
-local function call(method, url, body, ok)
+local function call(method, url, body, ok, timeout)
   return api.call{
-    service = "connect", method = method, url = url, json = body, ok = ok,
+    service = "connect", method = method, url = url, json = body, ok = ok, timeout = timeout,
     headers = { Authorization = "Bearer " .. config.need("HEROKU_API_TOKEN"), ["Content-Type"] = "application/json" },
   }
 end
@@ -45,8 +45,11 @@ function _M.find(app, addon_name)
   return false
 end
 
-function _M.get(region_url, id, deep)
-  local res, err, retry = call("GET", regional(region_url, "/connections/" .. http.escape(id) .. (deep and "?deep=true" or "")))
+-- get(region_url, id[, deep[, timeout]]) -> the connection (deep: with its
+-- mappings) | nil, err, retryable. timeout: seconds, for a person waiting on a page.
+function _M.get(region_url, id, deep, timeout)
+  local path = "/connections/" .. http.escape(id) .. (deep and "?deep=true" or "")
+  local res, err, retry = call("GET", regional(region_url, path), nil, nil, timeout)
   if not res then return nil, err, retry end
   local doc = res:json()
   if type(doc) ~= "table" then return nil, "connect: unexpected connection body", true end

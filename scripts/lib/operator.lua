@@ -19,4 +19,14 @@ function _M.check(req)
     { ["WWW-Authenticate"] = 'Bearer realm="multiconnect"' }
 end
 
+-- key(purpose) -> a key derived from ADMIN_TOKEN for one purpose ("session",
+-- "cursor", ...) | nil when no ADMIN_TOKEN is set. Derived, so that a cookie or a
+-- cursor never carries anything from which the token itself could be learned,
+-- and so that rotating the token voids every session and cursor made with it.
+function _M.key(purpose)
+  local secret = config.get("ADMIN_TOKEN")
+  if not secret then return nil end
+  return crypto.hmac_sha256(secret, "multiconnect operator key: " .. purpose)
+end
+
 return _M

@@ -5,6 +5,7 @@
 --   resume(conn, id, by)            a failed org goes back to the step that failed
 --   retry_step(conn, id, by)        a waiting or retrying org runs its step now
 --   reimport_mapping(conn, id, by[, mover])  an active org imports its mapping again
+--   resend_mail(conn, id, by)       an org waiting on its admin gets that mail again
 --   offboard(conn, id, details[, lock_timeout_ms, mover])  the org is offboarded
 -- -> the org's row | false, why (no such org, or why it does not apply) | nil, err
 -- (a database failure).
@@ -61,6 +62,21 @@ function _M.reimport_mapping(conn, id, by, mover)
     why = why .. ": its mapping is imported when onboarding gets there"
   end
   return moved(row, why)
+end
+
+-- The state whose step sends the mail an org in a waiting state is waiting on.
+local MAIL_STEP = { awaiting_app_oauth = "authorize_url_ready", awaiting_connect_oauth = "subscriber_updated" }
+
+-- The org goes back to the step that mailed its admin, which mails again (a
+-- fresh sign-in link, or Connect's authorize URL) and waits again. The links
+-- of the earlier mail keep working.
+function _M.resend_mail(conn, id, by)
+  local cur, err = orgs.get(conn, id)
+  if not cur then return cur, cur == false and "no such org" or err end
+  local step = MAIL_STEP[cur.state]
+  if not step then return false, "org is " .. cur.state .. ": it is not waiting on its admin's mail" end
+  return moved(orgs.transition(conn, id, step, "operator", { from = cur.state, details = details(by),
+    fields = { attempts = 0 } }))
 end
 
 -- offboard(...) -> row | false, why | nil, err, "busy" when lock_timeout_ms

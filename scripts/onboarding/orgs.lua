@@ -173,6 +173,79 @@ function _M.events(db, org_id, limit)
     org_id, limit or 200)
 end
 
+-- Columns list() may sort by; org_id breaks ties, so every order is total and a
+-- page boundary falls between two known rows.
+_M.SORTABLE = { updated_at = "timestamptz", created_at = "timestamptz", state_since = "timestamptz",
+  org_name = "text", org_id = "text" }
+
+-- The WHERE terms of list()'s filters, their values appended to args.
+local function filters(q, args)
+  local where = {}
+  local function arg(v) args[#args + 1] = v; return "$" .. #args end
+  if q.states then
+    where[#where + 1] = "state = ANY(" .. arg("{" .. table.concat(q.states, ",") .. "}") .. "::text[])"
+  end
+  if q.environment then where[#where + 1] = "environment = " .. arg(q.environment) end
+  if q.search then -- a name containing it, or an org id starting with it
+    local like = q.search:gsub("[\\%%_]", "\\%0")
+    where[#where + 1] = string.format("(org_name ILIKE %s OR org_id LIKE %s)",
+      arg("%" .. like .. "%"), arg(like .. "%"))
+  end
+  if q.after then -- keyset: the rows past the last one of the previous page
+    local cast = _M.SORTABLE[q.sort]
+    where[#where + 1] = string.format("(%s, org_id) %s (%s::%s, %s)", q.sort, q.desc and "<" or ">",
+      arg(q.after[1]), cast, arg(q.after[2]))
+  end
+  return where
+end
+
+-- list(db, q) -> rows (at most q.limit) | nil, err. q: states (a list),
+-- environment, search, sort (a SORTABLE column), desc, after ({value, org_id}
+-- of the last row seen), limit. Rows carry `in_state` (seconds in their state).
+function _M.list(db, q)
+  if not _M.SORTABLE[q.sort] then error("orgs.list: cannot sort by " .. tostring(q.sort), 2) end
+  local args = {}
+  local where = filters(q, args)
+  local dir = q.desc and "DESC" or "ASC"
+  args[#args + 1] = q.limit
+  local sql = string.format([[SELECT org_id, org_name, environment, state, failed_step, last_error, attempts,
+    next_attempt_at, state_since, created_at, updated_at, activated_at,
+    extract(epoch FROM now() - state_since)::float8 AS in_state,
+    %s::text AS sort_key FROM organizations %s ORDER BY %s %s, org_id %s LIMIT $%d]],
+    q.sort, #where > 0 and ("WHERE " .. table.concat(where, " AND ")) or "", q.sort, dir, dir, #args)
+  return db:query(sql, table.unpack(args, 1, #args))
+end
+
+-- counts(db) -> { state = n, ... } | nil, err: how many orgs are in each state
+function _M.counts(db)
+  local rows, err = db:query("SELECT state, count(*)::int AS n FROM organizations GROUP BY state")
+  if not rows then return nil, err end
+  local out = {}
+  for _, r in ipairs(rows) do out[r.state] = r.n end
+  return out
+end
+
+-- activity(db, hours) -> { {started, active}... } for each of the last `hours`
+-- hours, oldest first (the current hour last): onboardings started (a new
+-- install's first event) and orgs that became active | nil, err
+function _M.activity(db, hours)
+  local rows, err = db:query([[SELECT
+      floor(extract(epoch FROM now() - date_trunc('hour', created_at)) / 3600)::int AS ago,
+      count(*) FILTER (WHERE from_state IS NULL
+        OR (from_state = 'offboarded' AND to_state = 'received'))::int AS started,
+      count(*) FILTER (WHERE to_state = 'active' AND from_state IS DISTINCT FROM 'active')::int AS active
+    FROM onboarding_events WHERE created_at >= date_trunc('hour', now()) - make_interval(hours => $1 - 1)
+    GROUP BY 1]], hours)
+  if not rows then return nil, err end
+  local out = {}
+  for i = 1, hours do out[i] = { started = 0, active = 0 } end
+  for _, r in ipairs(rows) do
+    local slot = out[hours - r.ago]
+    if slot then slot.started, slot.active = r.started, r.active end
+  end
+  return out
+end
+
 -- The fields of a row a hook or a page may see (lib.tenant owns the view).
 _M.public = tenant.view
 

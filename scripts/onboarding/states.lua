@@ -52,6 +52,9 @@ _M.MOVES = {
   -- the mapping imported again: an operator's request, or a package upgrade
   { "active", "connect_authorized", "operator", "package" },
   { "mappings_imported", "connect_authorized", "operator", "package" },
+  -- an operator has the admin's mail sent again: back to the step that sends it
+  { "awaiting_app_oauth", "authorize_url_ready", "operator" },
+  { "awaiting_connect_oauth", "subscriber_updated", "operator" },
   -- a reinstall after an uninstall starts over
   { "offboarded", "received", "package" },
 }

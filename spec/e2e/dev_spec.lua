@@ -117,6 +117,8 @@ describe("make dev (tools/dev)", function()
     assert.matches("app +http://localhost:" .. port .. "\n", out)
     assert.matches("health +http://localhost:" .. port .. "/health\n", out)
     assert.matches("sandbox +http://127%.0%.0%.1:" .. sandbox_port, out)
+    assert.matches("dashboard http://localhost:" .. port .. "/admin (sign in with the local ADMIN_TOKEN: "
+      .. "dev-admin-token-0123456789)\n", out, 1, true)
     assert.matches("\n  tools/callback install\n", out, 1, true)
   end)
 

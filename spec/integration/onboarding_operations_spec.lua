@@ -1,5 +1,5 @@
 -- onboarding.operations, in-process, on a private database and Redis: resume,
--- retry_step, reimport_mapping and offboard, each answering the org's row (its
+-- retry_step, reimport_mapping, resend_mail and offboard, each answering the org's row (its
 -- move, its event, the job it queued on queue:default), false and why (a
 -- refusal, no such org), or nil and the error (a database failure); offboard
 -- also "busy" when another transaction holds the org's row past lock_timeout.
@@ -159,6 +159,37 @@ describe("onboarding.operations", function()
       fx:org(ORG, { state = "active" })
       assert.same({ nil, "closed" }, { operations.reimport_mapping(fx:closed(), ORG, "spec") })
       unchanged("active")
+    end)
+  end)
+
+  describe("resend_mail", function()
+    it("moves an org waiting on its admin back to the step that mails them, and queues it", function()
+      for _, case in ipairs({ { "awaiting_app_oauth", "authorize_url_ready" },
+          { "awaiting_connect_oauth", "subscriber_updated" } }) do
+        local from, to = case[1], case[2]
+        assert(fx.conn:exec("DELETE FROM organizations"))
+        assert(fx.r:call("FLUSHDB"))
+        fx:org(ORG, { state = from, attempts = 2 })
+        local row = assert(operations.resend_mail(fx.conn, ORG, { by = "dashboard" }))
+        assert.same({ to, from, 0 }, { row.state, row.from_state, row.attempts })
+        assert.is_true(fx:due_in(ORG) <= 0)
+        assert.same({ { "request", from, to, { by = "dashboard" } } }, events())
+        assert.same({ { "onboarding.advance", ORG } }, queued())
+      end
+    end)
+
+    it("refuses an org that waits on no mail, and no such org", function()
+      fx:org(ORG, { state = "app_linked" })
+      assert.same({ false, "org is app_linked: it is not waiting on its admin's mail" },
+        { operations.resend_mail(fx.conn, ORG, "spec") })
+      assert.same({ false, "no such org" }, { operations.resend_mail(fx.conn, NOBODY, "spec") })
+      unchanged("app_linked")
+    end)
+
+    it("a database failure: nil, err", function()
+      fx:org(ORG, { state = "awaiting_app_oauth" })
+      assert.same({ nil, "closed" }, { operations.resend_mail(fx:closed(), ORG, "spec") })
+      unchanged("awaiting_app_oauth")
     end)
   end)
 

@@ -24,6 +24,11 @@ fi
 echo "Setting up $*"
 ]],
   ["bin/sudo"] = '#!/bin/sh\nexec "$@"\n', -- a non-root run goes through sudo
+  ["bin/npm"] = [[#!/bin/sh
+echo "npm $* in $(basename "$PWD")" >>"$FAKE_CALLS"
+[ -z "${FAKE_NPM_FAIL:-}" ] || { echo "npm ERR! network" >&2; exit 1; }
+mkdir -p node_modules
+]],
 }
 
 describe("tools/setup", function()
@@ -37,7 +42,7 @@ describe("tools/setup", function()
 
   local function setup(args, env)
     local e = { PATH = dir .. "/bin:" .. os.getenv("PATH"), MC_VAR = dir .. "/var",
-      FAKE_CALLS = dir .. "/calls", FAKE_MISSING = "", FAKE_APT_FAIL = "" }
+      FAKE_CALLS = dir .. "/calls", FAKE_MISSING = "", FAKE_APT_FAIL = "", MC_NODE_DEPS = "off" }
     for k, v in pairs(env or {}) do e[k] = v end
     return proc.run({ SETUP, table.unpack(args) }, { env = e })
   end
@@ -64,7 +69,7 @@ describe("tools/setup", function()
     assert.matches("missing Debian packages: libpq-dev\n", r.stderr, 1, true)
     r = setup({ "--check", "compilers" })
     assert.equal(2, r.code)
-    assert.matches("no group compilers (build, libraries, services, test, package)", r.stderr, 1, true)
+    assert.matches("no group compilers (build, libraries, services, test, package, browser)", r.stderr, 1, true)
   end)
 
   it("wants debootstrap for make image-check", function()
@@ -104,6 +109,35 @@ describe("tools/setup", function()
     assert.matches("E: Unable to locate package gcc", r.stderr, 1, true)
     assert.matches(dir .. "/var/setup.log", r.stderr, 1, true)
     assert.is_nil(r.stdout:find("test and dev tools", 1, true)) -- stopped at the first failure
+  end)
+  it("treats the browser group as optional: a failed install is a warning, and the rest goes on", function()
+    local r = setup({ "--quiet" }, { FAKE_MISSING = "chromium", FAKE_APT_FAIL = "chromium" })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("setup: installing browser specs (optional): chromium", r.stdout, 1, true)
+    assert.matches("warning: installing browser specs (optional) failed (the browser specs will be skipped)", r.stderr, 1, true)
+  end)
+
+  it("runs npm ci in a tools/*/ folder when its package-lock.json changed, and only then", function()
+    local root = dir .. "/project"
+    assert(os.execute("mkdir -p " .. proc.quote(root .. "/tools/browser") .. " && cp " .. proc.quote(SETUP) .. " "
+      .. proc.quote(root .. "/tools/setup")))
+    proc.write(root .. "/tools/browser/package-lock.json", '{"lockfileVersion": 3}')
+    local function run(env) return proc.run({ root .. "/tools/setup", "--quiet" }, { env = env }) end
+    local env = { PATH = dir .. "/bin:" .. os.getenv("PATH"), MC_VAR = dir .. "/var", FAKE_CALLS = dir .. "/calls",
+      FAKE_MISSING = "", FAKE_APT_FAIL = "" }
+    local r = run(env)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("setup: npm ci in tools/browser\n", r.stdout)
+    assert.equal("npm ci --no-audit --no-fund in browser\n", assert(io.open(dir .. "/calls")):read("a"))
+    assert.equal("", run(env).stdout) -- the same lock: nothing to do
+    proc.write(root .. "/tools/browser/package-lock.json", '{"lockfileVersion": 3, "changed": true}')
+    env.FAKE_NPM_FAIL = "1"
+    r = run(env)
+    assert.equal(0, r.code) -- a warning, not a failure
+    assert.matches("npm ci in tools/browser failed (the browser specs will be skipped)", r.stderr, 1, true)
+    local check = proc.run({ root .. "/tools/setup", "--check" }, { env = env })
+    assert.equal(1, check.code)
+    assert.matches("tools/browser: npm packages not installed from its package-lock.json", check.stderr, 1, true)
   end)
 end)
 
@@ -147,8 +181,7 @@ echo "added 242 packages"
   it("runs npm ci in tools/package once, then says nothing", function()
     local r = setup({ "--quiet" })
     assert.equal(0, r.code, r.stderr)
-    assert.equal("setup: installing npm packages (tools/package, npm ci)\n"
-      .. "setup: done (npm's output: " .. dir .. "/var/setup.log)\n", r.stdout)
+    assert.equal("setup: npm ci in tools/package\n", r.stdout)
     assert.equal("npm ci --no-audit --no-fund in " .. dir .. "/tools/package\n", calls())
     assert.matches("added 242 packages", assert(io.open(dir .. "/var/setup.log")):read("a"), 1, true)
     r = setup({ "--quiet" })
@@ -162,7 +195,7 @@ echo "added 242 packages"
     proc.write(dir .. "/tools/package/package-lock.json", '{"lockfileVersion": 3, "packages": {}}\n')
     local r = setup({ "--check" })
     assert.equal(1, r.code)
-    assert.matches("npm packages of tools/package are missing or stale", r.stderr, 1, true)
+    assert.matches("tools/package: npm packages not installed from its package-lock.json", r.stderr, 1, true)
     assert.equal(0, setup({ "--quiet" }).code)
     assert.equal(2, select(2, calls():gsub("npm ci", "")))
   end)
@@ -179,7 +212,7 @@ echo "added 242 packages"
   it("wants Debian's nodejs and npm when node or npm is not on PATH", function()
     -- a PATH of only the tools setup uses: node and npm are nowhere on it
     os.remove(dir .. "/bin/node")
-    for _, tool in ipairs({ "sh", "dirname", "cut", "tr", "id", "cmp", "mkdir", "tail", "cat" }) do
+    for _, tool in ipairs({ "sh", "dirname", "cut", "tr", "id", "cmp", "mkdir", "tail", "cat", "sha256sum", "grep" }) do
       os.execute("ln -s \"$(command -v " .. tool .. ")\" " .. proc.quote(dir .. "/bin/" .. tool))
     end
     local r = setup({ "--check" }, { PATH = dir .. "/bin", FAKE_MISSING = "nodejs npm" })

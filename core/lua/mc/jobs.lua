@@ -258,17 +258,27 @@ function _M.dead(limit)
   return out
 end
 
--- Moves dead jobs to the left (last fetched) end of their queues, atomically per
--- job and without re-encoding the payload; a member that is not a job stays.
-local RETRY_DEAD = [[
+-- The sorted sets a job waits or lies in.
+local SETS = { schedule = true, retry = true, dead = true }
+
+local function check_set(set, fn)
+  if not SETS[set] then error("jobs." .. fn .. ": set must be schedule, retry or dead", 3) end
+end
+
+-- Moves the jobs of a sorted set (all, or the one whose jid is ARGV[1]) to the
+-- left (last fetched) end of their queues, atomically per job and without
+-- re-encoding the payload; a member that is not a job stays.
+local MOVE_TO_QUEUE = [[
 local moved, kept = 0, 0
 for _, body in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local ok, job = pcall(cjson.decode, body)
   if ok and type(job) == 'table' and type(job.queue) == 'string' then
-    redis.call('ZREM', KEYS[1], body)
-    redis.call('SADD', KEYS[2], job.queue)
-    redis.call('LPUSH', 'queue:' .. job.queue, body)
-    moved = moved + 1
+    if ARGV[1] == nil or job.jid == ARGV[1] then
+      redis.call('ZREM', KEYS[1], body)
+      redis.call('SADD', KEYS[2], job.queue)
+      redis.call('LPUSH', 'queue:' .. job.queue, body)
+      moved = moved + 1
+    end
   else
     kept = kept + 1
   end
@@ -276,13 +286,162 @@ end
 return {moved, kept}
 ]]
 
--- retry_dead() -> moved, kept (entries that are not jobs) | nil, err
-function _M.retry_dead()
+-- Removes the members of a sorted set whose jid is ARGV[1].
+local DELETE_JOB = [[
+local n = 0
+for _, body in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local ok, job = pcall(cjson.decode, body)
+  if ok and type(job) == 'table' and job.jid == ARGV[1] then
+    n = n + redis.call('ZREM', KEYS[1], body)
+  end
+end
+return n
+]]
+
+local function move_to_queue(set, jid)
   local r, err = _M.redis()
   if not r then return nil, err end
-  local res, eerr = r:eval(RETRY_DEAD, { "dead", "queues" }, {})
+  local res, eerr = r:eval(MOVE_TO_QUEUE, { set, "queues" }, { jid })
   if not res then return nil, eerr end
   return res[1], res[2]
+end
+
+-- retry_dead() -> moved, kept (entries that are not jobs) | nil, err
+function _M.retry_dead()
+  return move_to_queue("dead")
+end
+
+-- retry_all(set) -> moved, kept | nil, err: every job of the schedule, retry or
+-- dead set back to its queue now (payload unchanged, as Sidekiq's "retry all").
+function _M.retry_all(set)
+  check_set(set, "retry_all")
+  return move_to_queue(set)
+end
+
+-- retry_job(set, jid) -> true | false (no such job there) | nil, err
+function _M.retry_job(set, jid)
+  check_set(set, "retry_job")
+  if type(jid) ~= "string" then error("jobs.retry_job: jid must be a string", 2) end
+  local moved, err = move_to_queue(set, jid)
+  if not moved then return nil, err end
+  return moved > 0
+end
+
+-- delete_job(set, jid) -> true | false (no such job there) | nil, err
+function _M.delete_job(set, jid)
+  check_set(set, "delete_job")
+  if type(jid) ~= "string" then error("jobs.delete_job: jid must be a string", 2) end
+  local r, err = _M.redis()
+  if not r then return nil, err end
+  local n, eerr = r:eval(DELETE_JOB, { set }, { jid })
+  if not n then return nil, eerr end
+  return n > 0
+end
+
+-- clear(set) -> the number of entries deleted | nil, err
+function _M.clear(set)
+  check_set(set, "clear")
+  local r, err = _M.redis()
+  if not r then return nil, err end
+  local res, perr = r:pipeline(function(p)
+    p:call("ZCARD", set)
+    p:call("DEL", set)
+  end)
+  if not res then return nil, perr end
+  return res[1]
+end
+
+-- entries(set[, limit]) -> up to limit (default 50) jobs of the schedule, retry
+-- or dead set: dead newest first, the others soonest due first; each the
+-- decoded job with `at` (its score), or { raw = body, at } for a non-job.
+function _M.entries(set, limit)
+  check_set(set, "entries")
+  if limit ~= nil and (math.type(limit) ~= "integer" or limit < 1) then
+    error("jobs.entries: limit must be a positive integer", 2)
+  end
+  local r, err = _M.redis()
+  if not r then return nil, err end
+  local res, zerr = r:call(set == "dead" and "ZREVRANGE" or "ZRANGE", set, 0, (limit or 50) - 1, "WITHSCORES")
+  if not res then return nil, zerr end
+  local out = {}
+  for i = 1, #res, 2 do
+    local job = json.decode(res[i])
+    if type(job) ~= "table" then job = { raw = res[i] } end
+    job.at = tonumber(res[i + 1])
+    out[#out + 1] = job
+  end
+  return out
+end
+
+-- queues() -> { {name, size, latency}... } by name | nil, err. latency: seconds
+-- the next job to be fetched has waited (0 for an empty queue).
+function _M.queues()
+  local r, err = _M.redis()
+  if not r then return nil, err end
+  local names, serr = r:call("SMEMBERS", "queues")
+  if not names then return nil, serr end
+  table.sort(names)
+  local res, perr = r:pipeline(function(p)
+    for _, q in ipairs(names) do
+      p:call("LLEN", "queue:" .. q)
+      p:call("LINDEX", "queue:" .. q, -1)
+    end
+  end)
+  if not res then return nil, perr end
+  local out, now = {}, _M.now()
+  for i, q in ipairs(names) do
+    local oldest = res[2 * i] ~= mc.null and json.decode(res[2 * i]) or nil
+    local at = type(oldest) == "table" and tonumber(oldest.enqueued_at) or nil
+    out[i] = { name = q, size = res[2 * i - 1], latency = at and math.max(0, now - at) or 0 }
+  end
+  return out
+end
+
+-- processes() -> { {identity, busy, beat, quiet}... } | nil, err: the worker
+-- processes that beat (the `processes` set and each one's hash).
+function _M.processes()
+  local r, err = _M.redis()
+  if not r then return nil, err end
+  local ids, serr = r:call("SMEMBERS", "processes")
+  if not ids then return nil, serr end
+  table.sort(ids)
+  local res, perr = r:pipeline(function(p)
+    for _, id in ipairs(ids) do p:call("HMGET", id, "busy", "beat", "quiet") end
+  end)
+  if not res then return nil, perr end
+  local out = {}
+  for i, id in ipairs(ids) do
+    local h = res[i]
+    local function val(v) return v ~= mc.null and v or nil end
+    out[i] = { identity = id, busy = tonumber(val(h[1])) or 0, beat = tonumber(val(h[2])),
+      quiet = val(h[3]) == "true" }
+  end
+  return out
+end
+
+-- history(days) -> { {date, processed, failed}... }, oldest first, from the
+-- dated counters the worker keeps (stat:processed:YYYY-MM-DD) | nil, err
+function _M.history(days)
+  if math.type(days) ~= "integer" or days < 1 or days > 366 then
+    error("jobs.history: days must be an integer from 1 to 366", 2)
+  end
+  local r, err = _M.redis()
+  if not r then return nil, err end
+  local dates, now = {}, _M.now()
+  for i = days - 1, 0, -1 do dates[#dates + 1] = os.date("!%Y-%m-%d", math.floor(now - i * 86400)) end
+  local res, perr = r:pipeline(function(p)
+    for _, d in ipairs(dates) do
+      p:call("GET", "stat:processed:" .. d)
+      p:call("GET", "stat:failed:" .. d)
+    end
+  end)
+  if not res then return nil, perr end
+  local out = {}
+  for i, d in ipairs(dates) do
+    local function num(v) return tonumber(v ~= mc.null and v or 0) or 0 end
+    out[i] = { date = d, processed = num(res[2 * i - 1]), failed = num(res[2 * i]) }
+  end
+  return out
 end
 
 return _M
