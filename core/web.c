@@ -298,14 +298,74 @@ static int append_body(web_server *srv, request *r, const char *data, size_t siz
   return 0;
 }
 
+/* ---- the request head's limits ---------------------------------------------
+ *
+ * libmicrohttpd parses the request line and headers into the connection's
+ * memory pool (MHD_OPTION_CONNECTION_MEMORY_LIMIT), each query parameter and
+ * header as a record of about 56 bytes. When a record does not fit while it
+ * parses the query, 0.9.75 queues its 431 and then overwrites the state that
+ * would send it: the client waits for an answer that never comes. So the pool
+ * is twice max_header, the head itself is held to max_header here, and a
+ * query with more parameters than max_header / 128 never reaches that parser:
+ * on_uri, called with the raw URI just before it, drops such a query and
+ * marks the request for a 414. The other half of the pool then holds the
+ * parameters, the headers' records and the answer's head. */
+#define LINE_SLACK 64 /* the method and protocol around the URI on the request line */
+
+static char uri_too_long, too_many_params; /* con_cls marks left by on_uri */
+
+static int is_mark(const void *p) {
+  return p == &uri_too_long || p == &too_many_params;
+}
+
+static size_t max_params(const web_server *srv) {
+  return srv->cfg.header_limit / 128;
+}
+
+/* How many records the query would cost: each '&' starts one. */
+static size_t count_params(const char *query) {
+  size_t n = 1;
+  for (const char *p = strchr(query, '&'); p != NULL; p = strchr(p + 1, '&')) n++;
+  return n;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+  (void)c;
+  web_server *srv = cls;
+  const char *query = strchr(uri, '?');
+  void *mark = NULL;
+  if (strlen(uri) + LINE_SLACK > srv->cfg.header_limit) mark = &uri_too_long;
+  else if (query != NULL && count_params(query + 1) > max_params(srv)) mark = &too_many_params;
+#if MHD_VERSION < 0x01000000 /* the URI is the connection's own buffer, parsed next (0.9.75-0.9.77) */
+  if (mark != NULL && query != NULL) ((char *)query)[1] = '\0';
+#endif
+  return mark;
+}
+
+/* The status for a head over its limits (0: none) and its message. */
+static unsigned head_refusal(web_server *srv, struct MHD_Connection *c, void *mark, const char **msg) {
+  if (mark == &uri_too_long) return *msg = "URI too long", 414;
+  if (mark == &too_many_params) return *msg = "too many query parameters", 414;
+  const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+  if (info != NULL && info->header_size > srv->cfg.header_limit) return *msg = "request headers too large", 431;
+  return 0;
+}
+
 static enum MHD_Result begin(web_server *srv, struct MHD_Connection *c, const char *url,
                              const char *method, void **con_cls) {
+  void *mark = *con_cls;
   request *r = calloc(1, sizeof *r);
   if (r == NULL) return MHD_NO;
   *con_cls = r;
   atomic_fetch_add(&srv->active, 1);
   r->start = now();
   request_id(c, r->id);
+  const char *msg;
+  unsigned refused = head_refusal(srv, c, mark, &msg);
+  if (refused != 0) {
+    r->too_large = 1; /* a body that follows is not read */
+    return send_error(srv, c, r, refused, msg, method, url);
+  }
   const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (cl != NULL && strtoull(cl, NULL, 10) > srv->cfg.body_limit) {
     r->too_large = 1;
@@ -321,7 +381,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   (void)version;
   web_server *srv = cls;
   request *r = *con_cls;
-  if (r == NULL) return begin(srv, c, url, method, con_cls);
+  if (r == NULL || is_mark(r)) return begin(srv, c, url, method, con_cls);
   if (*upload_data_size > 0) {
     if (now() - r->start > srv->cfg.request_timeout) return MHD_NO; /* a trickling body */
     if (append_body(srv, r, upload_data, *upload_data_size) < 0) return MHD_NO;
@@ -338,10 +398,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   (void)toe;
   web_server *srv = cls;
   request *r = *con_cls;
-  if (r == NULL) return;
+  *con_cls = NULL;
+  if (r == NULL || is_mark(r)) return; /* libmicrohttpd answered the head itself */
   free(r->body);
   free(r);
-  *con_cls = NULL;
   atomic_fetch_sub(&srv->active, 1);
 }
 
@@ -463,7 +523,8 @@ static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->conn_limit,
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_limit,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->header_limit,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, 2 * cfg->header_limit, /* see on_uri */
+      MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
       MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
       MHD_OPTION_END);
