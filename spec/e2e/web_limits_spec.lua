@@ -84,3 +84,79 @@ describe("oversized request heads", function()
   end)
 end)
 
+-- open_trickling(port, n) -> sockets that each sent a request line and no more
+local function open_trickling(port, n)
+  local conns = {}
+  for i = 1, n do
+    local c = socket.tcp()
+    c:settimeout(2)
+    if c:connect("127.0.0.1", port) then
+      c:send("GET /health HTTP/1.1\r\n")
+      c:settimeout(0)
+      conns[#conns + 1] = c
+    else
+      c:close()
+    end
+  end
+  return conns
+end
+
+-- closed_by_server(c) -> true when the server closed c (EOF or reset)
+local function closed_by_server(c)
+  local _, err = c:receive(1)
+  return err ~= "timeout"
+end
+
+describe("slow clients", function()
+  local function ulimit()
+    local p = io.popen("ulimit -n")
+    local n = tonumber(p:read("l"))
+    p:close()
+    return n or 1024
+  end
+
+  it("cannot hold a connection past WEB_HEADER_TIMEOUT by trickling header lines", function()
+    local srv = server.start({ files = { ["scripts/app.lua"] = APP },
+      env = { WEB_THREADS = "2", WEB_HEADER_TIMEOUT = "2", WEB_IDLE_TIMEOUT = "30" } })
+    local c = open_trickling(srv.port, 1)[1]
+    local t0, closed_at = host.now(), nil
+    while host.now() - t0 < 6 do -- the idle timeout (30 s) never fires: a byte every 0.3 s
+      if closed_by_server(c) then closed_at = host.now() - t0; break end
+      c:send("X: y\r\n")
+      socket.sleep(0.3)
+    end
+    c:close()
+    srv:stop()
+    assert.truthy(closed_at, "the trickling connection was still open after 6 s (3x the deadline)")
+    assert.truthy(closed_at > 1, "closed after " .. tostring(closed_at) .. " s, before its deadline")
+  end)
+
+  it("answers /health while more connections than WEB_MAX_CONNECTIONS trickle their headers", function()
+    local n = math.min(1500, ulimit() // 2 - 100) -- each connection costs an fd here and one in the server
+    local limit = n * 2 // 3
+    local srv = server.start({ files = { ["scripts/app.lua"] = APP }, env = { WEB_THREADS = "2",
+      WEB_HEADER_TIMEOUT = "3", WEB_IDLE_TIMEOUT = "30", WEB_MAX_CONNECTIONS = tostring(limit) } })
+    local conns = open_trickling(srv.port, n)
+    local worst, answered, asked = 0, 0, 0
+    local t0 = host.now()
+    while host.now() - t0 < 8 do
+      for i, c in ipairs(conns) do
+        if c and not c:send("X-Trickle: " .. i .. "\r\n") then conns[i] = false; c:close() end
+      end
+      conns = (function() local out = {} for _, c in ipairs(conns) do if c then out[#out + 1] = c end end return out end)()
+      for _ = 1, n - #conns do conns[#conns + 1] = open_trickling(srv.port, 1)[1] end -- the attacker reconnects
+      local t = host.now()
+      asked = asked + 1
+      local ok, r = pcall(srv.request, srv, "GET", "/health")
+      if ok and r.status == 200 then answered = answered + 1 end
+      worst = math.max(worst, host.now() - t)
+      socket.sleep(0.5)
+    end
+    for _, c in ipairs(conns) do c:close() end
+    local _, lines = srv:log():gsub("\n", "")
+    srv:stop()
+    assert.equal(asked, answered)
+    assert.truthy(lines < 1000, lines .. " log lines: every closed client logged?")
+    assert.truthy(worst < 5, "the slowest /health took " .. worst .. " s")
+  end)
+end)
