@@ -5,6 +5,7 @@
 -- login_domain (required for, and only for, custom). Unknown fields are refused:
 -- a typo in the package's Apex should fail loudly, not onboard half an org.
 local sfid = require "lib.sfid"
+local trim = require("lib.text").trim
 local mail = require "mc.mail"
 local config = require "config"
 
@@ -25,7 +26,7 @@ local function text(doc, errors, name, max, required)
     return nil
   end
   if type(v) ~= "string" then errors[name] = "must be a string"; return nil end
-  v = v:match("^%s*(.-)%s*$")
+  v = trim(v)
   if v == "" then
     if required then errors[name] = "must not be blank" end
     return nil
@@ -45,7 +46,7 @@ end
 local function version(doc, errors)
   local v = doc.previous_version
   if v == nil or v == mc.null then return nil end
-  if type(v) ~= "string" or not v:match("^%d+%.%d+[%.%d]*$") or #v > 32 then
+  if type(v) ~= "string" or #v > 32 or not v:match("^%d+%.%d+[%.%d]*$") then
     errors.previous_version = "must be a version such as 1.2 or 1.2.3"
     return nil
   end

@@ -1,0 +1,79 @@
+-- The project's web process (scripts/app.lua as it is) fed hostile callbacks over
+-- real HTTP, and kept serving through a Postgres outage: each answer is a status
+-- that tells the package what to do (4xx: do not send it again; 5xx: retry), fast,
+-- with a JSON body, and no traceback in the log.
+local http = require "mc.http"
+local json = require "mc.json"
+local host = require "mc.host"
+local redis = require "mc.redis"
+local daemon = require "support.daemon"
+local server = require "support.server"
+local proc = require "support.process"
+local pg_db = require "support.pg_db"
+local stack = require "support.stack"
+
+local DB = "mc_spec_hostile"
+local REDIS_DB = 21
+local ORG = "00D5e000000HoStEAK"
+
+local function env_for(db_url, port)
+  return {
+    DATABASE_URL = db_url, REDIS_URL = (os.getenv("REDIS_URL"):gsub("/%d*$", "")) .. "/" .. REDIS_DB,
+    PORT = tostring(port), WEB_BIND = "127.0.0.1", WEB_THREADS = "2", MC_RELOAD = "false",
+    APP_URL = "http://127.0.0.1:" .. port, CALLBACK_SECRET = stack.CALLBACK_SECRET, ADMIN_TOKEN = stack.ADMIN_TOKEN,
+    ENCRYPTION_KEYS = stack.KEYS, SALESFORCE_CLIENT_ID = "spec-client", SALESFORCE_CLIENT_SECRET = "spec-secret",
+  }
+end
+
+-- start(db_url) -> the web process and its base URL, once it listens
+local function start(db_url)
+  local port = server.free_port()
+  local web = daemon.start({ command = "web", root = host.root, env = env_for(db_url, port) })
+  if not web:wait_log("msg=listening", 15) then
+    local log = web:log(); web:stop(); error("web did not start:\n" .. log)
+  end
+  return web, "http://127.0.0.1:" .. port
+end
+
+describe("hostile callbacks", function()
+  local web, url
+  setup(function()
+    local db_url = pg_db.create(DB)
+    local m = proc.mc({ "migrate" }, { env = env_for(db_url, server.free_port()) })
+    assert(m.code == 0, "migrate failed: " .. tostring(m.stdout) .. tostring(m.stderr))
+    local r = assert(redis.connect(env_for(db_url, 1).REDIS_URL))
+    assert(r:call("FLUSHDB"))
+    r:close()
+    web, url = start(db_url)
+  end)
+  teardown(function()
+    web:stop()
+    pg_db.drop(DB)
+  end)
+
+  -- post(doc | raw body) -> status, decoded body, seconds taken
+  local function post(doc)
+    local body = type(doc) == "string" and doc or json.encode(doc)
+    local t = host.now()
+    local res = assert(http.post(url .. "/organizations", { body = body, headers = stack.sign(body), timeout = 30 }))
+    return res.status, json.decode(res.body), host.now() - t
+  end
+
+  local function install(fields)
+    local doc = { org_id = ORG, org_name = "Hostile Co", admin_email = "admin@hostile.example" }
+    for k, v in pairs(fields) do doc[k] = v end
+    return doc
+  end
+
+  it("answers a field of 40,000 spaces between two letters at once (trimming is linear)", function()
+    local status, body, took = post(install({ org_name = "a" .. string.rep(" ", 40000) .. "b" }))
+    assert.equal(400, status)
+    assert.equal("must be at most 255 characters", body.fields.org_name)
+    assert.truthy(took < 2, "took " .. took .. " s")
+    -- padding is trimmed, however long
+    status, body, took = post(install({ org_id = "00D5e000000PaDdEAK", org_name = string.rep(" ", 40000) .. "Padded Co"
+      .. string.rep("\t", 40000) }))
+    assert.equal(202, status, json.encode(body))
+    assert.truthy(took < 2, "took " .. took .. " s")
+  end)
+end)
