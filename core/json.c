@@ -16,6 +16,7 @@
  *   walked anyway (integers); the walk counts their entries and a scan of the
  *   text counts the members written: a duplicate key is the only way to lose
  *   one. Both are linear; the scan costs a few percent of a decode.
+ * - NUL: cjson stops at one as at the end of the text; a text with one is refused.
  * Failures of either direction return nil, err (safe mode). */
 #include <math.h>
 #include <stdio.h>
