@@ -203,8 +203,40 @@ end
 
 -- Moves due members of a sorted set to their queues, one at a time, atomically
 -- (as Sidekiq's scheduler does); stamps enqueued_at into the JSON text itself so
--- that the payload is not re-encoded by Redis's cjson (which turns [] into {}).
-local ENQUEUE_DUE = [[
+-- that the payload is not re-encoded by Redis's cjson (which turns [] into {}
+-- and rounds large numbers). A retry already has one: its value is replaced,
+-- not followed by a second (a duplicate key, which mc.json refuses), found by a
+-- scan that skips strings and nested values (args may hold the same name).
+local ENQUEUE_DUE = [=[
+local function stamp(body, now)
+  local appended = body:sub(1, -2) .. ',"enqueued_at":' .. now .. '}'
+  local depth, i = 0, 1
+  while true do
+    i = body:find('[%"{}%[%]]', i)
+    if not i then break end
+    local c = body:sub(i, i)
+    if c == '"' then
+      local j = i + 1
+      while true do
+        local k = body:find('[\\"]', j)
+        if not k then return appended end
+        if body:sub(k, k) == '"' then j = k break end
+        j = k + 2
+      end
+      local after = body:find('%S', j + 1)
+      if depth == 1 and after and body:sub(after, after) == ':' and body:sub(i, j) == '"enqueued_at"' then
+        local _, last = body:find('^%s*[-+%d.eE]+', after + 1)
+        if last then return body:sub(1, after) .. now .. body:sub(last + 1) end
+      end
+      i = j + 1
+    else
+      depth = depth + ((c == '{' or c == '[') and 1 or -1)
+      i = i + 1
+    end
+  end
+  return appended
+end
+
 local moved = 0
 while moved < tonumber(ARGV[2]) do
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
@@ -213,7 +245,7 @@ while moved < tonumber(ARGV[2]) do
   redis.call('ZREM', KEYS[1], body)
   local ok, job = pcall(cjson.decode, body)
   if ok and type(job) == 'table' and type(job.queue) == 'string' and body:sub(-1) == '}' then
-    local stamped = body:sub(1, -2) .. ',"enqueued_at":' .. ARGV[1] .. '}'
+    local stamped = stamp(body, ARGV[1])
     redis.call('SADD', 'queues', job.queue)
     redis.call('LPUSH', 'queue:' .. job.queue, stamped)
   else
@@ -222,7 +254,7 @@ while moved < tonumber(ARGV[2]) do
   moved = moved + 1
 end
 return moved
-]]
+]=]
 
 -- Pushes a dead process's in-flight jobs back to the right end of their queues
 -- (next to be fetched); a job whose processes died under it MAX_RECOVERIES times
