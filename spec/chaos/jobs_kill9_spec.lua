@@ -4,7 +4,9 @@
 -- checked: lost = 0 (each job done, or visibly dead), unexpected = 0 (nothing
 -- done that was not enqueued). Running a job twice is allowed -- the fetch is at
 -- least once -- and harmless here because the job's step (SADD) is idempotent;
--- the spec counts how often it happened. Loopback only, bounded in time.
+-- the spec counts how often it happened. A poison job that kills its worker
+-- each time is redelivered a bounded number of times, then dead. Loopback only,
+-- bounded in time.
 local workers = require "support.worker"
 local proc = require "support.process"
 local redis = require "mc.redis"
@@ -29,6 +31,16 @@ local FILES = {
       assert(r:call("HINCRBY", "chaos:runs", args[1], 1))
       os.execute("sleep " .. args[2])
       assert(r:call("SADD", "chaos:done", args[1]))
+      return true
+    end
+    return _M
+  ]],
+  -- kills the process that runs it, every time: a poison job
+  ["scripts/jobs/chaos/poison.lua"] = [[
+    local _M = {}
+    function _M.perform(args)
+      os.execute("kill -9 " .. require("mc.host").pid())
+      os.execute("sleep 10") -- the signal lands meanwhile
       return true
     end
     return _M
@@ -118,5 +130,34 @@ describe("chaos: kill -9 of workers mid-job", function()
     assert.truthy(twice > 0, "no kill landed mid-job: the faults were not injected")
     assert.equal(0, r:call("LLEN", "queue:default"))
     assert.equal(0, r:call("ZCARD", "retry")) -- a kill is no failure: the job is pushed back, not retried
+  end)
+
+  it("buries a job that kills its worker each time at its third death, and runs the jobs that died with it", function()
+    assert(r:call("FLUSHDB"))
+    local poison = assert(jobs.enqueue("chaos.poison", { "poison" }))
+    local enqueued = {}
+    for i = 1, 40 do
+      enqueued["job-" .. i] = true
+      assert(jobs.enqueue("chaos.step", { "job-" .. i, "0.05" }))
+    end
+    -- a supervisor, as Heroku restarts a crashed dyno
+    local w, deaths = worker(), 0
+    local buried = proc.wait_for(function()
+      if not w:alive() then
+        w:stop()
+        deaths = deaths + 1
+        w = worker()
+      end
+      return r:call("ZCARD", "dead") >= 1 and r:call("SCARD", "chaos:done") + r:call("ZCARD", "dead") >= 41
+    end, DRAIN_SECONDS)
+    w:stop()
+    local dead = assert(r:call("ZRANGE", "dead", 0, -1))
+    print(string.format("\nchaos: a poison job killed its worker %d times, then went to dead;"
+      .. " of the 40 others, done %d, dead %d", deaths, r:call("SCARD", "chaos:done"), #dead - 1))
+    assert.truthy(buried, "the poison job was not buried within " .. DRAIN_SECONDS .. " s")
+    assert.equal(1, #dead) -- the jobs in flight with it died with it, but were not buried with it
+    assert.equal(poison, json.decode(dead[1]).jid)
+    assert.equal(3, deaths) -- bounded redelivery
+    for _, id in ipairs(assert(r:call("SMEMBERS", "chaos:done"))) do assert.truthy(enqueued[id], id) end
   end)
 end)

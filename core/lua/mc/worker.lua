@@ -256,11 +256,15 @@ end
 return moved
 ]=]
 
--- Pushes a dead process's in-flight jobs back to the right end of their queues
--- (next to be fetched); a job whose processes died under it MAX_RECOVERIES times
--- is a poison pill and goes to the dead set instead of killing workers forever.
+-- Pushes a dead process's in-flight jobs back; a job whose processes died under
+-- it MAX_RECOVERIES times is a poison pill and goes to the dead set instead of
+-- killing workers forever. Which of several jobs in flight killed the process
+-- cannot be told, and put back together they would be fetched together again
+-- and die together: the poison's neighbours buried with it. So the first goes
+-- to the right end of its queue (next to be fetched) and the others to the
+-- schedule, ARGV[3] seconds apart (two polls: each comes back on its own).
 local RECOVER = [[
-local moved, buried = 0, 0
+local moved, buried, kept = 0, 0, 0
 while true do
   local body = redis.call('RPOP', KEYS[1])
   if not body then break end
@@ -270,18 +274,21 @@ while true do
     buried = buried + 1
   else
     local n = redis.call('HINCRBY', KEYS[2], tostring(job.jid), 1)
-    if n > tonumber(ARGV[1]) then
+    if n >= tonumber(ARGV[1]) then
       redis.call('ZADD', 'dead', ARGV[2], body)
       redis.call('HDEL', KEYS[2], tostring(job.jid))
       buried = buried + 1
-    else
+    elseif kept == 0 then
       redis.call('SADD', 'queues', job.queue)
       redis.call('RPUSH', 'queue:' .. job.queue, body)
-      moved = moved + 1
+      kept = 1
+    else
+      redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + kept * tonumber(ARGV[3])), body)
+      kept = kept + 1
     end
   end
 end
-return {moved, buried}
+return {kept, buried}
 ]]
 
 local function heartbeat(r, cfg)
@@ -321,15 +328,17 @@ local function heartbeat(r, cfg)
   return res
 end
 
--- Finds processes that stopped beating and pushes their in-flight jobs back.
-function _M.recover_orphans(r, self_identity)
+-- Finds processes that stopped beating and pushes their in-flight jobs back
+-- (RECOVER; spacing: the seconds between those that come back through the
+-- schedule, default 10).
+function _M.recover_orphans(r, self_identity, spacing)
   local members, err = r:call("SMEMBERS", INFLIGHT_SET)
   if not members then return nil, err end
   local moved, buried = 0, 0
   for _, identity in ipairs(members) do
     if identity ~= self_identity and r:call("EXISTS", identity) == 0 then
       local res, eerr = r:eval(RECOVER, { "inflight:" .. identity, RECOVERIES },
-        { MAX_RECOVERIES, string.format("%.6f", jobs.now()) })
+        { MAX_RECOVERIES, string.format("%.6f", jobs.now()), string.format("%.3f", spacing or 10) })
       if not res then return nil, eerr end
       r:call("SREM", INFLIGHT_SET, identity)
       moved, buried = moved + res[1], buried + res[2]
@@ -425,7 +434,7 @@ function _M.serve(opts)
     end
     if now - last_recover >= math.min(15, cfg.ttl) then
       last_recover = now
-      local ok, rerr = _M.recover_orphans(r, cfg.identity)
+      local ok, rerr = _M.recover_orphans(r, cfg.identity, 2 * cfg.poll)
       if not ok then log.error("orphan recovery failed", { error = rerr }) end
     end
     if now - last_strays >= cfg.stray_grace then
