@@ -77,6 +77,16 @@ describe("hostile callbacks", function()
     assert.truthy(took < 2, "took " .. took .. " s")
   end)
 
+  it("answers 400 to JSON nested 10,000 deep and to duplicate keys, at once", function()
+    local status, body, took = post(string.rep("[", 10000) .. string.rep("]", 10000))
+    assert.equal(400, status)
+    assert.matches("^body is not valid JSON: .*nest", body.error)
+    assert.truthy(took < 2, "took " .. took .. " s")
+    status, body = post('{"org_id": "' .. ORG .. '", "org_name": "A", "org_name": "B", "admin_email": "a@b.example"}')
+    assert.equal(400, status)
+    assert.equal("body is not valid JSON: duplicate key in an object", body.error)
+  end)
+
   it("answers 400 naming the field to invalid UTF-8, and keeps the org out", function()
     for _, bad in ipairs({ "Acme \xff\xfe", "Acme \xc3", "Acme \xed\xa0\x80" }) do
       local status, body = post(install({ org_name = bad }))

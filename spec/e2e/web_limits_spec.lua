@@ -84,6 +84,27 @@ describe("oversized request heads", function()
   end)
 end)
 
+describe("pipelined requests", function()
+  it("are answered in order, and garbage after them closes only that connection", function()
+    local srv = server.start({ files = { ["scripts/app.lua"] = APP }, env = { WEB_THREADS = "2" } })
+    local c = srv:connect()
+    c:send("GET /query?a=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /query?a=1&b=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET /health HTTP/1.1\r\nHost: x\r\n\r\n\0\1\2garbage \255\254 HTTP/9\r\n\r\n")
+    local got = {}
+    for i = 1, 3 do
+      local r = assert(server.read_response(c))
+      got[i] = r.status == 200 and (json.decode(r.body).n or "health") or r.status
+    end
+    local last = server.read_response(c) -- a 400 for the garbage, or the connection closed
+    c:close()
+    local health = srv:request("GET", "/health").status
+    srv:stop()
+    assert.same({ 1, 2, "health" }, got)
+    assert.truthy(last == nil or last.status == 400, last and last.status)
+    assert.equal(200, health)
+  end)
+end)
+
 -- open_trickling(port, n) -> sockets that each sent a request line and no more
 local function open_trickling(port, n)
   local conns = {}
