@@ -365,9 +365,25 @@ static void push_headers(lua_State *L, CURL *e) {
  *   opts: url, method ("GET"), headers ({name = value}), body (string),
  *   timeout, connect_timeout (seconds), follow (max redirects, 0), max_body
  *   (bytes), insecure (skip TLS verification). */
+/* curl takes the URL as a C string: one with a NUL in it would be cut there, and
+ * another URL than the one asked for requested. */
+static int url_has_nul(lua_State *L) {
+  size_t len;
+  lua_getfield(L, 1, "url");
+  const char *url = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+  int bad = url != NULL && memchr(url, '\0', len) != NULL;
+  lua_pop(L, 1);
+  return bad;
+}
+
 static int http_request_fn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
+  if (url_has_nul(L)) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "malformed url (NUL byte)");
+    return 2;
+  }
   CURL *e = easy_of(L);
   http_request *r = new_owner(L, sizeof *r, REQUEST_MT); /* index 2 */
   curl_easy_reset(e);

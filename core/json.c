@@ -9,7 +9,14 @@
  * - Precision: cjson prints 14 significant digits; encode refuses an integer of
  *   more digits (it would be rounded) instead of writing a wrong number.
  * - Limits: decoding nests at most 64 deep; NaN, Infinity and hex numbers are
- *   refused on input as on output.
+ *   refused on input as on output, and so is a number a double cannot hold
+ *   (1e400: cjson's strtod made it inf).
+ * - Duplicate keys: cjson keeps the last silently, so {"amount": 1, "amount": 9}
+ *   would read as whatever a peer's parser does not. The decoded tables are
+ *   walked anyway (integers); the walk counts their entries and a scan of the
+ *   text counts the members written: a duplicate key is the only way to lose
+ *   one. Both are linear; the scan costs a few percent of a decode.
+ * - NUL: cjson stops at one as at the end of the text; a text with one is refused.
  * Failures of either direction return nil, err (safe mode). */
 #include <math.h>
 #include <stdio.h>
@@ -32,40 +39,97 @@ static int exact_integer(lua_Number n, lua_Integer *out) {
   return 1;
 }
 
-/* Turns integral floats into integers in place, recursively (depth is bounded by
- * the decoder's own limit). */
-static void integerize(lua_State *L, int idx) {
+static int is_json_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The bytes count_members stops at: outside strings (bit 1), inside (bit 2). */
+static const unsigned char stops[256] = {['"'] = 3, [','] = 1, ['['] = 1, ['{'] = 1, ['\\'] = 2};
+
+/* The members (object fields and array elements) of a text cjson accepted:
+ * one per comma outside strings, and one more per container not empty. It
+ * runs on every body, so it skips the other bytes through a table. */
+static size_t count_members(const char *text, size_t len) {
+  const unsigned char *s = (const unsigned char *)text, *end = s + len;
+  size_t n = 0;
+  for (;;) {
+    while (s < end && !(stops[*s] & 1)) s++;
+    if (s == end) return n;
+    unsigned c = *s++;
+    if (c == '"') {
+      for (;;) { /* to the closing quote; an escape takes two bytes */
+        while (s < end && !(stops[*s] & 2)) s++;
+        if (s == end || *s == '"') break;
+        s += end - s >= 2 ? 2 : 1;
+      }
+      if (s < end) s++;
+    } else if (c == ',') {
+      n++;
+    } else {
+      while (s < end && is_json_space((char)*s)) s++;
+      if (s < end && *s != ']' && *s != '}') n++;
+    }
+  }
+}
+
+/* Walks what cjson decoded, recursively (the decoder bounds the depth): turns
+ * integral floats into integers in place, counts the entries (*n), and answers
+ * NULL or why the value is refused. */
+static const char *check_decoded(lua_State *L, int idx, size_t *n) {
   idx = lua_absindex(L, idx);
   luaL_checkstack(L, 3, "json: nesting too deep");
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
+    (*n)++;
+    const char *bad = NULL;
     if (lua_type(L, -1) == LUA_TTABLE) {
-      integerize(L, -1);
+      bad = check_decoded(L, -1, n);
     } else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
       lua_Integer i;
-      if (exact_integer(lua_tonumber(L, -1), &i)) {
+      if (!isfinite(lua_tonumber(L, -1))) {
+        bad = "number out of range";
+      } else if (exact_integer(lua_tonumber(L, -1), &i)) {
         lua_pushvalue(L, -2);
         lua_pushinteger(L, i);
         lua_rawset(L, idx); /* assigning an existing field is allowed during next */
       }
     }
+    if (bad != NULL) {
+      lua_pop(L, 2);
+      return bad;
+    }
     lua_pop(L, 1);
   }
+  return NULL;
+}
+
+static int refuse(lua_State *L, const char *why) {
+  luaL_pushfail(L);
+  lua_pushstring(L, why);
+  return 2;
 }
 
 /* json.decode(s) -> value | nil, err */
 static int json_decode(lua_State *L) {
-  luaL_checkstring(L, 1);
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
   lua_settop(L, 1);
+  /* cjson stops at a NUL as at the end: what follows it would be ignored.
+   * JSON has no raw NUL anywhere (in a string it is written \u0000). */
+  if (memchr(text, '\0', len) != NULL) return refuse(L, "NUL byte in JSON text");
   lua_pushvalue(L, lua_upvalueindex(UP_DECODE));
   lua_pushvalue(L, 1);
   lua_call(L, 1, 2);
   if (lua_isnil(L, -2)) return 2;
   lua_pop(L, 1);
   if (lua_type(L, -1) == LUA_TTABLE) {
-    integerize(L, -1);
+    size_t entries = 0;
+    const char *bad = check_decoded(L, -1, &entries);
+    if (bad != NULL) return refuse(L, bad);
+    if (entries != count_members(text, len)) return refuse(L, "duplicate key in an object");
   } else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
     lua_Integer i;
+    if (!isfinite(lua_tonumber(L, -1))) return refuse(L, "number out of range");
     if (exact_integer(lua_tonumber(L, -1), &i)) lua_pushinteger(L, i);
   }
   return 1;

@@ -500,11 +500,20 @@ static void cache_store(lua_State *L, pg_conn *c, int cache, const pg_query *q) 
   c->cache_count++;
 }
 
+/* The SQL text at idx. libpq takes it as a C string, so a NUL would cut it
+ * short and another statement than the one written would run: raise. */
+static const char *check_sql(lua_State *L, int idx) {
+  size_t len;
+  const char *sql = luaL_checklstring(L, idx, &len);
+  if (memchr(sql, '\0', len) != NULL) luaL_argerror(L, idx, "SQL text contains a NUL byte");
+  return sql;
+}
+
 /* conn:query(sql, ...) -> rows | nil, err[, sqlstate] */
 static int conn_query(lua_State *L) {
   pg_conn *c = check_open(L);
   if (c == NULL) return 2;
-  const char *sql = luaL_checkstring(L, 2);
+  const char *sql = check_sql(L, 2);
   int top = lua_gettop(L), n = top - 2;
   luaL_argcheck(L, n <= 65535, 3, "too many parameters");
   const char *inline_values[PARAMS_INLINE];
@@ -523,7 +532,7 @@ static int conn_query(lua_State *L) {
 static int conn_exec(lua_State *L) {
   pg_conn *c = check_open(L);
   if (c == NULL) return 2;
-  pg_query q = {luaL_checkstring(L, 2), -1, NULL, NULL, 0, 0};
+  pg_query q = {check_sql(L, 2), -1, NULL, NULL, 0, 0};
   return query_push(L, c, &q);
 }
 
@@ -655,7 +664,7 @@ static int copy_finish(lua_State *L, pg_conn *c, copy_buf *b, lua_Integer failed
 static int conn_copy_in(lua_State *L) {
   pg_conn *c = check_open(L);
   if (c == NULL) return 2;
-  pg_query q = {luaL_checkstring(L, 2), -1, NULL, NULL, 0, 0};
+  pg_query q = {check_sql(L, 2), -1, NULL, NULL, 0, 0};
   luaL_checktype(L, 3, LUA_TTABLE);
   copy_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->pg = c->pg;

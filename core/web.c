@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +32,12 @@
 #include "pool.h"
 #include "url.h"
 #include "watch.h"
+#include "web_guard.h"
 
 typedef struct web_config {
   int port, threads, conn_limit, per_ip_limit, idle_timeout;
   size_t body_limit, header_limit;
-  double request_timeout, shutdown_timeout;
+  double header_timeout, request_timeout, shutdown_timeout;
   const char *const *watch; /* folders whose edits reload the app; NULL: SIGHUP only */
   const char *bind;
   char app[256]; /* the app file, relative to MC_ROOT */
@@ -47,6 +49,7 @@ typedef struct web_server {
   mc_pool pool;        /* app states; entry point: fn(method, path, body, id, ctx) */
   atomic_int active;   /* requests between first callback and completion */
   atomic_int draining; /* after SIGTERM: answer with Connection: close */
+  web_guard guard;     /* header deadlines, room for new clients */
 } web_server;
 
 /* One per request, from the first access callback to the completion callback. */
@@ -298,14 +301,75 @@ static int append_body(web_server *srv, request *r, const char *data, size_t siz
   return 0;
 }
 
+/* ---- the request head's limits ---------------------------------------------
+ *
+ * libmicrohttpd parses the request line and headers into the connection's
+ * memory pool (MHD_OPTION_CONNECTION_MEMORY_LIMIT), each query parameter and
+ * header as a record of about 56 bytes. When a record does not fit while it
+ * parses the query, 0.9.75 queues its 431 and then overwrites the state that
+ * would send it: the client waits for an answer that never comes. So the pool
+ * is twice max_header, the head itself is held to max_header here, and a
+ * query with more parameters than max_header / 128 never reaches that parser:
+ * on_uri, called with the raw URI just before it, drops such a query and
+ * marks the request for a 414. The other half of the pool then holds the
+ * parameters, the headers' records and the answer's head. */
+#define LINE_SLACK 64 /* the method and protocol around the URI on the request line */
+
+static char uri_too_long, too_many_params; /* con_cls marks left by on_uri */
+
+static int is_mark(const void *p) {
+  return p == &uri_too_long || p == &too_many_params;
+}
+
+static size_t max_params(const web_server *srv) {
+  return srv->cfg.header_limit / 128;
+}
+
+/* How many records the query would cost: each '&' starts one. */
+static size_t count_params(const char *query) {
+  size_t n = 1;
+  for (const char *p = strchr(query, '&'); p != NULL; p = strchr(p + 1, '&')) n++;
+  return n;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+  (void)c;
+  web_server *srv = cls;
+  const char *query = strchr(uri, '?');
+  void *mark = NULL;
+  if (strlen(uri) + LINE_SLACK > srv->cfg.header_limit) mark = &uri_too_long;
+  else if (query != NULL && count_params(query + 1) > max_params(srv)) mark = &too_many_params;
+#if MHD_VERSION < 0x01000000 /* the URI is the connection's own buffer, parsed next (0.9.75-0.9.77) */
+  if (mark != NULL && query != NULL) ((char *)query)[1] = '\0';
+#endif
+  return mark;
+}
+
+/* The status for a head over its limits (0: none) and its message. */
+static unsigned head_refusal(web_server *srv, struct MHD_Connection *c, void *mark, const char **msg) {
+  if (mark == &uri_too_long) return *msg = "URI too long", 414;
+  if (mark == &too_many_params) return *msg = "too many query parameters", 414;
+  const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+  if (info != NULL && info->header_size > srv->cfg.header_limit) return *msg = "request headers too large", 431;
+  return 0;
+}
+
 static enum MHD_Result begin(web_server *srv, struct MHD_Connection *c, const char *url,
                              const char *method, void **con_cls) {
+  void *mark = *con_cls;
   request *r = calloc(1, sizeof *r);
   if (r == NULL) return MHD_NO;
   *con_cls = r;
   atomic_fetch_add(&srv->active, 1);
   r->start = now();
   request_id(c, r->id);
+  web_guard_head_done(&srv->guard, c);
+  const char *msg;
+  unsigned refused = head_refusal(srv, c, mark, &msg);
+  if (refused != 0) {
+    r->too_large = 1; /* a body that follows is not read */
+    return send_error(srv, c, r, refused, msg, method, url);
+  }
   const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (cl != NULL && strtoull(cl, NULL, 10) > srv->cfg.body_limit) {
     r->too_large = 1;
@@ -321,7 +385,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   (void)version;
   web_server *srv = cls;
   request *r = *con_cls;
-  if (r == NULL) return begin(srv, c, url, method, con_cls);
+  if (r == NULL || is_mark(r)) return begin(srv, c, url, method, con_cls);
   if (*upload_data_size > 0) {
     if (now() - r->start > srv->cfg.request_timeout) return MHD_NO; /* a trickling body */
     if (append_body(srv, r, upload_data, *upload_data_size) < 0) return MHD_NO;
@@ -334,21 +398,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-  (void)c;
   (void)toe;
   web_server *srv = cls;
   request *r = *con_cls;
-  if (r == NULL) return;
+  web_guard_answered(&srv->guard, c);
+  *con_cls = NULL;
+  if (r == NULL || is_mark(r)) return; /* libmicrohttpd answered the head itself */
   free(r->body);
   free(r);
-  *con_cls = NULL;
   atomic_fetch_sub(&srv->active, 1);
 }
+
+/* A client that goes away (or that the guard closed) is no warning: under a
+ * slow-client attack these lines alone would flood the log. */
+#define CLIENT_GONE "Connection socket is closed when reading request"
 
 static void on_mhd_error(void *cls, const char *fmt, va_list ap) {
   (void)cls;
   char msg[512];
   vsnprintf(msg, sizeof msg, fmt, ap);
+  if (strncmp(msg, CLIENT_GONE, sizeof CLIENT_GONE - 1) == 0) return;
   msg[strcspn(msg, "\n")] = '\0';
   printf("at=warn msg=\"libmicrohttpd: %s\"\n", msg);
 }
@@ -442,6 +511,7 @@ static void read_config(lua_State *L, web_config *cfg, const char *root) {
   cfg->idle_timeout = (int)mc_opt_integer(&o, "idle_timeout", 30, 1, (lua_Integer)MAX_SECONDS);
   cfg->body_limit = (size_t)mc_opt_integer(&o, "max_body", 1 << 20, 1, (lua_Integer)1 << 40);
   cfg->header_limit = (size_t)mc_opt_integer(&o, "max_header", 8 * 1024, 1, INT_MAX);
+  cfg->header_timeout = mc_opt_seconds(&o, "header_timeout", 10, MAX_SECONDS);
   cfg->request_timeout = mc_opt_seconds(&o, "request_timeout", 30, MAX_SECONDS);
   cfg->shutdown_timeout = mc_opt_number(&o, "shutdown_timeout", 25, 0, MAX_SECONDS);
   cfg->watch = mc_opt_boolean(&o, "reload", 1) ? mc_opt_dirs(&o, "watch", root) : NULL;
@@ -452,6 +522,28 @@ static void read_config(lua_State *L, web_config *cfg, const char *root) {
   cfg->bind = mc_opt_string(&o, "bind", "0.0.0.0", NULL); /* the options table keeps it */
 }
 
+/* libmicrohttpd's own connection limit is a backstop above the guard's (which
+ * closes the oldest waiting connection past cfg->conn_limit): it counts per
+ * server thread, and the guard's closes take a moment to land. */
+static unsigned hard_conn_limit(const web_config *cfg) {
+  long extra = cfg->conn_limit / 4 + 16L * cfg->threads;
+  return (unsigned)(cfg->conn_limit + extra > 1000000 ? 1000000 : cfg->conn_limit + extra);
+}
+
+/* Each connection is a descriptor: raise the soft limit toward what the
+ * connection limit needs (Redis does the same for maxclients), and say so when
+ * the hard limit is lower. */
+static void reserve_descriptors(const web_config *cfg) {
+  struct rlimit rl;
+  rlim_t want = (rlim_t)hard_conn_limit(cfg) + 256; /* Postgres, Redis, curl, files */
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) return;
+  rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < want)
+    printf("at=warn msg=\"open files limit below the connection limit\" limit=%lu wanted=%lu\n",
+           (unsigned long)rl.rlim_cur, (unsigned long)want);
+}
+
 static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr) {
   const web_config *cfg = &srv->cfg;
   unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
@@ -460,10 +552,12 @@ static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr
       MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL, /* first, so it catches everything */
       MHD_OPTION_SOCK_ADDR, addr,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads > 1 ? cfg->threads : 0), /* 1: no pool */
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->conn_limit,
+      MHD_OPTION_CONNECTION_LIMIT, hard_conn_limit(cfg),
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_limit,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->header_limit,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, 2 * cfg->header_limit, /* see on_uri */
+      MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+      MHD_OPTION_NOTIFY_CONNECTION, web_guard_notify, &srv->guard,
       MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
       MHD_OPTION_END);
@@ -491,6 +585,13 @@ static void drain(web_server *srv, struct MHD_Daemon *d) {
   if (fd != MHD_INVALID_SOCKET) close(fd);
 }
 
+/* The main thread's tick (a quarter second): the header deadlines. */
+static void sweep_slow_clients(void *ud, int sig) {
+  (void)sig;
+  web_server *srv = ud;
+  web_guard_sweep(&srv->guard, now());
+}
+
 /* serve(opts) -> true | nil, err. Blocks until SIGTERM/SIGINT and the drain. */
 static int web_serve(lua_State *L) {
   web_server *srv = lua_newuserdatauv(L, sizeof *srv, 0); /* lives on this stack frame */
@@ -501,7 +602,11 @@ static int web_serve(lua_State *L) {
   read_config(L, &srv->cfg, srv->boot->root);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->cfg.port)};
   if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1) return luaL_error(L, "web: bad bind address");
+  if (web_guard_init(&srv->guard, srv->cfg.conn_limit, srv->cfg.header_timeout,
+                     srv->cfg.idle_timeout) != 0)
+    return luaL_error(L, "web: cannot create a mutex");
   if (mc_pool_init(&srv->pool, srv->cfg.threads, load_app_state, srv) != 0) {
+    web_guard_free(&srv->guard);
     luaL_pushfail(L); /* refuse to start with broken code */
     lua_pushliteral(L, "the app failed to load (see the log)");
     return 2;
@@ -510,10 +615,12 @@ static int web_serve(lua_State *L) {
   sigset_t set, old;
   mc_control_signals(&set);
   pthread_sigmask(SIG_BLOCK, &set, &old); /* server threads inherit it: signals come here */
+  reserve_descriptors(&srv->cfg);
   struct MHD_Daemon *d = start_daemon(srv, &addr);
   if (d == NULL) {
     int e = errno;
     mc_pool_free(&srv->pool);
+    web_guard_free(&srv->guard);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     luaL_pushfail(L);
     lua_pushfstring(L, "cannot listen on %s:%d: %s", srv->cfg.bind, srv->cfg.port, strerror(e));
@@ -521,10 +628,11 @@ static int web_serve(lua_State *L) {
   }
   printf("at=info msg=listening port=%d threads=%d reload=%s\n", srv->cfg.port, srv->cfg.threads,
          srv->cfg.watch ? "on" : "off");
-  mc_watch w = {&srv->pool, srv->cfg.watch, NULL, NULL};
+  mc_watch w = {&srv->pool, srv->cfg.watch, sweep_slow_clients, srv};
   mc_watch_loop(&w, &set);
   drain(srv, d);
   mc_pool_free(&srv->pool);
+  web_guard_free(&srv->guard);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   printf("at=info msg=stopped\n");
   lua_pushboolean(L, 1);

@@ -5,6 +5,7 @@
 -- login_domain (required for, and only for, custom). Unknown fields are refused:
 -- a typo in the package's Apex should fail loudly, not onboard half an org.
 local sfid = require "lib.sfid"
+local trim = require("lib.text").trim
 local mail = require "mc.mail"
 local config = require "config"
 
@@ -25,12 +26,14 @@ local function text(doc, errors, name, max, required)
     return nil
   end
   if type(v) ~= "string" then errors[name] = "must be a string"; return nil end
-  v = v:match("^%s*(.-)%s*$")
+  -- Postgres would refuse invalid text: a 503 and the package retrying for ever
+  if not utf8.len(v) then errors[name] = "must be valid UTF-8"; return nil end
+  v = trim(v)
   if v == "" then
     if required then errors[name] = "must not be blank" end
     return nil
   end
-  if #v > max then errors[name] = "must be at most " .. max .. " characters"; return nil end
+  if utf8.len(v) > max then errors[name] = "must be at most " .. max .. " characters"; return nil end
   if v:find("[%z\1-\31\127]") then errors[name] = "must not contain control characters"; return nil end
   return v
 end
@@ -45,7 +48,7 @@ end
 local function version(doc, errors)
   local v = doc.previous_version
   if v == nil or v == mc.null then return nil end
-  if type(v) ~= "string" or not v:match("^%d+%.%d+[%.%d]*$") or #v > 32 then
+  if type(v) ~= "string" or #v > 32 or not v:match("^%d+%.%d+[%.%d]*$") then
     errors.previous_version = "must be a version such as 1.2 or 1.2.3"
     return nil
   end
@@ -74,7 +77,11 @@ function _M.parse(doc)
   if type(doc) ~= "table" or doc[1] ~= nil then return nil, { body = "must be a JSON object" } end
   local errors, out = {}, {}
   for k in pairs(doc) do
-    if not KNOWN[k] then errors[tostring(k)] = "is not a known field" end
+    if not utf8.len(k) then
+      errors.body = "field names must be valid UTF-8" -- echoed, it would make our answer invalid JSON
+    elseif not KNOWN[k] then
+      errors[tostring(k)] = "is not a known field"
+    end
   end
   local raw_id = text(doc, errors, "org_id", 18, true)
   if raw_id then

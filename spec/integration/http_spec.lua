@@ -210,6 +210,15 @@ describe("mc.http", function()
       assert.equal("unsupported protocol", err)
     end)
 
+    it("refuses a URL with a NUL byte instead of requesting the part before it", function()
+      local res, err = http.get(base .. "/echo\0/../other")
+      assert.is_nil(res)
+      assert.equal("malformed url (NUL byte)", err)
+      res, err = http.get(base .. "/echo", { query = { a = "x\0y" } }) -- escaped: %00
+      assert.is_nil(err)
+      assert.equal(200, res.status)
+    end)
+
     it("still works after a failure", function()
       assert.is_nil((http.get(base .. "/delay/3000", { timeout = 0.1 })))
       assert.equal(200, assert(http.get(base .. "/echo")).status)

@@ -53,6 +53,29 @@ describe("mc.jobs", function()
     assert.equal(2, r:call("ZCARD", "schedule"))
   end)
 
+  it("stamps enqueued_at once when a due job moves to its queue, a retry's old value replaced", function()
+    local worker = require "mc.worker"
+    local bodies = {
+      '{"class":"x.y","args":[],"jid":"a1","queue":"default"}',
+      '{"class":"x.y","args":[{"enqueued_at":1},"enqueued_at"],"jid":"a2","queue":"default",'
+        .. '"note":"\\"enqueued_at\\":","enqueued_at" : 1.5e9,"retry_count":0}',
+    }
+    for _, b in ipairs(bodies) do assert(r:call("ZADD", "retry", "0", b)) end
+    assert.equal(2, worker.enqueue_due(r))
+    local queued = r:call("LRANGE", "queue:default", 0, -1)
+    local now = jobs.now()
+    for _, body in ipairs(queued) do
+      local job = assert(json.decode(body)) -- a second enqueued_at would be refused here
+      assert.truthy(math.abs(job.enqueued_at - now) < 5, body)
+      if job.jid == "a2" then
+        assert.same({ { enqueued_at = 1 }, "enqueued_at" }, job.args)
+        assert.equal('"enqueued_at":', job.note)
+      else
+        assert.equal("[]", body:match('"args":(%[%])'))
+      end
+    end
+  end)
+
   it("raises on misuse", function()
     assert.has_error(function() jobs.enqueue("bad name!", {}) end)
     assert.has_error(function() jobs.enqueue("x.y", { a = 1 }) end)

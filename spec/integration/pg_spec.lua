@@ -170,6 +170,18 @@ describe("mc.pg", function()
       assert.has_error(function() conn:query({}) end)
     end)
 
+    it("raises on SQL text with a NUL byte (libpq would run what comes before it)", function()
+      local function refused(fn)
+        local ok, err = pcall(fn)
+        assert.is_false(ok)
+        assert.matches("SQL text contains a NUL byte", err, 1, true)
+      end
+      refused(function() conn:query("select 1 as one\0; drop table x") end)
+      refused(function() conn:exec("select 1\0") end)
+      refused(function() conn:copy_in("copy x from stdin\0", {}) end)
+      assert.equal(1, one("select 1 as one").one)
+    end)
+
     it("returns rows with columns and the affected count", function()
       assert(conn:exec("create temp table t (id int primary key, name text)"))
       local rows = assert(conn:query("insert into t values (1, 'a'), (2, 'b')"))

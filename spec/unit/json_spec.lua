@@ -47,6 +47,36 @@ describe("mc.json", function()
       assert.matches("nested", err)
     end)
 
+    it("refuses a number a double cannot hold instead of giving inf", function()
+      for _, bad in ipairs({ "1e400", "-1e400", "[1, 1e309]", '{"a": {"b": -2e308}}' }) do
+        assert.same({ nil, "number out of range" }, { json.decode(bad) }, bad)
+      end
+      assert.equal(1e308, json.decode("1e308"))
+      assert.equal(0.0, json.decode("1e-400")) -- underflow is only a loss of precision
+    end)
+
+    it("refuses duplicate keys, at any depth, rather than keep the last", function()
+      for _, bad in ipairs({ '{"a":1,"a":2}', '{"a":1,"b":{"c":null,"c":null}}', '[{"x":1},{"y":1,"y":1}]',
+        '{"a\\u0062":1,"ab":2}', '{"a":[],"a":[]}' }) do
+        assert.same({ nil, "duplicate key in an object" }, { json.decode(bad) }, bad)
+      end
+    end)
+
+    it("counts members right past strings, escapes, whitespace and empty containers", function()
+      local v = assert(json.decode(' { "a" : [ 1 , 2 , { } ] , "b" : [ ] , "c" : " ,{[\\"\\\\" ,'
+        .. ' "d\\"," : [ null , null ] , "e" : { "f" : "}" } } '))
+      assert.same({ 1, 2, {} }, v.a)
+      assert.same(' ,{["\\', v.c)
+      assert.same({ json.null, json.null }, v['d",'])
+      assert.same({ { "x" }, { "x" } }, json.decode('[["x"],["x"]]'))
+    end)
+
+    it("refuses a NUL byte, which cjson took for the end of the text", function()
+      assert.same({ nil, "NUL byte in JSON text" }, { json.decode('{"a":1}\0{"a":2}') })
+      assert.same({ nil, "NUL byte in JSON text" }, { json.decode('"a\0b"') })
+      assert.equal("a\0b", json.decode('"a\\u0000b"'))
+    end)
+
     it("raises on misuse (a non-string argument)", function()
       assert.has_error(function() json.decode({}) end)
     end)

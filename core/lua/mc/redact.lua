@@ -34,13 +34,32 @@ function _M.is_secret_key(name)
   return v
 end
 
+-- The password of each URL with credentials (scheme://user:password@host),
+-- looked for after each "://" with anchored patterns: one unanchored pattern
+-- starting at the scheme was tried at every letter of a long word before it
+-- (8 KB of logged text took 0.5 s).
+local function mask_passwords(s)
+  local parts, from = {}, 1
+  local at = s:find("://", 1, true)
+  while at do
+    local _, colon = s:find("^[^:/@%s]*:", at + 3)
+    local atsign = colon and select(2, s:find("^[^@%s/]+@", colon + 1))
+    if atsign then
+      parts[#parts + 1] = s:sub(from, colon) .. FILTERED .. "@"
+      from = atsign + 1
+    end
+    at = s:find("://", at + 3, true)
+  end
+  if from == 1 then return s end
+  parts[#parts + 1] = s:sub(from)
+  return table.concat(parts)
+end
+
 -- Masks secrets inside free text: the password of URLs with credentials
 -- (postgres://u:pw@h -> postgres://u:[FILTERED]@h) and bearer tokens.
 function _M.text(s)
-  -- most values hold neither: skip the patterns (they backtrack on every value)
-  if not (s:find("://", 1, true) or s:find("earer", 1, true)) then return s end
-  s = s:gsub("(%a[%w+.-]*://[^:/@%s]*:)[^@%s/]+@", "%1" .. FILTERED .. "@")
-  s = s:gsub("([Bb]earer%s+)[%w%-._~+/=]+", "%1" .. FILTERED)
+  if s:find("://", 1, true) then s = mask_passwords(s) end
+  if s:find("earer", 1, true) then s = s:gsub("([Bb]earer%s+)[%w%-._~+/=]+", "%1" .. FILTERED) end
   return s
 end
 

@@ -257,6 +257,7 @@ function _M.serve(opts)
     max_connections = env.int("WEB_MAX_CONNECTIONS", 1000, { min = 1 }),
     max_connections_per_ip = env.int("WEB_MAX_CONNECTIONS_PER_IP", 0, { min = 0 }),
     idle_timeout = env.int("WEB_IDLE_TIMEOUT", 30, { min = 1 }),
+    header_timeout = env.number("WEB_HEADER_TIMEOUT", 10, { min = 0.1 }),
     request_timeout = env.number("WEB_REQUEST_TIMEOUT", 30, { min = 0.1 }),
     shutdown_timeout = env.number("SHUTDOWN_TIMEOUT", 25, { min = 0 }),
     reload = env.bool("MC_RELOAD", true),

@@ -203,8 +203,40 @@ end
 
 -- Moves due members of a sorted set to their queues, one at a time, atomically
 -- (as Sidekiq's scheduler does); stamps enqueued_at into the JSON text itself so
--- that the payload is not re-encoded by Redis's cjson (which turns [] into {}).
-local ENQUEUE_DUE = [[
+-- that the payload is not re-encoded by Redis's cjson (which turns [] into {}
+-- and rounds large numbers). A retry already has one: its value is replaced,
+-- not followed by a second (a duplicate key, which mc.json refuses), found by a
+-- scan that skips strings and nested values (args may hold the same name).
+local ENQUEUE_DUE = [=[
+local function stamp(body, now)
+  local appended = body:sub(1, -2) .. ',"enqueued_at":' .. now .. '}'
+  local depth, i = 0, 1
+  while true do
+    i = body:find('[%"{}%[%]]', i)
+    if not i then break end
+    local c = body:sub(i, i)
+    if c == '"' then
+      local j = i + 1
+      while true do
+        local k = body:find('[\\"]', j)
+        if not k then return appended end
+        if body:sub(k, k) == '"' then j = k break end
+        j = k + 2
+      end
+      local after = body:find('%S', j + 1)
+      if depth == 1 and after and body:sub(after, after) == ':' and body:sub(i, j) == '"enqueued_at"' then
+        local _, last = body:find('^%s*[-+%d.eE]+', after + 1)
+        if last then return body:sub(1, after) .. now .. body:sub(last + 1) end
+      end
+      i = j + 1
+    else
+      depth = depth + ((c == '{' or c == '[') and 1 or -1)
+      i = i + 1
+    end
+  end
+  return appended
+end
+
 local moved = 0
 while moved < tonumber(ARGV[2]) do
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
@@ -213,7 +245,7 @@ while moved < tonumber(ARGV[2]) do
   redis.call('ZREM', KEYS[1], body)
   local ok, job = pcall(cjson.decode, body)
   if ok and type(job) == 'table' and type(job.queue) == 'string' and body:sub(-1) == '}' then
-    local stamped = body:sub(1, -2) .. ',"enqueued_at":' .. ARGV[1] .. '}'
+    local stamped = stamp(body, ARGV[1])
     redis.call('SADD', 'queues', job.queue)
     redis.call('LPUSH', 'queue:' .. job.queue, stamped)
   else
@@ -222,13 +254,17 @@ while moved < tonumber(ARGV[2]) do
   moved = moved + 1
 end
 return moved
-]]
+]=]
 
--- Pushes a dead process's in-flight jobs back to the right end of their queues
--- (next to be fetched); a job whose processes died under it MAX_RECOVERIES times
--- is a poison pill and goes to the dead set instead of killing workers forever.
+-- Pushes a dead process's in-flight jobs back; a job whose processes died under
+-- it MAX_RECOVERIES times is a poison pill and goes to the dead set instead of
+-- killing workers forever. Which of several jobs in flight killed the process
+-- cannot be told, and put back together they would be fetched together again
+-- and die together: the poison's neighbours buried with it. So the first goes
+-- to the right end of its queue (next to be fetched) and the others to the
+-- schedule, ARGV[3] seconds apart (two polls: each comes back on its own).
 local RECOVER = [[
-local moved, buried = 0, 0
+local moved, buried, kept = 0, 0, 0
 while true do
   local body = redis.call('RPOP', KEYS[1])
   if not body then break end
@@ -238,18 +274,21 @@ while true do
     buried = buried + 1
   else
     local n = redis.call('HINCRBY', KEYS[2], tostring(job.jid), 1)
-    if n > tonumber(ARGV[1]) then
+    if n >= tonumber(ARGV[1]) then
       redis.call('ZADD', 'dead', ARGV[2], body)
       redis.call('HDEL', KEYS[2], tostring(job.jid))
       buried = buried + 1
-    else
+    elseif kept == 0 then
       redis.call('SADD', 'queues', job.queue)
       redis.call('RPUSH', 'queue:' .. job.queue, body)
-      moved = moved + 1
+      kept = 1
+    else
+      redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + kept * tonumber(ARGV[3])), body)
+      kept = kept + 1
     end
   end
 end
-return {moved, buried}
+return {kept, buried}
 ]]
 
 local function heartbeat(r, cfg)
@@ -289,15 +328,17 @@ local function heartbeat(r, cfg)
   return res
 end
 
--- Finds processes that stopped beating and pushes their in-flight jobs back.
-function _M.recover_orphans(r, self_identity)
+-- Finds processes that stopped beating and pushes their in-flight jobs back
+-- (RECOVER; spacing: the seconds between those that come back through the
+-- schedule, default 10).
+function _M.recover_orphans(r, self_identity, spacing)
   local members, err = r:call("SMEMBERS", INFLIGHT_SET)
   if not members then return nil, err end
   local moved, buried = 0, 0
   for _, identity in ipairs(members) do
     if identity ~= self_identity and r:call("EXISTS", identity) == 0 then
       local res, eerr = r:eval(RECOVER, { "inflight:" .. identity, RECOVERIES },
-        { MAX_RECOVERIES, string.format("%.6f", jobs.now()) })
+        { MAX_RECOVERIES, string.format("%.6f", jobs.now()), string.format("%.3f", spacing or 10) })
       if not res then return nil, eerr end
       r:call("SREM", INFLIGHT_SET, identity)
       moved, buried = moved + res[1], buried + res[2]
@@ -393,7 +434,7 @@ function _M.serve(opts)
     end
     if now - last_recover >= math.min(15, cfg.ttl) then
       last_recover = now
-      local ok, rerr = _M.recover_orphans(r, cfg.identity)
+      local ok, rerr = _M.recover_orphans(r, cfg.identity, 2 * cfg.poll)
       if not ok then log.error("orphan recovery failed", { error = rerr }) end
     end
     if now - last_strays >= cfg.stray_grace then

@@ -1,0 +1,183 @@
+-- The limits of `multiconnect web` against hostile clients, over real HTTP:
+-- oversized request heads always get a status, and clients that trickle their
+-- headers neither hold a connection past WEB_HEADER_TIMEOUT nor keep a normal
+-- client out. Timings are asserted with generous bounds only; bench/web_abuse
+-- measures them.
+local server = require "support.server"
+local socket = require "socket"
+local json = require "mc.json"
+local host = require "mc.host"
+
+local APP = [[
+local web = require "mc.web"
+local app = web.router()
+app:get("/health", function(req) return 200, { ok = true } end)
+app:get("/query", function(req)
+  local n = 0
+  for _ in pairs(req.query) do n = n + 1 end
+  return 200, { n = n }
+end)
+return app
+]]
+
+-- raw(srv, text) -> the response to one request sent as raw bytes | nil, err
+local function raw(srv, text)
+  local c = srv:connect()
+  c:settimeout(5)
+  c:send(text)
+  local r, err = server.read_response(c)
+  c:close()
+  return r, err
+end
+
+local function query_of(n)
+  local parts = {}
+  for i = 1, n do parts[i] = "p" .. i .. "=v" .. i end
+  return table.concat(parts, "&")
+end
+
+describe("oversized request heads", function()
+  local srv
+  setup(function()
+    srv = server.start({ files = { ["scripts/app.lua"] = APP }, env = { WEB_THREADS = "2" } })
+  end)
+  teardown(function() srv:stop() end)
+
+  it("serves a query of 60 parameters", function()
+    local r = assert(raw(srv, "GET /query?" .. query_of(60) .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert.equal(200, r.status)
+    assert.equal(60, json.decode(r.body).n)
+  end)
+
+  it("answers 414 with a JSON body to 150 query parameters (a 1.3 KB URL)", function()
+    local r = assert(raw(srv, "GET /query?" .. query_of(150) .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert.equal(414, r.status)
+    assert.equal("too many query parameters", json.decode(r.body).error)
+  end)
+
+  it("answers 414 to 3,000 empty parameters and to a 9 KB query, 431 to 9 KB of headers (WEB_MAX_HEADER: 8 KB)", function()
+    local r = assert(raw(srv, "GET /query?" .. string.rep("&", 3000) .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert.equal(414, r.status)
+    r = assert(raw(srv, "GET /query?a=" .. string.rep("x", 9000) .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert.equal(414, r.status)
+    assert.equal("URI too long", json.decode(r.body).error)
+    local headers = {}
+    for i = 1, 3 do headers[i] = "X-Header-" .. i .. ": " .. string.rep("v", 3000) end
+    r = assert(raw(srv, "GET /health HTTP/1.1\r\nHost: x\r\n" .. table.concat(headers, "\r\n") .. "\r\n\r\n"))
+    assert.equal(431, r.status)
+    assert.equal("request headers too large", json.decode(r.body).error)
+    -- many small headers fill the records' half of the memory first: libmicrohttpd's own 431
+    for i = 1, 300 do headers[i] = "X-Header-" .. i .. ": v" end
+    r = assert(raw(srv, "GET /health HTTP/1.1\r\nHost: x\r\n" .. table.concat(headers, "\r\n") .. "\r\n\r\n"))
+    assert.equal(431, r.status)
+  end)
+
+  it("answers 414 or 431 to heads past what the connection's memory holds, and keeps serving", function()
+    for _, text in ipairs({
+      "GET /query?a=" .. string.rep("x", 40000) .. " HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " .. string.rep("h", 40000) .. "\r\n\r\n",
+    }) do
+      local r = assert(raw(srv, text))
+      assert.truthy(r.status == 414 or r.status == 431, r.status)
+    end
+    assert.equal(200, srv:request("GET", "/health").status)
+  end)
+end)
+
+describe("pipelined requests", function()
+  it("are answered in order, and garbage after them closes only that connection", function()
+    local srv = server.start({ files = { ["scripts/app.lua"] = APP }, env = { WEB_THREADS = "2" } })
+    local c = srv:connect()
+    c:send("GET /query?a=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /query?a=1&b=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET /health HTTP/1.1\r\nHost: x\r\n\r\n\0\1\2garbage \255\254 HTTP/9\r\n\r\n")
+    local got = {}
+    for i = 1, 3 do
+      local r = assert(server.read_response(c))
+      got[i] = r.status == 200 and (json.decode(r.body).n or "health") or r.status
+    end
+    local last = server.read_response(c) -- a 400 for the garbage, or the connection closed
+    c:close()
+    local health = srv:request("GET", "/health").status
+    srv:stop()
+    assert.same({ 1, 2, "health" }, got)
+    assert.truthy(last == nil or last.status == 400, last and last.status)
+    assert.equal(200, health)
+  end)
+end)
+
+-- open_trickling(port, n) -> sockets that each sent a request line and no more
+local function open_trickling(port, n)
+  local conns = {}
+  for i = 1, n do
+    local c = socket.tcp()
+    c:settimeout(2)
+    if c:connect("127.0.0.1", port) then
+      c:send("GET /health HTTP/1.1\r\n")
+      c:settimeout(0)
+      conns[#conns + 1] = c
+    else
+      c:close()
+    end
+  end
+  return conns
+end
+
+-- closed_by_server(c) -> true when the server closed c (EOF or reset)
+local function closed_by_server(c)
+  local _, err = c:receive(1)
+  return err ~= "timeout"
+end
+
+describe("slow clients", function()
+  local function ulimit()
+    local p = io.popen("ulimit -n")
+    local n = tonumber(p:read("l"))
+    p:close()
+    return n or 1024
+  end
+
+  it("cannot hold a connection past WEB_HEADER_TIMEOUT by trickling header lines", function()
+    local srv = server.start({ files = { ["scripts/app.lua"] = APP },
+      env = { WEB_THREADS = "2", WEB_HEADER_TIMEOUT = "2", WEB_IDLE_TIMEOUT = "30" } })
+    local c = open_trickling(srv.port, 1)[1]
+    local t0, closed_at = host.now(), nil
+    while host.now() - t0 < 6 do -- the idle timeout (30 s) never fires: a byte every 0.3 s
+      if closed_by_server(c) then closed_at = host.now() - t0; break end
+      c:send("X: y\r\n")
+      socket.sleep(0.3)
+    end
+    c:close()
+    srv:stop()
+    assert.truthy(closed_at, "the trickling connection was still open after 6 s (3x the deadline)")
+    assert.truthy(closed_at > 1, "closed after " .. tostring(closed_at) .. " s, before its deadline")
+  end)
+
+  it("answers /health while more connections than WEB_MAX_CONNECTIONS trickle their headers", function()
+    local n = math.min(1500, ulimit() // 2 - 100) -- each connection costs an fd here and one in the server
+    local limit = n * 2 // 3
+    local srv = server.start({ files = { ["scripts/app.lua"] = APP }, env = { WEB_THREADS = "2",
+      WEB_HEADER_TIMEOUT = "3", WEB_IDLE_TIMEOUT = "30", WEB_MAX_CONNECTIONS = tostring(limit) } })
+    local conns = open_trickling(srv.port, n)
+    local worst, answered, asked = 0, 0, 0
+    local t0 = host.now()
+    while host.now() - t0 < 8 do
+      for i, c in ipairs(conns) do
+        if c and not c:send("X-Trickle: " .. i .. "\r\n") then conns[i] = false; c:close() end
+      end
+      conns = (function() local out = {} for _, c in ipairs(conns) do if c then out[#out + 1] = c end end return out end)()
+      for _ = 1, n - #conns do conns[#conns + 1] = open_trickling(srv.port, 1)[1] end -- the attacker reconnects
+      local t = host.now()
+      asked = asked + 1
+      local ok, r = pcall(srv.request, srv, "GET", "/health")
+      if ok and r.status == 200 then answered = answered + 1 end
+      worst = math.max(worst, host.now() - t)
+      socket.sleep(0.5)
+    end
+    for _, c in ipairs(conns) do c:close() end
+    local _, lines = srv:log():gsub("\n", "")
+    srv:stop()
+    assert.equal(asked, answered)
+    assert.truthy(lines < 1000, lines .. " log lines: every closed client logged?")
+    assert.truthy(worst < 5, "the slowest /health took " .. worst .. " s")
+  end)
+end)
