@@ -205,7 +205,7 @@ local function make_post(seed, handle, t, own)
   local key = table.concat({ seed, handle:lower(), t, own and "own" or "fan" }, "|")
   local h = synth.hash(key)
   local topic = synth.pick(TOPICS, key, "topic")
-  local author, text = handle, nil
+  local author, text = handle
   if own then
     text = string.format(synth.pick(OWN, key), topic, h % 10000)
   else

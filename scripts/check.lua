@@ -113,8 +113,8 @@ end
 
 function _M.run()
   local problems = {}
-  local function add(file, line, message, fix)
-    problems[#problems + 1] = { file = file, line = line, message = message, fix = fix }
+  local function add(path, line, message, fix)
+    problems[#problems + 1] = { file = path, line = line, message = message, fix = fix }
   end
   local dir, shown = hooks.dir()
   for _, name in ipairs(names(dir, ".lua")) do tenant_file(add, dir, shown, name) end

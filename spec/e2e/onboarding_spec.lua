@@ -3,7 +3,6 @@
 -- admin following the mails, and the org reaching `active` with its schema and
 -- tables in Postgres. Redis dbs 1 (app) and 2 (sandbox); database mc_onboarding.
 local stack = require "support.stack"
-local json = require "mc.json"
 local http = require "mc.http"
 local host = require "mc.host"
 package.path = host.root .. "/?.lua;" .. package.path

@@ -317,7 +317,7 @@ describe("sandbox: Heroku Connect", function()
     local conns = call("POST", base .. "/auth/my-app"):json().connections
     assert.equal(#admins, #conns)
     knobs({ connect = { auto_approve = true } })
-    for i, c in ipairs(conns) do
+    for _, c in ipairs(conns) do
       local schema = "sb_connect_" .. crypto.to_hex(crypto.random(4))
       schemas[#schemas + 1] = schema
       assert.equal(202, api("PATCH", "/connections/" .. c.id, { json = { schema_name = schema, db_key = "DATABASE_URL" } }).status)

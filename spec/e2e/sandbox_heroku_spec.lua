@@ -46,8 +46,8 @@ describe("sandbox: Heroku Platform API", function()
     assert.matches('"actions":%[%]', res.body)
     assert.truthy(res.headers["request-id"])
     local again = proc.wait_for(function()
-      local res = api("GET", "/apps/my-app/addons/" .. addon.id)
-      return res:json().state == "provisioned" and res
+      local got = api("GET", "/apps/my-app/addons/" .. addon.id)
+      return got:json().state == "provisioned" and got
     end, 5, "the add-on to be provisioned")
     assert.equal(200, again.status)
     assert.matches('"config_vars":%[%]', again.body)
@@ -223,7 +223,6 @@ describe("sandbox: Heroku Platform API", function()
     end)
 
     it("refuses a malformed one clearly", function()
-      local proc = require "support.process"
       local r = proc.mc({ "sandbox" }, { env = { MC_ROOT = host.root, SANDBOX_CONFIG = "{nope" } })
       assert.equal(1, r.code)
       assert.matches("SANDBOX_CONFIG: not a JSON object", r.stderr, 1, true)

@@ -2,7 +2,6 @@
 -- onboarding and the social import will drive the real ones (docs/external-apis.md §4, §5).
 local sandbox = require "support.sandbox"
 local http = require "mc.http"
-local host = require "mc.host"
 
 describe("sandbox: mail and social", function()
   local sb, root, control

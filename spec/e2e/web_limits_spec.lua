@@ -108,7 +108,7 @@ end)
 -- open_trickling(port, n) -> sockets that each sent a request line and no more
 local function open_trickling(port, n)
   local conns = {}
-  for i = 1, n do
+  for _ = 1, n do
     local c = socket.tcp()
     c:settimeout(2)
     if c:connect("127.0.0.1", port) then

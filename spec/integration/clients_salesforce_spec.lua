@@ -15,13 +15,13 @@ local KNOBS = { salesforce = { auto_approve = true, client_id = "spec-client", c
 
 describe("clients.salesforce", function()
   local sb, login
-  local config = env_vars.layered(function()
+  local env = env_vars.layered(function()
     return { SALESFORCE_CLIENT_ID = "spec-client", SALESFORCE_CLIENT_SECRET = "spec-secret",
       SALESFORCE_LOGIN_URL = login, SALESFORCE_SANDBOX_LOGIN_URL = sb.url .. "/salesforce-test",
       APP_URL = "https://mc.example/", HEROKU_APP_NAME = false, FORCE_NAMESPACE = false,
       ENCRYPTION_KEYS = stack.KEYS }
   end)
-  local function configure(vars) config:set(vars) end
+  local function configure(vars) env:set(vars) end
 
   setup(function()
     sb = sandbox_client.start(24)
@@ -33,7 +33,7 @@ describe("clients.salesforce", function()
     sb:reset(KNOBS)
     configure()
   end)
-  after_each(function() config:restore() end)
+  after_each(function() env:restore() end)
 
   local function org(fields)
     local o = { org_id = ORG_ID, environment = "production", admin_email = "admin@acme.example" }
