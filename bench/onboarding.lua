@@ -44,7 +44,8 @@ local ok, err = pcall(function()
   print(string.format("callbacks posted in %.1f s", posted))
   print(string.format("all active after %.1f s: %.1f orgs onboarded per minute", wall, n / wall * 60))
   print(string.format("time per org: median %.1f s, p90 %.1f s, max %.1f s", pct(0.5), pct(0.9), rows[#rows].secs))
-  print(string.format("original's floor: %d s per org; median ratio %.3f (%.1fx faster)", floor, pct(0.5) / floor, floor / pct(0.5)))
+  print(string.format("original's floor: %d s per org; median ratio %.3f (%.1fx faster)",
+    floor, pct(0.5) / floor, floor / pct(0.5)))
 end)
 s:stop()
 if not ok then io.stderr:write("bench/onboarding: ", tostring(err), "\n"); os.exit(1) end

@@ -210,7 +210,8 @@ describe("sandbox: Heroku Platform API", function()
     it("is applied once per value: a restarted sandbox keeps knobs changed since; a new value applies", function()
       local config = '{"heroku": {"async": false, "rate_limit": 9}}'
       local first, url = sandbox.start(11, { SANDBOX_CONFIG = config })
-      assert.equal(200, assert(http.post(url .. "/__sandbox/config", { json = { heroku = { rate_limit = 3 } } })).status)
+      local set = assert(http.post(url .. "/__sandbox/config", { json = { heroku = { rate_limit = 3 } } }))
+      assert.equal(200, set.status)
       first:stop()
       local again, url2 = sandbox.start(11, { SANDBOX_CONFIG = config })
       local kept = assert(http.get(url2 .. "/__sandbox/config")):json().heroku.rate_limit

@@ -134,7 +134,8 @@ describe("clients.salesforce", function()
       for _, url in ipairs({ "https://evil.example/id/x", "http://login.salesforce.com/id/x",
         "https://login.salesforce.com.evil.example/id/x", "https://salesforce.com@evil.example/id/x",
         login .. "evil/id/x", 42 }) do
-        assert.same({ nil, "salesforce: the token response's identity URL is not Salesforce's: " .. tostring(url), false },
+        assert.same({ nil, "salesforce: the token response's identity URL is not Salesforce's: "
+          .. tostring(url), false },
           { salesforce.identity(org(), { id = url, access_token = "t" }) })
       end
     end)
@@ -245,7 +246,8 @@ describe("clients.salesforce", function()
 
     it("passes the API's refusals on: 403 no access (permanent), 403 limit and 500 (retryable)", function()
       local o = signed_in({ apex_access = false })
-      assert.same({ nil, "salesforce: HTTP 403 FORBIDDEN: You do not have access to the Apex class named: RESTAuthConnection",
+      assert.same({ nil, "salesforce: HTTP 403 FORBIDDEN: "
+        .. "You do not have access to the Apex class named: RESTAuthConnection",
         false }, { salesforce.apex(o, "AuthConnection", BODY, function() end) })
       sb:knobs({ salesforce = { apex_access = true, fail_next = 1, fail_status = 403 } })
       assert.same({ nil, "salesforce: HTTP 403 REQUEST_LIMIT_EXCEEDED: The sandbox injected this failure.", true },

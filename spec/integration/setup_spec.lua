@@ -114,7 +114,8 @@ describe("tools/setup", function()
     local r = setup({ "--quiet" }, { FAKE_MISSING = "chromium", FAKE_APT_FAIL = "chromium" })
     assert.equal(0, r.code, r.stderr)
     assert.matches("setup: installing browser specs (optional): chromium", r.stdout, 1, true)
-    assert.matches("warning: installing browser specs (optional) failed (the browser specs will be skipped)", r.stderr, 1, true)
+    assert.matches("warning: installing browser specs (optional) failed (the browser specs will be skipped)",
+      r.stderr, 1, true)
   end)
 
   it("runs npm ci in a tools/*/ folder when its package-lock.json changed, and only then", function()
