@@ -339,6 +339,7 @@ static size_t decimal_digits(double d, int ndigits, char *buf) {
   uint64_t rest = v;
   for (int i = ndigits - 1; i >= 0; i--, rest /= 10) digits[i] = (char)('0' + rest % 10);
   int n = ndigits;
+  /* cppcheck-suppress uninitvar ; a false positive: n - 1 < ndigits, all written above */
   while (n > 1 && digits[n - 1] == '0') n--;
   size_t len = write_decimal(buf, d < 0, digits, n, e);
   return reads_back(a, scaled, v, k, buf) ? len : 0;

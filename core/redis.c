@@ -428,6 +428,7 @@ static void number_arg(lua_State *L, int idx) {
   } else {
     lua_Number n = lua_tonumber(L, idx);
     luaL_argcheck(L, !isnan(n), idx, "NaN cannot be sent to Redis");
+    /* cppcheck-suppress incorrectLogicOperator ; it misreads hex floats: the bounds are +-2^63 */
     if (n == floor(n) && n >= -0x1p63 && n < 0x1p63) {
       snprintf(buf, sizeof buf, "%lld", (long long)n);
     } else {
