@@ -78,6 +78,12 @@ describe("tools/setup", function()
     assert.matches("missing Debian packages: debootstrap", r.stderr, 1, true)
   end)
 
+  it("wants lua-check, cppcheck and clang-format (in the test group) for make lint", function()
+    local r = setup({ "--check", "test" }, { FAKE_MISSING = "lua-check cppcheck clang-format" })
+    assert.equal(1, r.code)
+    assert.matches("missing Debian packages: lua-check cppcheck clang-format", r.stderr, 1, true)
+  end)
+
   local function lines(s)
     local out = {}
     for l in s:gmatch("[^\n]+") do out[#out + 1] = l end
