@@ -1,5 +1,6 @@
 # multiconnect -- see README.md. `make` builds bin/multiconnect; `make asan` the
-# ASan+UBSan twin; `make test` runs every spec with both; `make dev` runs locally;
+# ASan+UBSan twin; `make test` runs lint and every spec with both; `make lint` the
+# static checks alone (tools/lint); `make dev` runs locally;
 # `make image-check` proves the container build (Dockerfile) in clean Debian 12 roots.
 
 PKGS     := lua5.4 lua5.4-cjson libmicrohttpd libpq hiredis libcurl openssl readline
@@ -16,7 +17,7 @@ ASAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-san
 OBJ      := $(SRC:core/%.c=build/normal/%.o) build/normal/embedded.o
 ASAN_OBJ := $(SRC:core/%.c=build/asan/%.o) build/asan/embedded.o
 
-.PHONY: all asan setup deps test dev clean services-start services-stop image-check
+.PHONY: all asan setup deps lint test dev clean services-start services-stop image-check
 all: bin/multiconnect
 
 # The build, test and dev targets first make sure the Debian packages are there
@@ -56,6 +57,9 @@ build/asan/%.o: core/%.c | deps
 build/asan/embedded.o: build/embedded.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(ASAN) $(PKG_CFLAGS) -Icore -c -o $@ $<
+
+lint: | deps
+	@tools/lint
 
 test: bin/multiconnect bin/multiconnect-asan
 	@tools/test

@@ -14,12 +14,9 @@ local s = stack.start({ name = "bench_onboarding", app_db = 8, sandbox_db = 0,
           ONBOARDING_POLL_MIN = "0.5", ONBOARDING_POLL_MAX = "5", WORKER_POLL_INTERVAL = "0.5" },
   sandbox_env = { WEB_THREADS = "32" } })
 local ok, err = pcall(function()
-  local ids, started = {}, {}
   local t0 = host.now()
   for i = 1, n do
     local o = orgs.synthetic(1000 + i)
-    ids[i] = o.org_id
-    started[o.org_id] = host.now()
     local res = s:post_install({ org_id = o.org_id, org_name = o.name, admin_email = o.users[1].username })
     assert(res.status == 202, res.body)
   end
@@ -47,7 +44,8 @@ local ok, err = pcall(function()
   print(string.format("callbacks posted in %.1f s", posted))
   print(string.format("all active after %.1f s: %.1f orgs onboarded per minute", wall, n / wall * 60))
   print(string.format("time per org: median %.1f s, p90 %.1f s, max %.1f s", pct(0.5), pct(0.9), rows[#rows].secs))
-  print(string.format("original's floor: %d s per org; median ratio %.3f (%.1fx faster)", floor, pct(0.5) / floor, floor / pct(0.5)))
+  print(string.format("original's floor: %d s per org; median ratio %.3f (%.1fx faster)",
+    floor, pct(0.5) / floor, floor / pct(0.5)))
 end)
 s:stop()
 if not ok then io.stderr:write("bench/onboarding: ", tostring(err), "\n"); os.exit(1) end

@@ -109,7 +109,8 @@ local ok, err = pcall(function()
     assert(c == rows)
     return host.now() - t
   end)
-  print(string.format("ingest (%d posts in %d batch transactions): %.3f s, %.0f posts/s", rows, #pages, ingest_s, rows / ingest_s))
+  print(string.format("ingest (%d posts in %d batch transactions): %.3f s, %.0f posts/s",
+    rows, #pages, ingest_s, rows / ingest_s))
   print(string.format("raw COPY of the same rows into the same table: %.3f s, %.0f posts/s", copy_s, rows / copy_s))
   print(string.format("ingest / raw COPY: %.2f", copy_s / ingest_s))
   conn:close()

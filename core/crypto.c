@@ -25,8 +25,8 @@
 /* AES-256-GCM over in -> out (same length); tag read (decrypt) or written
  * (encrypt). Returns 1 on success, 0 on any failure (including a bad tag). */
 static int gcm(int encrypt, const unsigned char *key, const unsigned char *nonce,
-               const unsigned char *aad, size_t aad_len, const unsigned char *in,
-               size_t in_len, unsigned char *out, unsigned char *tag) {
+               const unsigned char *aad, size_t aad_len, const unsigned char *in, size_t in_len,
+               unsigned char *out, unsigned char *tag) {
   int ok = 0, len;
   EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
   if (ctx == NULL) return 0;
@@ -49,8 +49,8 @@ cleanup:
 static const unsigned char *check_sized(lua_State *L, int arg, size_t want, const char *what) {
   size_t len;
   const char *s = luaL_checklstring(L, arg, &len);
-  if (len != want) luaL_error(L, "bad argument #%d (%s must be %d bytes, got %d)", arg, what,
-                              (int)want, (int)len);
+  if (len != want)
+    luaL_error(L, "bad argument #%d (%s must be %d bytes, got %d)", arg, what, (int)want, (int)len);
   return (const unsigned char *)s;
 }
 
@@ -121,8 +121,12 @@ static int digest(lua_State *L, const EVP_MD *md) {
   return 1;
 }
 
-static int c_sha256(lua_State *L) { return digest(L, EVP_sha256()); }
-static int c_sha1(lua_State *L) { return digest(L, EVP_sha1()); }
+static int c_sha256(lua_State *L) {
+  return digest(L, EVP_sha256());
+}
+static int c_sha1(lua_State *L) {
+  return digest(L, EVP_sha1());
+}
 
 /* random(n) -> n bytes from OpenSSL's CSPRNG | nil, err */
 static int c_random(lua_State *L) {

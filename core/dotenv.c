@@ -21,7 +21,8 @@
 static char *trim(char *s) {
   while (*s == ' ' || *s == '\t') s++;
   size_t n = strlen(s);
-  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = '\0';
+  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+    s[--n] = '\0';
   return s;
 }
 
@@ -49,16 +50,31 @@ static int take_line(char *line, const char **why) {
   if (*s == '\0' || *s == '#') return 0;
   if (strncmp(s, "export ", 7) == 0) s = trim(s + 7);
   char *eq = strchr(s, '=');
-  if (eq == NULL) { *why = "expected NAME=value"; return -1; }
+  if (eq == NULL) {
+    *why = "expected NAME=value";
+    return -1;
+  }
   *eq = '\0';
   char *name = trim(s), *value = trim(eq + 1);
-  if (!(isalpha((unsigned char)name[0]) || name[0] == '_')) { *why = "a name starts with a letter or _"; return -1; }
+  if (!(isalpha((unsigned char)name[0]) || name[0] == '_')) {
+    *why = "a name starts with a letter or _";
+    return -1;
+  }
   for (const char *p = name; *p; p++) {
-    if (!(isalnum((unsigned char)*p) || *p == '_')) { *why = "a name holds letters, digits and _ only"; return -1; }
+    if (!(isalnum((unsigned char)*p) || *p == '_')) {
+      *why = "a name holds letters, digits and _ only";
+      return -1;
+    }
   }
   value = unquote(value);
-  if (value == NULL) { *why = "a quoted value must close its quote and end the line"; return -1; }
-  if (setenv(name, value, 0) != 0) { *why = strerror(errno); return -1; }
+  if (value == NULL) {
+    *why = "a quoted value must close its quote and end the line";
+    return -1;
+  }
+  if (setenv(name, value, 0) != 0) {
+    *why = strerror(errno);
+    return -1;
+  }
   return 0;
 }
 
@@ -79,7 +95,10 @@ int mc_dotenv_load(const char *root) {
     lineno++;
     if (strchr(line, '\n') == NULL && !feof(f)) { /* full buffer: the line's end, or more? */
       int c = getc(f);
-      if (c != EOF) { ungetc(c, f); why = "line too long"; }
+      if (c != EOF) {
+        ungetc(c, f);
+        why = "line too long";
+      }
     }
     if (why == NULL && take_line(line, &why) == 0) continue;
     fprintf(stderr, "multiconnect: %s:%d: %s\n", path, lineno, why);

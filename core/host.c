@@ -80,8 +80,7 @@ static int traceback(lua_State *L) {
   if (msg == NULL) { /* a non-string error object */
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
       msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
   luaL_traceback(L, L, msg, 1);
   return 1;
@@ -118,8 +117,7 @@ static const luaL_Reg c_modules[] = {
 /* package.preload loader for an embedded source; upvalue 1 is its index. */
 static int load_embedded(lua_State *L) {
   const mc_embedded *m = &mc_embedded_modules[lua_tointeger(L, lua_upvalueindex(1))];
-  if (luaL_loadbufferx(L, m->src, m->len, m->chunkname, "t") != LUA_OK)
-    return lua_error(L);
+  if (luaL_loadbufferx(L, m->src, m->len, m->chunkname, "t") != LUA_OK) return lua_error(L);
   lua_pushstring(L, m->name);
   lua_pushstring(L, m->chunkname + 1);
   lua_call(L, 2, 1);
@@ -270,12 +268,15 @@ static int host_wait_signal(lua_State *L) {
   sigset_t set, blocked;
   mc_control_signals(&set);
   pthread_sigmask(SIG_BLOCK, NULL, &blocked);
-  if (!sigismember(&blocked, SIGTERM)) return luaL_error(L, "wait_signal: call block_signals first");
+  if (!sigismember(&blocked, SIGTERM))
+    return luaL_error(L, "wait_signal: call block_signals first");
   if (!(s > 0)) s = 0;
   if (s > 86400) s = 86400;
   struct timespec ts = {(time_t)s, (long)((s - (lua_Number)(time_t)s) * 1e9)};
   int sig;
-  do sig = sigtimedwait(&set, NULL, &ts); while (sig < 0 && errno == EINTR);
+  do {
+    sig = sigtimedwait(&set, NULL, &ts);
+  } while (sig < 0 && errno == EINTR);
   if (sig == SIGTERM) lua_pushliteral(L, "TERM");
   else if (sig == SIGINT) lua_pushliteral(L, "INT");
   else if (sig == SIGHUP) lua_pushliteral(L, "HUP");

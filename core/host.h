@@ -58,8 +58,8 @@ int luaopen_mc_http_native(lua_State *L);
 int luaopen_mc_crypto_native(lua_State *L);
 int luaopen_mc_web_native(lua_State *L);
 int luaopen_mc_worker_native(lua_State *L);
-int luaopen_mc_isolate(lua_State *L);        /* core/isolate.c: tenant code in its own state */
-int luaopen_mc_readline(lua_State *L);       /* core/readline.c: line editing for the console */
+int luaopen_mc_isolate(lua_State *L);  /* core/isolate.c: tenant code in its own state */
+int luaopen_mc_readline(lua_State *L); /* core/readline.c: line editing for the console */
 
 /* Debian's lua-cjson.h declares only luaopen_cjson; the library has both. */
 int luaopen_cjson(lua_State *L);

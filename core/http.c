@@ -32,7 +32,7 @@
 #define SMTP_MT "mc.http.smtp"
 #define CLIENT_KEY "mc.http.easy" /* registry field: this state's client (not CLIENT_MT!) */
 
-#define DEFAULT_TIMEOUT 30.0        /* seconds, the whole request */
+#define DEFAULT_TIMEOUT 30.0 /* seconds, the whole request */
 #define DEFAULT_CONNECT_TIMEOUT 10.0
 #define DEFAULT_MAX_BODY (16 * 1024 * 1024)
 #define MAX_TIMEOUT 86400.0
@@ -156,12 +156,14 @@ static void append_line(lua_State *L, http_request *r, const char *line) {
 /* Appends "name: value" to r->headers; raises on a header that could smuggle
  * another one (CR, LF, NUL) or on out of memory. The list is r's, so a raise
  * leaks nothing. */
-static void add_header(lua_State *L, http_request *r, const char *name, const char *value, size_t vlen) {
+static void add_header(lua_State *L, http_request *r, const char *name, const char *value,
+                       size_t vlen) {
   if (!valid_token(name)) luaL_error(L, "http: invalid header name \"%s\"", name);
   if (strlen(value) != vlen || strpbrk(value, "\r\n") != NULL)
     luaL_error(L, "http: header %s: value must not contain CR, LF or NUL", name);
   /* curl sends "Name;" as an empty header, where "Name:" would remove it */
-  append_line(L, r, *value ? lua_pushfstring(L, "%s: %s", name, value) : lua_pushfstring(L, "%s;", name));
+  append_line(L, r,
+              *value ? lua_pushfstring(L, "%s: %s", name, value) : lua_pushfstring(L, "%s;", name));
   lua_pop(L, 1);
 }
 
@@ -176,7 +178,8 @@ static int set_headers(lua_State *L, http_request *r) {
     if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
       luaL_error(L, "http: header %s: value must be a string", name);
     size_t vlen;
-    const char *value = lua_tolstring(L, -1, &vlen); /* a number converts in place: fine for a value */
+    const char *value =
+      lua_tolstring(L, -1, &vlen); /* a number converts in place: fine for a value */
     add_header(L, r, name, value, vlen);
     if (strcasecmp(name, "content-type") == 0) has_type = 1;
   }
@@ -257,7 +260,8 @@ static void set_options(lua_State *L, CURL *e, http_request *r) {
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "multiconnect/" MC_VERSION);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opt_millis(&o, "timeout", DEFAULT_TIMEOUT));
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opt_millis(&o, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   opt_millis(&o, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, follow > 0 ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)follow);
@@ -277,17 +281,22 @@ static void set_options(lua_State *L, CURL *e, http_request *r) {
 
 static int is_tls_error(CURLcode rc) {
   switch (rc) {
-  case CURLE_SSL_CONNECT_ERROR: case CURLE_SSL_ENGINE_NOTFOUND:
-  case CURLE_SSL_ENGINE_SETFAILED: case CURLE_SSL_CERTPROBLEM:
-  case CURLE_SSL_CIPHER: case CURLE_PEER_FAILED_VERIFICATION:
-  case CURLE_SSL_ENGINE_INITFAILED: case CURLE_SSL_CACERT_BADFILE:
-  case CURLE_SSL_SHUTDOWN_FAILED: case CURLE_SSL_CRL_BADFILE:
-  case CURLE_SSL_ISSUER_ERROR: case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-  case CURLE_SSL_INVALIDCERTSTATUS: case CURLE_SSL_CLIENTCERT:
-  case CURLE_USE_SSL_FAILED:
-    return 1;
-  default:
-    return 0;
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_SHUTDOWN_FAILED:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_CLIENTCERT:
+  case CURLE_USE_SSL_FAILED: return 1;
+  default: return 0;
   }
 }
 
@@ -319,7 +328,8 @@ static int push_failure(lua_State *L, CURL *e, const http_request *r, CURLcode r
   luaL_pushfail(L);
   const char *token = failure_token(e, rc, r->too_large, r->oom);
   if (token != NULL) lua_pushstring(L, token);
-  else if (is_tls_error(rc)) lua_pushfstring(L, "tls: %s", *r->errbuf ? r->errbuf : curl_easy_strerror(rc));
+  else if (is_tls_error(rc))
+    lua_pushfstring(L, "tls: %s", *r->errbuf ? r->errbuf : curl_easy_strerror(rc));
   else lua_pushstring(L, *r->errbuf ? r->errbuf : curl_easy_strerror(rc));
   return 2;
 }
@@ -405,7 +415,8 @@ static int http_escape(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &len);
   if (len > INT_MAX) return luaL_argerror(L, 1, "string too long");
   http_cstr *c = new_owner(L, sizeof *c, CSTR_MT);
-  if ((c->s = curl_easy_escape(easy_of(L), s, (int)len)) == NULL) return luaL_error(L, "http: out of memory");
+  if ((c->s = curl_easy_escape(easy_of(L), s, (int)len)) == NULL)
+    return luaL_error(L, "http: out of memory");
   lua_pushstring(L, c->s);
   cstr_close(c);
   return 1;
@@ -463,7 +474,8 @@ static int valid_mailbox(const char *a, size_t len) {
 
 /* opts.to (an array of addresses) into s->rcpt, which s owns: a raise leaks nothing. */
 static void smtp_recipients(lua_State *L, smtp_send *s) {
-  if (lua_getfield(L, 1, "to") != LUA_TTABLE) luaL_error(L, "smtp: to must be an array of addresses");
+  if (lua_getfield(L, 1, "to") != LUA_TTABLE)
+    luaL_error(L, "smtp: to must be an array of addresses");
   lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
   if (n < 1 || n > 1000) luaL_error(L, "smtp: to must hold 1 to 1000 addresses");
   for (lua_Integer i = 1; i <= n; i++) {
@@ -494,7 +506,8 @@ static void smtp_options(lua_State *L, smtp_send *s) {
   const char *url = mc_opt_string(&o, "url", NULL, NULL);
   if (url == NULL || *url == '\0') luaL_error(L, "smtp: url is required");
   const char *from = mc_opt_string(&o, "from", NULL, &flen);
-  if (from == NULL || !valid_mailbox(from, flen)) luaL_error(L, "smtp: from must be a valid address");
+  if (from == NULL || !valid_mailbox(from, flen))
+    luaL_error(L, "smtp: from must be a valid address");
   s->payload = mc_opt_string(&o, "payload", NULL, &s->len);
   if (s->payload == NULL) luaL_error(L, "smtp: payload is required");
   const char *user = mc_opt_string(&o, "username", NULL, NULL);
@@ -514,7 +527,8 @@ static void smtp_options(lua_State *L, smtp_send *s) {
   if (user != NULL) curl_easy_setopt(e, CURLOPT_USERNAME, user);
   if (password != NULL) curl_easy_setopt(e, CURLOPT_PASSWORD, password);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, opt_millis(&o, "timeout", DEFAULT_TIMEOUT));
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, opt_millis(&o, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   opt_millis(&o, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -537,7 +551,8 @@ static int push_smtp_failure(lua_State *L, smtp_send *s, CURLcode rc) {
   else if (code >= 400 && code <= 599 && *s->errbuf) lua_pushfstring(L, "refused: %s", s->errbuf);
   else if (code >= 400 && code <= 599) lua_pushfstring(L, "refused: reply %d", (int)code);
   else if (token != NULL) lua_pushstring(L, token);
-  else if (is_tls_error(rc)) lua_pushfstring(L, "tls: %s", *s->errbuf ? s->errbuf : curl_easy_strerror(rc));
+  else if (is_tls_error(rc))
+    lua_pushfstring(L, "tls: %s", *s->errbuf ? s->errbuf : curl_easy_strerror(rc));
   else lua_pushstring(L, *s->errbuf ? s->errbuf : curl_easy_strerror(rc));
   if (code < 400 || code > 599) return 2;
   lua_pushinteger(L, code);
@@ -563,7 +578,8 @@ static int http_smtp(lua_State *L) {
   return n;
 }
 
-static void new_metatable(lua_State *L, const char *name, lua_CFunction gc, lua_CFunction tostring) {
+static void new_metatable(lua_State *L, const char *name, lua_CFunction gc,
+                          lua_CFunction tostring) {
   luaL_newmetatable(L, name);
   lua_pushcfunction(L, gc);
   lua_setfield(L, -2, "__gc");

@@ -34,22 +34,22 @@
 
 #define ISOLATE_MT "mc.isolate"
 #define MAX_DEPTH 32
-#define HOOK_STEP 1000        /* instructions between budget checks */
-#define MAX_ERR 1024          /* longest error message handed back */
+#define HOOK_STEP 1000 /* instructions between budget checks */
+#define MAX_ERR 1024   /* longest error message handed back */
 #define MIN_MEMORY (256 * 1024)
-#define MAX_TIMEOUT 86400.0  /* seconds: a day bounds any budget */
+#define MAX_TIMEOUT 86400.0 /* seconds: a day bounds any budget */
 
 enum trip { TRIP_NONE, TRIP_IDLE, TRIP_BUDGET, TRIP_TIMEOUT };
 
 typedef struct isolate {
-  lua_State *L;            /* NULL once closed */
-  size_t used, limit;      /* bytes */
-  bool mem_refused;        /* the allocator said no during the current run */
-  long long instructions;  /* budget per run */
-  double timeout;          /* seconds per run */
-  bool armed;              /* iso:arm set left and deadline for every run from now */
-  long long left;          /* instructions left in the current run */
-  double deadline;         /* CLOCK_MONOTONIC seconds */
+  lua_State *L;           /* NULL once closed */
+  size_t used, limit;     /* bytes */
+  bool mem_refused;       /* the allocator said no during the current run */
+  long long instructions; /* budget per run */
+  double timeout;         /* seconds per run */
+  bool armed;             /* iso:arm set left and deadline for every run from now */
+  long long left;         /* instructions left in the current run */
+  double deadline;        /* CLOCK_MONOTONIC seconds */
   enum trip tripped;
 } isolate;
 
@@ -182,7 +182,8 @@ static int iso_load(lua_State *L) {
 static int iso_setmetatable(lua_State *L) {
   if (lua_type(L, 2) == LUA_TTABLE) {
     lua_pushliteral(L, "__gc");
-    if (lua_rawget(L, 2) != LUA_TNIL) return luaL_argerror(L, 2, "__gc metamethods are not allowed");
+    if (lua_rawget(L, 2) != LUA_TNIL)
+      return luaL_argerror(L, 2, "__gc metamethods are not allowed");
     lua_pop(L, 1);
   }
   lua_pushvalue(L, lua_upvalueindex(1));
@@ -219,7 +220,8 @@ static int isolate_init(lua_State *L) {
     luaL_requiref(L, lib->name, lib->func, 1);
     lua_pop(L, 1);
   }
-  static const char *const removed[] = {"dofile", "loadfile", "require", "collectgarbage", "print", NULL};
+  static const char *const removed[] = {"dofile",         "loadfile", "require",
+                                        "collectgarbage", "print",    NULL};
   for (const char *const *r = removed; *r != NULL; r++) remove_global(L, *r);
   lua_pushcfunction(L, iso_load);
   lua_setglobal(L, "load");
@@ -250,9 +252,9 @@ static int isolate_init(lua_State *L) {
  * in it. The seen table (in dst) holds the source tables already copied. */
 typedef struct copy {
   lua_State *src, *dst;
-  int seen;          /* dst index of the seen table */
-  int failed;        /* which value of a range was refused */
-  char err[96];      /* why; the copy stops there */
+  int seen;     /* dst index of the seen table */
+  int failed;   /* which value of a range was refused */
+  char err[96]; /* why; the copy stops there */
 } copy;
 
 static bool copy_value(copy *c, int idx, int depth);
@@ -271,7 +273,8 @@ static bool copy_table(copy *c, int idx, int depth) {
   lua_pushlightuserdata(dst, (void *)lua_topointer(src, idx));
   lua_pushboolean(dst, 1);
   lua_rawset(dst, c->seen);
-  if (!lua_checkstack(src, 3) || !lua_checkstack(dst, 4)) return refuse(c, "%s", "not enough stack to copy");
+  if (!lua_checkstack(src, 3) || !lua_checkstack(dst, 4))
+    return refuse(c, "%s", "not enough stack to copy");
   lua_newtable(dst);
   lua_pushnil(src);
   while (lua_next(src, idx) != 0) {
@@ -309,7 +312,8 @@ static bool copy_value(copy *c, int idx, int depth) {
     return true;
   }
   case LUA_TLIGHTUSERDATA:
-    if (lua_touserdata(src, idx) != NULL) return refuse(c, "cannot copy a %s value", "light userdata");
+    if (lua_touserdata(src, idx) != NULL)
+      return refuse(c, "cannot copy a %s value", "light userdata");
     lua_pushlightuserdata(dst, NULL); /* mc.null */
     return true;
   case LUA_TTABLE: return copy_table(c, idx, depth);
@@ -348,9 +352,9 @@ typedef struct run {
   const char *source;
   size_t source_len;
   const char *chunkname;
-  const char *name;        /* exec: global to store into; call: function */
-  const char *table;       /* call: global table */
-  bool refused;            /* a host value could not cross: err says why */
+  const char *name;  /* exec: global to store into; call: function */
+  const char *table; /* call: global table */
+  bool refused;      /* a host value could not cross: err says why */
   char err[160];
 } run;
 
@@ -415,8 +419,7 @@ static void push_run_error(lua_State *H, isolate *iso, int status) {
       lua_pushlstring(H, msg, MAX_ERR);
       lua_pushliteral(H, "...");
       lua_concat(H, 2);
-    } else
-      lua_pushlstring(H, msg, len);
+    } else lua_pushlstring(H, msg, len);
   } else if (lua_type(I, -1) == LUA_TNUMBER) {
     if (lua_isinteger(I, -1)) lua_pushfstring(H, "%I", (LUAI_UACINT)lua_tointeger(I, -1));
     else lua_pushfstring(H, "%f", (LUAI_UACNUMBER)lua_tonumber(I, -1));
@@ -477,7 +480,8 @@ static void check_option_names(lua_State *L, int idx, const char *who, bool memo
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    if (k == NULL || ((!memory || strcmp(k, "memory")) && strcmp(k, "instructions") && strcmp(k, "timeout")))
+    if (k == NULL ||
+        ((!memory || strcmp(k, "memory")) && strcmp(k, "instructions") && strcmp(k, "timeout")))
       luaL_error(L, "%s: unknown option %s", who, k ? k : luaL_typename(L, -2));
     lua_pop(L, 1);
   }
@@ -641,12 +645,8 @@ static int isolate_tostring(lua_State *L) {
 
 int luaopen_mc_isolate(lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"exec", isolate_exec},
-    {"call", isolate_call},
-    {"set", isolate_set},
-    {"arm", isolate_arm},
-    {"memory", isolate_memory},
-    {"close", isolate_close},
+    {"exec", isolate_exec}, {"call", isolate_call},     {"set", isolate_set},
+    {"arm", isolate_arm},   {"memory", isolate_memory}, {"close", isolate_close},
     {NULL, NULL},
   };
   static const luaL_Reg meta[] = {

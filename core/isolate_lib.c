@@ -98,8 +98,7 @@ static void read_shape(const char *p, size_t m, shape *s) {
     } else if (e < m && p[e] == '?') {
       s->optional++;
       i = e + 1;
-    } else
-      i = e;
+    } else i = e;
   }
 }
 
@@ -160,7 +159,8 @@ static int refuse_shift(lua_State *L, const char *fname) {
 /* table.move(a1, f, e, t [, a2]): e - f + 1 reads and writes, nils included. */
 static int guarded_move(lua_State *L) {
   lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
-  if (e >= f && (f <= 0 ? e >= MAX_SHIFT + f : e - f >= MAX_SHIFT)) return refuse_shift(L, "table.move");
+  if (e >= f && (f <= 0 ? e >= MAX_SHIFT + f : e - f >= MAX_SHIFT))
+    return refuse_shift(L, "table.move");
   return isolate_call_original(L);
 }
 
@@ -170,7 +170,8 @@ static int guarded_move(lua_State *L) {
 static int guarded_shift(lua_State *L) {
   if (lua_type(L, 1) == LUA_TTABLE && lua_gettop(L) >= 2) {
     lua_Integer len = luaL_len(L, 1);
-    if (len > MAX_SHIFT || len < -MAX_SHIFT) return refuse_shift(L, lua_tostring(L, lua_upvalueindex(2)));
+    if (len > MAX_SHIFT || len < -MAX_SHIFT)
+      return refuse_shift(L, lua_tostring(L, lua_upvalueindex(2)));
   }
   return isolate_call_original(L);
 }

@@ -140,7 +140,7 @@ static int json_decode(lua_State *L) {
  * encode fails loudly instead: 1, with *bad set. Past cjson's own depth limit
  * the whole walk stops (-1, and cjson reports the nesting): a cycle reached by
  * two paths would otherwise be walked along 2^depth of them. */
-#define ENCODE_MAX_DEPTH 1000 /* cjson's default encode_max_depth */
+#define ENCODE_MAX_DEPTH 1000               /* cjson's default encode_max_depth */
 #define EXACT_PRINT_LIMIT 100000000000000LL /* 10^14 */
 
 static int inexact_integer(lua_State *L, int idx, int depth, lua_Integer *bad) {
@@ -174,7 +174,8 @@ static int json_encode(lua_State *L) {
   lua_Integer bad;
   if (inexact_integer(L, 1, 0, &bad) == 1) {
     luaL_pushfail(L);
-    lua_pushfstring(L, "cannot encode integer %I exactly (more than 14 digits): pass it as a string", bad);
+    lua_pushfstring(
+      L, "cannot encode integer %I exactly (more than 14 digits): pass it as a string", bad);
     return 2;
   }
   lua_pushvalue(L, lua_upvalueindex(UP_ENCODE));
@@ -224,24 +225,24 @@ static void push_token(lua_State *L) {
 }
 
 int luaopen_mc_json(lua_State *L) {
-  lua_newtable(L);                              /* M */
-  push_cjson(L);                                /* M cjson */
-  push_token(L);                                /* M cjson token */
+  lua_newtable(L); /* M */
+  push_cjson(L);   /* M cjson */
+  push_token(L);   /* M cjson token */
   lua_pushvalue(L, -1);
   lua_setfield(L, -4, "empty_array");
   lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1)); /* as it appears encoded */
-  lua_remove(L, -2);                            /* M cjson "token" */
+  lua_remove(L, -2);                                 /* M cjson "token" */
 
   lua_getfield(L, -2, "decode");
   lua_pushcclosure(L, json_decode, 1);
   lua_setfield(L, -4, "decode");
 
-  lua_getfield(L, -2, "decode");                /* placeholder for UP_DECODE */
+  lua_getfield(L, -2, "decode"); /* placeholder for UP_DECODE */
   lua_getfield(L, -3, "encode");
   lua_pushvalue(L, -3);
   lua_pushcclosure(L, json_encode, 3);
   lua_setfield(L, -4, "encode");
-  lua_pop(L, 1);                                /* M cjson */
+  lua_pop(L, 1); /* M cjson */
 
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, json_array, 1);

@@ -19,7 +19,8 @@ const char *mc_opt_string(const mc_options *o, const char *key, const char *def,
 lua_Integer mc_opt_integer(const mc_options *o, const char *key, lua_Integer def, lua_Integer lo,
                            lua_Integer hi);
 double mc_opt_number(const mc_options *o, const char *key, double def, double lo, double hi);
-double mc_opt_seconds(const mc_options *o, const char *key, double def, double max); /* in (0, max] */
+double mc_opt_seconds(const mc_options *o, const char *key, double def,
+                      double max);                                 /* in (0, max] */
 int mc_opt_boolean(const mc_options *o, const char *key, int def); /* any value but nil counts */
 
 #endif

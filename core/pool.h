@@ -35,9 +35,9 @@ typedef struct mc_pool {
 } mc_pool;
 
 int mc_pool_init(mc_pool *p, int size, mc_state_builder build, void *ud); /* 0 | -1 */
-int mc_pool_reload(mc_pool *p);            /* new generation | -1, old set kept */
-mc_state mc_pool_acquire(mc_pool *p);      /* blocks until a state is idle */
+int mc_pool_reload(mc_pool *p);       /* new generation | -1, old set kept */
+mc_state mc_pool_acquire(mc_pool *p); /* blocks until a state is idle */
 void mc_pool_release(mc_pool *p, mc_state s);
-void mc_pool_free(mc_pool *p);             /* every state must have been given back */
+void mc_pool_free(mc_pool *p); /* every state must have been given back */
 
 #endif

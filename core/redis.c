@@ -49,17 +49,17 @@ typedef struct outbuf {
  * conn_close, which __gc, __close and close() share. */
 typedef struct rconn {
   int state;
-  int fd;               /* -1 when not connected */
-  SSL_CTX *ctx;         /* made on first TLS connect, kept across reconnects */
-  SSL *ssl;             /* NULL for plain TCP */
-  redisReader *reader;  /* made per connection: a new socket starts clean */
-  redisReply *reply;    /* the reply being turned into Lua values */
-  outbuf out;           /* encoded commands waiting to be sent */
+  int fd;              /* -1 when not connected */
+  SSL_CTX *ctx;        /* made on first TLS connect, kept across reconnects */
+  SSL *ssl;            /* NULL for plain TCP */
+  redisReader *reader; /* made per connection: a new socket starts clean */
+  redisReply *reply;   /* the reply being turned into Lua values */
+  outbuf out;          /* encoded commands waiting to be sent */
   char *host, *user, *password, *ca_file;
   int port, db, tls, verify;
-  int awaiting;         /* a write went out and nothing was read since */
+  int awaiting; /* a write went out and nothing was read since */
   int connect_ms, timeout_ms;
-  char err[200];        /* the last failure, as returned to Lua */
+  char err[200]; /* the last failure, as returned to Lua */
 } rconn;
 
 /* ---- failures and time ---------------------------------------------------- */
@@ -108,8 +108,7 @@ static int wait_fd(rconn *c, int fd, short events, double deadline) {
 
 /* Connects one address of the host before the deadline; 0 with c->fd set. */
 static int try_addr(rconn *c, const struct addrinfo *ai, double deadline) {
-  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                  ai->ai_protocol);
+  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
   if (fd < 0) return fail_errno(c, errno, 1);
   int e = 0, one = 1;
   socklen_t elen = sizeof e;
@@ -174,8 +173,7 @@ static int tls_fail(rconn *c, int rc) {
     return fail(c, "tls: certificate verify failed: %s", X509_verify_cert_error_string(v));
   if (e != 0 && ERR_reason_error_string(e) != NULL)
     return fail(c, "tls: %s", ERR_reason_error_string(e));
-  if (SSL_get_error(c->ssl, rc) == SSL_ERROR_SYSCALL && errno != 0)
-    return fail_errno(c, errno, 1);
+  if (SSL_get_error(c->ssl, rc) == SSL_ERROR_SYSCALL && errno != 0) return fail_errno(c, errno, 1);
   return fail(c, "tls: handshake failed");
 }
 
@@ -345,7 +343,9 @@ static int out_reserve(outbuf *b, size_t extra) {
 static void out_header(outbuf *b, char type, size_t n) {
   char digits[24];
   int i = 0;
-  do digits[i++] = (char)('0' + n % 10); while ((n /= 10) != 0);
+  do {
+    digits[i++] = (char)('0' + n % 10);
+  } while ((n /= 10) != 0);
   b->p[b->len++] = type;
   while (i > 0) b->p[b->len++] = digits[--i];
   b->p[b->len++] = '\r';
@@ -428,6 +428,7 @@ static void number_arg(lua_State *L, int idx) {
   } else {
     lua_Number n = lua_tonumber(L, idx);
     luaL_argcheck(L, !isnan(n), idx, "NaN cannot be sent to Redis");
+    /* cppcheck-suppress incorrectLogicOperator ; it misreads hex floats: the bounds are +-2^63 */
     if (n == floor(n) && n >= -0x1p63 && n < 0x1p63) {
       snprintf(buf, sizeof buf, "%lld", (long long)n);
     } else {
@@ -449,10 +450,8 @@ static void format_cmd(lua_State *L, outbuf *b) {
   luaL_argcheck(L, top >= 2, 2, "command expected");
   for (int idx = 2; idx <= top; idx++) {
     int t = lua_type(L, idx);
-    if (t == LUA_TNUMBER)
-      number_arg(L, idx);
-    else if (t != LUA_TSTRING)
-      luaL_typeerror(L, idx, "string or number");
+    if (t == LUA_TNUMBER) number_arg(L, idx);
+    else if (t != LUA_TSTRING) luaL_typeerror(L, idx, "string or number");
   }
   int status = out_command(b, top - 1);
   for (int idx = 2; idx <= top && status == 0; idx++) {
@@ -657,8 +656,7 @@ static int r_gc(lua_State *L) {
 
 static int r_tostring(lua_State *L) {
   rconn *c = check_conn(L);
-  if (c->state == ST_CLOSED)
-    lua_pushfstring(L, "mc.redis connection (closed): %p", (void *)c);
+  if (c->state == ST_CLOSED) lua_pushfstring(L, "mc.redis connection (closed): %p", (void *)c);
   else
     lua_pushfstring(L, "mc.redis connection (%s%s:%d/%d): %p", c->tls ? "tls " : "", c->host,
                     c->port, c->db, (void *)c);

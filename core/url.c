@@ -92,10 +92,8 @@ static int url_parse(lua_State *L) {
   lua_createtable(L, 0, 8);
   for (int i = 0; i < 8; i++) {
     if (u->part[i] == NULL) continue;
-    if (PARTS[i].part == CURLUPART_PORT)
-      lua_pushinteger(L, strtol(u->part[i], NULL, 10));
-    else
-      lua_pushstring(L, u->part[i]);
+    if (PARTS[i].part == CURLUPART_PORT) lua_pushinteger(L, strtol(u->part[i], NULL, 10));
+    else lua_pushstring(L, u->part[i]);
     lua_setfield(L, -2, PARTS[i].key);
   }
   return 1; /* the userdata frees the parts when collected */
@@ -107,7 +105,8 @@ static void push_unescaped(lua_State *L, const char *s, size_t len) {
   if (len > INT_MAX) luaL_error(L, "mc.url: input too long");
   url_parts *u = new_parts(L);
   int n = 0;
-  if ((u->part[0] = curl_easy_unescape(NULL, s, (int)len, &n)) == NULL) luaL_error(L, "out of memory");
+  if ((u->part[0] = curl_easy_unescape(NULL, s, (int)len, &n)) == NULL)
+    luaL_error(L, "out of memory");
   lua_pushlstring(L, u->part[0], (size_t)n);
   curl_free(u->part[0]); /* Lua has its own copy now */
   u->part[0] = NULL;

@@ -52,7 +52,8 @@ const char *const *mc_opt_dirs(const mc_options *o, const char *key, const char 
   const char **dirs = lua_newuserdatauv(L, (n + 1) * sizeof *dirs, 1);
   lua_createtable(L, (int)n, 0); /* the path strings, which the userdata keeps alive */
   for (lua_Integer i = 1; i <= (lua_Integer)n; i++) {
-    if (lua_rawgeti(L, list, i) != LUA_TSTRING) luaL_error(L, "%s: %s[%I] must be a string", o->who, key, i);
+    if (lua_rawgeti(L, list, i) != LUA_TSTRING)
+      luaL_error(L, "%s: %s[%I] must be a string", o->who, key, i);
     if (lua_tostring(L, -1)[0] != '/') {
       lua_pushfstring(L, "%s/%s", root, lua_tostring(L, -1));
       lua_remove(L, -2);
@@ -71,8 +72,7 @@ static void reload(mc_pool *pool, const char *why) {
   int gen = mc_pool_reload(pool);
   if (gen < 0)
     printf("at=error msg=\"reload failed: previous code keeps serving\" reason=%s\n", why);
-  else
-    printf("at=info msg=reloaded reason=%s generation=%d\n", why, gen);
+  else printf("at=info msg=reloaded reason=%s generation=%d\n", why, gen);
 }
 
 int mc_watch_loop(const mc_watch *w, const sigset_t *set) {

@@ -21,8 +21,8 @@ uint64_t mc_tree_signature(const char *const *dirs);
 const char *const *mc_opt_dirs(const mc_options *o, const char *key, const char *root);
 
 typedef struct mc_watch {
-  mc_pool *pool;           /* reloaded on SIGHUP or when a watched file changed */
-  const char *const *dirs; /* the watched folders, ending with NULL; NULL: SIGHUP only */
+  mc_pool *pool;                      /* reloaded on SIGHUP or when a watched file changed */
+  const char *const *dirs;            /* the watched folders, ending with NULL; NULL: SIGHUP only */
   void (*on_tick)(void *ud, int sig); /* after each tick or signal (0: none); may be NULL */
   void *ud;
 } mc_watch;

@@ -159,8 +159,9 @@ static void request_id(struct MHD_Connection *c, char out[80]) {
   const char *given = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
   if (given != NULL) {
     size_t n = strlen(given);
-    if (n >= 1 && n < 80 && strspn(given, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                          "0123456789-_.+/=") == n) {
+    if (n >= 1 && n < 80 &&
+        strspn(given, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789-_.+/=") == n) {
       memcpy(out, given, n + 1);
       return;
     }
@@ -213,7 +214,7 @@ static enum MHD_Result send_buffer(web_server *srv, struct MHD_Connection *c, re
                                    unsigned status, const char *body, size_t len, lua_State *L,
                                    int headers_idx, const char *method, const char *url) {
   struct MHD_Response *resp =
-      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
   if (resp == NULL) return MHD_NO;
   if (L != NULL && headers_idx != 0 && lua_istable(L, headers_idx)) {
     lua_pushnil(L);
@@ -226,7 +227,8 @@ static enum MHD_Result send_buffer(web_server *srv, struct MHD_Connection *c, re
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
   }
   MHD_add_response_header(resp, "X-Request-Id", r->id);
-  if (atomic_load(&srv->draining)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+  if (atomic_load(&srv->draining))
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   enum MHD_Result ret = MHD_queue_response(c, status, resp);
   MHD_destroy_response(resp);
   access_log(method, url, status, len, now() - r->start, r->id);
@@ -249,7 +251,8 @@ static enum MHD_Result run_entry(web_server *srv, mc_state *st, struct MHD_Conne
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->entry_ref);
   lua_pushstring(L, method);
   lua_pushstring(L, url);
-  if (r->body != NULL) lua_pushlstring(L, r->body, r->len); else lua_pushnil(L);
+  if (r->body != NULL) lua_pushlstring(L, r->body, r->len);
+  else lua_pushnil(L);
   lua_pushstring(L, r->id);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
   web_ctx *ctx = lua_touserdata(L, -1);
@@ -266,8 +269,8 @@ static enum MHD_Result run_entry(web_server *srv, mc_state *st, struct MHD_Conne
   size_t len = 0;
   const char *body = lua_tolstring(L, 2, &len);
   lua_Integer code = lua_tointeger(L, 1);
-  enum MHD_Result ret = send_buffer(srv, c, r, (unsigned)code, body ? body : "", len, L, 3,
-                                    method, url);
+  enum MHD_Result ret =
+    send_buffer(srv, c, r, (unsigned)code, body ? body : "", len, L, 3, method, url);
   lua_settop(L, 0);
   return ret;
 }
@@ -339,18 +342,22 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   void *mark = NULL;
   if (strlen(uri) + LINE_SLACK > srv->cfg.header_limit) mark = &uri_too_long;
   else if (query != NULL && count_params(query + 1) > max_params(srv)) mark = &too_many_params;
-#if MHD_VERSION < 0x01000000 /* the URI is the connection's own buffer, parsed next (0.9.75-0.9.77) */
+#if MHD_VERSION <                                                                                  \
+  0x01000000 /* the URI is the connection's own buffer, parsed next (0.9.75-0.9.77) */
   if (mark != NULL && query != NULL) ((char *)query)[1] = '\0';
 #endif
   return mark;
 }
 
 /* The status for a head over its limits (0: none) and its message. */
-static unsigned head_refusal(web_server *srv, struct MHD_Connection *c, void *mark, const char **msg) {
+static unsigned head_refusal(web_server *srv, struct MHD_Connection *c, void *mark,
+                             const char **msg) {
   if (mark == &uri_too_long) return *msg = "URI too long", 414;
   if (mark == &too_many_params) return *msg = "too many query parameters", 414;
-  const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-  if (info != NULL && info->header_size > srv->cfg.header_limit) return *msg = "request headers too large", 431;
+  const union MHD_ConnectionInfo *info =
+    MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+  if (info != NULL && info->header_size > srv->cfg.header_limit)
+    return *msg = "request headers too large", 431;
   return 0;
 }
 
@@ -379,9 +386,8 @@ static enum MHD_Result begin(web_server *srv, struct MHD_Connection *c, const ch
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
   (void)version;
   web_server *srv = cls;
   request *r = *con_cls;
@@ -437,7 +443,8 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
   char name[256];
   size_t n = strlen(key);
   if (n >= sizeof name) return MHD_YES; /* no real header name is that long */
-  for (size_t i = 0; i <= n; i++) name[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
+  for (size_t i = 0; i <= n; i++)
+    name[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
   lua_getfield(L, -1, name);
   if (lua_isstring(L, -1)) { /* repeated: join as RFC 9110 allows */
     lua_pushliteral(L, ", ");
@@ -481,7 +488,7 @@ static int web_query(lua_State *L) {
 static int web_ip(lua_State *L) {
   struct MHD_Connection *c = check_ctx(L);
   const union MHD_ConnectionInfo *info =
-      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   char buf[INET6_ADDRSTRLEN] = "";
   if (info != NULL && info->client_addr != NULL) {
     const struct sockaddr *sa = info->client_addr;
@@ -548,19 +555,16 @@ static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr
   const web_config *cfg = &srv->cfg;
   unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
   return MHD_start_daemon(
-      flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
-      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL, /* first, so it catches everything */
-      MHD_OPTION_SOCK_ADDR, addr,
-      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads > 1 ? cfg->threads : 0), /* 1: no pool */
-      MHD_OPTION_CONNECTION_LIMIT, hard_conn_limit(cfg),
-      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_limit,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, 2 * cfg->header_limit, /* see on_uri */
-      MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-      MHD_OPTION_NOTIFY_CONNECTION, web_guard_notify, &srv->guard,
-      MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-      MHD_OPTION_END);
+    flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+    on_mhd_error, NULL, /* first, so it catches everything */
+    MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE,
+    (unsigned)(cfg->threads > 1 ? cfg->threads : 0), /* 1: no pool */
+    MHD_OPTION_CONNECTION_LIMIT, hard_conn_limit(cfg), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+    (unsigned)cfg->per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
+    MHD_OPTION_CONNECTION_MEMORY_LIMIT, 2 * cfg->header_limit, /* see on_uri */
+    MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_CONNECTION, web_guard_notify,
+    &srv->guard, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+    srv, MHD_OPTION_END);
 }
 
 /* Stop accepting (new connections are refused), let in-flight requests finish. */
@@ -601,7 +605,8 @@ static int web_serve(lua_State *L) {
   lua_pop(L, 1);
   read_config(L, &srv->cfg, srv->boot->root);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->cfg.port)};
-  if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1) return luaL_error(L, "web: bad bind address");
+  if (inet_pton(AF_INET, srv->cfg.bind, &addr.sin_addr) != 1)
+    return luaL_error(L, "web: bad bind address");
   if (web_guard_init(&srv->guard, srv->cfg.conn_limit, srv->cfg.header_timeout,
                      srv->cfg.idle_timeout) != 0)
     return luaL_error(L, "web: cannot create a mutex");
@@ -641,10 +646,7 @@ static int web_serve(lua_State *L) {
 
 int luaopen_mc_web_native(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"serve", web_serve},
-    {"headers", web_headers},
-    {"query", web_query},
-    {"ip", web_ip},
+    {"serve", web_serve}, {"headers", web_headers}, {"query", web_query}, {"ip", web_ip},
     {NULL, NULL},
   };
   luaL_newlib(L, funcs);

@@ -58,12 +58,14 @@ static void close_waiting(guard_conn *gc) {
 /* ---- libmicrohttpd's events ---------------------------------------------------- */
 
 static guard_conn *conn_of(struct MHD_Connection *c) {
-  const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  const union MHD_ConnectionInfo *info =
+    MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
   return info != NULL ? info->socket_context : NULL;
 }
 
 static void started(web_guard *g, struct MHD_Connection *c, void **socket_context) {
-  const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  const union MHD_ConnectionInfo *info =
+    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
   guard_conn *gc = calloc(1, sizeof *gc);
   if (gc == NULL || info == NULL) { /* unguarded, but served: the idle timeout still applies */
     free(gc);
@@ -130,5 +132,6 @@ void web_guard_sweep(web_guard *g, double now) {
   g->evicted = 0;
   pthread_mutex_unlock(&g->lock);
   if (timed_out > 0 || evicted > 0)
-    printf("at=warn msg=\"slow clients closed\" header_timeout=%ld evicted=%ld\n", timed_out, evicted);
+    printf("at=warn msg=\"slow clients closed\" header_timeout=%ld evicted=%ld\n", timed_out,
+           evicted);
 }

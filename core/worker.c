@@ -38,7 +38,7 @@ typedef struct worker {
   mc_pool pool;
   int concurrency;
   const char *const *watch; /* folders whose edits reload the code; NULL: SIGHUP only */
-  char identity[256]; /* hostname:pid:nonce, as Sidekiq names a process */
+  char identity[256];       /* hostname:pid:nonce, as Sidekiq names a process */
   double shutdown_timeout;
   atomic_int stopping, quiet, running; /* running: threads not yet finished */
   pthread_mutex_t mu;                  /* guards slots */
@@ -185,7 +185,9 @@ static int w_identity(lua_State *L) {
 /* state() -> "running" | "quiet" | "stopping" */
 static int w_state(lua_State *L) {
   worker *w = worker_of(L);
-  lua_pushstring(L, atomic_load(&w->stopping) ? "stopping" : atomic_load(&w->quiet) ? "quiet" : "running");
+  lua_pushstring(L, atomic_load(&w->stopping) ? "stopping"
+                    : atomic_load(&w->quiet)  ? "quiet"
+                                              : "running");
   return 1;
 }
 
@@ -197,7 +199,8 @@ static int w_current(lua_State *L) {
   lua_newtable(L);
   for (int i = 0; i < w->concurrency; i++) {
     pthread_mutex_lock(&w->mu);
-    size_t need = w->slots[i].payload ? strlen(w->slots[i].queue) + strlen(w->slots[i].payload) + 2 : 0;
+    size_t need =
+      w->slots[i].payload ? strlen(w->slots[i].queue) + strlen(w->slots[i].payload) + 2 : 0;
     pthread_mutex_unlock(&w->mu);
     if (need == 0) continue;
     char *buf = lua_newuserdatauv(L, need, 0);
@@ -325,7 +328,7 @@ static int w_run(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &WORKER_KEY); /* tick and requeue see the slots */
   sigset_t set, old;
   mc_control_signals(&set);
-  sigaddset(&set, SIGTSTP); /* quiet, as Sidekiq takes it */
+  sigaddset(&set, SIGTSTP);               /* quiet, as Sidekiq takes it */
   pthread_sigmask(SIG_BLOCK, &set, &old); /* threads inherit it: signals come here */
   if (start_threads(w) != 0) {
     printf("at=error msg=\"cannot start worker threads\"\n");

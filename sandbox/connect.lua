@@ -153,7 +153,9 @@ local function refresh_connection(conn, now)
     if p.schema_name then conn.schema_name = p.schema_name end
     if p.db_key then conn.db_key = p.db_key; conn.database = database_of(p.db_key) end
     if p.name then conn.name = p.name end
-    if conn.db_key ~= mc.null and conn.schema_name ~= mc.null then conn.sandbox_config_at = conn.sandbox_config_at or p.at end
+    if conn.db_key ~= mc.null and conn.schema_name ~= mc.null then
+      conn.sandbox_config_at = conn.sandbox_config_at or p.at
+    end
     conn.sandbox_pending = nil
   end
   if conn.sandbox_config_at and conn.sandbox_auth_at then
@@ -177,7 +179,8 @@ local function table_name(m) return m.object_name:lower() end
 
 local SYSTEM_COLUMNS = [[id serial primary key, sfid varchar(18), systemmodstamp timestamp,
   isdeleted boolean, createddate timestamp, _hc_lastop varchar(32), _hc_err text]]
-local SYSTEM_FIELDS = { Id = "sfid", SystemModstamp = "systemmodstamp", IsDeleted = "isdeleted", CreatedDate = "createddate" }
+local SYSTEM_FIELDS = { Id = "sfid", SystemModstamp = "systemmodstamp", IsDeleted = "isdeleted",
+  CreatedDate = "createddate" }
 
 -- The Postgres the connection syncs into (the URL in its db_key), for a valid
 -- schema name -> db | nil, err
@@ -204,8 +207,10 @@ local function materialize(conn, m, reload)
   table.sort(fields)
   local sql = { "CREATE SCHEMA IF NOT EXISTS " .. schema,
     "CREATE TABLE IF NOT EXISTS " .. qualified .. " (" .. SYSTEM_COLUMNS .. ")",
-    "CREATE UNIQUE INDEX IF NOT EXISTS " .. pg.quote_ident("hcu_idx_" .. tbl .. "_sfid") .. " ON " .. qualified .. " (sfid)",
-    "CREATE INDEX IF NOT EXISTS " .. pg.quote_ident("hc_idx_" .. tbl .. "_systemmodstamp") .. " ON " .. qualified .. " (systemmodstamp)" }
+    "CREATE UNIQUE INDEX IF NOT EXISTS " .. pg.quote_ident("hcu_idx_" .. tbl .. "_sfid")
+      .. " ON " .. qualified .. " (sfid)",
+    "CREATE INDEX IF NOT EXISTS " .. pg.quote_ident("hc_idx_" .. tbl .. "_systemmodstamp")
+      .. " ON " .. qualified .. " (systemmodstamp)" }
   for _, f in ipairs(fields) do
     sql[#sql + 1] = "ALTER TABLE " .. qualified .. " ADD COLUMN IF NOT EXISTS " .. pg.quote_ident(f:lower())
       .. " " .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
@@ -259,7 +264,8 @@ local function write_back(conn, m)
   local db <close>, err = connection_db(conn)
   if not db then return nil, err end
   local qualified = pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m))
-  local rows, qerr = db:query("UPDATE " .. qualified .. " SET sfid = $1 || upper(substr(md5(random()::text || id::text), 1, 15)),"
+  local rows, qerr = db:query("UPDATE " .. qualified
+    .. " SET sfid = $1 || upper(substr(md5(random()::text || id::text), 1, 15)),"
     .. " _hc_lastop = 'SYNCED', _hc_err = NULL, systemmodstamp = now() AT TIME ZONE 'utc',"
     .. " createddate = coalesce(createddate, now() AT TIME ZONE 'utc'), isdeleted = coalesce(isdeleted, false)"
     .. " WHERE sfid IS NULL RETURNING *", KEY_PREFIXES[m.object_name] or "a00")
@@ -560,7 +566,8 @@ local function import(req, user)
       sf_notify_enabled = c.sf_notify_enabled or false, sf_max_daily_api_calls = c.sf_max_daily_api_calls or 30000,
       fields = c.fields or {}, indexes = c.indexes or {}, upsert_field = c.upsert_field,
       applied_at = store.iso8601(now) }
-    m.access, m.sf_polling_seconds, m.sf_notify_enabled = m.config.access, m.config.sf_polling_seconds, m.config.sf_notify_enabled
+    m.access = m.config.access
+    m.sf_polling_seconds, m.sf_notify_enabled = m.config.sf_polling_seconds, m.config.sf_notify_enabled
     m.upsert_field = c.upsert_field or mc.null
     m.revision = m.revision + 1
     m.state, m.state_description, m.updated_at = "INITIAL", "OK", store.iso8601(now)
@@ -647,7 +654,9 @@ local function delete_mapping(req, user)
   store.call("DEL", key("mapping", m.id))
   if m.sandbox_synced and knob("postgres") then
     local db <close> = connection_db(conn)
-    if db then db:exec("DROP TABLE IF EXISTS " .. pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m))) end
+    if db then
+      db:exec("DROP TABLE IF EXISTS " .. pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m)))
+    end
   end
   return 204
 end

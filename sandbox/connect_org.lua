@@ -35,7 +35,7 @@ _M.FIELD_TYPES = {
   Date = "date", DateTime = "datetime", Lookup = "reference", MasterDetail = "reference",
 }
 
-local function object(fields)
+local function with_system_fields(fields)
   local out = {}
   for k, v in pairs(fields) do out[k] = v end
   for k, v in pairs(SYSTEM) do out[k] = v end
@@ -45,7 +45,7 @@ end
 -- add(objects, name, fields, ns): the package object's fields (prefixed by ns)
 -- on the object called name, made if missing (a custom object: with its Name)
 local function add(objects, name, fields, ns)
-  local target = objects[name] or object({ Name = "string" })
+  local target = objects[name] or with_system_fields({ Name = "string" })
   for f, spec in pairs(fields) do
     local t = _M.FIELD_TYPES[spec.type]
     if t then target[ns .. f] = t end
@@ -55,7 +55,7 @@ end
 
 local function build()
   local objects = {}
-  for name, fields in pairs(STANDARD) do objects[name] = object(fields) end
+  for name, fields in pairs(STANDARD) do objects[name] = with_system_fields(fields) end
   for name, o in pairs(force_app.objects()) do
     if not name:match("__mdt$") then -- custom metadata is not data: Connect cannot map it
       add(objects, name, o.fields, "")

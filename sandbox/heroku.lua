@@ -199,7 +199,7 @@ function _M.addons(app)
   return out
 end
 
-local function rate_limits(req, headers)
+local function rate_limits(_, headers)
   return 200, { remaining = tonumber(headers["RateLimit-Remaining"]) }, headers
 end
 

@@ -75,7 +75,8 @@ local function link_html(url)
 end
 
 local function mention_html(acc)
-  return string.format('<span class="h-card" translate="no"><a href="%s" class="u-url mention">@<span>%s</span></a></span>',
+  return string.format('<span class="h-card" translate="no">'
+    .. '<a href="%s" class="u-url mention">@<span>%s</span></a></span>',
     acc.url, acc.username)
 end
 
@@ -220,9 +221,11 @@ local function guard(req)
   end
   local limit = tonumber(store.knob("mastodon", "rate_limit", 300))
   local who = token and ("token:" .. token) or ("ip:" .. tostring(req.ip))
-  local ok, remaining, reset = ratelimit.spend("mastodon", who, limit, tonumber(store.knob("mastodon", "rate_window", 300)))
+  local window = tonumber(store.knob("mastodon", "rate_window", 300))
+  local ok, remaining, reset = ratelimit.spend("mastodon", who, limit, window)
   local headers = { ["Content-Type"] = "application/json; charset=utf-8", ["X-RateLimit-Limit"] = limit,
-    ["X-RateLimit-Remaining"] = remaining, ["X-RateLimit-Reset"] = os.date("!%Y-%m-%dT%H:%M:%S.000000Z", math.floor(reset)) }
+    ["X-RateLimit-Remaining"] = remaining,
+    ["X-RateLimit-Reset"] = os.date("!%Y-%m-%dT%H:%M:%S.000000Z", math.floor(reset)) }
   if not ok then return err(429, "Too many requests", headers) end
   return nil, headers
 end

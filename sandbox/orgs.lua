@@ -63,7 +63,8 @@ function _M.synthetic(i)
   end
   return {
     org_id = _M.id18(string.format("%s%04d", ORG_PREFIX, i)), name = "Org " .. i, environment = "production",
-    users = { { user_id = _M.id18(string.format("%s%04d", USER_PREFIX, i)), username = "admin@org" .. i .. ".example" } },
+    users = { { user_id = _M.id18(string.format("%s%04d", USER_PREFIX, i)),
+                username = "admin@org" .. i .. ".example" } },
     accounts = accounts,
   }
 end

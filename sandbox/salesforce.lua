@@ -265,7 +265,8 @@ local function tokens(prefix, req, grant, client_secret, with_refresh)
     store.call("SET", store.key(SERVICE, "refresh", body.refresh_token), json.encode({
       org_id = grant.org_id, user_id = grant.user_id, client_id = grant.client_id, scope = grant.scope }))
   end
-  return 200, body, { ["Content-Type"] = "application/json;charset=UTF-8", ["Cache-Control"] = "no-cache,must-revalidate,max-age=0,no-store,private" }
+  return 200, body, { ["Content-Type"] = "application/json;charset=UTF-8",
+    ["Cache-Control"] = "no-cache,must-revalidate,max-age=0,no-store,private" }
 end
 
 local function code_grant(prefix, req, f)

@@ -43,7 +43,8 @@ end
 local function check_recipients(p, i, add, seen)
   local base = "personalizations." .. (i - 1)
   if type(p.to) ~= "table" or #p.to == 0 then
-    add(base .. ".to", "The to array is required for all personalization objects, and must have at least one email object with a valid email address.", "personalizations.to")
+    add(base .. ".to", "The to array is required for all personalization objects, "
+      .. "and must have at least one email object with a valid email address.", "personalizations.to")
     return 0
   end
   local n = 0
@@ -55,7 +56,9 @@ local function check_recipients(p, i, add, seen)
       else
         local addr = e.email:lower()
         if seen[addr] then
-          add(base .. "." .. kind, "Each email address in the personalization block should be unique between to, cc, and bcc. We found the first duplicate instance of [" .. e.email .. "] in the " .. base .. "." .. kind .. " field.", "personalizations")
+          add(base .. "." .. kind, "Each email address in the personalization block should be unique "
+            .. "between to, cc, and bcc. We found the first duplicate instance of [" .. e.email
+            .. "] in the " .. base .. "." .. kind .. " field.", "personalizations")
         end
         seen[addr] = true
       end
@@ -68,7 +71,9 @@ end
 local function check_content(body, add)
   if body.content == nil then
     if not body.template_id then
-      add("content", "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block. We typically suggest both text/plain and text/html blocks are included, but only one block is required.", "content")
+      add("content", "Unless a valid template_id is provided, the content parameter is required. "
+        .. "There must be at least one defined content block. We typically suggest both text/plain "
+        .. "and text/html blocks are included, but only one block is required.", "content")
     end
     return
   end
@@ -81,7 +86,8 @@ local function check_content(body, add)
     if type(c.type) ~= "string" or c.type == "" then
       add(base .. ".type", "The content type must be a string at least one character in length.", "content.type")
     elseif c.type == "text/plain" and i ~= 1 then
-      add(base .. ".type", "If present, text/plain content must be first, followed by text/html, followed by any other content.", "content.type")
+      add(base .. ".type", "If present, text/plain content must be first, followed by text/html, "
+        .. "followed by any other content.", "content.type")
     end
     if type(c.value) ~= "string" or c.value == "" then
       add(base .. ".value", "The content value must be a string at least one character in length.", "content.value")
@@ -110,7 +116,8 @@ local function validate(body)
   end
   local ps = body.personalizations
   if type(ps) ~= "table" or #ps == 0 then
-    add("personalizations", "The personalizations field is required and must have at least one personalization.", "personalizations")
+    add("personalizations",
+      "The personalizations field is required and must have at least one personalization.", "personalizations")
     ps = {}
   elseif #ps > 1000 then
     add("personalizations", "The personalizations field is limited to 1000 objects.", "personalizations")
@@ -125,7 +132,8 @@ local function validate(body)
     add("personalizations", "The total number of recipients must be no more than 1000.", "personalizations")
   end
   if type(body.from) ~= "table" then
-    add("from", "The from object must be provided for every email send. It is an object that requires an email parameter, but may also contain a name parameter.", "from")
+    add("from", "The from object must be provided for every email send. It is an object that "
+      .. "requires an email parameter, but may also contain a name parameter.", "from")
   elseif not valid_email(body.from) then
     add("from.email", "The from email does not contain a valid address.", "from")
   end
@@ -133,7 +141,8 @@ local function validate(body)
     add("reply_to.email", "The reply_to email does not contain a valid address.", "reply_to")
   end
   if (type(body.subject) ~= "string" or body.subject == "") and not every_subject and not body.template_id then
-    add("subject", "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.", "subject")
+    add("subject", "The subject is required. You can get around this requirement if you use a template "
+      .. "with a subject defined or if every personalization has a subject defined.", "subject")
   end
   check_content(body, add)
   check_attachments(body, add)
@@ -279,7 +288,11 @@ local function send(req)
   local list = validate(body)
   if #list > 0 then return errors(400, list, headers) end
   if not verified(body.from.email) then
-    return errors(403, { { field = "from", help = json.null, message = "The from address does not match a verified Sender Identity. Mail cannot be sent until this error is resolved. Visit https://sendgrid.com/docs/for-developers/sending-email/sender-identity/ to see the Sender Identity requirements" } }, headers)
+    return errors(403, { { field = "from", help = json.null,
+      message = "The from address does not match a verified Sender Identity. Mail cannot be sent "
+        .. "until this error is resolved. Visit "
+        .. "https://sendgrid.com/docs/for-developers/sending-email/sender-identity/ "
+        .. "to see the Sender Identity requirements" } }, headers)
   end
   local settings = type(body.mail_settings) == "table" and body.mail_settings or {}
   if type(settings.sandbox_mode) == "table" and settings.sandbox_mode.enable == true then

@@ -205,7 +205,7 @@ local function make_post(seed, handle, t, own)
   local key = table.concat({ seed, handle:lower(), t, own and "own" or "fan" }, "|")
   local h = synth.hash(key)
   local topic = synth.pick(TOPICS, key, "topic")
-  local author, text = handle, nil
+  local author, text = handle
   if own then
     text = string.format(synth.pick(OWN, key), topic, h % 10000)
   else
@@ -316,7 +316,9 @@ local function render_user(username, fields)
   local u = { id = user_id(username), username = username, name = username:gsub("_", " "):gsub("^%l", string.upper) }
   if fields.created_at then u.created_at = os.date("!%Y-%m-%dT%H:%M:%S.000Z", 1262304000 + h % 400000000) end
   if fields.description then u.description = "Sandbox account @" .. username end
-  if fields.profile_image_url then u.profile_image_url = "https://pbs.twimg.com/profile_images/" .. h .. "/sandbox_normal.jpg" end
+  if fields.profile_image_url then
+    u.profile_image_url = "https://pbs.twimg.com/profile_images/" .. h .. "/sandbox_normal.jpg"
+  end
   if fields.verified then u.verified = false end
   if fields.protected then u.protected = false end
   if fields.public_metrics then
@@ -430,7 +432,9 @@ local function guard(req)
   end
   if store.knob("x", "forbidden", false) then
     return 403, { title = "Client Forbidden", type = PROBLEM .. "client-forbidden", reason = "client-not-enrolled",
-      detail = "When authenticating requests to the Twitter API v2 endpoints, you must use keys and tokens from a Twitter developer App that is attached to a Project. You can create a project via the developer portal.",
+      detail = "When authenticating requests to the Twitter API v2 endpoints, you must use keys and "
+        .. "tokens from a Twitter developer App that is attached to a Project. "
+        .. "You can create a project via the developer portal.",
       required_enrollment = "Appropriate Level of API Access",
       registration_url = "https://developer.twitter.com/en/docs/projects/overview", client_id = "sandbox" },
       { ["Content-Type"] = "application/problem+json" }

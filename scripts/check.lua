@@ -55,7 +55,9 @@ local function outcomes(add, shown, org_id, defines)
     local ok, name = hooks.run(t, "schema_name")
     local problem
     if ok then problem = tenant.schema_problem(name) else problem = name end
-    if problem then add(shown, nil, problem, "return a lower-case name such as \"salesforce\" .. tenant.org_id:lower()") end
+    if problem then
+      add(shown, nil, problem, "return a lower-case name such as \"salesforce\" .. tenant.org_id:lower()")
+    end
   end
   if defines.mapping then
     local base, berr = mapping.base(org_id)
@@ -74,7 +76,8 @@ local function tenant_file(add, dir, shown_dir, name)
   local shown = shown_dir .. "/" .. name
   local org_id = name == "default.lua" and ANY_ORG or org_of(name)
   if not org_id then
-    return add(shown, nil, "never read: a tenant file is default.lua or named by its org id (00D + 12 or 15 more characters)",
+    return add(shown, nil,
+      "never read: a tenant file is default.lua or named by its org id (00D + 12 or 15 more characters)",
       "rename it to <org_id>.lua, the id from Salesforce's Company Information page")
   end
   local shape, err = hooks.shape(dir .. "/" .. name, shown)
@@ -90,7 +93,8 @@ local function tenant_file(add, dir, shown_dir, name)
     if not hooks.HOOKS[key] then
       add(shown, nil, "defines '" .. key .. "', which is not a hook", "the hooks are " .. known_hooks())
     elseif kind ~= "function" then
-      add(shown, nil, "hook " .. key .. " is a " .. kind .. ", not a function", "define it as function hooks." .. key .. "(tenant, ...)")
+      add(shown, nil, "hook " .. key .. " is a " .. kind .. ", not a function",
+        "define it as function hooks." .. key .. "(tenant, ...)")
     else
       defines[key] = true
     end
@@ -113,8 +117,8 @@ end
 
 function _M.run()
   local problems = {}
-  local function add(file, line, message, fix)
-    problems[#problems + 1] = { file = file, line = line, message = message, fix = fix }
+  local function add(path, line, message, fix)
+    problems[#problems + 1] = { file = path, line = line, message = message, fix = fix }
   end
   local dir, shown = hooks.dir()
   for _, name in ipairs(names(dir, ".lua")) do tenant_file(add, dir, shown, name) end

@@ -20,8 +20,11 @@ local DAY = 24 * 3600
 -- read: a reader of mc.env; need: the processes that cannot work without it.
 local VARS = {
   APP_URL = { env.url, nil, HTTP, need = { web = true, worker = true },
-    doc = "this service's public URL (mail links, the OAuth redirect); default https://$HEROKU_APP_NAME.herokuapp.com" },
-  ADMIN_TOKEN = { env.str, nil, nil, min_len = 16, doc = "the operator's bearer token, also the dashboard's sign-in secret (unset: operator calls are refused, 401, and /admin is off)" },
+    doc = "this service's public URL (mail links, the OAuth redirect); "
+      .. "default https://$HEROKU_APP_NAME.herokuapp.com" },
+  ADMIN_TOKEN = { env.str, nil, nil, min_len = 16,
+    doc = "the operator's bearer token, also the dashboard's sign-in secret "
+      .. "(unset: operator calls are refused, 401, and /admin is off)" },
   ADMIN_SESSION_TTL = { env.int, 8 * 3600, { min = 60, max = 7 * DAY },
     doc = "seconds a dashboard sign-in lasts" },
   ADMIN_SIGNIN_LIMIT = { env.int, 10, { min = 1 },
@@ -50,7 +53,8 @@ local VARS = {
   SALESFORCE_CLIENT_SECRET = { env.str, nil, nil, need = { web = true }, doc = "the connected app's consumer secret" },
   SALESFORCE_LOGIN_URL = { env.url, "https://login.salesforce.com", HTTP, doc = "production login host" },
   SALESFORCE_SANDBOX_LOGIN_URL = { env.url, "https://test.salesforce.com", HTTP, doc = "sandbox login host" },
-  SALESFORCE_LOGIN_DOMAINS = { env.list, { "my.salesforce.com" }, nil, doc = "suffixes a custom login domain may have" },
+  SALESFORCE_LOGIN_DOMAINS = { env.list, { "my.salesforce.com" }, nil,
+    doc = "suffixes a custom login domain may have" },
   FORCE_NAMESPACE = { env.str, nil, nil, doc = "the managed package's namespace prefix" },
   SERVICE_NAME = { env.str, "multiconnect", nil, doc = "the name mails sign with" },
   TENANTS_DIR = { env.str, nil, nil, doc = "the tenant hooks' folder (default scripts/tenants)" },
@@ -69,7 +73,8 @@ local VARS = {
   REDIS_URL = { env.url, nil, { schemes = { "redis", "rediss" } }, need = { web = true, worker = true, clock = true },
     doc = "Redis (jobs, replay keys, OAuth states); REDIS_TLS_URL wins when set" },
   REDIS_TLS_URL = { env.url, nil, { schemes = { "rediss" } }, doc = "Heroku Redis's TLS URL" },
-  ENCRYPTION_KEYS = { env.str, nil, nil, need = { web = true, worker = true }, doc = "id:base64 keys that seal tokens" },
+  ENCRYPTION_KEYS = { env.str, nil, nil, need = { web = true, worker = true },
+    doc = "id:base64 keys that seal tokens" },
 }
 _M.VARS = VARS
 

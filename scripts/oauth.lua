@@ -46,7 +46,8 @@ end
 
 local function unavailable(err)
   log.error("oauth: a backing service failed", { err = err })
-  return page.render(503, "Please try again", "The service is briefly unavailable. Open the link from your e-mail again in a minute.")
+  return page.render(503, "Please try again",
+    "The service is briefly unavailable. Open the link from your e-mail again in a minute.")
 end
 
 function _M.authenticate(req)
@@ -100,13 +101,15 @@ local function authorized(conn, org, tokens, who)
     fields = {
       attempts = 0, last_error = mc.null,
       access_token = salesforce.seal(org, "access_token", tokens.access_token),
-      refresh_token = type(tokens.refresh_token) == "string" and salesforce.seal(org, "refresh_token", tokens.refresh_token) or mc.null,
+      refresh_token = type(tokens.refresh_token) == "string"
+        and salesforce.seal(org, "refresh_token", tokens.refresh_token) or mc.null,
       instance_url = tokens.instance_url, sf_user_id = who.user_id, sf_username = who.username,
     } })
 end
 
 local function moved_on()
-  return page.render(409, "Nothing to do here", "This org's sign-in is no longer expected. Its onboarding has moved on.")
+  return page.render(409, "Nothing to do here",
+    "This org's sign-in is no longer expected. Its onboarding has moved on.")
 end
 
 -- States at or past Connect's authorization: a second click on its `next` link
@@ -126,12 +129,16 @@ function _M.callback(req)
   if not org then return page.render(404, "Unknown org", "No onboarding is in progress for this org.") end
   if q.error then
     log.warn("salesforce sign-in refused", { org_id = id, error = q.error })
-    local noted, nerr = orgs.note(conn, org, "failure", { error = "salesforce: " .. tostring(q.error), description = q.error_description })
+    local noted, nerr = orgs.note(conn, org, "failure",
+      { error = "salesforce: " .. tostring(q.error), description = q.error_description })
     if not noted then return unavailable(nerr) end
     return page.render(403, "Access was not granted",
-      "Salesforce says: " .. tostring(q.error_description or q.error) .. ". To connect your org, open the link from your e-mail again and allow access.")
+      "Salesforce says: " .. tostring(q.error_description or q.error)
+        .. ". To connect your org, open the link from your e-mail again and allow access.")
   end
-  if type(q.code) ~= "string" or q.code == "" then return page.render(400, "Bad answer", "Salesforce sent no authorization code.") end
+  if type(q.code) ~= "string" or q.code == "" then
+    return page.render(400, "Bad answer", "Salesforce sent no authorization code.")
+  end
   local tokens, xerr = salesforce.exchange(org, q.code)
   if not tokens then
     log.error("salesforce token exchange failed", { org_id = id, err = xerr })
@@ -151,14 +158,16 @@ function _M.callback(req)
     if not failed then return moved_on() end
     workflow.announce(failed, failed.from_state, "failed")
     return page.render(403, "Wrong Salesforce org",
-      "You signed in to a different org than the one that installed the package. Onboarding has stopped; contact support.")
+      "You signed in to a different org than the one that installed the package. "
+        .. "Onboarding has stopped; contact support.")
   end
   local row, aerr = authorized(conn, org, tokens, who)
   if row == nil then return unavailable(aerr) end
   if not row then return moved_on() end
   workflow.announce(row, row.from_state, "app_authorized")
   workflow.enqueue(id)
-  return page.render(200, "Thank you", "Your org is being connected. You will get one more e-mail to authorize Heroku Connect.")
+  return page.render(200, "Thank you",
+    "Your org is being connected. You will get one more e-mail to authorize Heroku Connect.")
 end
 
 function _M.connect_complete(req)
@@ -166,7 +175,9 @@ function _M.connect_complete(req)
   if not id then return page.render(404, "Unknown link", "This link is not valid.") end
   local org, conn = load_org(id)
   if org == nil then return unavailable(conn) end
-  if not org or org.connection_id ~= connection_id then return page.render(404, "Unknown link", "This link is not valid.") end
+  if not org or org.connection_id ~= connection_id then
+    return page.render(404, "Unknown link", "This link is not valid.")
+  end
   local moved, merr, cur = orgs.transition(conn, id, "connect_authorized", "person",
     { from = AUTHORIZING_CONNECT, fields = { attempts = 0 } })
   if moved == nil then return unavailable(merr) end

@@ -35,10 +35,13 @@ end
 -- find(app, addon_name) -> summary {id, region_url, ...} | false (not listed yet) | nil, err, retryable.
 -- The connection id is not the add-on id (docs/external-apis.md §1.9): look it up by add-on name.
 function _M.find(app, addon_name)
-  local res, err, retry = call("GET", central("/connections?" .. http.encode_query({ app = app, resource_name = addon_name })))
+  local query = http.encode_query({ app = app, resource_name = addon_name })
+  local res, err, retry = call("GET", central("/connections?" .. query))
   if not res then return nil, err, retry end
   local doc = res:json()
-  if type(doc) ~= "table" or type(doc.results) ~= "table" then return nil, "connect: unexpected connections list", true end
+  if type(doc) ~= "table" or type(doc.results) ~= "table" then
+    return nil, "connect: unexpected connections list", true
+  end
   for _, c in ipairs(doc.results) do
     if c.resource_name == addon_name and type(c.id) == "string" and type(c.region_url) == "string" then return c end
   end
@@ -68,15 +71,19 @@ end
 
 -- authorize_url(...) -> the URL the org's admin opens to authorize Connect
 function _M.authorize_url(region_url, id, body)
-  local res, err, retry = call("POST", regional(region_url, "/connections/" .. http.escape(id) .. "/authorize_url"), body)
+  local url = regional(region_url, "/connections/" .. http.escape(id) .. "/authorize_url")
+  local res, err, retry = call("POST", url, body)
   if not res then return nil, err, retry end
   local doc = res:json()
-  if type(doc) ~= "table" or type(doc.redirect) ~= "string" then return nil, "connect: authorize_url gave no redirect", true end
+  if type(doc) ~= "table" or type(doc.redirect) ~= "string" then
+    return nil, "connect: authorize_url gave no redirect", true
+  end
   return doc.redirect
 end
 
 function _M.import(region_url, id, doc)
-  local res, err, retry = call("POST", regional(region_url, "/connections/" .. http.escape(id) .. "/actions/import"), doc)
+  local url = regional(region_url, "/connections/" .. http.escape(id) .. "/actions/import")
+  local res, err, retry = call("POST", url, doc)
   if not res then return nil, err, retry end
   return true
 end

@@ -61,13 +61,13 @@ local function read(path, optional)
   return src, err
 end
 
-local function fail(name, file, err)
-  return nil, string.format("tenant hook %s (%s): %s", name, file, err)
+local function fail(name, path, err)
+  return nil, string.format("tenant hook %s (%s): %s", name, path, err)
 end
 
 -- Passes a call's results through, or prefixes its error.
-local function answer(name, file, ok, ...)
-  if not ok then return fail(name, file, ...) end
+local function answer(name, path, ok, ...)
+  if not ok then return fail(name, path, ...) end
   return true, ...
 end
 
@@ -87,8 +87,8 @@ local function run_in(iso, files, tenant, name, ...)
   if which == "bad default" then return fail(name, files.default, "must return a table of hooks") end
   if which == "bad override" then return fail(name, files.override, "must return a table of hooks") end
   if not which then return true end
-  local file = which == "override" and files.override or files.default
-  return answer(name, file, iso:call(which, name, tenant, ...))
+  local path = which == "override" and files.override or files.default
+  return answer(name, path, iso:call(which, name, tenant, ...))
 end
 
 -- override(dir, shown, org_id) -> shown name, source | shown name, nil (none)

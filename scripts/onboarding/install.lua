@@ -96,7 +96,11 @@ function _M.parse(doc)
   local installer = text(doc, errors, "installer_id", 18)
   if installer then
     local id, err = sfid.to18(installer)
-    if id and id:sub(1, 3) == "005" then out.installer_id = id else errors.installer_id = err or "is not a user id (005...)" end
+    if id and id:sub(1, 3) == "005" then
+      out.installer_id = id
+    else
+      errors.installer_id = err or "is not a user id (005...)"
+    end
   end
   out.is_upgrade = flag(doc, errors, "is_upgrade")
   out.is_push = flag(doc, errors, "is_push")

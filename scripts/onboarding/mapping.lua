@@ -306,8 +306,8 @@ local function read_json(path, label)
     if missing then return nil end
     return false, label .. ": " .. tostring(err)
   end
-  local doc, err = json.decode(text)
-  if doc == nil then return false, label .. ": " .. tostring(err) end
+  local doc, decode_err = json.decode(text)
+  if doc == nil then return false, label .. ": " .. tostring(decode_err) end
   return doc
 end
 

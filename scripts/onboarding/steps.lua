@@ -43,7 +43,8 @@ local function schema_name(org, conn)
   if not ok then return nil, name end
   local problem = tenant.schema_problem(name)
   if problem then return nil, problem end
-  local rows, err = conn:query("SELECT org_id FROM organizations WHERE schema_name = $1 AND org_id <> $2", name, org.org_id)
+  local rows, err = conn:query("SELECT org_id FROM organizations WHERE schema_name = $1 AND org_id <> $2",
+    name, org.org_id)
   if not rows then return nil, "checking the schema name: " .. err, true end
   if rows[1] then return nil, "schema " .. name .. " already belongs to org " .. rows[1].org_id end
   return name
@@ -106,7 +107,8 @@ end
 
 _M.authorize_url_ready = function(org)
   local ok, err, retry = notify.send(org, "authenticate", {
-    url = config.app_url() .. "/authenticate?" .. http.encode_query({ org = org.org_id, t = tokens.authenticate(org) }) })
+    url = config.app_url() .. "/authenticate?"
+      .. http.encode_query({ org = org.org_id, t = tokens.authenticate(org) }) })
   if not ok then return nil, err, retry end
   return _M.done("awaiting_app_oauth", nil, { mail = ok })
 end

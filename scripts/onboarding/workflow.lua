@@ -84,7 +84,8 @@ end
 -- settle...(conn, org, ...) -> result, delay | nil, err. result: the new
 -- state, "waiting" or "retrying"; delay: when the next run is due (nil: none).
 local function moved(conn, org, to, fields, details)
-  local row, why = orgs.transition(conn, org.org_id, to, "step", { from = org.state, fields = fields, details = details })
+  local row, why = orgs.transition(conn, org.org_id, to, "step",
+    { from = org.state, fields = fields, details = details })
   if row == nil then return nil, why end
   -- the org's state is read under the row's lock just before: a refusal here
   -- is a step returning a move states.MOVES does not have, a bug

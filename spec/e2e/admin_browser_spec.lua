@@ -44,7 +44,8 @@ end
 
 local function id(n) return (assert(sfid.to18(string.format("00D5e00000B%04d", n)))) end
 
-local FIXTURE = { retry_org = id(1), retry_name = "Retry Works", failed_org = id(2), dead_jid = "0123456789abcdef01234567" }
+local FIXTURE = { retry_org = id(1), retry_name = "Retry Works", failed_org = id(2),
+  dead_jid = "0123456789abcdef01234567" }
 
 local function seed(s)
   local orgs = {
@@ -90,7 +91,8 @@ describe("the dashboard in Chromium", function()
     seed(s)
     local shots = host.root .. "/var/screenshots"
     os.execute("mkdir -p " .. proc.quote(shots))
-    for _, f in ipairs({ "overview.png", "tenant.png" }) do os.remove(shots .. "/" .. f) end -- this run's, not an old one
+    -- this run's, not an old one
+    for _, f in ipairs({ "overview.png", "tenant.png" }) do os.remove(shots .. "/" .. f) end
     results, output = run(s, shots)
   end)
 
@@ -101,7 +103,8 @@ describe("the dashboard in Chromium", function()
       if why then return pending("skipped: " .. why) end
       local res = results[name]
       assert(res, "the browser script did not report '" .. name .. "':\n" .. output)
-      assert(res.ok, name .. ": " .. tostring(res.error) .. (res.ok and "" or ("\n--- logs ---\n" .. s:logs():sub(-4000))))
+      assert(res.ok, name .. ": " .. tostring(res.error)
+        .. (res.ok and "" or ("\n--- logs ---\n" .. s:logs():sub(-4000))))
     end)
   end
 

@@ -58,7 +58,8 @@ describe("/admin", function()
       local res = post("/admin/signin", { secret = SECRET })
       assert.same({ 303, "/admin" }, { res.status, res.headers["location"] })
       local cookie = res.headers["set-cookie"]
-      assert.matches("^mc_admin=v1%.%d+%.[%w_%-]+%.[%w_%-]+; Path=/admin; Max%-Age=28800; HttpOnly; SameSite=Strict$", cookie)
+      assert.matches("^mc_admin=v1%.%d+%.[%w_%-]+%.[%w_%-]+; "
+        .. "Path=/admin; Max%-Age=28800; HttpOnly; SameSite=Strict$", cookie)
       assert.is_nil(cookie:find("Secure", 1, true)) -- APP_URL is http here
       assert.is_nil(cookie:find(SECRET, 1, true))
       local page = get("/admin", cookie:match("^([^;]+)"))
@@ -109,7 +110,8 @@ describe("/admin", function()
       local cookie = sign_in()
       local page = get("/admin/tenants", cookie)
       assert.equal(200, page.status)
-      for _, want in ipairs({ "Acme &lt;Corp&gt;", "Globex", "Initech", id(2), "heroku: 401 &lt;unauthorized&gt;", "2h 0m" }) do
+      for _, want in ipairs({ "Acme &lt;Corp&gt;", "Globex", "Initech", id(2),
+                              "heroku: 401 &lt;unauthorized&gt;", "2h 0m" }) do
         assert.matches(want, page.body, 1, true)
       end
       assert.is_nil(page.body:find("<Corp>", 1, true)) -- escaped, never raw
@@ -130,7 +132,8 @@ describe("/admin", function()
         VALUES ('%s', 'app_linked', 'failed', 'failure', '{"error": "boom"}')]]):format(id(2))))
       assert(app.pg:exec("CREATE SCHEMA salesforce_globex"))
       assert(app.pg:exec("CREATE TABLE salesforce_globex.account (id serial)"))
-      assert(app.pg:exec("INSERT INTO salesforce_globex.account DEFAULT VALUES; INSERT INTO salesforce_globex.account DEFAULT VALUES"))
+      assert(app.pg:exec("INSERT INTO salesforce_globex.account DEFAULT VALUES;"
+        .. " INSERT INTO salesforce_globex.account DEFAULT VALUES"))
       local cookie = sign_in()
       local page = get("/admin/tenants/" .. id(2), cookie)
       assert.equal(200, page.status)
@@ -154,7 +157,8 @@ describe("/admin", function()
       assert(rows, qerr)
       local row = rows[1]
       assert.same({ "app_linked", mc.null }, { row.state, row.last_error })
-      local ev = app.pg:query("SELECT kind, details FROM onboarding_events WHERE org_id = $1 ORDER BY id DESC LIMIT 1", id(2))[1]
+      local ev = app.pg:query("SELECT kind, details FROM onboarding_events WHERE org_id = $1"
+        .. " ORDER BY id DESC LIMIT 1", id(2))[1]
       assert.same({ "request", "dashboard", "127.0.0.1" }, { ev.kind, ev.details.by, ev.details.ip })
       assert.equal(1, app.redis:call("LLEN", "queue:default")) -- the step is queued
       local page = get("/admin/tenants/" .. id(2), cookie .. "; " .. flash_of(res))
@@ -166,7 +170,8 @@ describe("/admin", function()
       assert.matches("Resume refused: org is app_linked, not failed: nothing to resume.", said, 1, true)
     end)
 
-    it("403 for an action without the CSRF token, with another session's, or without a session; nothing moves", function()
+    it("403 for an action without the CSRF token, with another session's, or without a session; "
+      .. "nothing moves", function()
       app:org(id(2), { state = "failed", failed_step = "app_linked" })
       local cookie = sign_in()
       local _, other_csrf = sign_in()

@@ -41,7 +41,8 @@ describe("web on Heroku's terms", function()
     local port, nobody = server.free_port(), server.free_port()
     local app_name = "heroku-spec-" .. math.random(1, 1e9)
     local env = web_env(port)
-    env.DATABASE_URL = with_param(with_param(os.getenv("DATABASE_URL"), "sslmode=require"), "application_name=" .. app_name)
+    env.DATABASE_URL = with_param(with_param(os.getenv("DATABASE_URL"), "sslmode=require"),
+      "application_name=" .. app_name)
     env.REDIS_URL = "redis://127.0.0.1:" .. nobody -- nothing listens: it must not be used
     env.REDIS_TLS_URL = "rediss://:tls-pw@127.0.0.1:" .. tls_redis.port
     web = daemon.start({ command = "web", root = host.root, env = env })

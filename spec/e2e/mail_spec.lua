@@ -27,7 +27,8 @@ describe("mc.mail", function()
     end
     local function message(over)
       local m = { to = "admin@acme.test", to_name = "Ada Admin", subject = "Connect Acme",
-                  text = "Sign in: https://app.test/start?org=1", html = '<p><a href="https://app.test/start?org=1">Sign in</a></p>',
+                  text = "Sign in: https://app.test/start?org=1",
+                  html = '<p><a href="https://app.test/start?org=1">Sign in</a></p>',
                   categories = { "onboarding" }, reply_to = "help@isv.test" }
       for k, v in pairs(over or {}) do m[k] = v end
       return m
@@ -298,7 +299,8 @@ describe("mc.mail", function()
     end)
 
     it("fails when STARTTLS is required and the server does not offer it", function()
-      local id, err, retryable = mailer({ smtp_tls = "required" }):send({ to = "a@acme.test", subject = "x", text = "y" })
+      local id, err, retryable = mailer({ smtp_tls = "required" })
+        :send({ to = "a@acme.test", subject = "x", text = "y" })
       assert.is_nil(id)
       assert.equal("smtp: tls: server offers no STARTTLS", err)
       assert.is_false(retryable)
@@ -336,7 +338,8 @@ describe("mc.mail", function()
         assert(not native.smtp{ url = url, from = "a@isv.test", to = { "x@acme.test", "permfail@acme.test" },
                                 payload = "Subject: x\r\n\r\ny\r\n", tls = "none" })
         assert(not pcall(native.smtp, { url = url, from = "a@isv.test", to = { "x@acme.test", 7 }, payload = "" }))
-        assert(not pcall(native.smtp, { url = url, from = "a@isv.test", to = { "x@acme.test" }, payload = "", tls = "no" }))
+        assert(not pcall(native.smtp,
+          { url = url, from = "a@isv.test", to = { "x@acme.test" }, payload = "", tls = "no" }))
         return 0
       ]], { tostring(port) })
       assert.equal(1, #records())
@@ -350,7 +353,8 @@ describe("mc.mail", function()
       local r = proc.mc({ "run", script }, { env = {
         MAIL_FROM = FROM, SMTP_URL = "smtp://u:pw@127.0.0.1:" .. port, SMTP_TLS = "try", MAIL_TIMEOUT = "5" } })
       assert.equal(0, r.code, r.stderr)
-      assert.matches("at=info msg=\"mail sent\" message_id=<%x+@isv.test> subject=Env to=admin@acme.test transport=smtp",
+      assert.matches("at=info msg=\"mail sent\" message_id=<%x+@isv.test> subject=Env "
+        .. "to=admin@acme.test transport=smtp",
         r.stdout)
       assert.not_matches("secret body", r.stdout)
       assert.not_matches("pw", r.stdout)

@@ -137,7 +137,8 @@ describe("onboarding failure paths", function()
     end)
 
     it("answers a second install of the same org with 409, and a 15-character id is the same org", function()
-      local res = s:post_install({ org_id = doc.org_id:sub(1, 15), org_name = doc.org_name, admin_email = doc.admin_email })
+      local res = s:post_install({ org_id = doc.org_id:sub(1, 15), org_name = doc.org_name,
+        admin_email = doc.admin_email })
       assert.are.equal(409, res.status)
       assert.are.equal(doc.org_id:sub(1, 15), res:json().error:match("00D%w+"):sub(1, 15))
       assert.are.equal(1, count(s, "SELECT count(*) AS n FROM organizations WHERE org_id = $1", doc.org_id))
@@ -146,7 +147,8 @@ describe("onboarding failure paths", function()
     it("keeps the state page for operators", function()
       local res = assert(http.get(s.web_url .. "/organizations/" .. doc.org_id))
       assert.are.equal(401, res.status)
-      res = assert(http.get(s.web_url .. "/organizations/" .. doc.org_id, { headers = { Authorization = "Bearer wrong-token-0123456789" } }))
+      res = assert(http.get(s.web_url .. "/organizations/" .. doc.org_id,
+        { headers = { Authorization = "Bearer wrong-token-0123456789" } }))
       assert.are.equal(401, res.status)
       local shown = assert(s:get_org(doc.org_id))
       assert.is_string(shown.next_action)
@@ -249,7 +251,8 @@ describe("onboarding failure paths", function()
     -- org still in authorize_url_ready (simulated here by putting it back there)
     local doc = install_denied(s, 116)
     s:knobs({ salesforce = { deny = false } })
-    assert(s.pg:query("UPDATE organizations SET state = 'authorize_url_ready', next_attempt_at = NULL WHERE org_id = $1", doc.org_id))
+    assert(s.pg:query("UPDATE organizations SET state = 'authorize_url_ready', next_attempt_at = NULL"
+      .. " WHERE org_id = $1", doc.org_id))
     local res = assert(http.get(s:authenticate_url(doc.org_id),
       { follow = 10, headers = { ["X-Sandbox-Login"] = doc.admin_email } }))
     assert.are.equal(200, res.status, res.body)
@@ -347,7 +350,8 @@ describe("onboarding failure paths", function()
     doc.admin_email = orgs.synthetic(108).users[1].username
     assert.are.equal(202, s:post_install(doc).status)
     assert(s:wait_state(doc.org_id, "failed", 30), s:logs())
-    local row = assert(s.pg:query("SELECT failed_step, last_error, access_token FROM organizations WHERE org_id = $1", doc.org_id))[1]
+    local row = assert(s.pg:query("SELECT failed_step, last_error, access_token FROM organizations"
+      .. " WHERE org_id = $1", doc.org_id))[1]
     assert.are.equal("awaiting_app_oauth", row.failed_step)
     assert.matches("signed in to org", row.last_error)
     assert.are.equal(mc.null, row.access_token)
@@ -365,7 +369,8 @@ describe("onboarding failure paths", function()
       hook(doc.org_id, "return { mapping = function(t, base) while true do end end }")
       assert.are.equal(202, s:post_install(doc).status)
       assert(s:wait_state(doc.org_id, "failed", 60), s:logs())
-      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1", doc.org_id))[1]
+      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1",
+        doc.org_id))[1]
       assert.are.equal("connect_authorized", row.failed_step)
       assert.matches("tenant hook mapping", row.last_error)
       assert(row.last_error:find("budget", 1, true) or row.last_error:find("timeout", 1, true), row.last_error)
@@ -381,7 +386,8 @@ describe("onboarding failure paths", function()
       hook(doc.org_id, "return { schema_name = function(t) error('no schema for you') end }")
       assert.are.equal(202, s:post_install(doc).status)
       assert(s:wait_state(doc.org_id, "failed", 30), s:logs())
-      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1", doc.org_id))[1]
+      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1",
+        doc.org_id))[1]
       assert.are.equal("received", row.failed_step)
       assert.matches("no schema for you", row.last_error)
       assert.are.equal(0, #s:addons_of(doc.org_id))
@@ -400,10 +406,12 @@ describe("onboarding failure paths", function()
 
     it("refuse a schema another org holds, before provisioning anything", function()
       local doc = org(117)
-      hook(doc.org_id, ("return { schema_name = function(t) return 'salesforce%s' end }"):format(org(102).org_id:lower()))
+      hook(doc.org_id, ("return { schema_name = function(t) return 'salesforce%s' end }")
+        :format(org(102).org_id:lower()))
       assert.are.equal(202, s:post_install(doc).status)
       assert(s:wait_state(doc.org_id, "failed", 30), s:logs())
-      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1", doc.org_id))[1]
+      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1",
+        doc.org_id))[1]
       assert.are.equal("received", row.failed_step)
       assert.matches("already belongs to org " .. org(102).org_id, row.last_error)
       assert.are.equal(0, #s:addons_of(doc.org_id))
@@ -417,7 +425,8 @@ describe("onboarding failure paths", function()
         return base end }]])
       assert.are.equal(202, s:post_install(doc).status)
       assert(s:wait_state(doc.org_id, "failed", 60), s:logs())
-      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1", doc.org_id))[1]
+      local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1",
+        doc.org_id))[1]
       assert.are.equal("connect_authorized", row.failed_step)
       assert.matches("invalid mapping", row.last_error)
       assert.matches("IsDeleted", row.last_error)

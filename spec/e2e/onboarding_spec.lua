@@ -3,7 +3,6 @@
 -- admin following the mails, and the org reaching `active` with its schema and
 -- tables in Postgres. Redis dbs 1 (app) and 2 (sandbox); database mc_onboarding.
 local stack = require "support.stack"
-local json = require "mc.json"
 local http = require "mc.http"
 local host = require "mc.host"
 package.path = host.root .. "/?.lua;" .. package.path
@@ -65,7 +64,8 @@ describe("onboarding end to end", function()
     token = ring:seal(ACME.org_id .. ":not-the-connection", "connection_auth_complete")
     assert.are.equal(404, assert(http.get(s.web_url .. "/connection_auth_complete/" .. token)).status)
     -- tokens are stored sealed, never in the clear
-    local row = assert(s.pg:query("SELECT access_token, refresh_token FROM organizations WHERE org_id = $1", ACME.org_id))[1]
+    local row = assert(s.pg:query("SELECT access_token, refresh_token FROM organizations WHERE org_id = $1",
+      ACME.org_id))[1]
     assert.matches("^v1%.", row.access_token)
     assert.is_nil(row.access_token:find("!AQ", 1, true))
   end)

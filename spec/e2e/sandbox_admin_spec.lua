@@ -96,7 +96,8 @@ describe("sandbox: the simulated admin", function()
     -- redirect_uri is the Connect page on the other port, which 302s back here
     local authorize = root_url .. "/salesforce/services/oauth2/authorize?response_type=code&client_id=isv"
       .. "&redirect_uri=" .. http.escape(connect_page) .. "&state=s1"
-    assert.equal(202, send('<a href="' .. authorize:gsub("&", "&amp;") .. '">connect</a>', "admin@org31.example").status)
+    local link = '<a href="' .. authorize:gsub("&", "&amp;") .. '">connect</a>'
+    assert.equal(202, send(link, "admin@org31.example").status)
     local records
     assert.truthy(process.wait_for(function()
       records = admin_records()

@@ -41,7 +41,8 @@ describe("sandbox: Heroku Connect", function()
   end
 
   local function addon(app, plan)
-    local res = assert(http.post(heroku .. "/apps/" .. app .. "/addons", { json = { plan = plan or "herokuconnect:demo" },
+    local res = assert(http.post(heroku .. "/apps/" .. app .. "/addons",
+      { json = { plan = plan or "herokuconnect:demo" },
       headers = { Accept = ACCEPT, Authorization = "Bearer spec-token" } }))
     assert.equal(201, res.status)
     return res:json()
@@ -166,7 +167,8 @@ describe("sandbox: Heroku Connect", function()
       assert.is_string(res:json().message)
     end
     knobs({ connect = { config_delay = 1 } })
-    local res = api("PATCH", "/connections/" .. id, { json = { schema_name = "salesforce00d1", db_key = "DATABASE_URL" } })
+    local res = api("PATCH", "/connections/" .. id,
+      { json = { schema_name = "salesforce00d1", db_key = "DATABASE_URL" } })
     assert.equal(202, res.status)
     local now = api("GET", "/connections/" .. id):json()
     assert.equal("NEW", now.state) -- not yet applied
@@ -221,7 +223,8 @@ describe("sandbox: Heroku Connect", function()
     assert.equal("IMPORT_CONFIGURATION", deep.state)
     local states = {}
     for _, m in ipairs(deep.mappings) do states[m.object_name] = m.state end
-    assert.same({ Account = "INITIAL", Tweet__c = "INITIAL", Opportunity = "BAD_CONFIG", Contact = "BAD_CONFIG" }, states)
+    assert.same({ Account = "INITIAL", Tweet__c = "INITIAL", Opportunity = "BAD_CONFIG",
+                  Contact = "BAD_CONFIG" }, states)
     wait_state("/connections/" .. conn.id, "IDLE")
 
     local list = api("GET", "/connections/" .. conn.id .. "/mappings"):json()
@@ -257,7 +260,8 @@ describe("sandbox: Heroku Connect", function()
     assert(db:query("INSERT INTO " .. pg.quote_ident(schema) .. ".account (name) VALUES ('local only')"))
     assert.equal("DATA_SYNCED", api("GET", "/mappings/" .. tweets.id):json().state)
     api("GET", "/mappings/" .. account.id)
-    local mine = db:query("SELECT sfid, _hc_lastop FROM " .. pg.quote_ident(schema) .. ".tweet__c WHERE text__c = 'written here'")[1]
+    local mine = db:query("SELECT sfid, _hc_lastop FROM " .. pg.quote_ident(schema) .. ".tweet__c"
+      .. " WHERE text__c = 'written here'")[1]
     assert.matches("^a00%w+$", mine.sfid)
     assert.equal(18, #mine.sfid)
     assert.equal("SYNCED", mine._hc_lastop)
@@ -287,7 +291,8 @@ describe("sandbox: Heroku Connect", function()
     assert.equal(204, api("DELETE", "/mappings/" .. account.id).status)
     assert.equal(404, api("GET", "/mappings/" .. account.id).status)
     assert.equal(3, api("GET", "/connections/" .. conn.id .. "/mappings"):json().count)
-    assert.equal(0, #db:query("SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'account'", schema))
+    assert.equal(0, #db:query("SELECT 1 FROM information_schema.tables"
+      .. " WHERE table_schema = $1 AND table_name = 'account'", schema))
   end)
 
   it("takes the org of the user who authorizes, and seeds the tables from that org", function()
@@ -310,17 +315,19 @@ describe("sandbox: Heroku Connect", function()
 
   it("with many orgs at once, each connection gets its authorizing admin's org, schema and rows", function()
     local ACCOUNTS = { version = 1, mappings = { { object_name = "Account", config = { access = "read_only",
-      fields = { Id = {}, SystemModstamp = {}, IsDeleted = {}, CreatedDate = {}, Name = {}, Twitter_Handle__c = {} } } } } }
+      fields = { Id = {}, SystemModstamp = {}, IsDeleted = {}, CreatedDate = {}, Name = {},
+                 Twitter_Handle__c = {} } } } } }
     local admins = { "admin@org1.example", "admin@org2.example", "admin@org3.example", "admin@org4242.example",
                      "admin@globex.example" }
     for _ = 1, #admins do addon("my-app") end
     local conns = call("POST", base .. "/auth/my-app"):json().connections
     assert.equal(#admins, #conns)
     knobs({ connect = { auto_approve = true } })
-    for i, c in ipairs(conns) do
+    for _, c in ipairs(conns) do
       local schema = "sb_connect_" .. crypto.to_hex(crypto.random(4))
       schemas[#schemas + 1] = schema
-      assert.equal(202, api("PATCH", "/connections/" .. c.id, { json = { schema_name = schema, db_key = "DATABASE_URL" } }).status)
+      local config = { json = { schema_name = schema, db_key = "DATABASE_URL" } }
+      assert.equal(202, api("PATCH", "/connections/" .. c.id, config).status)
       c.schema = schema
     end
     for i, c in ipairs(conns) do
@@ -346,13 +353,15 @@ describe("sandbox: Heroku Connect", function()
       local m = api("GET", "/connections/" .. c.id .. "/mappings"):json().results[1]
       m = wait_state("/mappings/" .. m.id, "DATA_SYNCED")
       assert.equal(#org.accounts, m.counts.db)
-      local rows = db:query("SELECT name, twitter_handle__c FROM " .. pg.quote_ident(c.schema) .. ".account ORDER BY sfid")
+      local rows = db:query("SELECT name, twitter_handle__c FROM " .. pg.quote_ident(c.schema)
+        .. ".account ORDER BY sfid")
       assert.equal(#org.accounts, #rows)
       for k, a in ipairs(org.accounts) do
         assert.same({ name = a.name, twitter_handle__c = a.twitter_handle }, rows[k])
       end
     end
-    assert.equal("Org 4242", db:query("SELECT name FROM " .. pg.quote_ident(conns[4].schema) .. ".account ORDER BY sfid")[1].name)
+    local first = db:query("SELECT name FROM " .. pg.quote_ident(conns[4].schema) .. ".account ORDER BY sfid")[1]
+    assert.equal("Org 4242", first.name)
   end)
 
   it("lets a sandbox org's admin authorize only an environment=sandbox link", function()
@@ -365,7 +374,8 @@ describe("sandbox: Heroku Connect", function()
     assert.equal(200, res.status)
     assert.matches("Please check your username and password", res.body, 1, true)
     assert.equal("NEED_AUTHENTICATION", api("GET", "/connections/" .. conn.id):json().state)
-    local right = api("POST", path, { json = { environment = "sandbox", next = "https://app.example.com/done" } }):json().redirect
+    local right = api("POST", path,
+      { json = { environment = "sandbox", next = "https://app.example.com/done" } }):json().redirect
     assert.equal(302, assert(http.get(right, { headers = session })).status)
     local after = wait_state("/connections/" .. conn.id, "IDLE")
     assert.equal("00D5e000000UmBrEAK", after.organization_id)

@@ -46,8 +46,8 @@ describe("sandbox: Heroku Platform API", function()
     assert.matches('"actions":%[%]', res.body)
     assert.truthy(res.headers["request-id"])
     local again = proc.wait_for(function()
-      local res = api("GET", "/apps/my-app/addons/" .. addon.id)
-      return res:json().state == "provisioned" and res
+      local got = api("GET", "/apps/my-app/addons/" .. addon.id)
+      return got:json().state == "provisioned" and got
     end, 5, "the add-on to be provisioned")
     assert.equal(200, again.status)
     assert.matches('"config_vars":%[%]', again.body)
@@ -210,7 +210,8 @@ describe("sandbox: Heroku Platform API", function()
     it("is applied once per value: a restarted sandbox keeps knobs changed since; a new value applies", function()
       local config = '{"heroku": {"async": false, "rate_limit": 9}}'
       local first, url = sandbox.start(11, { SANDBOX_CONFIG = config })
-      assert.equal(200, assert(http.post(url .. "/__sandbox/config", { json = { heroku = { rate_limit = 3 } } })).status)
+      local set = assert(http.post(url .. "/__sandbox/config", { json = { heroku = { rate_limit = 3 } } }))
+      assert.equal(200, set.status)
       first:stop()
       local again, url2 = sandbox.start(11, { SANDBOX_CONFIG = config })
       local kept = assert(http.get(url2 .. "/__sandbox/config")):json().heroku.rate_limit
@@ -223,7 +224,6 @@ describe("sandbox: Heroku Platform API", function()
     end)
 
     it("refuses a malformed one clearly", function()
-      local proc = require "support.process"
       local r = proc.mc({ "sandbox" }, { env = { MC_ROOT = host.root, SANDBOX_CONFIG = "{nope" } })
       assert.equal(1, r.code)
       assert.matches("SANDBOX_CONFIG: not a JSON object", r.stderr, 1, true)

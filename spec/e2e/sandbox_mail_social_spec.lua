@@ -2,7 +2,6 @@
 -- onboarding and the social import will drive the real ones (docs/external-apis.md §4, §5).
 local sandbox = require "support.sandbox"
 local http = require "mc.http"
-local host = require "mc.host"
 
 describe("sandbox: mail and social", function()
   local sb, root, control
@@ -33,7 +32,8 @@ describe("sandbox: mail and social", function()
         personalizations = { { to = { { email = "admin@acme.test", name = "Ada" } } } },
         from = { email = "onboarding@multiconnect.test" }, subject = "Connect your org",
         content = { { type = "text/plain", value = "Start here: https://app.test/start?org=1." },
-                    { type = "text/html", value = '<p><a href="https://app.test/auth?a=1&amp;b=2">Authorize</a></p>' } },
+                    { type = "text/html",
+                      value = '<p><a href="https://app.test/auth?a=1&amp;b=2">Authorize</a></p>' } },
       }
       for k, v in pairs(over or {}) do m[k] = v end
       return m
@@ -96,7 +96,8 @@ describe("sandbox: mail and social", function()
       assert.truthy(fields["content.1.type"])
       assert.truthy(fields["content.1.value"])
       assert.truthy(send({}):json().errors[1].field == "personalizations")
-      local bad = send(mail({ personalizations = { { to = { { email = "a@b.test" } }, bcc = { { email = "A@b.test" } } } } }))
+      local bad = send(mail({ personalizations = {
+        { to = { { email = "a@b.test" } }, bcc = { { email = "A@b.test" } } } } }))
       assert.equal(400, bad.status)
       assert.equal("personalizations.0.bcc", bad:json().errors[1].field)
       local garbage = assert(http.post(root .. "/sendgrid/v3/mail/send",
@@ -178,7 +179,8 @@ describe("sandbox: mail and social", function()
       end
       assert.truthy(own > 0 and fans > 0)
       -- the same seed gives the same posts; another seed others
-      assert.equal(body.data[1].text, search({ query = "from:AcmeCorp OR @AcmeCorp", max_results = 20 }):json().data[1].text)
+      local again = search({ query = "from:AcmeCorp OR @AcmeCorp", max_results = 20 }):json()
+      assert.equal(body.data[1].text, again.data[1].text)
       assert.is_nil(search({ query = "from:AcmeCorp" }):json().data[1].created_at) -- default fields only
       knobs("x", { seed = "other" })
       assert.are_not.equal(body.data[1].id, search({ query = "from:AcmeCorp OR @AcmeCorp" }):json().data[1].id)
@@ -227,7 +229,8 @@ describe("sandbox: mail and social", function()
     it("refuses bad parameters with 400 Invalid Request", function()
       for _, q in ipairs({ { query = "from:acme", max_results = 5 }, { query = "from:acme", max_results = 101 },
                            { query = "" }, { query = "foo:bar" }, { query = "(from:acme" },
-                           { query = "from:acme", ["tweet.fields"] = "nope" }, { query = "from:acme", expansions = "x" },
+                           { query = "from:acme", ["tweet.fields"] = "nope" },
+                           { query = "from:acme", expansions = "x" },
                            { query = "from:acme", next_token = "zz" }, { query = "from:acme", since_id = "abc" } }) do
         local res = search(q)
         assert.equal(400, res.status)
@@ -255,7 +258,8 @@ describe("sandbox: mail and social", function()
       search({ query = "from:acme" })
       res = search({ query = "from:acme" })
       assert.equal(429, res.status)
-      assert.same({ title = "Too Many Requests", detail = "Too Many Requests", type = "about:blank", status = 429 }, res:json())
+      assert.same({ title = "Too Many Requests", detail = "Too Many Requests", type = "about:blank", status = 429 },
+        res:json())
       assert.equal("0", res.headers["x-rate-limit-remaining"])
       assert.equal(200, search({ query = "from:acme" }, { Authorization = "Bearer another" }).status)
     end)

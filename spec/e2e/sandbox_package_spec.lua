@@ -19,7 +19,8 @@ local function root_without_field()
   local root, cleanup = process.tmpdir()
   for name in require("lfs").dir(host.root) do
     if name ~= "." and name ~= ".." and name ~= "force-app" and name ~= "var" then
-      assert(os.execute("ln -s " .. process.quote(host.root .. "/" .. name) .. " " .. process.quote(root .. "/" .. name)))
+      assert(os.execute("ln -s " .. process.quote(host.root .. "/" .. name) .. " "
+        .. process.quote(root .. "/" .. name)))
     end
   end
   assert(os.execute("cp -r " .. process.quote(host.root .. "/force-app") .. " " .. process.quote(root .. "/force-app")))

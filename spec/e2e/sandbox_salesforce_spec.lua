@@ -383,7 +383,8 @@ describe("sandbox: Salesforce", function()
         assert.equal(200, apex(t.access_token, "AuthConnection", string.format(
           '{"connectionId":"conn-%d","authorizeUrl":"https://connect.example/auth/%d"}', i, i)).status)
       end
-      local res = assert(http.request({ method = "POST", url = sandboxed.instance_url .. "/services/apexrest/AuthConnection",
+      local res = assert(http.request({ method = "POST",
+        url = sandboxed.instance_url .. "/services/apexrest/AuthConnection",
         headers = { Authorization = "Bearer " .. sandboxed.access_token }, body = BODY }))
       assert.equal(200, res.status, res.body)
       local ids = {}

@@ -325,7 +325,8 @@ describe("Sidekiq 6 interop", function()
       assert.equal(0, worker:stop())
       worker = nil
       -- gone from Sidekiq's view at once, not when its heartbeat expires
-      assert.same({ 0, 0 }, ruby([=[puts JSON.generate([Sidekiq::ProcessSet.new.to_a.size, Sidekiq::Workers.new.size])]=]))
+      assert.same({ 0, 0 },
+        ruby([=[puts JSON.generate([Sidekiq::ProcessSet.new.to_a.size, Sidekiq::Workers.new.size])]=]))
     end)
   end)
 end)

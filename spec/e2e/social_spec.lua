@@ -72,7 +72,8 @@ describe("social sync end to end", function()
   end)
   teardown(function() if s then s:stop() end end)
 
-  it("fans out one job per active tenant; each stores its accounts' posts, the tenant without handles is skipped", function()
+  it("fans out one job per active tenant; each stores its accounts' posts, "
+    .. "the tenant without handles is skipped", function()
     local before = { [ACME.org_id] = count(ACME), [GLOBEX.org_id] = count(GLOBEX) } -- Connect's seeded rows
     local e = {}
     for k, v in pairs(s.env) do e[k] = v end
@@ -84,7 +85,8 @@ describe("social sync end to end", function()
     end, 60)
     assert(ok, s:logs())
     local log = s.worker:log()
-    assert.matches("org_id=" .. INITRODE.org_id .. "[^\n]*reason=\"no accounts with a handle\"[^\n]*status=skipped", log)
+    assert.matches("org_id=" .. INITRODE.org_id
+      .. "[^\n]*reason=\"no accounts with a handle\"[^\n]*status=skipped", log)
     assert.equal(0, select(2, cursors(INITRODE)))
     for _, org in ipairs({ ACME, GLOBEX }) do
       local added = count(org) - before[org.org_id]

@@ -55,7 +55,8 @@ describe("oversized request heads", function()
     assert.equal("too many query parameters", json.decode(r.body).error)
   end)
 
-  it("answers 414 to 3,000 empty parameters and to a 9 KB query, 431 to 9 KB of headers (WEB_MAX_HEADER: 8 KB)", function()
+  it("answers 414 to 3,000 empty parameters and to a 9 KB query, "
+    .. "431 to 9 KB of headers (WEB_MAX_HEADER: 8 KB)", function()
     local r = assert(raw(srv, "GET /query?" .. string.rep("&", 3000) .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
     assert.equal(414, r.status)
     r = assert(raw(srv, "GET /query?a=" .. string.rep("x", 9000) .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
@@ -108,7 +109,7 @@ end)
 -- open_trickling(port, n) -> sockets that each sent a request line and no more
 local function open_trickling(port, n)
   local conns = {}
-  for i = 1, n do
+  for _ = 1, n do
     local c = socket.tcp()
     c:settimeout(2)
     if c:connect("127.0.0.1", port) then
@@ -164,7 +165,9 @@ describe("slow clients", function()
       for i, c in ipairs(conns) do
         if c and not c:send("X-Trickle: " .. i .. "\r\n") then conns[i] = false; c:close() end
       end
-      conns = (function() local out = {} for _, c in ipairs(conns) do if c then out[#out + 1] = c end end return out end)()
+      local alive = {}
+      for _, c in ipairs(conns) do if c then alive[#alive + 1] = c end end
+      conns = alive
       for _ = 1, n - #conns do conns[#conns + 1] = open_trickling(srv.port, 1)[1] end -- the attacker reconnects
       local t = host.now()
       asked = asked + 1

@@ -254,7 +254,6 @@ describe("GET /health (the project's own app)", function()
 
   it("refuses to start without APP_URL or with a short ADMIN_TOKEN, naming each, at once", function()
     local host = require "mc.host"
-    local proc = require "support.process"
     local t0 = host.time()
     local r = proc.mc({ "web" }, { env = with({ APP_URL = false, HEROKU_APP_NAME = false, ADMIN_TOKEN = "short",
       PORT = tostring(server.free_port()) }) })

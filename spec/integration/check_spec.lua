@@ -71,18 +71,22 @@ describe("multiconnect check", function()
       "returns a nil, not a table of hooks (fix: end the file with `return hooks`)" },
     { "a tenant file no org would read", { ["scripts/tenants/acme.lua"] = "return {}" },
       "scripts/tenants/acme.lua: never read: a tenant file is default.lua or named by its org id" },
-    { "an error while loading, with its line", { ["scripts/tenants/" .. ORG .. ".lua"] = "local h = {}\nerror('boom')\nreturn h" },
+    { "an error while loading, with its line",
+      { ["scripts/tenants/" .. ORG .. ".lua"] = "local h = {}\nerror('boom')\nreturn h" },
       "scripts/tenants/" .. ORG .. ".lua:2: boom" },
     { "a mapping hook whose document Connect would refuse", { ["scripts/tenants/" .. ORG .. ".lua"] = [[
         return { mapping = function(t, base)
           local doc = default.mapping(t, base)
           doc.mappings[#doc.mappings + 1] = { object_name = "Contact", config = { access = "read_only",
-            sf_polling_seconds = 600, sf_notify_enabled = false, fields = { Id = {}, SystemModstamp = {}, IsDeleted = {} },
+            sf_polling_seconds = 600, sf_notify_enabled = false,
+            fields = { Id = {}, SystemModstamp = {}, IsDeleted = {} },
             indexes = { Id = { unique = true }, SystemModstamp = { unique = false } } } }
           return doc
         end }]] },
-      "the mapping hook returns a mapping Heroku Connect would refuse: invalid mapping: mappings[5].object_name: Contact is mapped twice" },
-    { "a schema name no tenant may have", { ["scripts/tenants/" .. ORG .. ".lua"] = "return { schema_name = function() return 'public' end }" },
+      "the mapping hook returns a mapping Heroku Connect would refuse: "
+        .. "invalid mapping: mappings[5].object_name: Contact is mapped twice" },
+    { "a schema name no tenant may have",
+      { ["scripts/tenants/" .. ORG .. ".lua"] = "return { schema_name = function() return 'public' end }" },
       "tenant hook schema_name gave public, not a tenant schema name" },
     { "a mapping file that is not JSON", { ["mappings/" .. ORG .. ".json"] = "{\"version\": 1," },
       "mappings/" .. ORG .. ".json: not JSON:" },

@@ -124,7 +124,8 @@ describe("clients.connect", function()
 
     it("authorize_url: the redirect the admin opens; a bad environment is a 400", function()
       local id = connection()
-      local url = assert(connect.authorize_url(region, id, { environment = "production", next = "https://app.example/done" }))
+      local url = assert(connect.authorize_url(region, id,
+        { environment = "production", next = "https://app.example/done" }))
       assert.matches("^" .. region:gsub("%p", "%%%0") .. "/sandbox/authorize/[%w_-]+$", url)
       assert.same({ nil, "connect: HTTP 400 environment must be production, sandbox or custom", false },
         { connect.authorize_url(region, id, { environment = "staging" }) })
@@ -168,7 +169,8 @@ describe("clients.connect", function()
 
     it("find: a list without results, or results without id and region_url, is not taken", function()
       srv:answer(200, { count = 0 }):answer(200, "[]"):answer(200, "not json")
-        :answer(200, { results = { { resource_name = ADDON, id = "c1" }, { resource_name = ADDON, region_url = "u" } } })
+        :answer(200, { results = { { resource_name = ADDON, id = "c1" },
+                                   { resource_name = ADDON, region_url = "u" } } })
       assert.same({ nil, "connect: unexpected connections list", true }, { connect.find(APP, ADDON) })
       assert.same({ nil, "connect: unexpected connections list", true }, { connect.find(APP, ADDON) })
       assert.same({ nil, "connect: unexpected connections list", true }, { connect.find(APP, ADDON) })
@@ -180,8 +182,9 @@ describe("clients.connect", function()
       srv:answer(200, "null"):answer(200, "<html>"):answer(201, { url = "https://x" }):answer(201, { redirect = 42 })
       assert.same({ nil, "connect: unexpected connection body", true }, { connect.get(srv.url, "c1") })
       assert.same({ nil, "connect: unexpected connection body", true }, { connect.get(srv.url, "c1") })
-      assert.same({ nil, "connect: authorize_url gave no redirect", true }, { connect.authorize_url(srv.url, "c1", {}) })
-      assert.same({ nil, "connect: authorize_url gave no redirect", true }, { connect.authorize_url(srv.url, "c1", {}) })
+      local no_redirect = { nil, "connect: authorize_url gave no redirect", true }
+      assert.same(no_redirect, { connect.authorize_url(srv.url, "c1", {}) })
+      assert.same(no_redirect, { connect.authorize_url(srv.url, "c1", {}) })
     end)
 
     it("a 429 is retryable whatever its Retry-After; the wait is not passed up", function()

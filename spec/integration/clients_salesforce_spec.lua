@@ -15,13 +15,13 @@ local KNOBS = { salesforce = { auto_approve = true, client_id = "spec-client", c
 
 describe("clients.salesforce", function()
   local sb, login
-  local config = env_vars.layered(function()
+  local env = env_vars.layered(function()
     return { SALESFORCE_CLIENT_ID = "spec-client", SALESFORCE_CLIENT_SECRET = "spec-secret",
       SALESFORCE_LOGIN_URL = login, SALESFORCE_SANDBOX_LOGIN_URL = sb.url .. "/salesforce-test",
       APP_URL = "https://mc.example/", HEROKU_APP_NAME = false, FORCE_NAMESPACE = false,
       ENCRYPTION_KEYS = stack.KEYS }
   end)
-  local function configure(vars) config:set(vars) end
+  local function configure(vars) env:set(vars) end
 
   setup(function()
     sb = sandbox_client.start(24)
@@ -33,7 +33,7 @@ describe("clients.salesforce", function()
     sb:reset(KNOBS)
     configure()
   end)
-  after_each(function() config:restore() end)
+  after_each(function() env:restore() end)
 
   local function org(fields)
     local o = { org_id = ORG_ID, environment = "production", admin_email = "admin@acme.example" }
@@ -134,7 +134,8 @@ describe("clients.salesforce", function()
       for _, url in ipairs({ "https://evil.example/id/x", "http://login.salesforce.com/id/x",
         "https://login.salesforce.com.evil.example/id/x", "https://salesforce.com@evil.example/id/x",
         login .. "evil/id/x", 42 }) do
-        assert.same({ nil, "salesforce: the token response's identity URL is not Salesforce's: " .. tostring(url), false },
+        assert.same({ nil, "salesforce: the token response's identity URL is not Salesforce's: "
+          .. tostring(url), false },
           { salesforce.identity(org(), { id = url, access_token = "t" }) })
       end
     end)
@@ -245,7 +246,8 @@ describe("clients.salesforce", function()
 
     it("passes the API's refusals on: 403 no access (permanent), 403 limit and 500 (retryable)", function()
       local o = signed_in({ apex_access = false })
-      assert.same({ nil, "salesforce: HTTP 403 FORBIDDEN: You do not have access to the Apex class named: RESTAuthConnection",
+      assert.same({ nil, "salesforce: HTTP 403 FORBIDDEN: "
+        .. "You do not have access to the Apex class named: RESTAuthConnection",
         false }, { salesforce.apex(o, "AuthConnection", BODY, function() end) })
       sb:knobs({ salesforce = { apex_access = true, fail_next = 1, fail_status = 403 } })
       assert.same({ nil, "salesforce: HTTP 403 REQUEST_LIMIT_EXCEEDED: The sandbox injected this failure.", true },

@@ -109,12 +109,15 @@ describe("console", function()
     end)
 
     it("org(id):resume() moves a failed org back to its step, records by=console, enqueues it", function()
-      local r = console({ "-e", "local o = org('" .. FAILED .. "'):resume() return o.state, #org('" .. FAILED .. "'):events()" })
+      local r = console({ "-e", "local o = org('" .. FAILED .. "'):resume() "
+        .. "return o.state, #org('" .. FAILED .. "'):events()" })
       assert.equal(0, r.code, r.stderr)
       assert.equal("connection_configured\t1\n", r.stdout)
-      local row = assert(conn:query("SELECT state, failed_step, last_error FROM organizations WHERE org_id = $1", FAILED))[1]
+      local row = assert(conn:query("SELECT state, failed_step, last_error FROM organizations WHERE org_id = $1",
+        FAILED))[1]
       assert.same({ state = "connection_configured", failed_step = mc.null, last_error = mc.null }, row)
-      local ev = assert(conn:query("SELECT from_state, to_state, kind, details FROM onboarding_events WHERE org_id = $1", FAILED))
+      local ev = assert(conn:query("SELECT from_state, to_state, kind, details FROM onboarding_events"
+        .. " WHERE org_id = $1", FAILED))
       assert.same({ { from_state = "failed", to_state = "connection_configured", kind = "request",
         details = { by = "console" } } }, { ev[1] })
       local queued = assert(rdb.r:call("LRANGE", "queue:default", 0, -1))

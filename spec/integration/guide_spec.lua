@@ -109,7 +109,8 @@ describe(GUIDE, function()
           steps = steps + 1
         end
       elseif b.lang == "lua" then
-        local path = assert(b.code:match("^%-%- (%S+)\n"), GUIDE .. ":" .. b.line .. ": a file block starts with -- <path>")
+        local path = assert(b.code:match("^%-%- (%S+)\n"),
+          GUIDE .. ":" .. b.line .. ": a file block starts with -- <path>")
         proc.write_files(root, { [path] = b.code .. "\n" })
       elseif b.lang == "text" then
         for want in b.code:gmatch("[^\n]+") do
@@ -118,7 +119,8 @@ describe(GUIDE, function()
             output = run(last)
             return output:find(want, 1, true)
           end, 60))
-          assert.truthy(seen, string.format("%s:%d: %q not in the output of %s:\n%s", GUIDE, b.line, want, last, output))
+          assert.truthy(seen, string.format("%s:%d: %q not in the output of %s:\n%s",
+            GUIDE, b.line, want, last, output))
         end
       end
     end

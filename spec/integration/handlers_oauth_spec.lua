@@ -144,7 +144,8 @@ describe("oauth handlers", function()
       assert.is_nil(fx.r:call("KEYS", "mc:oauth:state:*")[1])
     end)
 
-    it("200 from authorize_url_ready and from awaiting_app_oauth: tokens sealed, app_authorized, the step queued", function()
+    it("200 from authorize_url_ready and from awaiting_app_oauth: tokens sealed, app_authorized, "
+      .. "the step queued", function()
       for _, from in ipairs({ "authorize_url_ready", "awaiting_app_oauth" }) do
         assert(fx.conn:exec("DELETE FROM organizations"))
         assert(fx.r:call("DEL", "queue:default"))

@@ -37,7 +37,8 @@ describe("organizations handlers", function()
 
   local function operator(id, path, token)
     return web_request.new{ method = path and "POST" or "GET", path = "/organizations/" .. id .. (path or ""),
-      params = { org_id = id }, headers = { Authorization = token ~= false and ("Bearer " .. (token or TOKEN)) or nil } }
+      params = { org_id = id },
+      headers = { Authorization = token ~= false and ("Bearer " .. (token or TOKEN)) or nil } }
   end
 
   -- whether the request's signature is still held as seen (mc:callback:sig:<sig>)
@@ -105,7 +106,8 @@ describe("organizations handlers", function()
       assert.same({}, queued())
     end)
 
-    it("202: a reinstall after offboarded starts over at received, dropping what the last onboarding learned", function()
+    it("202: a reinstall after offboarded starts over at received, "
+      .. "dropping what the last onboarding learned", function()
       fx:org(ORG, { state = "offboarded", addon_id = "addon-1", connection_id = "conn-1", access_token = "sealed",
         failed_step = "app_linked", last_error = "old", attempts = 4, offboarded_at = "2024-01-02T03:04:05Z",
         progress = { failures = 2 } })
@@ -116,7 +118,8 @@ describe("organizations handlers", function()
       local row = fx:row(ORG)
       assert.same({ "received", "Hand Again", "sandbox", 0, {} },
         { row.state, row.org_name, row.environment, row.attempts, row.progress })
-      for _, col in ipairs({ "addon_id", "connection_id", "access_token", "failed_step", "last_error", "offboarded_at" }) do
+      for _, col in ipairs({ "addon_id", "connection_id", "access_token", "failed_step", "last_error",
+                             "offboarded_at" }) do
         assert.equal(mc.null, row[col], col)
       end
       local ev = fx:events(ORG)
@@ -126,7 +129,8 @@ describe("organizations handlers", function()
       assert.is_true(held(req))
     end)
 
-    it("400: a body that is not JSON, or empty; the signature released, so the same request comes through again", function()
+    it("400: a body that is not JSON, or empty; the signature released, "
+      .. "so the same request comes through again", function()
       local req = install("{not json")
       local status, body = organizations.create(req)
       assert.equal(400, status)
@@ -187,7 +191,8 @@ describe("organizations handlers", function()
     it("401 without the operator's token, or with another; no row read", function()
       fx:org(ORG, { state = "active" })
       local status, body, headers = organizations.show(operator(ORG, nil, false))
-      assert.same({ 401, "operator credentials required (Authorization: Bearer <ADMIN_TOKEN>)" }, { status, body.error })
+      assert.same({ 401, "operator credentials required (Authorization: Bearer <ADMIN_TOKEN>)" },
+        { status, body.error })
       assert.same({ ["WWW-Authenticate"] = 'Bearer realm="multiconnect"' }, headers)
       assert.equal(401, (organizations.show(operator(ORG, nil, "spec-admin-token-9876543210"))))
     end)

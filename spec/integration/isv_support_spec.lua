@@ -16,8 +16,10 @@ describe("support.isv", function()
       local t = isv.tenant(ORG):insert(db)
       assert.equal("salesforce" .. ORG:lower(), t.row.schema_name)
       local row = assert(db.conn:query("SELECT state, schema_name FROM organizations WHERE org_id = $1", ORG))[1]
-      assert.same({ state = "active", schema_name = t.row.schema_name }, { state = row.state, schema_name = row.schema_name })
-      local tables = assert(db.conn:query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = $1",
+      assert.same({ state = "active", schema_name = t.row.schema_name },
+        { state = row.state, schema_name = row.schema_name })
+      local tables = assert(db.conn:query(
+        "SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = $1",
         t.row.schema_name))
       assert.is_true(tables[1].n >= 2)
       assert.equal(db.conn, conns.pg())

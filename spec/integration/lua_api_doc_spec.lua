@@ -76,7 +76,8 @@ describe(DOC, function()
         for method in pairs(md.entries(text, alias, ":")) do
           checked = checked + 1
           if obj then
-            assert.is_true(type(obj[method]) == "function", DOC .. ": `" .. alias .. ":" .. method .. "` does not exist")
+            assert.is_true(type(obj[method]) == "function",
+              DOC .. ": `" .. alias .. ":" .. method .. "` does not exist")
           else
             local src = assert(file.read(host.root .. "/" .. source[1]))
             assert.truthy(src:find("function " .. source[2] .. ":" .. method .. "(", 1, true),

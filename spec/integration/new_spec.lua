@@ -2,7 +2,6 @@
 -- writes pass `multiconnect check` and their own specs as written, and nothing is
 -- ever written over an existing file.
 local proc = require "support.process"
-local host = require "mc.host"
 local file = require "mc.file"
 
 local function project()

@@ -37,7 +37,8 @@ describe("onboarding.notify", function()
   local function mailbox() return sb:get("/sendgrid/__mailbox") end
   local function hook(src) proc.write(dir .. "/" .. ORG_ID .. ".lua", src) end
 
-  it("renders the kind, sends it to the org's admin with the onboarding categories, and gives the message id", function()
+  it("renders the kind, sends it to the org's admin with the onboarding categories, "
+    .. "and gives the message id", function()
     local id, err = notify.send(org(), "authenticate", { url = URL })
     assert.is_nil(err)
     assert.is_string(id)

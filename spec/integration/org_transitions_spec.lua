@@ -25,7 +25,8 @@ describe("org transitions", function()
     local r = proc.mc({ "migrate" }, { env = { DATABASE_URL = url } })
     assert(r.code == 0, r.stderr)
     conn = assert(pg.connect(url))
-    assert(conn:query([[INSERT INTO organizations (org_id, org_name, admin_email) VALUES ($1, 'Acme', 'a@acme.test')]], ORG))
+    assert(conn:query([[INSERT INTO organizations (org_id, org_name, admin_email)
+      VALUES ($1, 'Acme', 'a@acme.test')]], ORG))
   end)
 
   teardown(function()
@@ -89,7 +90,8 @@ describe("org transitions", function()
   it("keeps the happy path a chain of step and person moves", function()
     for i = 1, #states.ORDER - 1 do
       local from, to = states.ORDER[i], states.ORDER[i + 1]
-      assert.is_true(states.allowed(from, to, "step") or states.allowed(from, to, "person") or false, from .. " -> " .. to)
+      assert.is_true(states.allowed(from, to, "step") or states.allowed(from, to, "person") or false,
+        from .. " -> " .. to)
     end
   end)
 

@@ -72,7 +72,7 @@ describe("README.md's Lua examples", function()
         assert.is_true(ok, why)
         return
       end
-      local box <close> = isv.mailbox()
+      local box <close> = isv.mailbox() -- luacheck: ignore 211 (held only to be closed: captures the example's mail)
       local db = redis_db.open(27)
       jobs.use(db.r)
       local chunk = assert(load(ex.code, "=README.md:" .. ex.line, "t", setmetatable({}, { __index = _G })))

@@ -78,6 +78,12 @@ describe("tools/setup", function()
     assert.matches("missing Debian packages: debootstrap", r.stderr, 1, true)
   end)
 
+  it("wants lua-check, cppcheck and clang-format (in the test group) for make lint", function()
+    local r = setup({ "--check", "test" }, { FAKE_MISSING = "lua-check cppcheck clang-format" })
+    assert.equal(1, r.code)
+    assert.matches("missing Debian packages: lua-check cppcheck clang-format", r.stderr, 1, true)
+  end)
+
   local function lines(s)
     local out = {}
     for l in s:gmatch("[^\n]+") do out[#out + 1] = l end
@@ -114,7 +120,8 @@ describe("tools/setup", function()
     local r = setup({ "--quiet" }, { FAKE_MISSING = "chromium", FAKE_APT_FAIL = "chromium" })
     assert.equal(0, r.code, r.stderr)
     assert.matches("setup: installing browser specs (optional): chromium", r.stdout, 1, true)
-    assert.matches("warning: installing browser specs (optional) failed (the browser specs will be skipped)", r.stderr, 1, true)
+    assert.matches("warning: installing browser specs (optional) failed (the browser specs will be skipped)",
+      r.stderr, 1, true)
   end)
 
   it("runs npm ci in a tools/*/ folder when its package-lock.json changed, and only then", function()

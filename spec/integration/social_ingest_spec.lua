@@ -9,7 +9,8 @@ local tenant_db = require "support.tenant_db"
 local ORG, SCHEMA = "00D5e000000AbCdEAK", "salesforce00d5e000000abcdeak"
 
 local function post(id, fields)
-  local p = { id = id, text = "post " .. id, author = "acme", posted_at = "2021-11-15T18:49:37.000Z", likes = 1, retweets = 0 }
+  local p = { id = id, text = "post " .. id, author = "acme", posted_at = "2021-11-15T18:49:37.000Z",
+    likes = 1, retweets = 0 }
   for k, v in pairs(fields or {}) do p[k] = v end
   return p
 end
@@ -69,7 +70,8 @@ describe("social.ingest", function()
       assert.same({ 2, 0 }, { batch(t, { post("11", { likes = 20, retweets = 5 }), post("10") }, { since_id = "11" }) })
       local r = rows()
       assert.equal(2, #r)
-      assert.same({ id = "11", text = "post 11", account = "001A", author = "acme", posted_at = "2021-11-15T18:49:37", -- UTC wall time, no zone
+      assert.same({ id = "11", text = "post 11", account = "001A", author = "acme",
+        posted_at = "2021-11-15T18:49:37", -- UTC wall time, no zone
         likes = 20, retweets = 5 }, r[2])
       assert.same({ since_id = "11", until_id = mc.null, newest_id = mc.null, inserted = 2 }, cursor_row())
     end)
@@ -105,14 +107,18 @@ describe("social.ingest", function()
       local t = target({ drop = { "author_username__c", "likes__c", "retweets__c" } })
       assert.same({ 1, 0 }, { batch(t, { post("1") }) })
       assert.same({ 0, 0 }, { batch(t, { post("1", { likes = 50 }) }) })
-      local r = assert(conn:query("SELECT tweet_id__c, text__c, account__c, posted_at__c FROM " .. SCHEMA .. ".tweet__c"))
-      assert.same({ tweet_id__c = "1", text__c = "post 1", account__c = "001A", posted_at__c = "2021-11-15T18:49:37" }, r[1])
+      local r = assert(conn:query("SELECT tweet_id__c, text__c, account__c, posted_at__c FROM "
+        .. SCHEMA .. ".tweet__c"))
+      assert.same({ tweet_id__c = "1", text__c = "post 1", account__c = "001A",
+                    posted_at__c = "2021-11-15T18:49:37" }, r[1])
     end)
 
-    it("stores text as Postgres can hold it: NUL dropped, bad UTF-8 replaced, cut to the column by characters", function()
+    it("stores text as Postgres can hold it: NUL dropped, bad UTF-8 replaced, "
+      .. "cut to the column by characters", function()
       local t = target({ text_len = 5 })
       assert.same({ 3, 0 }, { batch(t, {
-        post("1", { text = "a\0b\xffc" }), post("2", { text = "\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}" }),
+        post("1", { text = "a\0b\xffc" }),
+        post("2", { text = "\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}" }),
         post("3", { text = "'; DROP TABLE x; --", author = string.rep("\u{e9}", 300) }) }) })
       local r = rows()
       assert.equal("ab\u{fffd}c", r[1].text)

@@ -76,7 +76,8 @@ describe("social.sync", function()
 
   local function stored()
     local out = {}
-    for i, r in ipairs(assert(tdb.conn:query("SELECT tweet_id__c FROM " .. SCHEMA .. ".tweet__c ORDER BY tweet_id__c"))) do
+    local rows = assert(tdb.conn:query("SELECT tweet_id__c FROM " .. SCHEMA .. ".tweet__c ORDER BY tweet_id__c"))
+    for i, r in ipairs(rows) do
       out[i] = r.tweet_id__c
     end
     return out
@@ -116,7 +117,8 @@ describe("social.sync", function()
     srv:answer(200, page({ "30", "20" }, "p2"), rate(400)):answer(200, page({ "10" }), rate(399))
       :answer(200, page({ "7" }), rate(398))
     local s = assert(sync.run(ORG))
-    assert.same({ status = "done", org_id = ORG, accounts = 2, requests = 3, inserted = 4, updated = 0, fetched = 4 }, s)
+    assert.same({ status = "done", org_id = ORG, accounts = 2, requests = 3, inserted = 4, updated = 0,
+                  fetched = 4 }, s)
     assert.same({ "10", "20", "30", "7" }, stored())
     assert.same({ since_id = "30", until_id = mc.null, newest_id = mc.null }, cursor("acme"))
     assert.equal("7", cursor("beta").since_id)
@@ -145,7 +147,8 @@ describe("social.sync", function()
 
   it("defers on a 429 until x-rate-limit-reset, and keeps every worker off X until then", function()
     local reset = math.floor(host.time()) + 300
-    srv:answer(200, page({ "30" }, "p2"), rate(5)):answer(429, { title = "Too Many Requests", status = 429 }, rate(0, reset))
+    srv:answer(200, page({ "30" }, "p2"), rate(5))
+      :answer(429, { title = "Too Many Requests", status = 429 }, rate(0, reset))
     local s = assert(sync.run(ORG))
     assert.same({ "deferred", reset, 2, 1 }, { s.status, s.defer_until, s.requests, s.inserted })
     assert.same({ "30" }, stored()) -- the page before the 429 is kept, its stretch held
@@ -175,7 +178,8 @@ describe("social.sync", function()
   end)
 
   it("fails on a refused token, keeping the pages fetched before and letting go of the lock", function()
-    srv:answer(200, page({ "30" }, "p2"), rate(400)):answer(401, { title = "Unauthorized", type = "about:blank", status = 401, detail = "Unauthorized" })
+    srv:answer(200, page({ "30" }, "p2"), rate(400))
+      :answer(401, { title = "Unauthorized", type = "about:blank", status = 401, detail = "Unauthorized" })
     local s, err = sync.run(ORG)
     assert.is_nil(s)
     assert.equal("x: HTTP 401 Unauthorized", err)

@@ -28,7 +28,8 @@ describe("social.tables", function()
       assert.same({ name = "likes__c", type = "double precision" }, t.cols.likes)
       assert.is_true(t.unique_ext)
       assert.equal('SELECT sfid, name, "twitter_handle__c" AS handle FROM "salesforce00d5e000000abcdeak"."account" '
-        .. [[WHERE sfid IS NOT NULL AND coalesce("twitter_handle__c", '') <> '' AND isdeleted IS NOT TRUE ORDER BY sfid]],
+        .. [[WHERE sfid IS NOT NULL AND coalesce("twitter_handle__c", '') <> '' ]]
+        .. [[AND isdeleted IS NOT TRUE ORDER BY sfid]],
         t.account_sql)
     end)
 
@@ -97,7 +98,8 @@ describe("social.tables", function()
   describe("accounts", function()
     it("lists the accounts with a handle, by sfid, leaving out deleted ones, a NULL name as nil", function()
       tdb:tenant(SCHEMA)
-      assert(conn:exec([[INSERT INTO salesforce00d5e000000abcdeak.account (sfid, name, twitter_handle__c, isdeleted) VALUES
+      assert(conn:exec([[INSERT INTO salesforce00d5e000000abcdeak.account
+        (sfid, name, twitter_handle__c, isdeleted) VALUES
         ('001B', 'Beta', 'beta', false), ('001A', NULL, 'alpha', NULL), ('001C', 'Gone', 'gone', true),
         ('001D', 'Blank', '', false), ('001E', 'None', NULL, false), (NULL, 'Unsynced', 'new', false)]]))
       local t = assert(tables.inspect(conn, SCHEMA, names))

@@ -3,7 +3,8 @@
 local proc = require "support.process"
 
 describe("memory", function()
-  proc.leak_it("has no definite leaks under valgrind for a script using mc.json, mc.log, mc.env, mc.url, mc.crypto, mc.pg, mc.redis, mc.http", function()
+  proc.leak_it("has no definite leaks under valgrind for a script using mc.json, mc.log, mc.env, mc.url, "
+    .. "mc.crypto, mc.pg, mc.redis, mc.http", function()
     proc.assert_script_no_leaks([[
       local v = assert(mc.json.decode('{"a":[1,2,{"b":null}],"c":"x"}'))
       assert(mc.json.encode({ v, mc.json.empty_array }))
@@ -33,7 +34,8 @@ describe("memory", function()
     proc.assert_script_no_leaks([[
       local isolate = mc.isolate
       local iso = assert(isolate.new{ memory = 1024 * 1024, instructions = 200000, timeout = 5 })
-      assert(select(2, iso:exec("while true do pcall(function() while true do end end) end", "b.lua")) == "instruction budget exceeded")
+      assert(select(2, iso:exec("while true do pcall(function() while true do end end) end", "b.lua"))
+        == "instruction budget exceeded")
       assert(select(2, iso:exec("local t = {} while true do t[#t + 1] = {} end", "m.lua")) == "memory limit exceeded")
       assert(select(2, iso:exec("local s = string.rep('x', 1e9)", "r.lua")) == "memory limit exceeded")
       assert(select(2, iso:set("big", string.rep("x", 2 * 1024 * 1024))) == "memory limit exceeded")
@@ -42,15 +44,18 @@ describe("memory", function()
       assert(iso:exec("return { f = function(v) return v, load end }", "f.lua", "t"))
       assert(select(2, iso:call("t", "f", { 1, { 2 } })) == "result 2: cannot copy a function value")
       assert(iso:exec("co = coroutine.create(function() while true do end end)", "c.lua"))
-      assert(select(2, iso:exec("('a'):rep(150):find('.-.-.-.-b')", "p.lua")) == "p.lua:1: pattern too complex for a subject of 150 bytes")
+      assert(select(2, iso:exec("('a'):rep(150):find('.-.-.-.-b')", "p.lua"))
+        == "p.lua:1: pattern too complex for a subject of 150 bytes")
       assert(iso:exec("assert(('a b'):gsub('%s+', '_') == 'a_b' and string.rep('', 1e12) == '')", "g.lua"))
       assert(iso:arm{ instructions = 1000 })
-      assert(select(2, iso:exec("for i = 1, 2 do coroutine.wrap(function() end)() end", "a.lua")) == "instruction budget exceeded")
+      assert(select(2, iso:exec("for i = 1, 2 do coroutine.wrap(function() end)() end", "a.lua"))
+        == "instruction budget exceeded")
       assert(select(2, iso:exec("x = 1", "a.lua")) == "instruction budget exceeded")
       iso:close()
       local slow <close> = assert(isolate.new{ instructions = 1e15, timeout = 0.2 })
       assert(select(2, slow:exec("while true do end", "t.lua")) == "timeout")
-      assert(slow:exec("left = { open = coroutine.create(function() coroutine.yield() end) } coroutine.resume(left.open)", "o.lua"))
+      assert(slow:exec("left = { open = coroutine.create(function() coroutine.yield() end) } "
+        .. "coroutine.resume(left.open)", "o.lua"))
       local dropped = isolate.new() -- closed by __gc at exit
       assert(dropped:exec("x = {}", "x.lua"))
       return 0

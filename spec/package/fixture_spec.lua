@@ -83,7 +83,8 @@ describe("the package's SignatureFixture", function()
     assert.is_nil(errors)
     assert.same({ ctx.org_id, ctx.org_name, ctx.admin_email, ctx.installer_id, ctx.is_upgrade, ctx.is_push,
       ctx.previous_version, ctx.is_sandbox and "sandbox" or "production" },
-      { f.org_id, f.org_name, f.admin_email, f.installer_id, f.is_upgrade, f.is_push, f.previous_version, f.environment })
+      { f.org_id, f.org_name, f.admin_email, f.installer_id, f.is_upgrade, f.is_push, f.previous_version,
+        f.environment })
     assert.equal("POST", fx.install.method)
     assert.equal("/organizations", fx.install.path)
   end)

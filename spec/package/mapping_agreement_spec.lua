@@ -96,14 +96,17 @@ describe("the package and the shipped mappings agree", function()
   end)
 
   it("grants every mapped custom field in the Multiconnect permission set", function()
-    local set = assert(file.read(host.root .. "/force-app/main/default/permissionsets/Multiconnect.permissionset-meta.xml"))
+    local set = assert(file.read(host.root
+      .. "/force-app/main/default/permissionsets/Multiconnect.permissionset-meta.xml"))
     local granted = {}
     for block in set:gmatch("<fieldPermissions>(.-)</fieldPermissions>") do
       if block:match("<readable>true</readable>") then granted[block:match("<field>([^<]+)</field>")] = true end
     end
     for _, path in ipairs(files) do
       for _, n in ipairs(custom_names(json.decode(assert(file.read(host.root .. "/" .. path))))) do
-        if n.field then assert.truthy(granted[n.object .. "." .. n.field], path .. ": " .. n.object .. "." .. n.field) end
+        if n.field then
+          assert.truthy(granted[n.object .. "." .. n.field], path .. ": " .. n.object .. "." .. n.field)
+        end
       end
     end
   end)

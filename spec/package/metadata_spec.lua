@@ -46,7 +46,8 @@ describe("the package's metadata", function()
   it("keeps the callback secret in protected custom metadata", function()
     assert.matches("<visibility>Protected</visibility>",
       read("objects/Multiconnect_Setting__mdt/Multiconnect_Setting__mdt.object-meta.xml"), 1, true)
-    assert.matches("<protected>true</protected>", read("customMetadata/Multiconnect_Setting.Default.md-meta.xml"), 1, true)
+    assert.matches("<protected>true</protected>",
+      read("customMetadata/Multiconnect_Setting.Default.md-meta.xml"), 1, true)
   end)
 
   it("builds every class against the project's API version", function()

@@ -98,7 +98,7 @@ local function connection(sock, id)
   end
 
   local function route(req)
-    local path, n = req.path, nil
+    local path, n = req.path
     if path == "/echo" then
       local body = assert(json.encode {
         method = req.method, path = path, query = req.query, args = parse_query(req.query),

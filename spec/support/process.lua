@@ -118,7 +118,6 @@ end
 -- bin/, for a spec that changes files the way a user of a checkout would.
 function _M.copy_project(paths)
   local root, cleanup = _M.tmpdir()
-  local host = require "mc.host"
   local quoted = {}
   for i, p in ipairs(paths) do quoted[i] = _M.quote(p) end
   assert(os.execute(string.format("cd %s && cp -r --parents %s %s && ln -s %s %s", _M.quote(host.root),

@@ -37,9 +37,11 @@ function Db:tenant(schema, opts)
   local p = (opts.ns and (opts.ns .. "__") or "")
   local q = pg.quote_ident(schema)
   local cols = {
-    { p .. "tweet_id__c", "varchar(255)" }, { p .. "text__c", opts.text_len and ("varchar(" .. opts.text_len .. ")") or "text" },
+    { p .. "tweet_id__c", "varchar(255)" },
+    { p .. "text__c", opts.text_len and ("varchar(" .. opts.text_len .. ")") or "text" },
     { p .. "account__c", "varchar(18)" }, { p .. "author_username__c", "varchar(255)" },
-    { p .. "posted_at__c", "timestamp" }, { p .. "likes__c", "double precision" }, { p .. "retweets__c", "double precision" },
+    { p .. "posted_at__c", "timestamp" }, { p .. "likes__c", "double precision" },
+    { p .. "retweets__c", "double precision" },
   }
   local dropped = {}
   for _, c in ipairs(opts.drop or {}) do dropped[c] = true end
@@ -49,7 +51,8 @@ function Db:tenant(schema, opts)
   end
   local tweet = q .. "." .. pg.quote_ident(p .. "tweet__c")
   local sql = { "DROP SCHEMA IF EXISTS " .. q .. " CASCADE", "CREATE SCHEMA " .. q,
-    "CREATE TABLE " .. q .. ".account (" .. SYSTEM .. ", name varchar(255), " .. pg.quote_ident(p .. "twitter_handle__c")
+    "CREATE TABLE " .. q .. ".account (" .. SYSTEM .. ", name varchar(255), "
+      .. pg.quote_ident(p .. "twitter_handle__c")
       .. " varchar(255))" }
   if not opts.no_tweets then
     sql[#sql + 1] = "CREATE TABLE " .. tweet .. " (" .. SYSTEM .. ", " .. table.concat(defs, ", ") .. ")"

@@ -55,7 +55,8 @@ end
 function App:org(org_id, f)
   f = f or {}
   assert(self.pg:query([[INSERT INTO organizations (org_id, org_name, admin_email, state, environment,
-      login_domain, failed_step, last_error, connection_id, region_url, schema_name, state_since, created_at, updated_at)
+      login_domain, failed_step, last_error, connection_id, region_url, schema_name, state_since,
+      created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() - make_interval(secs => $12),
       now() - make_interval(secs => $13), now() - make_interval(secs => $13))]],
     org_id, f.org_name or "Acme", f.admin_email or "admin@acme.example", f.state or "received",

@@ -19,12 +19,6 @@ local ADDON_VARS = {
 }
 local PLANS = { "heroku-postgresql:essential-0", "heroku-redis:mini", "scheduler:standard" }
 
-local function set_of(list)
-  local s = {}
-  for _, v in ipairs(list) do s[v] = true end
-  return s
-end
-
 local function sorted(set)
   local out = {}
   for k in pairs(set) do out[#out + 1] = k end

@@ -58,7 +58,8 @@ describe("mc.clock", function()
         { { { name = "a", job = job, every = 1, retry = "x" } }, "entry 1 (a): retry must be" },
         { { { name = "a", job = job, every = 1, args = { 1, nil, 3 } } }, "entry 1 (a): args must be an array" },
         { { "x" }, "entry 1: must be a table" },
-        { { { name = "a", job = "spec.other", every = 1 } }, "entry 1 (a): no job spec.other (scripts/jobs/spec/other.lua)" },
+        { { { name = "a", job = "spec.other", every = 1 } },
+          "entry 1 (a): no job spec.other (scripts/jobs/spec/other.lua)" },
         { { { name = "a", job = job, every = 1 }, x = 1 }, "without other keys" },
       }
       for _, case in ipairs(cases) do

@@ -74,7 +74,8 @@ describe("config", function()
   it("declares every variable the application's scripts read", function()
     -- a read of a name config.lua does not declare would raise at run time;
     -- find every config.get/need in scripts/ and check the table has it
-    local list = assert(io.popen("cd '" .. host.root .. "' && grep -rhoE 'config\\.(get|need)\\(\"[A-Z_0-9]+\"' scripts"))
+    local list = assert(io.popen("cd '" .. host.root
+      .. "' && grep -rhoE 'config\\.(get|need)\\(\"[A-Z_0-9]+\"' scripts"))
     local seen = 0
     for line in list:lines() do
       local name = line:match('"([A-Z_0-9]+)"')
@@ -84,7 +85,8 @@ describe("config", function()
     list:close()
     assert.is_true(seen > 30)
     -- and no script reads the environment behind the table's back
-    local stray = assert(io.popen("cd '" .. host.root .. "' && grep -rlE 'os\\.getenv|require \"mc\\.env\"' scripts | grep -v '^scripts/config.lua$'"))
+    local stray = assert(io.popen("cd '" .. host.root
+      .. "' && grep -rlE 'os\\.getenv|require \"mc\\.env\"' scripts | grep -v '^scripts/config.lua$'"))
     assert.equal("", stray:read("a"))
     stray:close()
   end)

@@ -29,7 +29,8 @@ describe("mc.isolate", function()
       local src = "while true do coroutine.resume(co) end"
       assert.same({ nil, "instruction budget exceeded" }, { iso:exec(src, "resume.lua") })
       -- and one wrapped in pcall, resumed through coroutine.wrap
-      assert(iso:exec("w = coroutine.wrap(function() while true do pcall(function() while true do end end) end end)", "w.lua"))
+      assert(iso:exec("w = coroutine.wrap(function() while true do pcall(function() while true do end end) end end)",
+        "w.lua"))
       assert.same({ nil, "instruction budget exceeded" }, { iso:exec("while true do pcall(w) end", "wrap.lua") })
     end)
 
@@ -86,7 +87,8 @@ describe("mc.isolate", function()
 
     it("validates its options and answers closed", function()
       assert.has_error(function() iso:arm{ instructions = 0 } end, "isolate.arm: instructions must be an integer >= 1")
-      assert.has_error(function() iso:arm{ timeout = -1 } end, "isolate.arm: timeout must be a number of seconds in (0, 86400]")
+      assert.has_error(function() iso:arm{ timeout = -1 } end,
+        "isolate.arm: timeout must be a number of seconds in (0, 86400]")
       assert.has_error(function() iso:arm{ memory = 1e6 } end, "isolate.arm: unknown option memory")
       local c = assert(isolate.new())
       c:close()
@@ -143,7 +145,8 @@ describe("mc.isolate", function()
     end)
 
     it("refuses string.rep of nothing and table shifts over millions of nils", function()
-      assert.same({ true }, { quick:exec([[assert(string.rep("", 1e12) == "" and ("") :rep(1e12, "") == "")]], "rep.lua") })
+      assert.same({ true },
+        { quick:exec([[assert(string.rep("", 1e12) == "" and ("") :rep(1e12, "") == "")]], "rep.lua") })
       refused("table.move({}, 1, 1e12, 1)", "table.move: more than 2000000 elements to shift")
       refused("table.insert(setmetatable({}, { __len = function() return 1e15 end }), 1, 'x')",
         "table.insert: more than 2000000 elements to shift")
@@ -207,7 +210,8 @@ describe("mc.isolate", function()
       ]]
       assert.same({ true }, { iso:exec(src, "surface.lua") })
       -- and the ones a hook needs are there
-      assert.same({ true }, { iso:exec("assert(string.format and table.concat and math.floor and utf8.char and coroutine.wrap and pcall)", "s.lua") })
+      assert.same({ true }, { iso:exec("assert(string.format and table.concat and math.floor and utf8.char "
+        .. "and coroutine.wrap and pcall)", "s.lua") })
     end)
 
     it("refuses binary chunks in exec and in load", function()
@@ -251,7 +255,8 @@ describe("mc.isolate", function()
 
   describe("copying values", function()
     before_each(function()
-      assert(iso:exec("return { echo = function(...) return ... end, count = function(...) return select('#', ...) end }", "echo.lua", "t"))
+      assert(iso:exec("return { echo = function(...) return ... end, "
+        .. "count = function(...) return select('#', ...) end }", "echo.lua", "t"))
     end)
 
     it("round-trips nested tables, integers and floats, mc.null, strings with NULs", function()
@@ -274,13 +279,15 @@ describe("mc.isolate", function()
 
     it("refuses functions, userdata and threads going in (misuse raises)", function()
       assert.has_error(function() iso:call("t", "echo", print) end, "isolate: argument 1: cannot copy a function value")
-      assert.has_error(function() iso:call("t", "echo", 1, { f = print }) end, "isolate: argument 2: cannot copy a function value")
+      assert.has_error(function() iso:call("t", "echo", 1, { f = print }) end,
+        "isolate: argument 2: cannot copy a function value")
       assert.has_error(function() iso:set("x", io.stdout) end, "isolate: cannot copy a userdata value")
       assert.has_error(function() iso:set("x", coroutine.create(print)) end, "isolate: cannot copy a thread value")
     end)
 
     it("refuses functions and coroutines coming out", function()
-      assert(iso:exec("return { f = function() return 1, { print = load } end, co = function() return coroutine.create(load) end }", "out.lua", "bad"))
+      assert(iso:exec("return { f = function() return 1, { print = load } end, "
+        .. "co = function() return coroutine.create(load) end }", "out.lua", "bad"))
       assert.same({ nil, "result 2: cannot copy a function value" }, { iso:call("bad", "f") })
       assert.same({ nil, "result 1: cannot copy a thread value" }, { iso:call("bad", "co") })
     end)
@@ -291,13 +298,15 @@ describe("mc.isolate", function()
       assert.has_error(function() iso:set("x", cyclic) end, "isolate: cyclic or shared table")
       local shared = {}
       assert.has_error(function() iso:set("x", { shared, shared }) end, "isolate: cyclic or shared table")
-      assert(iso:exec("return { bomb = function() local t = {} for i = 1, 20 do t = { t, t } end return t end }", "b.lua", "b"))
+      assert(iso:exec("return { bomb = function() local t = {} for i = 1, 20 do t = { t, t } end return t end }",
+        "b.lua", "b"))
       assert.same({ nil, "result 1: cyclic or shared table" }, { iso:call("b", "bomb") })
 
       local function nest(n) local t = {} for _ = 2, n do t = { t } end return t end
       assert.same({ true }, { iso:set("ok", nest(32)) })
       assert.has_error(function() iso:set("x", nest(33)) end, "isolate: table nested deeper than 32 levels")
-      assert.same({ true }, { iso:exec("return { deep = function() local t = {} for i = 1, 40 do t = { t } end return t end }", "d.lua", "d") })
+      assert.same({ true }, { iso:exec("return { deep = function() "
+        .. "local t = {} for i = 1, 40 do t = { t } end return t end }", "d.lua", "d") })
       assert.same({ nil, "result 1: table nested deeper than 32 levels" }, { iso:call("d", "deep") })
     end)
 
@@ -372,9 +381,11 @@ describe("mc.isolate", function()
     it("validates them", function()
       assert.has_error(function() isolate.new{ memory = 1024 } end, "isolate.new: memory must be an integer >= 262144")
       assert.has_error(function() isolate.new{ memory = "8M" } end, "isolate.new: memory must be an integer >= 262144")
-      assert.has_error(function() isolate.new{ instructions = 0 } end, "isolate.new: instructions must be an integer >= 1")
-      assert.has_error(function() isolate.new{ instructions = 1.5 } end, "isolate.new: instructions must be an integer >= 1")
-      assert.has_error(function() isolate.new{ timeout = 0 } end, "isolate.new: timeout must be a number of seconds in (0, 86400]")
+      local instructions = "isolate.new: instructions must be an integer >= 1"
+      assert.has_error(function() isolate.new{ instructions = 0 } end, instructions)
+      assert.has_error(function() isolate.new{ instructions = 1.5 } end, instructions)
+      assert.has_error(function() isolate.new{ timeout = 0 } end,
+        "isolate.new: timeout must be a number of seconds in (0, 86400]")
       assert.has_error(function() isolate.new{ memroy = 1 } end, "isolate.new: unknown option memroy")
       assert.has_error(function() isolate.new("x") end)
       assert.truthy(isolate.new{ memory = 1024 * 1024, instructions = 5e7, timeout = 0.5 })

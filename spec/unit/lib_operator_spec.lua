@@ -38,9 +38,11 @@ describe("lib.operator", function()
     assert.same(disabled, check(nil))
   end)
 
-  it("a configured token shorter than 16 characters is a misconfiguration: it raises (config.check refuses it at start)", function()
+  it("a configured token shorter than 16 characters is a misconfiguration: "
+    .. "it raises (config.check refuses it at start)", function()
     config:set({ ADMIN_TOKEN = "short-token" })
-    assert.has_error(function() operator.check(web_request.new{ headers = { Authorization = "Bearer short-token" } }) end,
+    local req = web_request.new{ headers = { Authorization = "Bearer short-token" } }
+    assert.has_error(function() operator.check(req) end,
       "ADMIN_TOKEN: expected at least 16 characters, got 11")
   end)
 end)

@@ -36,7 +36,8 @@ describe("lib.sfid", function()
     assert.equal("00D5e000000AbCdEAK", sfid.org_id("00D5e000000AbCd"))
     assert.equal("00D5e000000AbCdEAK", sfid.org_id("00D5e000000AbCdeak"))
     assert.same({ nil, "is not an organization id (00D...)" }, { sfid.org_id("0015e000000AbCd") })
-    assert.same({ nil, "is not an organization id (00D...)" }, { sfid.org_id("00d5e000000AbCd") }) -- the prefix is case-sensitive
+    -- the prefix is case-sensitive
+    assert.same({ nil, "is not an organization id (00D...)" }, { sfid.org_id("00d5e000000AbCd") })
   end)
 
   it("org_id: passes to18's refusal through unchanged", function()

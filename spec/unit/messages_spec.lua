@@ -57,7 +57,8 @@ describe("onboarding.messages", function()
     local cases = {
       { "authenticate", { org_name = "Acme", admin_email = "a@b.test" }, "authenticate needs url" },
       { "authorize_connect", { url = URL }, "authorize_connect needs org_name" },
-      { "authorize_connect", { org_name = "Acme", url = "javascript:alert(1)" }, "authorize_connect: url must be an http(s) URL" },
+      { "authorize_connect", { org_name = "Acme", url = "javascript:alert(1)" },
+        "authorize_connect: url must be an http(s) URL" },
       { "active", { org_name = "Acme\nBcc: x", schema_name = "s" }, "active: org_name must be one line" },
       { "failed", { org_name = "Acme", step = "x" }, "failed needs reason" },
       { "welcome", {}, "unknown message kind welcome" },

@@ -82,11 +82,11 @@ describe("onboarding.install", function()
     doc.login_domain = "acme my salesforce"
     assert.is_nil((install.parse(doc)))
     -- our client secret is posted to that host: it must be Salesforce's
-    for _, host in ipairs({ "attacker.example", "my.salesforce.com", "acme.my.salesforce.com.evil.example",
-                            "-acme.my.salesforce.com", "a_b.my.salesforce.com" }) do
-      doc.login_domain = host
+    for _, domain in ipairs({ "attacker.example", "my.salesforce.com", "acme.my.salesforce.com.evil.example",
+                              "-acme.my.salesforce.com", "a_b.my.salesforce.com" }) do
+      doc.login_domain = domain
       local f2, errors = install.parse(doc)
-      assert.is_nil(f2, host)
+      assert.is_nil(f2, domain)
       assert.matches("My Domain", errors.login_domain)
     end
     doc.login_domain = "acme--uat.sandbox.my.salesforce.com"

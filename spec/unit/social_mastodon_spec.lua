@@ -14,14 +14,17 @@ local function client(answers, size)
   local c = mastodon.new({ base_url = "https://social.test", page_size = size or 2, request = function(opts)
     sent[#sent + 1] = opts
     local res = table.remove(answers, 1)
-    if res.status >= 300 then return nil, "mastodon: HTTP " .. res.status, res.status == 429 or res.status >= 500, res end
+    if res.status >= 300 then
+      return nil, "mastodon: HTTP " .. res.status, res.status == 429 or res.status >= 500, res
+    end
     return res
   end })
   return c, sent
 end
 
 local function status(id, content, extra)
-  local s = { id = id, created_at = "2024-05-01T10:00:00.000Z", content = content, url = "https://social.test/@a/" .. id,
+  local s = { id = id, created_at = "2024-05-01T10:00:00.000Z", content = content,
+    url = "https://social.test/@a/" .. id,
     visibility = "public", sensitive = false, spoiler_text = "", favourites_count = 7, reblogs_count = 2,
     account = { id = "1", username = "alice", acct = "alice@fosstodon.org", display_name = "Alice" } }
   for k, v in pairs(extra or {}) do s[k] = v end

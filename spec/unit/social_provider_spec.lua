@@ -5,7 +5,8 @@ describe("social.provider", function()
   describe("html_to_text", function()
     it("reduces Mastodon's status HTML to text, links whole", function()
       local html = '<p>It&#39;s been a week of Postgres &amp; coffee <a href="https://sandbox.social/tags/heroku" '
-        .. 'class="mention hashtag" rel="tag">#<span>heroku</span></a></p><p>see <a href="https://example.com/posts/42" '
+        .. 'class="mention hashtag" rel="tag">#<span>heroku</span></a></p>'
+        .. '<p>see <a href="https://example.com/posts/42" '
         .. 'target="_blank" rel="nofollow noopener noreferrer"><span class="invisible">https://</span>'
         .. '<span class="">example.com/posts/42</span><span class="invisible"></span></a><br>bye<br />now</p>'
       assert.equal("It's been a week of Postgres & coffee #heroku\n\nsee https://example.com/posts/42\nbye\nnow",

@@ -23,7 +23,8 @@ end
 
 local PAGE = {
   data = {
-    { id = "1460323737035677699", text = "@acme loving it \u{1F600}", edit_history_tweet_ids = { "1460323737035677699" },
+    { id = "1460323737035677699", text = "@acme loving it \u{1F600}",
+      edit_history_tweet_ids = { "1460323737035677699" },
       author_id = "2244994945", created_at = "2021-11-15T18:49:37.000Z",
       public_metrics = { retweet_count = 5, reply_count = 1, like_count = 20, quote_count = 0 } },
     { id = "1460323737035677698", text = "Shipping \"today\"", author_id = "42",
@@ -45,7 +46,8 @@ describe("social.providers.x", function()
   end)
 
   it("asks recent search for the handle's posts and mentions, with the cursor, authors and metrics", function()
-    local c, sent = client({ response(200, PAGE, { ["x-rate-limit-remaining"] = "449", ["x-rate-limit-reset"] = "1700000900" }) })
+    local c, sent = client({ response(200, PAGE,
+      { ["x-rate-limit-remaining"] = "449", ["x-rate-limit-reset"] = "1700000900" }) })
     local res = assert(c:fetch("acme", { since_id = "1460000000000000000", until_id = "1470000000000000000" }))
     local q = sent[1].query
     assert.equal("https://api.x.test/2/tweets/search/recent", sent[1].url)
@@ -66,7 +68,8 @@ describe("social.providers.x", function()
   end)
 
   it("pages with next_token and ends where meta has none", function()
-    local last = { data = { { id = "1", text = "old" } }, meta = { result_count = 1, newest_id = "1", oldest_id = "1" } }
+    local last = { data = { { id = "1", text = "old" } },
+                   meta = { result_count = 1, newest_id = "1", oldest_id = "1" } }
     local c, sent = client({ response(200, last) })
     local res = assert(c:fetch("acme", {}, "b26v89c19zqg8o3f"))
     assert.equal("b26v89c19zqg8o3f", sent[1].query.next_token)

@@ -114,7 +114,8 @@ describe("lib.hooks", function()
       override(A, "return { schema_name = function() return 'long_named' end }")
       local ok, err = hooks.run(tenant(A), "schema_name")
       assert.is_nil(ok)
-      assert.matches("both " .. dir:gsub("%p", "%%%0") .. "/" .. A .. "%.lua and .*/" .. A:sub(1, 15) .. "%.lua exist: keep one", err)
+      assert.matches("both " .. dir:gsub("%p", "%%%0") .. "/" .. A .. "%.lua and .*/" .. A:sub(1, 15)
+        .. "%.lua exist: keep one", err)
     end)
 
     it("may inherit from default through __index", function()
@@ -143,7 +144,8 @@ describe("lib.hooks", function()
       env.TENANT_HOOK_INSTRUCTIONS = "1000000000000"
       env.TENANT_HOOK_TIMEOUT = "60"
       override(A, [[return { schema_name = function() return ("a"):rep(3000):find(".-.-.-.-b") end }]])
-      assert.same({ nil, prefix("schema_name") .. dir .. "/" .. A .. ".lua:1: pattern too complex for a subject of 3000 bytes" },
+      assert.same({ nil, prefix("schema_name") .. dir .. "/" .. A
+        .. ".lua:1: pattern too complex for a subject of 3000 bytes" },
         { hooks.run(tenant(A), "schema_name") })
     end)
 
@@ -153,13 +155,15 @@ describe("lib.hooks", function()
       local spin = "for i = 1, 400000 do end\n"
       proc.write(dir .. "/default.lua", spin .. slurp(host.root .. "/scripts/tenants/default.lua"))
       override(A, spin .. "return { schema_name = function() for i = 1, 400000 do end return 'x' end }")
-      assert.same({ nil, prefix("schema_name") .. "instruction budget exceeded" }, { hooks.run(tenant(A), "schema_name") })
+      assert.same({ nil, prefix("schema_name") .. "instruction budget exceeded" },
+        { hooks.run(tenant(A), "schema_name") })
       assert.same({ true, "salesforce00d5g000004xyzbeas" }, { hooks.run(tenant(B), "schema_name") })
     end)
 
     it("that allocates without bound fails with the memory cap", function()
       env.TENANT_HOOK_MEMORY = tostring(1024 * 1024)
-      override(A, [[return { mapping = function() local t = {} while true do t[#t + 1] = ("x"):rep(100) .. #t end end }]])
+      override(A, [[return { mapping = function()
+        local t = {} while true do t[#t + 1] = ("x"):rep(100) .. #t end end }]])
       assert.same({ nil, prefix("mapping") .. "memory limit exceeded" }, { hooks.run(tenant(A), "mapping", {}) })
     end)
 
@@ -223,7 +227,8 @@ describe("lib.hooks", function()
     it("reads only files named by an 18-character org id", function()
       proc.write(dir .. "/evil.lua", "return { schema_name = function() return 'evil' end }")
       for _, id in ipairs({ "../" .. A, "evil", "00D5g000004XyzA", A .. "x", "00D5g000004Xyz/EAS" }) do
-        assert.same({ nil, "tenant hook schema_name (" .. dir .. "/default.lua): org_id is not an 18-character org id" },
+        assert.same({ nil, "tenant hook schema_name (" .. dir .. "/default.lua): "
+          .. "org_id is not an 18-character org id" },
           { hooks.run(tenant(id), "schema_name") })
       end
     end)

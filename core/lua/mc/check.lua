@@ -102,7 +102,8 @@ end
 
 function _M.main(args)
   if args[1] == "-h" or args[1] == "--help" then
-    io.stdout:write("usage: multiconnect check\n  validates scripts/, the tenant hooks and the mappings; exit 1 on a problem\n")
+    io.stdout:write("usage: multiconnect check\n"
+      .. "  validates scripts/, the tenant hooks and the mappings; exit 1 on a problem\n")
     return 0
   end
   if args[1] ~= nil then

@@ -22,7 +22,8 @@ local KINDS = {
     end,
     files = { { "tenant.lua.tmpl", "scripts/tenants/${org_id}.lua" },
               { "tenant_spec.lua.tmpl", "spec/tenants/${org_id}_spec.lua" } },
-    next = "edit scripts/tenants/${org_id}.lua, then: bin/multiconnect check && bin/multiconnect test spec/tenants/${org_id}_spec.lua",
+    next = "edit scripts/tenants/${org_id}.lua, then: "
+      .. "bin/multiconnect check && bin/multiconnect test spec/tenants/${org_id}_spec.lua",
   },
   job = {
     vars = function(name)
@@ -33,7 +34,8 @@ local KINDS = {
       return { name = name, path = name:gsub("%.", "/") }
     end,
     files = { { "job.lua.tmpl", "scripts/jobs/${path}.lua" }, { "job_spec.lua.tmpl", "spec/jobs/${name}_spec.lua" } },
-    next = "edit scripts/jobs/${path}.lua, then: bin/multiconnect check && bin/multiconnect test spec/jobs/${name}_spec.lua",
+    next = "edit scripts/jobs/${path}.lua, then: "
+      .. "bin/multiconnect check && bin/multiconnect test spec/jobs/${name}_spec.lua",
   },
 }
 

@@ -93,7 +93,8 @@ end
 local methods = native.methods
 
 -- r:pipeline(fn) -> results | nil, err. fn(p) queues commands with p:call(cmd,
--- ...) (checked and encoded at once, in C); they leave in one write and the results come back in order, each the value or
+-- ...) (checked and encoded at once, in C); they leave in one write and the
+-- results come back in order, each the value or
 -- {err = "ERR ..."} for a command Redis refused. nil, err is a transport
 -- failure (nothing is known of which commands ran).
 function methods:pipeline(fn)

@@ -29,7 +29,7 @@ return function(options)
     return text
   end
 
-  handler.testEnd = function(element, parent, status)
+  handler.testEnd = function(element, _, status)
     if options.verbose then
       io.write(string.format("%-7s %s\n", status, handler.getFullName(element)))
     else

@@ -107,7 +107,7 @@ function Router:match(method, path)
   if methods then
     local h = pick(methods, method)
     if h then return h, EMPTY end
-    allowed = add_allowed(allowed, methods)
+    allowed = add_allowed(nil, methods)
   end
   for _, entry in ipairs(self.dynamic) do
     local caps = { path:match(entry.pattern) }
@@ -224,11 +224,11 @@ function _M.load_app(app)
   local path = host.root .. "/" .. app
   local chunk, err = loadfile(path, "t")
   if not chunk then error(err, 0) end
-  local app = chunk()
-  if type(app) ~= "table" or type(app.match) ~= "function" then
+  local router = chunk()
+  if type(router) ~= "table" or type(router.match) ~= "function" then
     error(path .. ": must return a router (require('mc.web').router())", 0)
   end
-  return app
+  return router
 end
 
 -- Called by the C server in each new thread state: the per-request entry point.

@@ -367,7 +367,8 @@ function _M.requeue_strays(r, identity, suspects)
         local job = json.decode(body)
         local queue = type(job) == "table" and type(job.queue) == "string" and job.queue or "default"
         give_back(r, inflight, body, queue)
-        log.warn("pushed back a job no thread was running", { jid = type(job) == "table" and job.jid or nil, queue = queue })
+        log.warn("pushed back a job no thread was running",
+          { jid = type(job) == "table" and job.jid or nil, queue = queue })
       else
         seen[body] = true
       end

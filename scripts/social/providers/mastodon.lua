@@ -116,8 +116,9 @@ function Client:fetch(source, cursor, page)
   if kind == "tag" then
     path = "/api/v1/timelines/tag/" .. http.escape(name)
   elseif kind == "acct" then
-    local id, err, failure = state.account_id, nil, nil
+    local id = state.account_id
     if not id then
+      local err, failure
       id, err, failure = self:account_id(name)
       if not id then return nil, err, failure end
     end
