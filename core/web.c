@@ -419,13 +419,39 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
  * slow-client attack these lines alone would flood the log. */
 #define CLIENT_GONE "Connection socket is closed when reading request"
 
+/* libmicrohttpd may say the same thing once per connection (a refused accept
+ * under a flood): the same message is written at most once a second, and the
+ * next line written says how many were held back meanwhile. */
+static struct {
+  pthread_mutex_t lock;
+  char last[96];
+  double at;
+  long held;
+} mhd_log = {PTHREAD_MUTEX_INITIALIZER, "", 0, 0};
+
 static void on_mhd_error(void *cls, const char *fmt, va_list ap) {
   (void)cls;
-  char msg[512];
+  char msg[512], esc[1024];
   vsnprintf(msg, sizeof msg, fmt, ap);
   if (strncmp(msg, CLIENT_GONE, sizeof CLIENT_GONE - 1) == 0) return;
   msg[strcspn(msg, "\n")] = '\0';
-  printf("at=warn msg=\"libmicrohttpd: %s\"\n", msg);
+  double t = now();
+  pthread_mutex_lock(&mhd_log.lock);
+  if (t - mhd_log.at < 1.0 && strncmp(msg, mhd_log.last, sizeof mhd_log.last - 1) == 0) {
+    mhd_log.held++;
+    pthread_mutex_unlock(&mhd_log.lock);
+    return;
+  }
+  long held = mhd_log.held;
+  mhd_log.held = 0;
+  mhd_log.at = t;
+  size_t keep = strnlen(msg, sizeof mhd_log.last - 1); /* the start names the message */
+  memcpy(mhd_log.last, msg, keep);
+  mhd_log.last[keep] = '\0';
+  pthread_mutex_unlock(&mhd_log.lock);
+  mc_log_escape(msg, esc, sizeof esc);
+  if (held > 0) printf("at=warn msg=\"libmicrohttpd: %s\" held_back=%ld\n", esc, held);
+  else printf("at=warn msg=\"libmicrohttpd: %s\"\n", esc);
 }
 
 /* ---- lazy request fields (called from Lua while the handler runs) ---------- */

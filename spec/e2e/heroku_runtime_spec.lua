@@ -47,7 +47,8 @@ describe("web on Heroku's terms", function()
     env.REDIS_TLS_URL = "rediss://:tls-pw@127.0.0.1:" .. tls_redis.port
     web = daemon.start({ command = "web", root = host.root, env = env })
     assert.is_true(server.wait_accepting(port, 15, function() return web:alive() end), web:log())
-    assert.truthy(web:log():find("at=info msg=listening port=" .. port, 1, true), web:log())
+    -- the port may accept a moment before the line is written
+    assert.truthy(web:wait_log("at=info msg=listening port=" .. port, 10), web:log())
 
     local body, code = http.request("http://127.0.0.1:" .. port .. "/health")
     assert.equal(200, code, body)
