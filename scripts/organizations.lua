@@ -17,6 +17,7 @@ local orgs = require "onboarding.orgs"
 local states = require "onboarding.states"
 local workflow = require "onboarding.workflow"
 local operations = require "onboarding.operations"
+local record = require "watch.record"
 
 local _M = {}
 
@@ -138,6 +139,11 @@ function _M.show(req)
   if not rows then return unavailable("reading the events", eerr) end
   for i, e in ipairs(rows) do e.id = nil; events[i] = e end
   out.events = json.array(events)
+  local seen, herr = record.get(conn, id)
+  if seen == nil then return unavailable("reading the health", herr) end
+  out.health = seen and { checked_at = seen.checked_at, connection_state = seen.connection_state,
+    mappings = seen.mappings, problems = seen.problems, error = seen.error, last_sync_at = seen.last_sync_at,
+    episode_since = seen.episode_since } or mc.null
   return 200, out
 end
 

@@ -16,13 +16,16 @@ function _M.view(row)
   }
 end
 
--- active(conn, org_id) -> the tenant's view, when it is active with a schema |
--- false (unknown, not active yet, or gone) | nil, err
+-- active(conn, org_id) -> the tenant's view, when it is onboarded (active, or
+-- degraded: its tables are there, and rows written meanwhile sync once it heals)
+-- with a schema | false (unknown, not onboarded yet, or gone) | nil, err
 function _M.active(conn, org_id)
   local rows, err = conn:query("SELECT * FROM organizations WHERE org_id = $1", org_id)
   if not rows then return nil, err end
   local row = rows[1]
-  if not row or row.state ~= "active" or type(row.schema_name) ~= "string" then return false end
+  if not row or (row.state ~= "active" and row.state ~= "degraded") or type(row.schema_name) ~= "string" then
+    return false
+  end
   return _M.view(row)
 end
 

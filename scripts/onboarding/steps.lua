@@ -20,10 +20,9 @@ local notify = require "onboarding.notify"
 
 local _M = {}
 
-local HEALTHY_CONNECTION = { IDLE = true, POLLING_DB_CHANGES = true }
-local SYNCED_MAPPING = { DATA_SYNCED = true, POLLING_SF_CHANGES = true, SYNCED = true }
-local BROKEN_MAPPING = { BAD_CONFIG = true, SYSTEM_ERROR = true, ABORTED = true, UNAUTHORIZED = true,
-  INACTIVE_ORG = true, DB_UNAVAILABLE = true, BULK_LOAD_ERROR = true }
+local HEALTHY_CONNECTION = connect.HEALTHY_CONNECTION
+local SYNCED_MAPPING = connect.SYNCED_MAPPING
+local BROKEN_MAPPING = connect.BROKEN_MAPPING
 local REPATCH_AFTER = 600 -- seconds: a PATCH that never showed up is sent again
 
 function _M.done(to, fields, details) return { to = to, fields = fields or {}, details = details } end
@@ -93,13 +92,21 @@ _M.app_linked = function(org)
   return _M.wait("Heroku Connect has not applied the schema and database yet", fields)
 end
 
-_M.connection_configured = function(org)
+-- authorize_url(org) -> Connect's authorize URL for the org's admin | nil, err,
+-- retryable; Connect sends the admin back to our sealed `next` once approved.
+-- Onboarding's second mail carries it, and so does a degraded org's mail when
+-- Connect lost its authorization.
+function _M.authorize_url(org)
   local body = {
     environment = org.environment,
     ["next"] = config.app_url() .. "/connection_auth_complete/" .. tokens.connect(org, org.connection_id),
   }
   if org.environment == "custom" then body.domain = "https://" .. org.login_domain end
-  local url, err, retry = connect.authorize_url(org.region_url, org.connection_id, body)
+  return connect.authorize_url(org.region_url, org.connection_id, body)
+end
+
+_M.connection_configured = function(org)
+  local url, err, retry = _M.authorize_url(org)
   if not url then return nil, err, retry end
   return _M.done("authorize_url_ready", { authorize_url = url })
 end
