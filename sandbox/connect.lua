@@ -162,6 +162,7 @@ local function refresh_connection(conn, now)
   local ready = conn.sandbox_ready_at
   local state
   if conn.sandbox_paused then state = "PAUSED"
+  elseif conn.sandbox_broken then state = conn.sandbox_broken
   elseif not conn.sandbox_config_at then state = "NEW"
   elseif not ready then state = "NEED_AUTHENTICATION"
   elseif conn.sandbox_import_at and now < math.max(conn.sandbox_import_at, ready) + knob("import_delay") then
@@ -270,10 +271,21 @@ local function write_back(conn, m)
   return #rows
 end
 
+-- A synced mapping polls: its times say when it last did (now, or the moment
+-- a test stalled the connection). Set after the change check: a poll is not a
+-- change worth storing.
+local function polled(m, conn, now)
+  if m.state ~= "DATA_SYNCED" or conn.sandbox_paused or conn.sandbox_broken then return end
+  local at = store.iso8601(conn.sandbox_stalled_at or now)
+  m.times = m.times or {}
+  m.times.sf_poll, m.times.db_poll = at, at
+end
+
 local function refresh_mapping(m, conn, now)
   local before = json.encode(m)
   local ready = conn.sandbox_ready_at
-  if m.sandbox_bad then m.state, m.state_description = "BAD_CONFIG", m.sandbox_bad
+  if m.sandbox_broken then m.state, m.state_description = m.sandbox_broken.state, m.sandbox_broken.description
+  elseif m.sandbox_bad then m.state, m.state_description = "BAD_CONFIG", m.sandbox_bad
   elseif not ready then m.state = "INITIAL"
   else
     local start, phase = math.max(m.sandbox_imported_at, ready), "INITIAL"
@@ -298,6 +310,7 @@ local function refresh_mapping(m, conn, now)
     m.updated_at = store.iso8601(now)
     save("mapping", m)
   end
+  polled(m, conn, now)
   return m
 end
 
@@ -650,6 +663,58 @@ local function delete_mapping(req, user)
     if db then db:exec("DROP TABLE IF EXISTS " .. pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m))) end
   end
   return 204
+end
+
+-- ---- breaking and healing (sandbox.control) ----------------------------------------
+
+local BREAKABLE = { NEED_AUTHENTICATION = true, PAUSED = true, SYSTEM_ON_ICE = true, SYSTEM_ERROR = true,
+  DB_UNAVAILABLE = true, UNAUTHORIZED = true }
+
+-- breaks(id, doc) -> the connection | nil, status, err. doc: {state = S} (the
+-- connection: NEED_AUTHENTICATION drops its authorization, so only authorizing
+-- again heals it; PAUSED is actions/pause), {mapping = object, state, description},
+-- or {stall = true} (the mappings stop polling from now).
+function _M.breaks(id, doc)
+  local conn = load("conn", id)
+  if not conn then return nil, 404, "no such connection" end
+  if doc.mapping ~= nil then
+    for _, mid in ipairs(conn.sandbox_mappings) do
+      local m = load("mapping", mid)
+      if m and m.object_name:lower() == tostring(doc.mapping):lower() then
+        m.sandbox_broken = { state = doc.state or "SYSTEM_ERROR", description = doc.description or "broken by the sandbox" }
+        save("mapping", m)
+        return conn
+      end
+    end
+    return nil, 404, "no mapping " .. tostring(doc.mapping)
+  elseif doc.stall then
+    conn.sandbox_stalled_at = host.time()
+  elseif doc.state == "NEED_AUTHENTICATION" then
+    conn.sandbox_auth_at, conn.sandbox_ready_at = nil, nil
+  elseif doc.state == "PAUSED" then
+    conn.sandbox_paused = true
+  elseif BREAKABLE[doc.state] then
+    conn.sandbox_broken = doc.state
+  else
+    return nil, 400, "give state (a connection state), mapping + state, or stall"
+  end
+  save("conn", conn)
+  return conn
+end
+
+-- heals(id) -> the connection, every break undone (a lost authorization as if
+-- the admin had authorized again) | nil, status, err
+function _M.heals(id)
+  local conn = load("conn", id)
+  if not conn then return nil, 404, "no such connection" end
+  conn.sandbox_broken, conn.sandbox_paused, conn.sandbox_stalled_at = nil, nil, nil
+  conn.sandbox_auth_at = conn.sandbox_auth_at or host.time()
+  save("conn", conn)
+  for _, mid in ipairs(conn.sandbox_mappings) do
+    local m = load("mapping", mid)
+    if m and m.sandbox_broken then m.sandbox_broken = nil; save("mapping", m) end
+  end
+  return conn
 end
 
 -- ---- routes --------------------------------------------------------------------
