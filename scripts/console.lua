@@ -5,7 +5,7 @@
 --   org(id)                one tenant (15- or 18-character id): its public fields
 --                          (never tokens) and :events([limit]), :resume(),
 --                          :retry_step(), :reimport_mapping(), :refresh(),
---                          :health() (the last health check)
+--                          :health() (the last health check), :offboard()
 --   jobs                   mc.jobs: jobs.stats(), jobs.dead([limit]), jobs.retry_dead(), ...
 --   sql(query, ...)        $1..$n parameters -> rows, affected | nil, err
 --   reload()               drop the scripts/ modules and install these helpers anew
@@ -87,6 +87,14 @@ function Org:health()
   local row, err = record.get(conn(), self.org_id)
   if row == nil then error("health: " .. err, 2) end
   return row
+end
+
+-- offboard() -> the org, offboarded (as an uninstall does: the connection
+-- paused, the add-on removed, the schema archived) | nil, err
+function Org:offboard()
+  local row, err = operations.offboard(conn(), self.org_id, BY, nil, "operator")
+  if not row then return nil, err end
+  return wrap(row)
 end
 
 Org.resume = operation("resume")

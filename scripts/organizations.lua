@@ -156,6 +156,9 @@ function _M.resume(req)
   return accepted(org, "resumed at " .. org.state)
 end
 
+local OFFBOARDING = "offboarding: the connection is paused, the Heroku Connect add-on removed, the schema "
+  .. "archived with its data for ARCHIVE_DAYS (a reinstall before then restores it)"
+
 -- The uninstall handler's callback. Its signed body names the org, so a
 -- signature made for one org's uninstall cannot offboard another. The package's
 -- callout must finish well inside Heroku's 30 s: when a step holds the org's row
@@ -179,7 +182,19 @@ _M.destroy = signed(function(req)
   end
   if org == nil then return unavailable("offboard", err) end
   if not org then return fail(404, err) end
-  return accepted(org, "offboarding: the Heroku Connect add-on is removed; the schema and its data are kept")
+  return accepted(org, OFFBOARDING)
 end)
+
+-- An operator lets a tenant go (POST /organizations/:org_id/offboard): what an
+-- uninstall does, without the package. A step holding the row answers 409.
+function _M.offboard(req)
+  local id, conn, body, headers = operator_org(req)
+  if not id then return conn, body, headers end
+  local org, err = operations.offboard(conn, id, { offboarded_by = "http", ip = req.ip }, 3000, "operator")
+  if org == nil and err == "busy" then return fail(409, "a step of this org is running: try again in a moment") end
+  if org == nil then return unavailable("offboard", err) end
+  if not org then return fail(err == "no such org" and 404 or 409, err) end
+  return accepted(org, OFFBOARDING)
+end
 
 return _M

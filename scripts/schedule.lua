@@ -16,4 +16,6 @@ return {
   { name = "social-sync", job = "social.sync", cron = "*/10 * * * *" },
   -- one health.check per onboarded org, spread over the interval (jobs/health/watch.lua)
   { name = "health-watch", job = "health.watch", every = config.get("HEALTH_INTERVAL") },
+  -- drops offboarded tenants' archived schemas past ARCHIVE_DAYS (jobs/archives/prune.lua)
+  { name = "archives-prune", job = "archives.prune", cron = "17 * * * *" },
 }

@@ -17,6 +17,7 @@ local hooks = require "lib.hooks"
 local tenant = require "lib.tenant"
 local mapping = require "onboarding.mapping"
 local notify = require "onboarding.notify"
+local archives = require "offboarding.archives"
 
 local _M = {}
 
@@ -49,6 +50,9 @@ local function schema_name(org, conn)
 end
 
 _M.received = function(org, ctx)
+  -- a reinstall within ARCHIVE_DAYS gets its archived schema back, rows and all
+  local restored, rerr = archives.restore(ctx.conn, org.org_id)
+  if restored == nil then return nil, "restoring the archived schema: " .. rerr, true end
   local schema, serr, retry_check = schema_name(org, ctx.conn)
   if not schema then return nil, serr, retry_check or false end
   local name = heroku.addon_name(org.org_id)
