@@ -364,6 +364,12 @@ local function cells(base) return { sandbox = { url = base, flag = "us", label =
 
 -- ---- handlers ------------------------------------------------------------------
 
+-- A connection lives as long as its add-on: deleting the add-on deletes it
+-- (and a new add-on of the same name gets a new connection).
+local function alive(conn)
+  return store.call("EXISTS", store.key("heroku", "addon", conn.addon_id)) == 1
+end
+
 -- The connections user sees, refreshed, filtered by the query's app and resource_name.
 local function visible(user, query, now)
   local out = {}
@@ -371,7 +377,7 @@ local function visible(user, query, now)
   table.sort(ids)
   for _, id in ipairs(ids) do
     local conn = load("conn", id)
-    if conn and (not query.app or query.app == conn.app_name or query.app == conn.app_id)
+    if conn and alive(conn) and (not query.app or query.app == conn.app_name or query.app == conn.app_id)
         and (not query.resource_name or query.resource_name == conn.resource_name) then
       out[#out + 1] = refresh_connection(conn, now)
     end
@@ -384,7 +390,7 @@ end
 local function owned(user, id)
   if type(id) ~= "string" or store.call("SISMEMBER", key("user", user.id, "conns"), id) ~= 1 then return nil end
   local conn = load("conn", id)
-  return conn and refresh_connection(conn, host.time())
+  return conn and alive(conn) and refresh_connection(conn, host.time()) or nil
 end
 
 local function not_found() return failure(404, "Not found.") end
