@@ -132,9 +132,9 @@ describe("onboarding.steps", function()
       assert.same({}, addons())
     end)
 
-    it("a database failure checking the schema, and Heroku's 5xx, are retryable; its 401 is not", function()
+    it("a database failure (the archive's look-up, first), and Heroku's 5xx, are retryable; its 401 is not", function()
       fx:org(ORG, { state = "received" })
-      assert.same(answer(nil, "checking the schema name: closed", true), run("received", fx:closed()))
+      assert.same(answer(nil, "restoring the archived schema: closed", true), run("received", fx:closed()))
       fx.sb:knobs({ heroku = { fail_next = 1, fail_status = 503 } })
       assert.same(answer(nil, "heroku: HTTP 503 service_unavailable: The sandbox injected this failure.", true),
         run("received"))
