@@ -9,7 +9,7 @@ function _M.view(row)
   return {
     org_id = row.org_id, org_name = row.org_name, admin_email = row.admin_email,
     environment = row.environment, login_domain = row.login_domain, state = row.state,
-    schema_name = row.schema_name, connection_id = row.connection_id, addon_id = row.addon_id,
+    schema_name = row.schema_name, db_key = row.db_key, connection_id = row.connection_id, addon_id = row.addon_id,
     installer_id = row.installer_id, package_version = row.package_version,
     failed_step = row.failed_step, last_error = row.last_error,
     created_at = row.created_at, updated_at = row.updated_at, activated_at = row.activated_at,

@@ -18,6 +18,7 @@ local tenant = require "lib.tenant"
 local mapping = require "onboarding.mapping"
 local notify = require "onboarding.notify"
 local archives = require "offboarding.archives"
+local db = require "lib.db"
 
 local _M = {}
 
@@ -33,7 +34,26 @@ local function permanent(err) return nil, err, false end
 
 local function attachment_name(org) return "HEROKUCONNECT_" .. org.org_id:upper() end
 
-local function db_key() return config.get("CONNECT_DB_KEY") end
+-- The tenant's database (its db_key): the `database` hook's choice among
+-- CONNECT_DB_KEY and TENANT_DATABASES, made once and recorded with the schema.
+local LOAD = [[SELECT coalesce(db_key, $1) AS key, count(*)::int AS n FROM organizations
+  WHERE state <> 'offboarded' AND org_id <> $2 GROUP BY 1]]
+
+local function database(org, conn)
+  if type(org.db_key) == "string" then return org.db_key end
+  local keys = config.database_keys()
+  if #keys == 1 then return keys[1] end
+  local rows, err = conn:query(LOAD, keys[1], org.org_id)
+  if not rows then return nil, "counting the tenants per database: " .. err, true end
+  local load = {}
+  for _, r in ipairs(rows) do load[r.key] = r.n end
+  local choices = {}
+  for i, k in ipairs(keys) do choices[i] = { key = k, tenants = load[k] or 0 } end
+  local ok, key = hooks.run(org.tenant, "database", choices)
+  if not ok then return nil, key end
+  for _, k in ipairs(keys) do if k == key then return key end end
+  return nil, "tenant hook database gave " .. tostring(key) .. ", not one of " .. table.concat(keys, ", ")
+end
 
 -- The tenant's schema: its hook's answer, checked before anything is provisioned
 -- (a name another org holds would otherwise surface as a unique violation later).
@@ -55,10 +75,12 @@ _M.received = function(org, ctx)
   if restored == nil then return nil, "restoring the archived schema: " .. rerr, true end
   local schema, serr, retry_check = schema_name(org, ctx.conn)
   if not schema then return nil, serr, retry_check or false end
+  local key, kerr, kretry = database(org, ctx.conn)
+  if not key then return nil, kerr, kretry or false end
   local name = heroku.addon_name(org.org_id)
   local addon, err, retry = heroku.create_addon(name, attachment_name(org))
   if not addon then return nil, err, retry end
-  local fields = { schema_name = schema, addon_name = name, addon_id = addon.id }
+  local fields = { schema_name = schema, db_key = key, addon_name = name, addon_id = addon.id }
   if addon.state == "provisioned" then return _M.done("addon_provisioned", fields) end
   if addon.state ~= "provisioning" then
     return permanent("heroku: add-on " .. name .. " is " .. tostring(addon.state))
@@ -84,12 +106,12 @@ _M.app_linked = function(org)
   local fields = { connection_id = conn_id, region_url = region }
   local conn, err, retry = connect.get(region, conn_id)
   if not conn then return nil, err, retry end
-  if conn.schema_name == org.schema_name and conn.db_key == db_key() then
+  if conn.schema_name == org.schema_name and conn.db_key == db.key(org) then
     return _M.done("connection_configured", fields)
   end
   local progress = org.progress
   if not progress.patched_at or os.time() - progress.patched_at > REPATCH_AFTER then
-    local ok, perr, pretry = connect.configure(region, conn_id, org.schema_name, db_key())
+    local ok, perr, pretry = connect.configure(region, conn_id, org.schema_name, db.key(org))
     if not ok then return nil, perr, pretry end
     fields.progress = { patched_at = os.time() }
   end
