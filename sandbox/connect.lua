@@ -164,6 +164,7 @@ local function refresh_connection(conn, now)
   local ready = conn.sandbox_ready_at
   local state
   if conn.sandbox_paused then state = "PAUSED"
+  elseif conn.sandbox_broken then state = conn.sandbox_broken
   elseif not conn.sandbox_config_at then state = "NEW"
   elseif not ready then state = "NEED_AUTHENTICATION"
   elseif conn.sandbox_import_at and now < math.max(conn.sandbox_import_at, ready) + knob("import_delay") then
@@ -276,10 +277,21 @@ local function write_back(conn, m)
   return #rows
 end
 
+-- A synced mapping polls: its times say when it last did (now, or the moment
+-- a test stalled the connection). Set after the change check: a poll is not a
+-- change worth storing.
+local function polled(m, conn, now)
+  if m.state ~= "DATA_SYNCED" or conn.sandbox_paused or conn.sandbox_broken then return end
+  local at = store.iso8601(conn.sandbox_stalled_at or now)
+  m.times = m.times or {}
+  m.times.sf_poll, m.times.db_poll = at, at
+end
+
 local function refresh_mapping(m, conn, now)
   local before = json.encode(m)
   local ready = conn.sandbox_ready_at
-  if m.sandbox_bad then m.state, m.state_description = "BAD_CONFIG", m.sandbox_bad
+  if m.sandbox_broken then m.state, m.state_description = m.sandbox_broken.state, m.sandbox_broken.description
+  elseif m.sandbox_bad then m.state, m.state_description = "BAD_CONFIG", m.sandbox_bad
   elseif not ready then m.state = "INITIAL"
   else
     local start, phase = math.max(m.sandbox_imported_at, ready), "INITIAL"
@@ -304,6 +316,7 @@ local function refresh_mapping(m, conn, now)
     m.updated_at = store.iso8601(now)
     save("mapping", m)
   end
+  polled(m, conn, now)
   return m
 end
 
@@ -357,6 +370,12 @@ local function cells(base) return { sandbox = { url = base, flag = "us", label =
 
 -- ---- handlers ------------------------------------------------------------------
 
+-- A connection lives as long as its add-on: deleting the add-on deletes it
+-- (and a new add-on of the same name gets a new connection).
+local function alive(conn)
+  return store.call("EXISTS", store.key("heroku", "addon", conn.addon_id)) == 1
+end
+
 -- The connections user sees, refreshed, filtered by the query's app and resource_name.
 local function visible(user, query, now)
   local out = {}
@@ -364,7 +383,7 @@ local function visible(user, query, now)
   table.sort(ids)
   for _, id in ipairs(ids) do
     local conn = load("conn", id)
-    if conn and (not query.app or query.app == conn.app_name or query.app == conn.app_id)
+    if conn and alive(conn) and (not query.app or query.app == conn.app_name or query.app == conn.app_id)
         and (not query.resource_name or query.resource_name == conn.resource_name) then
       out[#out + 1] = refresh_connection(conn, now)
     end
@@ -377,7 +396,7 @@ end
 local function owned(user, id)
   if type(id) ~= "string" or store.call("SISMEMBER", key("user", user.id, "conns"), id) ~= 1 then return nil end
   local conn = load("conn", id)
-  return conn and refresh_connection(conn, host.time())
+  return conn and alive(conn) and refresh_connection(conn, host.time()) or nil
 end
 
 local function not_found() return failure(404, "Not found.") end
@@ -659,6 +678,58 @@ local function delete_mapping(req, user)
     end
   end
   return 204
+end
+
+-- ---- breaking and healing (sandbox.control) ----------------------------------------
+
+local BREAKABLE = { NEED_AUTHENTICATION = true, PAUSED = true, SYSTEM_ON_ICE = true, SYSTEM_ERROR = true,
+  DB_UNAVAILABLE = true, UNAUTHORIZED = true }
+
+-- breaks(id, doc) -> the connection | nil, status, err. doc: {state = S} (the
+-- connection: NEED_AUTHENTICATION drops its authorization, so only authorizing
+-- again heals it; PAUSED is actions/pause), {mapping = object, state, description},
+-- or {stall = true} (the mappings stop polling from now).
+function _M.breaks(id, doc)
+  local conn = load("conn", id)
+  if not conn then return nil, 404, "no such connection" end
+  if doc.mapping ~= nil then
+    for _, mid in ipairs(conn.sandbox_mappings) do
+      local m = load("mapping", mid)
+      if m and m.object_name:lower() == tostring(doc.mapping):lower() then
+        m.sandbox_broken = { state = doc.state or "SYSTEM_ERROR", description = doc.description or "broken by the sandbox" }
+        save("mapping", m)
+        return conn
+      end
+    end
+    return nil, 404, "no mapping " .. tostring(doc.mapping)
+  elseif doc.stall then
+    conn.sandbox_stalled_at = host.time()
+  elseif doc.state == "NEED_AUTHENTICATION" then
+    conn.sandbox_auth_at, conn.sandbox_ready_at = nil, nil
+  elseif doc.state == "PAUSED" then
+    conn.sandbox_paused = true
+  elseif BREAKABLE[doc.state] then
+    conn.sandbox_broken = doc.state
+  else
+    return nil, 400, "give state (a connection state), mapping + state, or stall"
+  end
+  save("conn", conn)
+  return conn
+end
+
+-- heals(id) -> the connection, every break undone (a lost authorization as if
+-- the admin had authorized again) | nil, status, err
+function _M.heals(id)
+  local conn = load("conn", id)
+  if not conn then return nil, 404, "no such connection" end
+  conn.sandbox_broken, conn.sandbox_paused, conn.sandbox_stalled_at = nil, nil, nil
+  conn.sandbox_auth_at = conn.sandbox_auth_at or host.time()
+  save("conn", conn)
+  for _, mid in ipairs(conn.sandbox_mappings) do
+    local m = load("mapping", mid)
+    if m and m.sandbox_broken then m.sandbox_broken = nil; save("mapping", m) end
+  end
+  return conn
 end
 
 -- ---- routes --------------------------------------------------------------------

@@ -5,10 +5,14 @@
 --   POST /__sandbox/reset   forgets all state and knobs
 --   GET  /__sandbox/salesforce/orgs/:org_id   a simulated org and its Connection__c
 --   GET  /__sandbox/heroku/addons[?app=]      the live add-ons, compact (name, attachment, ...)
+--   POST /__sandbox/connect/connections/:id/break  {"state": "NEED_AUTHENTICATION"|"PAUSED"|...},
+--        {"mapping": "Account", "state": "SYSTEM_ERROR", "description": "..."} or {"stall": true}
+--   POST /__sandbox/connect/connections/:id/heal   every break of that connection undone
 local store = require "sandbox.store"
 local json = require "mc.json"
 local salesforce = require "sandbox.salesforce"
 local heroku = require "sandbox.heroku"
+local connect = require "sandbox.connect"
 
 local _M = {}
 
@@ -48,6 +52,18 @@ function _M.mount(app, prefix)
   app:get(prefix .. "/heroku/addons", function(req)
     local app_name = req.query.app
     return 200, json.array(heroku.addons(type(app_name) == "string" and app_name or nil))
+  end)
+  app:post(prefix .. "/connect/connections/:id/break", function(req)
+    local doc = req.json()
+    if type(doc) ~= "table" then return 400, { error = "a JSON object, please" } end
+    local conn, status, err = connect.breaks(req.params.id, doc)
+    if not conn then return status, { error = err } end
+    return 204
+  end)
+  app:post(prefix .. "/connect/connections/:id/heal", function(req)
+    local conn, status, err = connect.heals(req.params.id)
+    if not conn then return status, { error = err } end
+    return 204
   end)
   app:post(prefix .. "/reset", function()
     store.reset()

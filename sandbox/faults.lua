@@ -1,11 +1,22 @@
 -- sandbox.faults: the knobs every service has, applied before its handler:
 --   latency (seconds), fail_next (count of requests answered 5xx), fail_rate
---   (0..1), fail_status (default 503), timeout (seconds to stall before answering).
+--   (0..1), fail_status (default 503), timeout (seconds to stall before answering),
+--   retry_after (seconds: the injected failures carry a Retry-After header).
 local host = require "mc.host"
 local log = require "mc.log"
 local store = require "sandbox.store"
 
 local _M = {}
+
+-- The service's error response, with the Retry-After the knobs ask for.
+local function injected(failure, status, knobs)
+  local code, body, headers = failure(status)
+  if tonumber(knobs.retry_after) then
+    headers = headers or {}
+    headers["Retry-After"] = tostring(math.floor(knobs.retry_after))
+  end
+  return code, body, headers
+end
 
 -- wrap(service, handler, failure) -> handler applying the service's faults;
 -- failure(status) builds that service's own error response.
@@ -21,9 +32,9 @@ function _M.wrap(service, handler, failure)
     local status = tonumber(knobs.fail_status) or 503
     if tonumber(knobs.fail_next) and knobs.fail_next > 0 then
       store.merge({ [service] = { fail_next = knobs.fail_next - 1 } })
-      return failure(status)
+      return injected(failure, status, knobs)
     end
-    if tonumber(knobs.fail_rate) and math.random() < knobs.fail_rate then return failure(status) end
+    if tonumber(knobs.fail_rate) and math.random() < knobs.fail_rate then return injected(failure, status, knobs) end
     return handler(req)
   end
 end

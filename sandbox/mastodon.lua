@@ -1,7 +1,11 @@
--- sandbox.mastodon: a Mastodon instance's hashtag timeline (docs/external-apis.md §5.2).
+-- sandbox.mastodon: a Mastodon instance's hashtag timeline and accounts (docs/external-apis.md §5.2).
 --   GET /api/v1/timelines/tag/:hashtag   limit (20, at most 40), max_id, since_id,
 --       min_id, any[], all[], none[], local, remote, only_media; Link header with
 --       rel="next" (max_id) and rel="prev" (min_id) pointing back at the sandbox
+--   GET /api/v1/accounts/lookup?acct=user[@host]   the account (404 for a malformed
+--       acct, or one outside knob accounts when set)
+--   GET /api/v1/accounts/:id/statuses   that account's own posts, paged the same way
+--       (limit, max_id, since_id, min_id, exclude_reblogs); 404 for an id no lookup gave
 -- Statuses are generated per tag every knob post_interval seconds (default 1800)
 -- over the last knob history_days (7), from knob seed; ids are Mastodon-style
 -- snowflakes (newer = larger); content is HTML as Mastodon renders it. Knob
@@ -80,11 +84,12 @@ local function mention_html(acc)
     acc.url, acc.username)
 end
 
--- status(seed, tag, t, domain) -> the status posted to tag's feed at t
-local function status(seed, tag, t, domain)
-  local key = table.concat({ "mastodon", seed, tag, t }, "|")
+-- status(seed, tag, t, domain[, author]) -> the status posted to tag's feed at t
+-- (by author, an ACCOUNTS entry, when given: an account's own timeline)
+local function status(seed, tag, t, domain, author)
+  local key = table.concat({ "mastodon", seed, tag, t, author and table.concat(author, "@") or nil }, "|")
   local h = synth.hash(key)
-  local acc = account(synth.pick(ACCOUNTS, key, "account"), domain)
+  local acc = account(author or synth.pick(ACCOUNTS, key, "account"), domain)
   local other = synth.pick(EXTRA_TAGS, key, "tag")
   local tags = { tag }
   if other ~= tag then tags[2] = other end
@@ -172,33 +177,47 @@ local function known(tag)
   return false
 end
 
-local function link_header(req, prefix, tag, limit, page)
+local function link_header(req, prefix, path, limit, page)
   local host = req.headers["host"] or "127.0.0.1"
   local base = store.knob("mastodon", "base_url", "http://" .. host .. prefix)
-  local url = base .. "/api/v1/timelines/tag/" .. http.escape(tag)
+  local url = base .. path
   return string.format('<%s?limit=%d&max_id=%s>; rel="next", <%s?limit=%d&min_id=%s>; rel="prev"',
     url, limit, page[#page].id, url, limit, page[1].id)
 end
+
+local paged -- below: the paging both timelines share
 
 local function tag_timeline(req, headers, prefix)
   local tag = req.params.hashtag:lower()
   if not tag:match("^[%w_]+$") or not known(tag) then return err(404, "Record not found", headers) end
   local q = req.query
-  local limit = math.tointeger(tonumber(type(q.limit) == "table" and q.limit[1] or q.limit)) or 20
-  limit = math.max(1, math.min(limit, 40))
-  local max_id, since_id, min_id = id_param(q.max_id), id_param(q.since_id), id_param(q.min_id)
   local tags, any = { tag }, list_of(q["any[]"] or q.any)
   for _, t in ipairs(any) do tags[#tags + 1] = t:lower() end
   local all, none = list_of(q["all[]"] or q.all), list_of(q["none[]"] or q.none)
   local only_local, only_remote, only_media = truthy(q["local"]), truthy(q.remote), truthy(q.only_media)
   local picked = {}
   for _, s in ipairs(statuses(tags, math.floor(synth.now("mastodon")))) do
-    local id = math.tointeger(s.id)
-    local ok = (not max_id or id < max_id) and (not since_id or id > since_id) and (not min_id or id > min_id)
-      and not only_media and (not only_local or s.sandbox_local) and (not only_remote or not s.sandbox_local)
+    local ok = not only_media and (not only_local or s.sandbox_local) and (not only_remote or not s.sandbox_local)
       and not has_tag(s, none)
     for _, t in ipairs(all) do ok = ok and has_tag(s, { t }) end
     if ok then picked[#picked + 1] = s end
+  end
+  return paged(req, prefix, "/api/v1/timelines/tag/" .. http.escape(tag), picked, headers)
+end
+
+-- paged(...) -> 200, the page of statuses (newest first) the query's limit,
+-- max_id, since_id and min_id pick, with its Link header
+paged = function(req, prefix, path, list, headers)
+  local q = req.query
+  local limit = math.tointeger(tonumber(type(q.limit) == "table" and q.limit[1] or q.limit)) or 20
+  limit = math.max(1, math.min(limit, 40))
+  local max_id, since_id, min_id = id_param(q.max_id), id_param(q.since_id), id_param(q.min_id)
+  local picked = {}
+  for _, s in ipairs(list) do
+    local id = math.tointeger(s.id)
+    if (not max_id or id < max_id) and (not since_id or id > since_id) and (not min_id or id > min_id) then
+      picked[#picked + 1] = s
+    end
   end
   local page = {}
   if min_id then -- the statuses just after min_id, still sent newest first
@@ -207,8 +226,56 @@ local function tag_timeline(req, headers, prefix)
     for i = 1, math.min(limit, #picked) do page[i] = picked[i] end
   end
   for _, s in ipairs(page) do s.sandbox_tags, s.sandbox_local = nil, nil end
-  if #page > 0 then headers.Link = link_header(req, prefix, tag, limit, page) end
+  if #page > 0 then headers.Link = link_header(req, prefix, path, limit, page) end
   return 200, json.array(page), headers
+end
+
+-- ---- accounts ------------------------------------------------------------------
+
+-- acct "user" or "user@host" -> the ACCOUNTS-shaped entry {user, host} | nil
+local function parse_acct(acct)
+  if type(acct) ~= "string" then return nil end
+  local user, host = acct:lower():match("^@?([%w_]+)@([%w%-%.]+%.%a+)$")
+  if not user then user = acct:lower():match("^@?([%w_]+)$") end
+  if not user then return nil end
+  local only = store.knob("mastodon", "accounts")
+  if type(only) == "table" then
+    local found = false
+    for _, a in ipairs(only) do found = found or tostring(a):lower() == (host and (user .. "@" .. host) or user) end
+    if not found then return nil end
+  end
+  return { user, host }
+end
+
+local function lookup(req, headers)
+  local entry = parse_acct(type(req.query.acct) == "table" and req.query.acct[1] or req.query.acct)
+  if not entry then return err(404, "Record not found", headers) end
+  local acc = account(entry, store.knob("mastodon", "domain", "sandbox.social"))
+  -- the id is a hash: remember whose it is, for its statuses
+  store.call("HSET", store.key("mastodon", "accounts"), acc.id, json.encode(entry))
+  return 200, acc, headers
+end
+
+-- Every ACCOUNT_POST_EVERY * post_interval seconds, the account posts once.
+local ACCOUNT_POST_EVERY = 2
+
+local function account_statuses(req, headers, prefix)
+  local raw = store.call("HGET", store.key("mastodon", "accounts"), req.params.id)
+  if raw == mc.null then return err(404, "Record not found", headers) end
+  local entry = json.decode(raw)
+  local seed = tostring(store.knob("mastodon", "seed", "sandbox"))
+  local domain = store.knob("mastodon", "domain", "sandbox.social")
+  local every = tonumber(store.knob("mastodon", "post_interval", 1800)) * ACCOUNT_POST_EVERY
+  local now = math.floor(synth.now("mastodon"))
+  local from = now - tonumber(store.knob("mastodon", "history_days", 7)) * DAY
+  local who = table.concat(entry, "@")
+  local list = {}
+  for _, t in ipairs(synth.instants("mastodon|" .. seed .. "|acct|" .. who, every, from, now)) do
+    local tag = synth.pick(EXTRA_TAGS, who .. "|" .. t, "tag")
+    list[#list + 1] = status(seed, tag, t, domain, entry)
+  end
+  table.sort(list, function(a, b) return math.tointeger(a.id) > math.tointeger(b.id) end)
+  return paged(req, prefix, "/api/v1/accounts/" .. req.params.id .. "/statuses", list, headers)
 end
 
 -- guard: the token (when required or given), then the rate limit
@@ -231,11 +298,16 @@ local function guard(req)
 end
 
 function _M.mount(app, prefix)
-  app:get(prefix .. "/api/v1/timelines/tag/:hashtag", faults.wrap("mastodon", function(req)
-    local status_code, body, headers = guard(req)
-    if status_code then return status_code, body, headers end
-    return tag_timeline(req, body, prefix)
-  end, fault))
+  local function route(path, handler)
+    app:get(prefix .. path, faults.wrap("mastodon", function(req)
+      local status_code, body, headers = guard(req)
+      if status_code then return status_code, body, headers end
+      return handler(req, body, prefix)
+    end, fault))
+  end
+  route("/api/v1/timelines/tag/:hashtag", tag_timeline)
+  route("/api/v1/accounts/lookup", lookup)
+  route("/api/v1/accounts/:id/statuses", account_statuses)
 end
 
 return _M

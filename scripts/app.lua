@@ -15,6 +15,7 @@ app:get("/organizations", organizations.index)
 app:get("/organizations/:org_id", organizations.show)
 app:post("/organizations/:org_id/resume", organizations.resume)
 app:delete("/organizations/:org_id", organizations.destroy)
+app:post("/organizations/:org_id/offboard", organizations.offboard)
 
 app:get("/authenticate", oauth.authenticate)
 app:get("/auth/salesforce/callback", oauth.callback)

@@ -36,6 +36,8 @@ local VARS = {
   OAUTH_STATE_TTL = { env.int, 900, { min = 10 }, doc = "seconds a sign-in's OAuth state lives" },
   AUTHENTICATE_LINK_TTL = { env.int, 7 * DAY, { min = 60 }, doc = "seconds the mailed sign-in link works" },
   CONNECT_DB_KEY = { env.str, "DATABASE_URL", nil, doc = "the config var Heroku Connect writes to" },
+  TENANT_DATABASES = { env.list, {}, nil,
+    doc = "more config vars (Postgres URLs) tenants may be placed in, besides CONNECT_DB_KEY" },
   ONBOARDING_POLL_MIN = { env.number, 2, { min = 0.05 }, doc = "first poll delay, seconds" },
   ONBOARDING_POLL_MAX = { env.number, 60, { min = 0.05 }, doc = "longest poll delay, seconds" },
   ONBOARDING_RETRY_MAX = { env.number, 300, { min = 0.05 }, doc = "longest retry delay, seconds" },
@@ -43,6 +45,12 @@ local VARS = {
   ONBOARDING_WAIT_LIMIT = { env.number, 6 * 3600, { min = 1 }, doc = "seconds a step may wait before it fails" },
   OFFBOARD_STEP_WAIT = { env.number, 20, { min = 0.01, max = 600 },
     doc = "seconds the offboarding waits for a step still running before it retries" },
+  HEALTH_INTERVAL = { env.int, 300, { min = 10 },
+    doc = "seconds between two health checks of an onboarded org (the visits are spread over it)" },
+  HEALTH_STALE_AFTER = { env.int, 3600, { min = 60 },
+    doc = "seconds without sync activity before an org counts as degraded" },
+  OPS_EMAIL = { env.str, nil, nil, doc = "where operator alerts are mailed (unset: the log line alone)" },
+  ARCHIVE_DAYS = { env.int, 30, { min = 0 }, doc = "days an offboarded tenant's archived schema is kept" },
   ONBOARDING_SWEEP_GRACE = { env.number, 120, { min = 1 }, doc = "seconds overdue before the sweep wakes an org" },
   HEROKU_API_TOKEN = { env.str, nil, nil, need = { worker = true }, doc = "Heroku Platform API token" },
   HEROKU_API_URL = { env.url, "https://api.heroku.com", HTTP, doc = "Heroku Platform API base URL" },
@@ -121,6 +129,52 @@ function _M.app_url()
   return (_M.need("APP_URL"):gsub("/+$", ""))
 end
 
+-- ---- the tenants' databases ----------------------------------------------------
+-- A tenant's schema lives in one of these config vars' databases (its db_key,
+-- which Heroku Connect is given too): CONNECT_DB_KEY, then TENANT_DATABASES.
+-- Their names are the operator's, so they are read here, by name, and nowhere else.
+
+local PG = { schemes = { "postgres", "postgresql" } }
+
+-- database_keys() -> the config var names a tenant may be placed in, in order
+function _M.database_keys()
+  local keys, seen = {}, {}
+  local list = { read("CONNECT_DB_KEY") }
+  for _, k in ipairs(read("TENANT_DATABASES")) do list[#list + 1] = k end
+  for _, k in ipairs(list) do
+    if not seen[k] then seen[k] = true; keys[#keys + 1] = k end
+  end
+  return keys
+end
+
+-- database_url(key) -> the URL in that config var | nil, err (not one of
+-- database_keys(), or unset)
+function _M.database_url(key)
+  for _, k in ipairs(_M.database_keys()) do
+    if k == key then
+      if key == "DATABASE_URL" then return read("DATABASE_URL") or nil, "DATABASE_URL is not set" end
+      local ok, url = pcall(env.url, key, nil, PG)
+      if not ok then return nil, (tostring(url):gsub("^[^\n]-:%d+: ", "")) end
+      if not url then return nil, key .. " is not set" end
+      return url
+    end
+  end
+  return nil, tostring(key) .. " is not one of CONNECT_DB_KEY, TENANT_DATABASES"
+end
+
+local function database_problems(problems)
+  local ok, keys = pcall(_M.database_keys)
+  if not ok then return end -- the malformed variable is named already
+  for _, key in ipairs(keys) do
+    if key ~= "DATABASE_URL" and not key:match("^[A-Z][A-Z0-9_]*$") then
+      problems[#problems + 1] = "TENANT_DATABASES: " .. key .. " is not a config var name"
+    elseif key ~= "DATABASE_URL" then
+      local url, err = _M.database_url(key)
+      if not url then problems[#problems + 1] = err .. " (named by CONNECT_DB_KEY or TENANT_DATABASES)" end
+    end
+  end
+end
+
 -- check(process) -> true | nil, problems (a list of lines, each naming a variable)
 function _M.check(process)
   local names, problems = {}, {}
@@ -134,6 +188,7 @@ function _M.check(process)
       problems[#problems + 1] = name .. " is required but not set (" .. VARS[name].doc .. ")"
     end
   end
+  if process ~= "clock" then database_problems(problems) end
   if #problems > 0 then return nil, problems end
   return true
 end

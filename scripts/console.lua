@@ -4,7 +4,8 @@
 --   orgs([state])          the tenants: org_id, org_name, state, failed_step, updated_at
 --   org(id)                one tenant (15- or 18-character id): its public fields
 --                          (never tokens) and :events([limit]), :resume(),
---                          :retry_step(), :reimport_mapping(), :resend_mail(), :refresh()
+--                          :retry_step(), :reimport_mapping(), :resend_mail(), :refresh(),
+--                          :health() (the last health check), :offboard()
 --   jobs                   mc.jobs: jobs.stats(), jobs.dead([limit]), jobs.retry_dead(), ...
 --   sql(query, ...)        $1..$n parameters -> rows, affected | nil, err
 --   reload()               drop the scripts/ modules and install these helpers anew
@@ -15,6 +16,7 @@
 local db = require "lib.db"
 local orgs = require "onboarding.orgs"
 local operations = require "onboarding.operations"
+local record = require "watch.record"
 local sfid = require "lib.sfid"
 local jobs = require "mc.jobs"
 local host = require "mc.host"
@@ -78,6 +80,21 @@ local function operation(name)
     if not row then return nil, err end
     return wrap(row)
   end
+end
+
+-- health() -> what the last health check saw (sync_health) | false (never checked)
+function Org:health()
+  local row, err = record.get(conn(), self.org_id)
+  if row == nil then error("health: " .. err, 2) end
+  return row
+end
+
+-- offboard() -> the org, offboarded (as an uninstall does: the connection
+-- paused, the add-on removed, the schema archived) | nil, err
+function Org:offboard()
+  local row, err = operations.offboard(conn(), self.org_id, BY, nil, "operator")
+  if not row then return nil, err end
+  return wrap(row)
 end
 
 Org.resume = operation("resume")

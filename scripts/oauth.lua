@@ -8,6 +8,7 @@
 --                                        authorized it; the token is sealed by us
 local crypto = require "mc.crypto"
 local log = require "mc.log"
+local jobs = require "mc.jobs"
 local config = require "config"
 local db = require "lib.db"
 local page = require "lib.page"
@@ -114,7 +115,7 @@ end
 
 -- States at or past Connect's authorization: a second click on its `next` link
 -- is answered as the first was.
-local CONNECT_DONE = { connect_authorized = true, mappings_imported = true, active = true }
+local CONNECT_DONE = { connect_authorized = true, mappings_imported = true, active = true, degraded = true }
 
 function _M.callback(req)
   local q = req.query
@@ -184,6 +185,10 @@ function _M.connect_complete(req)
   if moved then
     workflow.announce(moved, moved.from_state, "connect_authorized")
     workflow.enqueue(id)
+  elseif cur and cur.state == "degraded" then
+    -- authorized again from a degraded org's mail: look now, not at the next visit
+    local jid, jerr = jobs.enqueue("health.check", { id })
+    if not jid then log.warn("could not queue a health check", { org_id = id, err = jerr }) end
   elseif not (cur and CONNECT_DONE[cur.state]) then
     return page.render(409, "Nothing to do here",
       "This org's Heroku Connect authorization is not expected now. Contact the ISV's support.")

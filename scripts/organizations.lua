@@ -19,6 +19,7 @@ local states = require "onboarding.states"
 local workflow = require "onboarding.workflow"
 local operations = require "onboarding.operations"
 local listing = require "onboarding.listing"
+local record = require "watch.record"
 
 local _M = {}
 
@@ -154,6 +155,11 @@ function _M.show(req)
   if not rows then return unavailable("reading the events", eerr) end
   for i, e in ipairs(rows) do e.id = nil; events[i] = e end
   out.events = json.array(events)
+  local seen, herr = record.get(conn, id)
+  if seen == nil then return unavailable("reading the health", herr) end
+  out.health = seen and { checked_at = seen.checked_at, connection_state = seen.connection_state,
+    mappings = seen.mappings, problems = seen.problems, error = seen.error, last_sync_at = seen.last_sync_at,
+    episode_since = seen.episode_since } or mc.null
   return 200, out
 end
 
@@ -165,6 +171,9 @@ function _M.resume(req)
   if not org then return fail(err == "no such org" and 404 or 409, err) end
   return accepted(org, "resumed at " .. org.state)
 end
+
+local OFFBOARDING = "offboarding: the connection is paused, the Heroku Connect add-on removed, the schema "
+  .. "archived with its data for ARCHIVE_DAYS (a reinstall before then restores it)"
 
 -- The uninstall handler's callback. Its signed body names the org, so a
 -- signature made for one org's uninstall cannot offboard another. The package's
@@ -189,7 +198,19 @@ _M.destroy = signed(function(req)
   end
   if org == nil then return unavailable("offboard", err) end
   if not org then return fail(404, err) end
-  return accepted(org, "offboarding: the Heroku Connect add-on is removed; the schema and its data are kept")
+  return accepted(org, OFFBOARDING)
 end)
+
+-- An operator lets a tenant go (POST /organizations/:org_id/offboard): what an
+-- uninstall does, without the package. A step holding the row answers 409.
+function _M.offboard(req)
+  local id, conn, body, headers = operator_org(req)
+  if not id then return conn, body, headers end
+  local org, err = operations.offboard(conn, id, { offboarded_by = "http", ip = req.ip }, 3000, "operator")
+  if org == nil and err == "busy" then return fail(409, "a step of this org is running: try again in a moment") end
+  if org == nil then return unavailable("offboard", err) end
+  if not org then return fail(err == "no such org" and 404 or 409, err) end
+  return accepted(org, OFFBOARDING)
+end
 
 return _M

@@ -7,9 +7,15 @@
 -- `cron` is a five-field expression (minute hour day month weekday); `every` is
 -- seconds. `args` is an array, or a function of the tick (epoch seconds) returning
 -- one. `multiconnect clock --check` validates this file.
+local config = require "config"
+
 return {
   -- wakes orgs whose next onboarding step was lost (jobs/onboarding/sweep.lua)
   { name = "onboarding-sweep", job = "onboarding.sweep", cron = "* * * * *" },
   -- one social.tenant job per active tenant (jobs/social/sync.lua)
   { name = "social-sync", job = "social.sync", cron = "*/10 * * * *" },
+  -- one health.check per onboarded org, spread over the interval (jobs/health/watch.lua)
+  { name = "health-watch", job = "health.watch", every = config.get("HEALTH_INTERVAL") },
+  -- drops offboarded tenants' archived schemas past ARCHIVE_DAYS (jobs/archives/prune.lua)
+  { name = "archives-prune", job = "archives.prune", cron = "17 * * * *" },
 }

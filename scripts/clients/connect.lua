@@ -9,6 +9,18 @@ local http = require "mc.http"
 
 local _M = {}
 
+-- Connect's states as multiconnect reads them (docs/external-apis.md §1.8).
+_M.HEALTHY_CONNECTION = { IDLE = true, POLLING_DB_CHANGES = true }
+_M.SYNCED_MAPPING = { DATA_SYNCED = true, POLLING_SF_CHANGES = true, SYNCED = true }
+_M.BROKEN_MAPPING = { BAD_CONFIG = true, SYSTEM_ERROR = true, ABORTED = true, UNAUTHORIZED = true,
+  INACTIVE_ORG = true, DB_UNAVAILABLE = true, BULK_LOAD_ERROR = true }
+-- A connection in one of these needs someone: the org's admin (authorization),
+-- or the operator (paused, iced, an error of Connect's).
+_M.UNAUTHORIZED_CONNECTION = { NEED_AUTHENTICATION = true, UNAUTHORIZED = true }
+_M.PAUSED_CONNECTION = { PAUSED = true, SYSTEM_ON_ICE = true, ICED = true }
+_M.BROKEN_CONNECTION = { SYSTEM_ERROR = true, DB_UNAVAILABLE = true, TOO_MANY_ROWS = true,
+  HEROKU_UNAUTH = true, INACTIVE_ORG = true }
+
 local function call(method, url, body, ok, timeout)
   return api.call{
     service = "connect", method = method, url = url, json = body, ok = ok, timeout = timeout,
@@ -84,6 +96,16 @@ end
 function _M.import(region_url, id, doc)
   local url = regional(region_url, "/connections/" .. http.escape(id) .. "/actions/import")
   local res, err, retry = call("POST", url, doc)
+  if not res then return nil, err, retry end
+  return true
+end
+
+-- pause(region_url, id) -> true | nil, err, retryable: the sync stops, the
+-- connection and its mappings stay (offboarding). A connection already gone
+-- (404) has nothing left to pause.
+function _M.pause(region_url, id)
+  local res, err, retry = call("POST", regional(region_url, "/connections/" .. http.escape(id) .. "/actions/pause"),
+    nil, { [404] = true })
   if not res then return nil, err, retry end
   return true
 end

@@ -85,6 +85,10 @@ end
 -- Tokens are sealed with the org id as context: a token copied onto another
 -- org's row does not open.
 local function context(org, what) return "organizations." .. what .. ":" .. org.org_id end
+_M.context = context -- for `multiconnect keys rotate`, which re-seals them (scripts/keys.lua)
+
+-- The org's columns that hold a sealed token.
+_M.SEALED = { "access_token", "refresh_token" }
 
 function _M.seal(org, what, token) return crypto.seal(token, context(org, what)) end
 

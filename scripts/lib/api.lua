@@ -4,7 +4,9 @@
 --     -> res (2xx..4xx the caller expects, see `ok`) | nil, err, retryable, res
 -- `retryable` is true for what a later attempt may fix (transport errors and
 -- timeouts, 408, 429, 5xx) and false for the rest (a 400 or a 401 stays wrong
--- until a person fixes it). `ok` is a set of statuses the caller accepts besides
+-- until a person fixes it). When the service said how long to wait (a 429 or
+-- 503 with Retry-After), `retryable` is that number of seconds instead: still
+-- true to a plain test, and the least delay a retry may use (api.wait_of). `ok` is a set of statuses the caller accepts besides
 -- 2xx (e.g. {[404] = true} when "not there yet" is an answer, not a failure).
 local http = require "mc.http"
 local host = require "mc.host"
@@ -14,11 +16,27 @@ local _M = {}
 
 local DEFAULT_TIMEOUT = 20
 
+-- Longest Retry-After honoured: a service asking for more is retried after this.
+local MAX_RETRY_AFTER = 3600
+
+-- Retry-After in seconds (RFC 9110 delta-seconds; an HTTP-date counts as absent)
+local function asked_wait(res)
+  local after = tonumber((res.headers or {})["retry-after"]) -- mc.http lower-cases header names
+  if not after or after < 0 then return nil end
+  return math.min(after, MAX_RETRY_AFTER)
+end
+
 -- Salesforce answers its API-limit errors with 403 REQUEST_LIMIT_EXCEEDED.
 local function retryable(res)
   local status = res.status
-  if status == 408 or status == 429 or status >= 500 then return true end
+  if status == 429 or status == 503 then return asked_wait(res) or true end
+  if status == 408 or status >= 500 then return true end
   return status == 403 and (res.body or ""):find("REQUEST_LIMIT_EXCEEDED", 1, true) ~= nil
+end
+
+-- wait_of(retryable) -> the seconds a service asked to wait before a retry | nil
+function _M.wait_of(retryable_)
+  return math.type(retryable_) and retryable_ or nil
 end
 
 -- The service's own words for a failed call, for logs and onboarding_events:

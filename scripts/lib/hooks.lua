@@ -19,7 +19,7 @@ local file = require "mc.file"
 local _M = {}
 
 _M.HOOKS = { mapping = true, schema_name = true, on_state = true, email = true, social_accounts = true,
-  social_provider = true }
+  social_provider = true, database = true }
 
 -- The 18-character org id (Lua patterns have no {15}). Only such ids become a
 -- file name, so no path is ever built from other input.

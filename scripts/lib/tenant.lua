@@ -9,20 +9,23 @@ function _M.view(row)
   return {
     org_id = row.org_id, org_name = row.org_name, admin_email = row.admin_email,
     environment = row.environment, login_domain = row.login_domain, state = row.state,
-    schema_name = row.schema_name, connection_id = row.connection_id, addon_id = row.addon_id,
+    schema_name = row.schema_name, db_key = row.db_key, connection_id = row.connection_id, addon_id = row.addon_id,
     installer_id = row.installer_id, package_version = row.package_version,
     failed_step = row.failed_step, last_error = row.last_error,
     created_at = row.created_at, updated_at = row.updated_at, activated_at = row.activated_at,
   }
 end
 
--- active(conn, org_id) -> the tenant's view, when it is active with a schema |
--- false (unknown, not active yet, or gone) | nil, err
+-- active(conn, org_id) -> the tenant's view, when it is onboarded (active, or
+-- degraded: its tables are there, and rows written meanwhile sync once it heals)
+-- with a schema | false (unknown, not onboarded yet, or gone) | nil, err
 function _M.active(conn, org_id)
   local rows, err = conn:query("SELECT * FROM organizations WHERE org_id = $1", org_id)
   if not rows then return nil, err end
   local row = rows[1]
-  if not row or row.state ~= "active" or type(row.schema_name) ~= "string" then return false end
+  if not row or (row.state ~= "active" and row.state ~= "degraded") or type(row.schema_name) ~= "string" then
+    return false
+  end
   return _M.view(row)
 end
 

@@ -19,6 +19,11 @@ local KINDS = {
   authorize_connect = { "org_name", "url" },
   active = { "org_name", "schema_name" },
   failed = { "org_name", "step", "reason" },
+  reauthorize = { "org_name", "url" },
+  degraded = { "org_name", "reason" },
+  -- to the operator (OPS_EMAIL), not the org's admin
+  operator_degraded = { "org_name", "org_id", "reason", "action", "url" },
+  operator_failed = { "org_name", "org_id", "step", "reason", "command", "url" },
 }
 
 -- The template's vars: the caller's, checked, plus service.

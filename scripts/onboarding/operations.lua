@@ -4,7 +4,7 @@
 -- asked in onboarding_events) and enqueues the next step:
 --   resume(conn, id, by)            a failed org goes back to the step that failed
 --   retry_step(conn, id, by)        a waiting or retrying org runs its step now
---   reimport_mapping(conn, id, by[, mover])  an active org imports its mapping again
+--   reimport_mapping(conn, id, by[, mover])  an active (or degraded) org imports its mapping again
 --   resend_mail(conn, id, by)       an org waiting on its admin gets that mail again
 --   offboard(conn, id, details[, lock_timeout_ms, mover])  the org is offboarded
 -- -> the org's row | false, why (no such org, or why it does not apply) | nil, err
@@ -57,7 +57,7 @@ end
 
 function _M.reimport_mapping(conn, id, by, mover)
   local row, why = orgs.transition(conn, id, "connect_authorized", mover or "operator",
-    { from = { "active", "mappings_imported" }, fields = { attempts = 0 }, details = details(by) })
+    { from = { "active", "degraded", "mappings_imported" }, fields = { attempts = 0 }, details = details(by) })
   if row == false and why ~= "no such org" then
     why = why .. ": its mapping is imported when onboarding gets there"
   end

@@ -31,7 +31,7 @@ local COLUMNS = {
   authorize_url = true, instance_url = true, sf_user_id = true, sf_username = true,
   access_token = true, refresh_token = true, org_name = true, admin_email = true,
   installer_id = true, package_version = true, environment = true, login_domain = true,
-  activated_at = true, offboarded_at = true, progress = true,
+  activated_at = true, offboarded_at = true, progress = true, db_key = true,
 }
 
 -- The SET list of fields (and opts.due: seconds from now when the step is due

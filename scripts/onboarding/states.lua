@@ -15,13 +15,18 @@ _M.ORDER = {
 _M.PERSON = { awaiting_app_oauth = true, awaiting_connect_oauth = true }
 
 -- States no job advances.
-_M.FINAL = { active = true, failed = true, offboarded = true }
+_M.FINAL = { active = true, degraded = true, failed = true, offboarded = true }
+
+-- After onboarding: a tenant whose sync the health watch (jobs/health/) found
+-- broken, stale or unauthorized. It keeps everything an active tenant has.
+_M.AFTER = { "degraded" }
 
 _M.INDEX = {}
 for i, s in ipairs(_M.ORDER) do _M.INDEX[s] = i end
 
 -- Who moves an org:
---   step      the onboarding.advance job, running the step of the org's state
+--   step      a job: onboarding.advance, running the step of the org's state, or
+--             health.check, watching an onboarded org's sync
 --   person    the org's admin, in a browser, at one of our URLs (oauth.lua)
 --   operator  a person running the service (HTTP API, console)
 --   package   the managed package's install and uninstall callbacks
@@ -49,8 +54,12 @@ _M.MOVES = {
   { "awaiting_app_oauth", "failed", "person" },
   { "subscriber_updated", "connect_authorized", "person" },
   { "awaiting_connect_oauth", "connect_authorized", "person" },
+  -- the health watch: a sync found broken, and healed
+  { "active", "degraded", "step" },
+  { "degraded", "active", "step" },
   -- the mapping imported again: an operator's request, or a package upgrade
   { "active", "connect_authorized", "operator", "package" },
+  { "degraded", "connect_authorized", "operator", "package" },
   { "mappings_imported", "connect_authorized", "operator", "package" },
   -- an operator has the admin's mail sent again: back to the step that sends it
   { "awaiting_app_oauth", "authorize_url_ready", "operator" },
@@ -68,10 +77,12 @@ for _, s in ipairs(_M.ORDER) do
     _M.MOVES[#_M.MOVES + 1] = { "failed", s, "operator" } -- resumed at the failed step
   end
 end
-for s in pairs(_M.INDEX) do -- every state but offboarded itself
+local AWAY = { "failed" }
+for _, s in ipairs(_M.AFTER) do AWAY[#AWAY + 1] = s end
+for s in pairs(_M.INDEX) do AWAY[#AWAY + 1] = s end
+for _, s in ipairs(AWAY) do -- every state but offboarded itself
   _M.MOVES[#_M.MOVES + 1] = { s, "offboarded", "package", "operator" } -- uninstall, or the operator's offboard
 end
-_M.MOVES[#_M.MOVES + 1] = { "failed", "offboarded", "package", "operator" }
 
 -- ALLOWED[from][to][by] = true
 _M.ALLOWED = {}
@@ -85,7 +96,12 @@ for _, m in ipairs(_M.MOVES) do
   end
 end
 
-function _M.known(s) return _M.INDEX[s] ~= nil or s == "failed" or s == "offboarded" end
+function _M.known(s)
+  return _M.INDEX[s] ~= nil or s == "failed" or s == "offboarded" or s == "degraded"
+end
+
+-- Onboarded: the tenant has its schema and its sync (healthy or not).
+_M.ONBOARDED = { active = true, degraded = true }
 
 -- allowed(from, to, by) -> true | nil, why
 function _M.allowed(from, to, by)
@@ -121,9 +137,10 @@ local NEXT = {
   awaiting_connect_oauth = "waiting for the org's admin to authorize Heroku Connect (link in the second mail)",
   connect_authorized = "importing the tenant's mapping",
   mappings_imported = "waiting for Heroku Connect to sync the mapped tables",
-  active = "nothing: the org is connected",
+  active = "nothing: the org is connected (its sync is watched)",
+  degraded = "the org's sync needs attention (see the last health check); it returns to active once healed",
   failed = "an operator fixes the cause, then resumes (POST /organizations/:org_id/resume, or the console)",
-  offboarded = "nothing: the package was uninstalled",
+  offboarded = "nothing: the package was uninstalled (the connection paused, the add-on removed, the schema archived for ARCHIVE_DAYS)",
 }
 
 function _M.next_action(s) return NEXT[s] or "unknown" end

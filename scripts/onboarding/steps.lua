@@ -17,13 +17,14 @@ local hooks = require "lib.hooks"
 local tenant = require "lib.tenant"
 local mapping = require "onboarding.mapping"
 local notify = require "onboarding.notify"
+local archives = require "offboarding.archives"
+local db = require "lib.db"
 
 local _M = {}
 
-local HEALTHY_CONNECTION = { IDLE = true, POLLING_DB_CHANGES = true }
-local SYNCED_MAPPING = { DATA_SYNCED = true, POLLING_SF_CHANGES = true, SYNCED = true }
-local BROKEN_MAPPING = { BAD_CONFIG = true, SYSTEM_ERROR = true, ABORTED = true, UNAUTHORIZED = true,
-  INACTIVE_ORG = true, DB_UNAVAILABLE = true, BULK_LOAD_ERROR = true }
+local HEALTHY_CONNECTION = connect.HEALTHY_CONNECTION
+local SYNCED_MAPPING = connect.SYNCED_MAPPING
+local BROKEN_MAPPING = connect.BROKEN_MAPPING
 local REPATCH_AFTER = 600 -- seconds: a PATCH that never showed up is sent again
 
 function _M.done(to, fields, details) return { to = to, fields = fields or {}, details = details } end
@@ -33,7 +34,26 @@ local function permanent(err) return nil, err, false end
 
 local function attachment_name(org) return "HEROKUCONNECT_" .. org.org_id:upper() end
 
-local function db_key() return config.get("CONNECT_DB_KEY") end
+-- The tenant's database (its db_key): the `database` hook's choice among
+-- CONNECT_DB_KEY and TENANT_DATABASES, made once and recorded with the schema.
+local LOAD = [[SELECT coalesce(db_key, $1) AS key, count(*)::int AS n FROM organizations
+  WHERE state <> 'offboarded' AND org_id <> $2 GROUP BY 1]]
+
+local function database(org, conn)
+  if type(org.db_key) == "string" then return org.db_key end
+  local keys = config.database_keys()
+  if #keys == 1 then return keys[1] end
+  local rows, err = conn:query(LOAD, keys[1], org.org_id)
+  if not rows then return nil, "counting the tenants per database: " .. err, true end
+  local load = {}
+  for _, r in ipairs(rows) do load[r.key] = r.n end
+  local choices = {}
+  for i, k in ipairs(keys) do choices[i] = { key = k, tenants = load[k] or 0 } end
+  local ok, key = hooks.run(org.tenant, "database", choices)
+  if not ok then return nil, key end
+  for _, k in ipairs(keys) do if k == key then return key end end
+  return nil, "tenant hook database gave " .. tostring(key) .. ", not one of " .. table.concat(keys, ", ")
+end
 
 -- The tenant's schema: its hook's answer, checked before anything is provisioned
 -- (a name another org holds would otherwise surface as a unique violation later).
@@ -51,12 +71,17 @@ local function schema_name(org, conn)
 end
 
 _M.received = function(org, ctx)
+  -- a reinstall within ARCHIVE_DAYS gets its archived schema back, rows and all
+  local restored, rerr = archives.restore(ctx.conn, org.org_id)
+  if restored == nil then return nil, "restoring the archived schema: " .. rerr, true end
   local schema, serr, retry_check = schema_name(org, ctx.conn)
   if not schema then return nil, serr, retry_check or false end
+  local key, kerr, kretry = database(org, ctx.conn)
+  if not key then return nil, kerr, kretry or false end
   local name = heroku.addon_name(org.org_id)
   local addon, err, retry = heroku.create_addon(name, attachment_name(org))
   if not addon then return nil, err, retry end
-  local fields = { schema_name = schema, addon_name = name, addon_id = addon.id }
+  local fields = { schema_name = schema, db_key = key, addon_name = name, addon_id = addon.id }
   if addon.state == "provisioned" then return _M.done("addon_provisioned", fields) end
   if addon.state ~= "provisioning" then
     return permanent("heroku: add-on " .. name .. " is " .. tostring(addon.state))
@@ -82,25 +107,33 @@ _M.app_linked = function(org)
   local fields = { connection_id = conn_id, region_url = region }
   local conn, err, retry = connect.get(region, conn_id)
   if not conn then return nil, err, retry end
-  if conn.schema_name == org.schema_name and conn.db_key == db_key() then
+  if conn.schema_name == org.schema_name and conn.db_key == db.key(org) then
     return _M.done("connection_configured", fields)
   end
   local progress = org.progress
   if not progress.patched_at or os.time() - progress.patched_at > REPATCH_AFTER then
-    local ok, perr, pretry = connect.configure(region, conn_id, org.schema_name, db_key())
+    local ok, perr, pretry = connect.configure(region, conn_id, org.schema_name, db.key(org))
     if not ok then return nil, perr, pretry end
     fields.progress = { patched_at = os.time() }
   end
   return _M.wait("Heroku Connect has not applied the schema and database yet", fields)
 end
 
-_M.connection_configured = function(org)
+-- authorize_url(org) -> Connect's authorize URL for the org's admin | nil, err,
+-- retryable; Connect sends the admin back to our sealed `next` once approved.
+-- Onboarding's second mail carries it, and so does a degraded org's mail when
+-- Connect lost its authorization.
+function _M.authorize_url(org)
   local body = {
     environment = org.environment,
     ["next"] = config.app_url() .. "/connection_auth_complete/" .. tokens.connect(org, org.connection_id),
   }
   if org.environment == "custom" then body.domain = "https://" .. org.login_domain end
-  local url, err, retry = connect.authorize_url(org.region_url, org.connection_id, body)
+  return connect.authorize_url(org.region_url, org.connection_id, body)
+end
+
+_M.connection_configured = function(org)
+  local url, err, retry = _M.authorize_url(org)
   if not url then return nil, err, retry end
   return _M.done("authorize_url_ready", { authorize_url = url })
 end

@@ -23,6 +23,8 @@ local orgs = require "onboarding.orgs"
 local states = require "onboarding.states"
 local steps = require "onboarding.steps"
 local hooks = require "lib.hooks"
+local api = require "lib.api"
+local alerts = require "watch.alerts"
 
 local _M = {}
 
@@ -50,10 +52,21 @@ function _M.enqueue(org_id, delay)
   return jobs.enqueue(JOB, { org_id }, opts)
 end
 
+-- A failed org is said once, where it fails: a level=error line a log drain
+-- can alert on, and the two mails (its admin: setup stopped and the ISV knows;
+-- the operator: the error and the resume command), each a job of its own.
+local function failed(org)
+  log.error("onboarding failed", { org_id = org.org_id, org_name = org.org_name, step = org.failed_step,
+    err = org.last_error, resume = "multiconnect console -e 'org(\"" .. org.org_id .. "\"):resume()'" })
+  local ok, err = alerts.queue(org.org_id, "failed")
+  if not ok then log.error("onboarding: could not queue the failure mails", { org_id = org.org_id, err = err }) end
+end
+
 -- announce(org, from, to): after a transition is committed, the log line and
 -- the tenant's on_state hook (whose failure is only logged: the move stands).
 function _M.announce(org, from, to)
   log.info("onboarding moved", { org_id = org.org_id, from = from, to = to })
+  if to == "failed" and from ~= "failed" then failed(org) end
   local ok, err = hooks.run(orgs.public(org), "on_state", from, to)
   if not ok then log.warn("tenant hook on_state failed", { org_id = org.org_id, err = err }) end
 end
@@ -113,7 +126,8 @@ local function settle_failure(conn, org, err, retry, cfg)
   local attempts = org.attempts + 1
   local failures = (tonumber(org.progress.failures) or 0) + 1
   if retry and failures < cfg.attempts then
-    local delay = _M.backoff(failures, cfg.poll_min, cfg.retry_max)
+    -- never sooner than the service asked (Retry-After), never a tight loop
+    local delay = math.max(_M.backoff(failures, cfg.poll_min, cfg.retry_max), api.wait_of(retry) or 0)
     local ok, uerr = orgs.update(conn, org.org_id, { attempts = attempts, last_error = err,
       progress = merged_progress(org, { failures = failures }) }, { due = delay })
     if ok then ok, uerr = orgs.note(conn, org, "retry", { error = err, attempt = failures, retry_in = delay }) end

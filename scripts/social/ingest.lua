@@ -6,9 +6,13 @@
 -- UPDATE of a synced row is a Salesforce API call for Heroku Connect), then the
 -- cursor moves. So a cursor never runs ahead of committed rows, and a re-run
 -- inserts nothing twice, with or without a unique index on the external id.
---   ingest.batch(conn, target, batch) -> inserted, updated | nil, err
+--   ingest.batch(conn, target, batch[, app]) -> inserted, updated | nil, err
 --     target: social.tables.inspect's; batch = {org_id, provider, source,
---     account_sfid, posts, cursor = {since_id, until_id, newest_id} (after)}
+--     account_sfid, posts, cursor = {since_id, until_id, newest_id} (after)};
+--     app: the app's database, when the tenant's schema lives in another one
+--     (TENANT_DATABASES). The cursor then moves in a second transaction, after
+--     the posts' commit: a crash between leaves it behind, never ahead, and the
+--     re-run finds the posts already there.
 --   ingest.cursor(conn, org_id, provider, source) -> {since_id, until_id, newest_id}
 --   ingest.cursor_after(cursor, posts, done) -> the cursor once posts are stored
 local json = require "mc.json"
@@ -112,7 +116,15 @@ end
 -- the posts the table already holds are found by their external id (an index
 -- probe), the new ones are COPYed in, and the known ones get their changed
 -- metrics updated. Then the cursor moves.
-function _M.batch(conn, target, b)
+local function move_cursor(conn, b, inserted)
+  local c = b.cursor
+  local r, e = conn:query(CURSOR_UPSERT, b.org_id, b.provider, b.source, null(c.since_id), null(c.until_id),
+    null(c.newest_id), inserted)
+  if not r then return nil, e end
+  return true
+end
+
+function _M.batch(conn, target, b, app)
   local d = direct(target)
   local rows, ids = {}, {}
   local seen = {} -- a post twice in one batch (pages shifting under new posts) is written once
@@ -168,12 +180,10 @@ function _M.batch(conn, target, b)
         updated = r.affected
       end
     end
-    local c = b.cursor
-    r, e = conn:query(CURSOR_UPSERT, b.org_id, b.provider, b.source, null(c.since_id), null(c.until_id),
-      null(c.newest_id), inserted)
-    if not r then return nil, e end
-    return true
+    if app and app ~= conn then return true end
+    return move_cursor(conn, b, inserted)
   end)
+  if ok and app and app ~= conn then ok, err = move_cursor(app, b, inserted) end
   if not ok then return nil, "ingest " .. b.source .. ": " .. tostring(err) end
   return inserted, updated
 end

@@ -106,7 +106,7 @@ end
 local function flush(st, account, source, cursor, posts, done)
   local after = ingest.cursor_after(cursor, posts, done)
   local inserted, updated = ingest.batch(st.conn, st.target, { org_id = st.org_id, provider = st.provider,
-    source = source, account_sfid = account.sfid, posts = posts, cursor = after })
+    source = source, account_sfid = account.sfid, posts = posts, cursor = after }, st.app)
   if not inserted then return nil, updated end
   st.summary.inserted = st.summary.inserted + inserted
   st.summary.updated = st.summary.updated + updated
@@ -153,7 +153,7 @@ local function account_run(st, account)
     st.log.warn("social account skipped", { account = account.sfid, reason = why })
     return true
   end
-  local cursor, cerr = ingest.cursor(st.conn, st.org_id, st.provider, source)
+  local cursor, cerr = ingest.cursor(st.app, st.org_id, st.provider, source)
   if not cursor then return nil, cerr end
   local query = { since_id = cursor.since_id, until_id = cursor.until_id }
   local page, acc = nil, { pages = 0 }
@@ -227,6 +227,9 @@ function _M.run(org_id, opts)
     summary.status, summary.reason = "skipped", "not an active tenant"
     return summary
   end
+  -- the tenant's tables in its own database (its db_key); the cursors in ours
+  local tconn, terr = db.tenant(org)
+  if not tconn then return nil, terr end
   local token = crypto.to_hex(crypto.random(8))
   local got, lerr = r:call("SET", "social:lock:" .. org_id, token, "NX", "EX", LOCK_TTL)
   if got == nil then return nil, "redis: " .. lerr end
@@ -234,7 +237,7 @@ function _M.run(org_id, opts)
     summary.status, summary.reason = "busy", "another run holds the tenant"
     return summary
   end
-  local st = { conn = conn, redis = r, org_id = org_id, summary = summary,
+  local st = { conn = tconn, app = conn, redis = r, org_id = org_id, summary = summary,
     log = opts.log or log.with({ org_id = org_id }) }
   local ok, res, rerr2 = pcall(run_locked, st, org)
   r:eval(RELEASE, { "social:lock:" .. org_id }, { token })

@@ -42,4 +42,16 @@ function hooks.social_provider(_)
   return "x"
 end
 
+-- Which database holds the tenant's schema, chosen once, at its first
+-- onboarding step: the `key` of one of `choices` ({key, tenants} each, in the
+-- order of CONNECT_DB_KEY then TENANT_DATABASES; tenants: how many onboarded
+-- or onboarding orgs it holds). By default the least loaded, the first on a tie.
+function hooks.database(_, choices)
+  local best = choices[1]
+  for _, c in ipairs(choices) do
+    if c.tenants < best.tenants then best = c end
+  end
+  return best.key
+end
+
 return hooks

@@ -151,6 +151,10 @@ describe("multiconnect clock", function()
     assert.matches("2 entries", r.stdout)
     local own = proc.mc({ "clock", "--check" }, { env = db:env({ MC_ROOT = false }) })
     assert.equal(0, own.code, own.stderr)
-    assert.matches("2 entries", own.stdout) -- the onboarding sweep, the social sync
+    assert.matches("4 entries", own.stdout) -- the onboarding sweep, the social sync, the health watch, the prune
+    -- the health watch's period is HEALTH_INTERVAL, read through config: a bad one stops the check
+    local bad = proc.mc({ "clock", "--check" }, { env = db:env({ MC_ROOT = false, HEALTH_INTERVAL = "soon" }) })
+    assert.equal(1, bad.code)
+    assert.matches("HEALTH_INTERVAL", bad.stderr .. bad.stdout, 1, true)
   end)
 end)

@@ -187,10 +187,18 @@ describe("clients.connect", function()
       assert.same(no_redirect, { connect.authorize_url(srv.url, "c1", {}) })
     end)
 
-    it("a 429 is retryable whatever its Retry-After; the wait is not passed up", function()
+    it("a 429 or 503 with Retry-After passes the wait up as the retryable value; without one, true", function()
       srv:answer(429, { message = "Too many requests" }, { ["Retry-After"] = "30" })
+      assert.same({ n = 3, nil, "connect: HTTP 429 Too many requests", 30 },
+        table.pack(connect.import(srv.url, "c1", MAPPING)))
+      srv:answer(503, { message = "Down for maintenance" }, { ["Retry-After"] = "86400" })
+      assert.same({ n = 3, nil, "connect: HTTP 503 Down for maintenance", 3600 }, -- capped at an hour
+        table.pack(connect.get(srv.url, "c1", true)))
+      srv:answer(429, { message = "Too many requests" }, { ["Retry-After"] = "Wed, 21 Oct 2026 07:28:00 GMT" })
       assert.same({ n = 3, nil, "connect: HTTP 429 Too many requests", true },
         table.pack(connect.import(srv.url, "c1", MAPPING)))
+      srv:answer(404, { message = "gone" })
+      assert.same({ n = 1, true }, table.pack(connect.pause(srv.url, "c1"))) -- nothing left to pause
     end)
   end)
 end)

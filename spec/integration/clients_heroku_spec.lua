@@ -1,6 +1,7 @@
 -- clients.heroku against the project's sandbox Heroku Platform API (sandbox/heroku.lua)
 -- for the contract, and a replay server for a 429 in the shape the sandbox does not
--- send (Retry-After). Every call answers result | nil, err, retryable.
+-- send (Retry-After). Every call answers result | nil, err, retryable (the seconds
+-- of a Retry-After when the service sent one).
 local heroku = require "clients.heroku"
 local http = require "mc.http"
 local env_vars = require "support.env_vars"
@@ -153,11 +154,11 @@ describe("clients.heroku", function()
       assert.equal("Bearer " .. TOKEN, req.headers.authorization)
     end)
 
-    it("a 429 with Retry-After is retryable; the wait is not passed up (three results)", function()
+    it("a 429 with Retry-After is retryable after the wait it names (three results)", function()
       srv:answer(429, { id = "rate_limit", message = "Your account reached the API rate limit" },
         { ["Retry-After"] = "7", ["RateLimit-Remaining"] = "0" })
       local out = table.pack(heroku.get_addon(NAME))
-      assert.same({ n = 3, nil, "heroku: HTTP 429 rate_limit: Your account reached the API rate limit", true }, out)
+      assert.same({ n = 3, nil, "heroku: HTTP 429 rate_limit: Your account reached the API rate limit", 7 }, out)
     end)
 
     it("create_addon: a lost answer's add-on that shows up on the retried POST's 422 is ours", function()

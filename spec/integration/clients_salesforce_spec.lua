@@ -301,10 +301,10 @@ describe("clients.salesforce", function()
       assert.equal(1, #saved)
     end)
 
-    it("a 429 with Retry-After is retryable", function()
+    it("a 429 with Retry-After is retryable after the wait it names", function()
       srv:answer(429, { error = "rate_limit_exceeded", error_description = "rate limit exceeded" },
         { ["Retry-After"] = "10" })
-      assert.same({ nil, "salesforce: HTTP 429 rate_limit_exceeded: rate limit exceeded", true },
+      assert.same({ nil, "salesforce: HTTP 429 rate_limit_exceeded: rate limit exceeded", 10 },
         { salesforce.exchange(org(), "c") })
     end)
   end)

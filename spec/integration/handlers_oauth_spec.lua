@@ -203,7 +203,8 @@ describe("oauth handlers", function()
         { row.state, row.failed_step, row.last_error, row.access_token })
       assert.same({ { "failure", "awaiting_app_oauth", "failed", { error = reason, step = "awaiting_app_oauth" } } },
         fx:events(ORG))
-      assert.same({}, queued())
+      -- no step: the two failure mails only (the admin's, the operator's)
+      assert.same({ { "alerts.mail", ORG }, { "alerts.mail", ORG } }, queued())
     end)
 
     it("409 when the org moved on between the sign-in link and Salesforce's answer", function()

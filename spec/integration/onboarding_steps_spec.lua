@@ -78,7 +78,20 @@ describe("onboarding.steps", function()
       assert.same({ ADDON, "HEROKUCONNECT_" .. ORG:upper(), "herokuconnect:demo" },
         { addon.name, addon.attachment, addon.plan })
       assert.same(answer({ to = "addon_provisioned", fields = { schema_name = SCHEMA, addon_name = ADDON,
-        addon_id = addon.id } }), got)
+        addon_id = addon.id, db_key = "DATABASE_URL" } }), got)
+    end)
+
+    it("places the tenant in the least loaded database, or where its database hook says", function()
+      fx.config:set({ TENANT_DATABASES = "SECOND_DATABASE_URL", SECOND_DATABASE_URL = fx.tdb.url })
+      fx:org(OTHER, { state = "active", schema_name = "salesforce_other" }) -- db_key NULL: CONNECT_DB_KEY's
+      fx:org(ORG, { state = "received" })
+      assert.equal("SECOND_DATABASE_URL", run("received")[1].fields.db_key)
+      hook("return { database = function(t, choices) return choices[1].key .. '_NOPE' end }")
+      local _, err, retry = table.unpack(run("received"), 1, 3)
+      assert.same({ "tenant hook database gave DATABASE_URL_NOPE, not one of DATABASE_URL, SECOND_DATABASE_URL", false },
+        { err, retry })
+      hook("return { database = function(t, choices) return choices[1].tenants == 1 and 'DATABASE_URL' end }")
+      assert.equal("DATABASE_URL", run("received")[1].fields.db_key)
     end)
 
     it("waits while the add-on provisions, and finds the same add-on by name the next time", function()
@@ -87,10 +100,10 @@ describe("onboarding.steps", function()
       local first = run("received")
       local id = addons()[1].id
       assert.same(answer({ wait = "the add-on is provisioning",
-        fields = { schema_name = SCHEMA, addon_name = ADDON, addon_id = id } }), first)
+        fields = { schema_name = SCHEMA, addon_name = ADDON, addon_id = id, db_key = "DATABASE_URL" } }), first)
       host.sleep(0.25)
       assert.same(answer({ to = "addon_provisioned",
-        fields = { schema_name = SCHEMA, addon_name = ADDON, addon_id = id } }), run("received"))
+        fields = { schema_name = SCHEMA, addon_name = ADDON, addon_id = id, db_key = "DATABASE_URL" } }), run("received"))
       assert.equal(1, #addons())
     end)
 
@@ -132,9 +145,9 @@ describe("onboarding.steps", function()
       assert.same({}, addons())
     end)
 
-    it("a database failure checking the schema, and Heroku's 5xx, are retryable; its 401 is not", function()
+    it("a database failure (the archive's look-up, first), and Heroku's 5xx, are retryable; its 401 is not", function()
       fx:org(ORG, { state = "received" })
-      assert.same(answer(nil, "checking the schema name: closed", true), run("received", fx:closed()))
+      assert.same(answer(nil, "restoring the archived schema: closed", true), run("received", fx:closed()))
       fx.sb:knobs({ heroku = { fail_next = 1, fail_status = 503 } })
       assert.same(answer(nil, "heroku: HTTP 503 service_unavailable: The sandbox injected this failure.", true),
         run("received"))

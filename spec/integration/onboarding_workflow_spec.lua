@@ -135,7 +135,18 @@ describe("onboarding.workflow", function()
       assert.equal("addon_provisioned", advance({ force = true })) -- the third try goes through
     end)
 
-    it("gives up after ONBOARDING_MAX_ATTEMPTS transient failures: failed, failed_step, nothing queued", function()
+    it("waits at least the Retry-After a 429 or 503 names before the retry", function()
+      fx.sb:knobs({ heroku = { fail_next = 1, fail_status = 429, retry_after = 120 } })
+      fx:org(ORG, { state = "received" })
+      assert.equal("retrying", advance())
+      local events = fx:events(ORG)
+      within(120, 121, events[1][4].retry_in, "retry_in") -- the backoff alone is 12.8..19.2
+      within(119, 121, fx:due_in(ORG), "due in")
+      assert.equal(1, #fx:scheduled())
+      within(119, 121, fx:scheduled()[1]["in"], "scheduled in")
+    end)
+
+    it("gives up after ONBOARDING_MAX_ATTEMPTS transient failures: failed, failed_step, no step queued", function()
       fx.config:set({ ONBOARDING_MAX_ATTEMPTS = "2" })
       fx.sb:knobs({ heroku = { fail_next = 1, fail_status = 503 } })
       fx:org(ORG, { state = "received", attempts = 1, progress = { failures = 1 } })
@@ -147,7 +158,10 @@ describe("onboarding.workflow", function()
       local events = fx:events(ORG)
       assert.same({ "failure received>failed" }, kinds(events))
       assert.same({ err, "received" }, { events[1][4].error, events[1][4].step })
-      assert.same({}, fx:queued())
+      -- no next step: only the two failure mails, the admin's and the operator's
+      local queued = {}
+      for i, j in ipairs(fx:queued()) do queued[i] = j.class .. " " .. table.concat(j.args, " ") end
+      assert.same({ "alerts.mail " .. ORG .. " failed admin", "alerts.mail " .. ORG .. " failed operator" }, queued)
       assert.same({}, fx:scheduled())
     end)
 

@@ -15,6 +15,7 @@ local ORG = "00D000000000001EAA"
 
 local ALL = { "failed", "offboarded" }
 for _, s in ipairs(states.ORDER) do ALL[#ALL + 1] = s end
+for _, s in ipairs(states.AFTER) do ALL[#ALL + 1] = s end
 local BY = { "step", "person", "operator", "package" }
 
 describe("org transitions", function()
@@ -93,6 +94,27 @@ describe("org transitions", function()
       assert.is_true(states.allowed(from, to, "step") or states.allowed(from, to, "person") or false,
         from .. " -> " .. to)
     end
+  end)
+
+  it("lets the health watch degrade and heal an onboarded org, and nothing else move it there", function()
+    assert.is_true(states.allowed("active", "degraded", "step"))
+    assert.is_true(states.allowed("degraded", "active", "step"))
+    for _, by in ipairs({ "person", "operator", "package" }) do
+      assert.is_nil(states.allowed("active", "degraded", by))
+      assert.is_nil(states.allowed("degraded", "active", by))
+    end
+    for _, s in ipairs(states.ORDER) do
+      if s ~= "active" then assert.is_nil(states.allowed(s, "degraded", "step"), s) end
+    end
+    -- what an operator or the package may do with an active org, they may with a degraded one
+    for to, movers in pairs(states.ALLOWED.active) do
+      for by in pairs(movers) do
+        if by ~= "step" then
+          assert.is_true(states.allowed("degraded", to, by) or false, "degraded -> " .. to .. " by " .. by)
+        end
+      end
+    end
+    assert.is_nil(states.allowed("degraded", "failed", "step")) -- a broken sync is not a failed onboarding
   end)
 
   it("refuses when the org is not where the caller expects, and for no such org", function()

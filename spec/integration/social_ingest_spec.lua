@@ -65,6 +65,25 @@ describe("social.ingest", function()
   end)
 
   describe("batch", function()
+    it("with the tenant in another database: posts first, then the cursor in the app's; behind, never ahead", function()
+      local t = target()
+      local app = assert(require("mc.pg").connect(tdb.url)) -- the app's database, a connection of its own
+      local b = { org_id = ORG, provider = "x", source = "acme", account_sfid = "001A", posts = { post("21"), post("20") },
+        cursor = { since_id = "21" } }
+      assert.same({ 2, 0 }, { ingest.batch(conn, t, b, app) })
+      assert.same({ since_id = "21", until_id = mc.null, newest_id = mc.null, inserted = 2 }, cursor_row())
+      -- the app's database gone after the posts' commit: the posts stay, the cursor stays behind
+      app:close()
+      b.posts, b.cursor = { post("22") }, { since_id = "22" }
+      assert.same({ nil, "ingest acme: closed" }, { ingest.batch(conn, t, b, app) })
+      assert.equal(3, #rows())
+      assert.equal("21", cursor_row().since_id)
+      -- the re-run writes nothing twice and moves it
+      assert.same({ 0, 0 }, { batch(t, { post("22") }, { since_id = "22" }) })
+      assert.equal(3, #rows())
+      assert.equal("22", cursor_row().since_id)
+    end)
+
     it("COPYs new posts in with every column, and moves the cursor in the same transaction", function()
       local t = target()
       assert.same({ 2, 0 }, { batch(t, { post("11", { likes = 20, retweets = 5 }), post("10") }, { since_id = "11" }) })

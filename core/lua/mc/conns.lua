@@ -29,6 +29,20 @@ function _M.pg() return get("pg") end
 -- redis() -> conn | nil, err
 function _M.redis() return get("redis") end
 
+-- pg_at(url) -> conn | nil, err: this state's connection to another Postgres
+-- (a tenant's database), made on first use and kept, one per URL. The URL of
+-- DATABASE_URL gets pg()'s own.
+local others = {}
+function _M.pg_at(url)
+  if type(url) ~= "string" then error("conns.pg_at: url must be a string", 2) end
+  if url == os.getenv("DATABASE_URL") then return get("pg") end
+  if others[url] then return others[url] end
+  local c, err = pg.connect(url)
+  if not c then return nil, "postgres: " .. err end
+  others[url] = c
+  return c
+end
+
 -- use(kind, c): make c this state's connection of that kind (another database,
 -- a test server); nil forgets it.
 function _M.use(kind, c)

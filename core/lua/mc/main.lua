@@ -40,6 +40,11 @@ commands:
                              script or a failed migration never goes live
   keys new [KID]             print a new ENCRYPTION_KEYS entry, KID:base64key
                              (KID default: k and today's UTC date, k20260131)
+  keys status [--json]       the stored tokens per key id, and how many the
+                             keys of ENCRYPTION_KEYS cannot open (exit 1 if any)
+  keys rotate [--batch N]    re-seal every stored token under the first key of
+                             ENCRYPTION_KEYS, N per transaction (default 100),
+                             with progress; run again to resume
   test [busted args] [paths] run the specs (default: spec/) inside the host
   version                    print the versions of multiconnect and its libraries
   help                       print this text
@@ -154,9 +159,13 @@ end
 -- app.json generator cannot make (it makes hex secrets), so the operator makes
 -- one here: `heroku config:set ENCRYPTION_KEYS=$(multiconnect keys new)`.
 function COMMANDS.keys(args)
+  -- status and rotate read the application's token table: its keys module owns them
+  if (args[1] == "status" or args[1] == "rotate") and package.searchpath("keys", package.path) then
+    return require("keys").main(args)
+  end
   local kid = args[2] or os.date("!k%Y%m%d")
   if args[1] ~= "new" or #args > 2 then
-    io.stderr:write("usage: multiconnect keys new [KID]\n")
+    io.stderr:write("usage: multiconnect keys new [KID] | keys status [--json] | keys rotate [--batch N]\n")
     return 2
   end
   if #kid > 32 or not kid:match("^[%w_%-]+$") then

@@ -15,7 +15,7 @@ function _M.perform(_, ctx)
   local grace = config.get("ONBOARDING_SWEEP_GRACE")
   local rows, qerr = conn:query([[SELECT org_id FROM organizations
     WHERE next_attempt_at < now() - make_interval(secs => $1)
-      AND state NOT IN ('active', 'failed', 'offboarded', 'awaiting_app_oauth', 'awaiting_connect_oauth')
+      AND state NOT IN ('active', 'degraded', 'failed', 'offboarded', 'awaiting_app_oauth', 'awaiting_connect_oauth')
     ORDER BY next_attempt_at LIMIT 1000]], grace)
   if not rows then return nil, qerr end
   for _, row in ipairs(rows) do

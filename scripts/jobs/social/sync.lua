@@ -11,7 +11,7 @@ function _M.perform(_, ctx)
   local conn, err = db.conn()
   if not conn then return nil, err end
   local rows, qerr = conn:query([[SELECT org_id FROM organizations
-    WHERE state = 'active' AND schema_name IS NOT NULL ORDER BY org_id]])
+    WHERE state IN ('active', 'degraded') AND schema_name IS NOT NULL ORDER BY org_id]])
   if not rows then return nil, qerr end
   for _, row in ipairs(rows) do
     local jid, eerr = jobs.enqueue("social.tenant", { row.org_id }, { retry = 5 })
