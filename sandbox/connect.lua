@@ -696,7 +696,8 @@ function _M.breaks(id, doc)
     for _, mid in ipairs(conn.sandbox_mappings) do
       local m = load("mapping", mid)
       if m and m.object_name:lower() == tostring(doc.mapping):lower() then
-        m.sandbox_broken = { state = doc.state or "SYSTEM_ERROR", description = doc.description or "broken by the sandbox" }
+        m.sandbox_broken = { state = doc.state or "SYSTEM_ERROR",
+          description = doc.description or "broken by the sandbox" }
         save("mapping", m)
         return conn
       end

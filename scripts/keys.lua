@@ -136,7 +136,8 @@ function _M.main(args)
     io.stdout:write(string.format("rotated %d of %d tokens to %s\n", t.rotated, t.total, t.kid))
   end })
   if not done then io.stderr:write("multiconnect keys rotate: ", err, " (run it again to resume)\n"); return 1 end
-  print(string.format("done: %d tokens re-sealed under %s, %d could not be opened", done.rotated, done.kid, done.failed))
+  print(string.format("done: %d tokens re-sealed under %s, %d could not be opened",
+    done.rotated, done.kid, done.failed))
   return done.failed == 0 and 0 or 1
 end
 

@@ -6,8 +6,9 @@
 -- timeouts, 408, 429, 5xx) and false for the rest (a 400 or a 401 stays wrong
 -- until a person fixes it). When the service said how long to wait (a 429 or
 -- 503 with Retry-After), `retryable` is that number of seconds instead: still
--- true to a plain test, and the least delay a retry may use (api.wait_of). `ok` is a set of statuses the caller accepts besides
--- 2xx (e.g. {[404] = true} when "not there yet" is an answer, not a failure).
+-- true to a plain test, and the least delay a retry may use (api.wait_of).
+-- `ok` is a set of statuses the caller accepts besides 2xx (e.g. {[404] = true}
+-- when "not there yet" is an answer, not a failure).
 local http = require "mc.http"
 local host = require "mc.host"
 local log = require "mc.log"

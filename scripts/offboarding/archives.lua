@@ -129,7 +129,8 @@ local function drop(db, a)
   if not tdb then return nil, terr end
   local ok, err = tdb:exec("DROP SCHEMA IF EXISTS " .. pg.quote_ident(a.archive_name) .. " CASCADE")
   if not ok then return nil, err end
-  return one(db:query("UPDATE tenant_archives SET dropped_at = now() WHERE id = $1 AND dropped_at IS NULL RETURNING *", a.id))
+  return one(db:query(
+    "UPDATE tenant_archives SET dropped_at = now() WHERE id = $1 AND dropped_at IS NULL RETURNING *", a.id))
 end
 
 function _M.prune(db)

@@ -13,7 +13,9 @@ local orgs = require "onboarding.orgs"
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 local org_id, why = sfid.org_id((...) or "")
-if not org_id then return nil, "usage: multiconnect run offboarding.export ORG_ID [FILE] (the org id " .. tostring(why) .. ")" end
+if not org_id then
+  return nil, "usage: multiconnect run offboarding.export ORG_ID [FILE] (the org id " .. tostring(why) .. ")"
+end
 local conn, err = db.conn()
 if not conn then return nil, err end
 local archive, aerr = archives.live(conn, org_id)

@@ -140,7 +140,8 @@ local NEXT = {
   active = "nothing: the org is connected (its sync is watched)",
   degraded = "the org's sync needs attention (see the last health check); it returns to active once healed",
   failed = "an operator fixes the cause, then resumes (POST /organizations/:org_id/resume, or the console)",
-  offboarded = "nothing: the package was uninstalled (the connection paused, the add-on removed, the schema archived for ARCHIVE_DAYS)",
+  offboarded = "nothing: the package was uninstalled (the connection paused, the add-on removed, "
+    .. "the schema archived for ARCHIVE_DAYS)",
 }
 
 function _M.next_action(s) return NEXT[s] or "unknown" end

@@ -39,7 +39,8 @@ function _M.epoch(s)
     if not sign then return nil end
     offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "-" and -1 or 1)
   end
-  local t = days(tonumber(y), tonumber(mo), tonumber(d)) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+  local t = days(tonumber(y), tonumber(mo), tonumber(d)) * 86400
+    + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
   return t - offset
 end
 
@@ -55,7 +56,8 @@ end
 
 local function connection_problem(state)
   if connect.UNAUTHORIZED_CONNECTION[state] then
-    return { kind = "authorization", text = "Heroku Connect needs the org's Salesforce authorization again (" .. state .. ")" }
+    return { kind = "authorization",
+      text = "Heroku Connect needs the org's Salesforce authorization again (" .. state .. ")" }
   elseif connect.PAUSED_CONNECTION[state] then
     return { kind = "paused", text = "the connection is " .. state }
   elseif connect.BROKEN_CONNECTION[state] then
@@ -65,7 +67,8 @@ end
 
 local function mapping_problem(m)
   if not connect.BROKEN_MAPPING[m.state] then return nil end
-  local why = type(m.state_description) == "string" and m.state_description ~= "OK" and (": " .. m.state_description) or ""
+  local described = type(m.state_description) == "string" and m.state_description ~= "OK"
+  local why = described and (": " .. m.state_description) or ""
   return { kind = "mapping", text = string.format("mapping %s is %s%s", tostring(m.object_name), m.state, why) }
 end
 

@@ -41,7 +41,8 @@ describe("tenants over two databases", function()
   end)
 
   local function row(o)
-    return assert(s.pg:query("SELECT db_key, schema_name, connection_id FROM organizations WHERE org_id = $1", o.org_id))[1]
+    return assert(s.pg:query("SELECT db_key, schema_name, connection_id FROM organizations WHERE org_id = $1",
+      o.org_id))[1]
   end
 
   local function has_schema(conn, name)

@@ -50,7 +50,8 @@ describe("the health watch end to end", function()
   local function another_visit()
     local since = assert(s.pg:query("SELECT now() AS t"))[1].t
     assert(proc.wait_for(function()
-      local rows = assert(s.pg:query("SELECT 1 FROM sync_health WHERE org_id = $1 AND checked_at > $2", ACME.org_id, since))
+      local rows = assert(s.pg:query("SELECT 1 FROM sync_health WHERE org_id = $1 AND checked_at > $2",
+        ACME.org_id, since))
       return #rows > 0
     end, 30, "another health check"), s:logs())
   end

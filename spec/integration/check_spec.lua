@@ -64,7 +64,8 @@ describe("multiconnect check", function()
     { "a syntax error, with its line", { ["scripts/jobs/broken.lua"] = "local x = 1\nx = = 2\n" },
       "scripts/jobs/broken.lua:2: unexpected symbol near '=' (fix: correct the syntax)" },
     { "a misspelt hook", { ["scripts/tenants/" .. ORG .. ".lua"] = "return { maping = function() end }" },
-      "scripts/tenants/" .. ORG .. ".lua: defines 'maping', which is not a hook (fix: the hooks are database, email, mapping," },
+      "scripts/tenants/" .. ORG .. ".lua: defines 'maping', which is not a hook "
+        .. "(fix: the hooks are database, email, mapping," },
     { "a hook that is not a function", { ["scripts/tenants/" .. ORG .. ".lua"] = "return { email = 'no' }" },
       "hook email is a string, not a function" },
     { "a file that returns no table", { ["scripts/tenants/" .. ORG .. ".lua"] = "local h = {}" },

@@ -65,7 +65,8 @@ describe("jobs.onboarding.offboard", function()
 
   it("a pause Connect asks to wait for (429, Retry-After): queued again after it, the add-on untouched", function()
     addon()
-    fx:org(ORG, { state = "offboarded", addon_name = ADDON, connection_id = "c1", region_url = fx.sb.url .. "/connect" })
+    fx:org(ORG, { state = "offboarded", addon_name = ADDON, connection_id = "c1",
+      region_url = fx.sb.url .. "/connect" })
     fx.sb:knobs({ connect = { fail_next = 1, fail_status = 429, retry_after = 40 } })
     assert.is_true(perform({ ORG }))
     assert.same({ ADDON }, addons())

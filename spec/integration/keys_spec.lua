@@ -14,7 +14,8 @@ local NEW = "k2:" .. crypto.new_key()
 
 describe("keys", function()
   local fx = fixture.new(_ENV, { db = "mc_spec_keys", redis = 26 })
-  local old, both, new = assert(crypto.keyring(OLD)), assert(crypto.keyring(NEW .. "," .. OLD)), assert(crypto.keyring(NEW))
+  local old, both = assert(crypto.keyring(OLD)), assert(crypto.keyring(NEW .. "," .. OLD))
+  local new = assert(crypto.keyring(NEW))
 
   -- n orgs, each with both tokens sealed under ring
   local function orgs_with_tokens(n, ring)
@@ -42,7 +43,8 @@ describe("keys", function()
   it("re-seals every token under the first key, in batches, and the tokens open with it alone", function()
     orgs_with_tokens(5, old)
     local seen = {}
-    local done = assert(keys.rotate(fx.conn, both, { batch = 2, progress = function(t) seen[#seen + 1] = t.rotated end }))
+    local done = assert(keys.rotate(fx.conn, both,
+      { batch = 2, progress = function(t) seen[#seen + 1] = t.rotated end }))
     assert.same({ rotated = 10, failed = 0, total = 10, kid = "k2" }, done)
     assert.same({ 4, 8, 10 }, seen) -- three batches of at most two orgs
     assert.same({ by_kid = { k2 = 10 }, total = 10, unreadable = 0 }, assert(keys.status(fx.conn, new)))

@@ -88,7 +88,8 @@ describe("onboarding.steps", function()
       assert.equal("SECOND_DATABASE_URL", run("received")[1].fields.db_key)
       hook("return { database = function(t, choices) return choices[1].key .. '_NOPE' end }")
       local _, err, retry = table.unpack(run("received"), 1, 3)
-      assert.same({ "tenant hook database gave DATABASE_URL_NOPE, not one of DATABASE_URL, SECOND_DATABASE_URL", false },
+      assert.same(
+        { "tenant hook database gave DATABASE_URL_NOPE, not one of DATABASE_URL, SECOND_DATABASE_URL", false },
         { err, retry })
       hook("return { database = function(t, choices) return choices[1].tenants == 1 and 'DATABASE_URL' end }")
       assert.equal("DATABASE_URL", run("received")[1].fields.db_key)
@@ -103,7 +104,8 @@ describe("onboarding.steps", function()
         fields = { schema_name = SCHEMA, addon_name = ADDON, addon_id = id, db_key = "DATABASE_URL" } }), first)
       host.sleep(0.25)
       assert.same(answer({ to = "addon_provisioned",
-        fields = { schema_name = SCHEMA, addon_name = ADDON, addon_id = id, db_key = "DATABASE_URL" } }), run("received"))
+        fields = { schema_name = SCHEMA, addon_name = ADDON, addon_id = id, db_key = "DATABASE_URL" } }),
+        run("received"))
       assert.equal(1, #addons())
     end)
 

@@ -68,7 +68,8 @@ describe("social.ingest", function()
     it("with the tenant in another database: posts first, then the cursor in the app's; behind, never ahead", function()
       local t = target()
       local app = assert(require("mc.pg").connect(tdb.url)) -- the app's database, a connection of its own
-      local b = { org_id = ORG, provider = "x", source = "acme", account_sfid = "001A", posts = { post("21"), post("20") },
+      local b = { org_id = ORG, provider = "x", source = "acme", account_sfid = "001A",
+        posts = { post("21"), post("20") },
         cursor = { since_id = "21" } }
       assert.same({ 2, 0 }, { ingest.batch(conn, t, b, app) })
       assert.same({ since_id = "21", until_id = mc.null, newest_id = mc.null, inserted = 2 }, cursor_row())

@@ -191,7 +191,8 @@ describe("the health watch", function()
     end
 
     it("asks the admin to authorize again with a fresh Connect link, and tells the operator", function()
-      degraded_with({ { kind = "authorization", text = "Heroku Connect needs the org's Salesforce authorization again" } })
+      degraded_with({
+        { kind = "authorization", text = "Heroku Connect needs the org's Salesforce authorization again" } })
       srv:answer(201, { redirect = "https://connect.example/authorize/fresh" })
       assert(alerts.send(fx.conn, ORG, "degraded", "admin"))
       local req = srv:requests()[1]

@@ -46,7 +46,8 @@ describe("watch.judge", function()
 
   it("names a mapping in an error state with Connect's description", function()
     local seen = judge.read(conn("IDLE", { mapping("Account", "DATA_SYNCED", NOW),
-      mapping("Contact", "SYSTEM_ERROR", NOW, { state_description = "Field Contact.Foo__c does not exist" }) }), NOW, HOUR)
+      mapping("Contact", "SYSTEM_ERROR", NOW, { state_description = "Field Contact.Foo__c does not exist" }) }),
+      NOW, HOUR)
     assert.equal("mapping", kinds(seen))
     assert.equal("mapping Contact is SYSTEM_ERROR: Field Contact.Foo__c does not exist", seen.problems[1].text)
   end)

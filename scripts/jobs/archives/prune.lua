@@ -13,7 +13,8 @@ function _M.perform(_, ctx)
   local dropped, perr = archives.prune(conn)
   if not dropped then return nil, perr end
   for _, a in ipairs(dropped) do
-    ctx.log.info("archived schema dropped", { org_id = a.org_id, archive = a.archive_name, archived_at = a.archived_at })
+    ctx.log.info("archived schema dropped",
+      { org_id = a.org_id, archive = a.archive_name, archived_at = a.archived_at })
   end
   return true
 end

@@ -32,7 +32,8 @@ local function pause(org)
   local ok, err, retry = connect.pause(org.region_url, org.connection_id)
   if ok then return true end
   if retry then return nil, err, retry end
-  log.warn("offboarding: the connection could not be paused; removing the add-on stops it", { org_id = org.org_id, err = err })
+  log.warn("offboarding: the connection could not be paused; removing the add-on stops it",
+    { org_id = org.org_id, err = err })
   return false
 end
 
