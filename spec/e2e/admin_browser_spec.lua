@@ -4,7 +4,8 @@
 -- service (support.stack: web, worker and the sandbox; database
 -- mc_admin_browser, Redis dbs 24 and 25) with tenants seeded in several states
 -- and a dead job. Each of the script's checks is one test here. Screenshots of
--- the overview and a tenant page at 1280x800 land in var/screenshots/.
+-- the overview and a tenant page at 1280x800 land in var/screenshots/<binary>/
+-- (the normal and the ASan suites may run at the same time).
 -- Without chromium, node or the npm packages every test is pending, and the
 -- reason is printed.
 local json = require "mc.json"
@@ -67,6 +68,8 @@ local function seed(s)
 end
 
 -- run(s) -> {name = {ok, error}}, the script's whole output
+local SHOTS = host.root .. "/var/screenshots/" .. host.exe:match("[^/]+$")
+
 local function run(s, shots)
   local r = proc.run({ "node", SCRIPT }, { env = { BASE_URL = s.web_url, ADMIN_SECRET = stack.ADMIN_TOKEN,
     FIXTURE = json.encode(FIXTURE), SCREENSHOTS = shots, CHROMIUM = CHROMIUM } })
@@ -89,7 +92,7 @@ describe("the dashboard in Chromium", function()
     end
     s = stack.start({ name = "admin_browser", app_db = 24, sandbox_db = 25, knobs = { heroku = { async = false } } })
     seed(s)
-    local shots = host.root .. "/var/screenshots"
+    local shots = SHOTS
     os.execute("mkdir -p " .. proc.quote(shots))
     -- this run's, not an old one
     for _, f in ipairs({ "overview.png", "tenant.png" }) do os.remove(shots .. "/" .. f) end
@@ -111,7 +114,7 @@ describe("the dashboard in Chromium", function()
   it("left screenshots of the overview and a tenant page", function()
     if why then return pending("skipped: " .. why) end
     for _, f in ipairs({ "overview.png", "tenant.png" }) do
-      local data = assert(io.open(host.root .. "/var/screenshots/" .. f, "rb"), f):read("a")
+      local data = assert(io.open(SHOTS .. "/" .. f, "rb"), f):read("a")
       assert.equal("\137PNG", data:sub(1, 4))
     end
   end)
