@@ -13,6 +13,7 @@ local proc = require "support.process"
 local env_vars = require "support.env_vars"
 local host = require "mc.host"
 local http = require "mc.http"
+local crypto = require "mc.crypto"
 local jobs = require "mc.jobs"
 local pg = require "mc.pg"
 local socket = require "socket"
@@ -67,10 +68,10 @@ describe("chaos: onboarding through worker, sandbox and Postgres faults", functi
   local function states()
     local conn <close> = pg.connect(db_url)
     if not conn then return nil end
-    local rows = conn:query("SELECT org_id, state FROM organizations")
+    local rows = conn:query("SELECT org_id, state, connection_id, failed_step, last_error FROM organizations")
     if not rows then return nil end
     local out = {}
-    for _, r in ipairs(rows) do out[r.org_id] = r.state end
+    for _, r in ipairs(rows) do out[r.org_id] = r end
     return out
   end
 
@@ -115,14 +116,22 @@ describe("chaos: onboarding through worker, sandbox and Postgres faults", functi
     -- a sign-in the fault broke (the token exchange answered 5xx, say) shows the
     -- admin an error page and leaves the org waiting for them: they open the
     -- mail's link again, as a person would after a few seconds
+    -- (or, past Connect's sign-in, reloads the page that answered 503)
     local waiting, clicks = {}, 0
-    local function admin_retries(id)
+    local ring = assert(crypto.keyring(stack.KEYS))
+    local function admin_retries(row)
+      local id = row.org_id
       waiting[id] = waiting[id] or host.now()
       if host.now() - waiting[id] < 5 then return end
       waiting[id] = host.now()
       clicks = clicks + 1
-      http.get(s:authenticate_url(id), { follow = 10, timeout = 10,
-        headers = { ["X-Sandbox-Login"] = orgs.by_id(id).users[1].username } })
+      if row.state == "awaiting_app_oauth" then
+        http.get(s:authenticate_url(id), { follow = 10, timeout = 10,
+          headers = { ["X-Sandbox-Login"] = orgs.by_id(id).users[1].username } })
+      else
+        local token = ring:seal(id .. ":" .. row.connection_id, "connection_auth_complete")
+        http.get(s.web_url .. "/connection_auth_complete/" .. token, { timeout = 10 })
+      end
     end
     local last_sweep, seen = 0, {}
     local drained = proc.wait_for(function()
@@ -134,15 +143,21 @@ describe("chaos: onboarding through worker, sandbox and Postgres faults", functi
       seen = states() or seen
       local all = true
       for _, id in ipairs(list) do
-        if seen[id] ~= "active" and seen[id] ~= "failed" then all = false end
-        if seen[id] == "awaiting_app_oauth" then admin_retries(id) else waiting[id] = nil end
+        local row = seen[id] or {}
+        if row.state ~= "active" and row.state ~= "failed" then all = false end
+        if row.state == "awaiting_app_oauth" or row.state == "awaiting_connect_oauth" then admin_retries(row)
+        else waiting[id] = nil end
       end
       return all
     end, DRAIN_SECONDS)
     local active, not_active = 0, {}
     for _, id in ipairs(list) do
-      if seen[id] == "active" then active = active + 1
-      else not_active[#not_active + 1] = id .. "=" .. tostring(seen[id]) end
+      local row = seen[id] or {}
+      if row.state == "active" then active = active + 1
+      else
+        not_active[#not_active + 1] = string.format("%s=%s (%s: %s)", id, tostring(row.state),
+          tostring(row.failed_step), tostring(row.last_error))
+      end
     end
     local duplicates = {}
     for _, id in ipairs(list) do
