@@ -307,7 +307,7 @@ describe("onboarding.steps", function()
     it("waits while a mapping is DB_UNAVAILABLE", function()
       imported()
       local res = assert(http.post(fx.sb.url .. "/__sandbox/connect/connections/" .. fx:row(ORG).connection_id
-        .. "/break", { json = { mapping = "Account", state = "DB_UNAVAILABLE", description = "the database restarts" } }))
+        .. "/break", { json = { mapping = "Account", state = "DB_UNAVAILABLE", description = "restarting" } }))
       assert.equal(204, res.status, res.body)
       local got = run("mappings_imported")
       assert.matches("Account DB_UNAVAILABLE", got[1].wait, 1, true)
