@@ -66,7 +66,7 @@ describe("chaos: onboarding through worker, sandbox and Postgres faults", functi
   end)
   teardown(function()
     for _, w in ipairs(workers) do pcall(w.stop, w) end
-    if s then s.worker = nil; s:stop() end
+    if s then s:stop() end -- web, sandbox (and the last worker again: a stopped daemon stops twice unharmed)
     if restore then restore() end
     services("stop")
     cleanup()
