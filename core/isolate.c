@@ -61,6 +61,21 @@ static double now(void) {
 
 /* ---- allocator and hook -------------------------------------------------- */
 
+static void count_hook(lua_State *L, lua_Debug *ar);
+
+/* A refusal costs a full (emergency) collection first, so a script that catches
+ * memory errors in a loop spends milliseconds per instruction and the hook, every
+ * HOOK_STEP instructions, would see the deadline late (1.2 s for 0.5 s under
+ * ASan). Past the deadline a refusal trips the run and the main thread's next
+ * instruction raises (lua_sethook is safe anywhere: lua.c calls it from a signal
+ * handler); a coroutine's own hook follows within HOOK_STEP. */
+static void refused(isolate *iso) {
+  iso->mem_refused = true;
+  if (iso->tripped != TRIP_NONE || iso->L == NULL || now() <= iso->deadline) return;
+  iso->tripped = TRIP_TIMEOUT;
+  lua_sethook(iso->L, count_hook, LUA_MASKCOUNT, 1);
+}
+
 /* lua_Alloc with a cap. Shrinking and freeing never fail (Lua relies on it);
  * when ptr is NULL, osize is a type tag, not a size. */
 static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -72,13 +87,13 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > old && (nsize - old > iso->limit || iso->used + (nsize - old) > iso->limit)) {
-    iso->mem_refused = true;
+    refused(iso);
     return NULL;
   }
   void *p = realloc(ptr, nsize);
   if (p == NULL) {
     if (nsize <= old) return ptr; /* a failed shrink keeps the block */
-    iso->mem_refused = true;
+    refused(iso);
     return NULL;
   }
   iso->used = iso->used - old + nsize;
@@ -92,8 +107,6 @@ static const char *trip_message(enum trip t) {
   default: return "isolate is not running";
   }
 }
-
-static void count_hook(lua_State *L, lua_Debug *ar);
 
 /* Takes n instructions from the budget and checks the deadline; false once
  * either ran out (iso->tripped says which) or the isolate is not running. */

@@ -23,6 +23,10 @@ _M.MAX_PROBLEMS = 20
 -- django-heroku-connect defaults to 600.
 _M.MIN_POLLING_SECONDS = 60
 _M.MAX_POLLING_SECONDS = 86400
+-- A cap on sf_max_daily_api_calls, ours too: above any org's daily API allowance
+-- (millions), and within what a mapping's JSON can carry exactly (mc.json writes
+-- 14 digits; fuzz/targets/mapping.lua found 300016666666666 validated, then unwritable).
+_M.MAX_DAILY_API_CALLS = 1000000000
 
 -- Objects without an IsDeleted field (they are never in the recycle bin), so a
 -- mapping of them cannot include it. User and RecordType: docs/external-apis.md §1.6; the
@@ -198,8 +202,8 @@ local function check_config(add, path, object_name, c)
   end
   expect(add, path .. ".sf_notify_enabled", c.sf_notify_enabled, "boolean", false)
   if expect(add, path .. ".sf_max_daily_api_calls", c.sf_max_daily_api_calls, "integer", false)
-      and c.sf_max_daily_api_calls < 1 then
-    add(path .. ".sf_max_daily_api_calls", "must be a positive integer")
+      and (c.sf_max_daily_api_calls < 1 or c.sf_max_daily_api_calls > _M.MAX_DAILY_API_CALLS) then
+    add(path .. ".sf_max_daily_api_calls", string.format("must be within 1..%d", _M.MAX_DAILY_API_CALLS))
   end
   expect(add, path .. ".applied_at", c.applied_at, "string", false)
   expect(add, path .. ".revision", c.revision, "integer", false)
@@ -283,16 +287,23 @@ end
 
 -- encode(doc) -> JSON text with object keys sorted (mc.json keeps Lua's order,
 -- which differs from run to run), so the same mapping is always the same bytes
--- and can be compared or hashed. An empty table is written {}.
+-- and can be compared or hashed. An empty table is written {}. nil, err for what
+-- JSON cannot hold (an integer of more than 14 digits: mc.json).
 function _M.encode(doc)
   if type(doc) ~= "table" then return json.encode(doc) end
   local parts = {}
   if next(doc) ~= nil and is_array(doc) then
-    for i, v in ipairs(doc) do parts[i] = _M.encode(v) end
+    for i, v in ipairs(doc) do
+      local text, err = _M.encode(v)
+      if not text then return nil, err end
+      parts[i] = text
+    end
     return "[" .. table.concat(parts, ",") .. "]"
   end
   for _, k in ipairs(sorted_keys(doc)) do
-    parts[#parts + 1] = json.encode(k) .. ":" .. _M.encode(doc[k])
+    local text, err = _M.encode(doc[k])
+    if not text then return nil, err end
+    parts[#parts + 1] = json.encode(k) .. ":" .. text
   end
   return "{" .. table.concat(parts, ",") .. "}"
 end

@@ -135,6 +135,8 @@ local function settle_failure(conn, org, err, retry, cfg)
     return "retrying", delay
   end
   if retry then err = err .. " (gave up after " .. failures .. " attempts)" end
+  -- the snapshot announce() says the failure from (its log line named neither before)
+  org.failed_step, org.last_error = org.state, err
   return moved(conn, org, "failed", { failed_step = org.state, last_error = err, attempts = attempts },
     { error = err, step = org.state })
 end

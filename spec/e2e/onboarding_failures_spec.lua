@@ -364,11 +364,14 @@ describe("onboarding failure paths", function()
       proc.write(tenants .. "/" .. org_id .. ".lua", src)
     end
 
-    it("fail the step when one loops forever, and the org resumes once it is fixed", function()
-      local doc = org(109)
+    it("fail the step when one loops forever, another org onboards meanwhile, and it resumes once fixed", function()
+      local doc, other = org(109), org(130)
       hook(doc.org_id, "return { mapping = function(t, base) while true do end end }")
       assert.are.equal(202, s:post_install(doc).status)
+      assert.are.equal(202, s:post_install(other).status) -- its hooks are the default ones
       assert(s:wait_state(doc.org_id, "failed", 60), s:logs())
+      assert(s:wait_state(other.org_id, "active", 60), s:logs())
+      assert.are.equal(1, #s:addons_of(other.org_id))
       local row = assert(s.pg:query("SELECT failed_step, last_error FROM organizations WHERE org_id = $1",
         doc.org_id))[1]
       assert.are.equal("connect_authorized", row.failed_step)

@@ -3,7 +3,7 @@
 -- own output.
 local proc = require "support.process"
 
-local PATHS = { "scripts", "sandbox", "core", "spec", "bench", "tools/lint", "tools/env-values.lua",
+local PATHS = { "scripts", "sandbox", "core", "spec", "bench", "fuzz", "tools/lint", "tools/env-values.lua",
   ".luacheckrc", ".clang-format" }
 
 describe("tools/lint", function()

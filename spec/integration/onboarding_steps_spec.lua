@@ -302,6 +302,18 @@ describe("onboarding.steps", function()
       assert.same({ "onboarding", "active" }, box[1].categories)
     end)
 
+    -- Connect recovers DB_UNAVAILABLE once the database answers; failing the org
+    -- for it turned a Postgres restart into a failed onboarding (the chaos spec)
+    it("waits while a mapping is DB_UNAVAILABLE", function()
+      imported()
+      local res = assert(http.post(fx.sb.url .. "/__sandbox/connect/connections/" .. fx:row(ORG).connection_id
+        .. "/break", { json = { mapping = "Account", state = "DB_UNAVAILABLE", description = "restarting" } }))
+      assert.equal(204, res.status, res.body)
+      local got = run("mappings_imported")
+      assert.matches("Account DB_UNAVAILABLE", got[1].wait, 1, true)
+      assert.same(answer({ wait = got[1].wait, fields = {} }), got)
+    end)
+
     it("fails for good on a mapping Connect reports broken", function()
       imported([[return { mapping = function(_, base)
         base.mappings[#base.mappings + 1] = { object_name = "Widget__c", config = { access = "read_only",

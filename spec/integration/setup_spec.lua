@@ -84,6 +84,12 @@ describe("tools/setup", function()
     assert.matches("missing Debian packages: lua-check cppcheck clang-format", r.stderr, 1, true)
   end)
 
+  it("wants clang and its libFuzzer runtime (in the test group) for make fuzz-replay", function()
+    local r = setup({ "--check", "test" }, { FAKE_MISSING = "clang libclang-rt-14-dev" })
+    assert.equal(1, r.code)
+    assert.matches("missing Debian packages: clang libclang-rt-14-dev", r.stderr, 1, true)
+  end)
+
   local function lines(s)
     local out = {}
     for l in s:gmatch("[^\n]+") do out[#out + 1] = l end

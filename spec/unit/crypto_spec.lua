@@ -19,6 +19,25 @@ describe("mc.crypto", function()
       assert.equal(hex(pt), hex(assert(crypto.aead_open(key, iv, unhex(ct_tag), aad))))
     end)
 
+    -- McGrew and Viega, "The Galois/Counter Mode of Operation (GCM)", the
+    -- 256-bit-key test cases 14 and 16 (16: 60 bytes of plaintext, 20 of AAD)
+    it("passes the GCM specification's test cases 14 and 16 (AES-256)", function()
+      local k0 = string.rep("\0", 32)
+      assert.equal("cea7403d4d606b6e074ec5d3baf39d18" .. "d0d1c8a799996bf0265b98b5d48ab919",
+        hex(crypto.aead_seal(k0, string.rep("\0", 12), string.rep("\0", 16))))
+      local k16 = unhex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")
+      local iv16 = unhex("cafebabefacedbaddecaf888")
+      local p16 = unhex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+        .. "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39")
+      local a16 = unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2")
+      local c16 = "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+        .. "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
+      local t16 = "76fc6ece0f4e1768cddf8853bb2d551b"
+      assert.equal(c16 .. t16, hex(crypto.aead_seal(k16, iv16, p16, a16)))
+      assert.equal(hex(p16), hex(assert(crypto.aead_open(k16, iv16, unhex(c16 .. t16), a16))))
+      assert.same({ nil, "invalid token" }, { crypto.aead_open(k16, iv16, unhex(c16 .. t16), a16:sub(2)) })
+    end)
+
     it("refuses a flipped bit in ciphertext, tag or aad", function()
       local sealed = unhex(ct_tag)
       for _, pos in ipairs({ 1, 16, 17, 32 }) do

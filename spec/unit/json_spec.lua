@@ -116,6 +116,31 @@ describe("mc.json", function()
       assert.equal('["' .. s .. '"]', json.encode({ s }))
     end)
 
+    -- found by fuzz/targets/json.lua: libFuzzer saw the comparison and wrote the
+    -- token into its input, which decoded and then encoded as []
+    it("refuses the empty-array token itself in decoded text, anywhere, however escaped", function()
+      local tok = json.empty_array
+      local escaped = "\\u006d" .. tok:sub(2)
+      for _, text in ipairs({ '"' .. tok .. '"', '["' .. tok .. '"]', '{"a":"' .. tok .. '"}',
+        '{"' .. tok .. '":1}', '[{"b":["' .. escaped .. '"]}]', '"' .. escaped .. '"' }) do
+        local v, err = json.decode(text)
+        assert.is_nil(v, text)
+        assert.equal("the empty-array token", err)
+      end
+      assert.same({ "mc.json.empty_array:0" }, json.decode('["mc.json.empty_array:0"]'))
+    end)
+
+    -- also found by the fuzzer: the quote of "\"" .. token encodes as \" and
+    -- made the text "\"<token>" look like the token to the rewrite
+    it("rewrites only a whole string that is the token, never one that ends with it", function()
+      local tok = json.empty_array
+      for _, s in ipairs({ '"' .. tok, '\\"' .. tok, 'x\\\\"' .. tok }) do
+        local text = assert(json.encode({ s, { s } }))
+        assert.same({ s, { s } }, json.decode(text), text)
+      end
+      assert.equal('["\\\\",[]]', json.encode({ "\\", tok }))
+    end)
+
     it("returns nil, err for values JSON cannot hold", function()
       for _, bad in ipairs({ function() end, 0 / 0, math.huge, { [1] = 1, [1000] = 2 } }) do
         local s, err = json.encode(bad)

@@ -159,8 +159,11 @@ describe("onboarding.mapping", function()
         function(d) d.mappings[2].config.sf_polling_seconds = nil end)
       refuses("mappings[1].config.sf_notify_enabled: must be a boolean, got null",
         function(d) d.mappings[1].config.sf_notify_enabled = json.null end)
-      refuses("mappings[1].config.sf_max_daily_api_calls: must be a positive integer",
+      refuses("mappings[1].config.sf_max_daily_api_calls: must be within 1..1000000000",
         function(d) d.mappings[1].config.sf_max_daily_api_calls = 0 end)
+      -- found by fuzz/targets/mapping.lua: validated, then encode raised on it
+      refuses("mappings[1].config.sf_max_daily_api_calls: must be within 1..1000000000",
+        function(d) d.mappings[1].config.sf_max_daily_api_calls = 300016666666666 end)
       refuses("mappings[1].config.sf_polling: unknown key",
         function(d) d.mappings[1].config.sf_polling = 600 end)
       refuses("mappings[1].config: must be an object, got string",
@@ -255,6 +258,12 @@ describe("onboarding.mapping", function()
       assert.is_nil(doc.mappings[1].config.revision)
       assert.equal("Ext_Id__c", doc.mappings[1].config.upsert_field)
       assert.is_true(mapping.validate(doc))
+    end)
+
+    it("encodes what JSON cannot hold as nil, err, not a raise", function()
+      local text, err = mapping.encode({ mappings = { { config = { revision = 123456789012345 } } } })
+      assert.is_nil(text)
+      assert.matches("more than 14 digits", err, 1, true)
     end)
 
     it("is idempotent, and encodes the same bytes every time", function()

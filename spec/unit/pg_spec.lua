@@ -49,6 +49,9 @@ describe("mc.pg", function()
       assert.equal("99999999999999999999", d[OID.numeric]("99999999999999999999"))
       assert.equal("1234567890.1234567", d[OID.numeric]("1234567890.1234567"))
       assert.equal("NaN", d[OID.numeric]("NaN"))
+      -- found by fuzz/targets/pg_values.lua: "." matched the decimal pattern and came back nil
+      assert.equal(".", d[OID.numeric]("."))
+      assert.equal("-.", d[OID.numeric]("-."))
     end)
 
     it("writes timestamps as ISO 8601", function()

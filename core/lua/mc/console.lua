@@ -4,7 +4,8 @@
 -- ~/.multiconnect_history (the last HISTORY_MAX lines), an incomplete chunk
 -- continues on a `>>` prompt, as lua.c does. A line that is an expression (or
 -- `=expr`) prints its values: strings and numbers as print() would, tables through
--- pl.pretty, mc.null as `null`. An error prints its message and traceback and the
+-- pl.pretty (a field whose name says secret, mc.redact, as [FILTERED]), mc.null
+-- as `null`. An error prints its message and traceback and the
 -- session goes on; Ctrl-C drops the line being typed; Ctrl-D ends the session.
 --
 -- Not a terminal (`echo 'orgs()' | multiconnect console`): the same, chunk by
@@ -15,6 +16,7 @@
 -- The globals are the state's (`mc` and the standard libraries) plus the
 -- operator helpers of scripts/console.lua (orgs, org, jobs, sql, reload).
 local host = require "mc.host"
+local redact = require "mc.redact"
 local rl = require "mc.readline"
 local pretty = require "pl.pretty"
 
@@ -37,7 +39,12 @@ local function display_copy(v, seen)
   if seen[v] then return seen[v] end
   local copy = {}
   seen[v] = copy
-  for k, x in pairs(v) do copy[display_copy(k, seen)] = display_copy(x, seen) end
+  for k, x in pairs(v) do
+    -- a field named as a secret (mc.redact) is shown filtered: rows of sql("SELECT
+    -- * ...") hold the sealed tokens; the value itself, asked for, still prints
+    if type(k) == "string" and type(x) == "string" and redact.is_secret_key(k) then x = redact.FILTERED end
+    copy[display_copy(k, seen)] = display_copy(x, seen)
+  end
   return copy
 end
 

@@ -45,7 +45,7 @@ local function to_numeric(s)
     return s
   end
   local digits = s:gsub("%D", ""):gsub("^0+", "")
-  if #digits <= 15 and s:find("^%-?%d*%.%d*$") then return tonumber(s) end
+  if #digits <= 15 and s:find("^%-?%d*%.%d*$") then return tonumber(s) or s end -- "." is no number
   return s
 end
 
