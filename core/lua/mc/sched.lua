@@ -55,8 +55,9 @@ function S:run(co, ...)
   return self:settle(co, resume(co, ...))
 end
 
-function S:settle(co, ok, tag, key, fd, events, deadline, ...)
-  if status(co) == "dead" then return self:finish(co, ok, tag, key, fd, events, deadline, ...) end
+function S:settle(co, ...)
+  if status(co) == "dead" then return self:finish(co, ...) end
+  local _, tag, key, fd, events, deadline = ...
   if tag ~= TOKEN then -- a yield of the job's own: it goes on at the next step
     self.soon[#self.soon + 1] = co
     return
