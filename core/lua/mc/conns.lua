@@ -20,10 +20,9 @@ local running = coroutine.running
 local _M = {}
 
 local held = {}
-local pools = { pg = { free = {}, out = 0, max = math.huge }, redis = { free = {}, out = 0, max = math.huge } }
+local function new_pool() return { free = {}, out = 0, max = math.huge, wait = 30, waiting = 0 } end
+local pools = { pg = new_pool(), redis = new_pool() }
 local bound = setmetatable({}, { __mode = "k" }) -- coroutine -> { pg = conn, redis = conn }
-
-local POOL_WAIT = 30 -- seconds a job waits for a pooled connection
 
 local CONNECT = {
   pg = function() return pg.connect() end,
@@ -51,7 +50,9 @@ local function job_conn(co, kind)
   if mine and mine[kind] then return mine[kind] end
   local pool = pools[kind]
   if #pool.free == 0 and pool.out >= pool.max then
-    local got = sched.wait_until(function() return #pool.free > 0 or pool.out < pool.max end, POOL_WAIT)
+    pool.waiting = pool.waiting + 1
+    local got = sched.wait_until(function() return #pool.free > 0 or pool.out < pool.max end, pool.wait)
+    pool.waiting = pool.waiting - 1
     if not got then return nil, kind .. ": no pooled connection came free" end
   end
   local c = table.remove(pool.free)
@@ -89,11 +90,19 @@ function _M.use(kind, c)
   held[kind] = c
 end
 
--- limit(kind, n): at most n pooled connections of that kind (jobs in flight
--- that hold one); n = nil: no limit.
-function _M.limit(kind, n)
+-- limit(kind, n[, wait]): at most n pooled connections of that kind (jobs in
+-- flight that hold one; n = nil: no limit); a job waits up to `wait` seconds
+-- (default 30) for one to come back.
+function _M.limit(kind, n, wait)
   if not pools[kind] then error("conns.limit: kind must be \"pg\" or \"redis\"", 2) end
   pools[kind].max = n or math.huge
+  pools[kind].wait = wait or 30
+end
+
+-- waiting() -> how many coroutines wait for a pooled connection now (the worker
+-- fetches no more jobs meanwhile, leaving them to threads with room)
+function _M.waiting()
+  return pools.pg.waiting + pools.redis.waiting
 end
 
 -- release(co): gives the connections job coroutine co held back to the pool

@@ -180,6 +180,7 @@ end
 local DEFAULT_INFLIGHT = 200
 local REFILL_MAX = 32      -- LMOVEs per round trip
 local REFILL_BACKOFF = 0.1 -- seconds before asking an empty queue again, while jobs run
+local QUICK_START = 0.01   -- seconds: fetched jobs that all started within it -> fetch more
 
 -- WORKER_INFLIGHT: jobs in flight per thread
 local function inflight_per_thread()
@@ -200,8 +201,8 @@ function _M.thread_entry()
   local limit = env.number("JOB_TIMEOUT", 600, { min = 0.001 })
   local per_thread = inflight_per_thread()
   local per_conns = env.int("WORKER_CONNECTIONS", 5, { min = 1, max = 10000 })
-  conns.limit("pg", per_conns)
-  conns.limit("redis", per_conns)
+  conns.limit("pg", per_conns, limit)
+  conns.limit("redis", per_conns, limit)
   return function(index)
     if native.state() ~= "running" then return host.sleep(0.1) end
     local r, err = jobs.redis()
@@ -233,12 +234,20 @@ function _M.thread_entry()
         finished[#finished + 1] = { body = b, job = ok and job or nil, ok = jok, err = jerr, slot = slot }
       end, b, queue, limit)
     end
-    local fetching, next_refill = true, 0
+    -- How many to fetch at once: doubled while the jobs it fetched started (ran to
+    -- their first wait, or to their end) in a moment, back to one when they took
+    -- longer (jobs that block their thread: fetched ahead they would only wait
+    -- here, where no other thread can take them); and as many as are in flight
+    -- (waiting on the network), so that a thread of such jobs fills up fast.
+    local fetching, next_refill, batch = true, 0, 1
     start(body, queue_or_err)
     while true do
       if fetching and (native.state() ~= "running" or native.stale()) then fetching = false end
       local room = 0
-      if fetching and host.now() >= next_refill then room = math.min(#free, REFILL_MAX) end
+      -- none while a job waits for a pooled connection: threads with room take them
+      if fetching and host.now() >= next_refill and conns.waiting() == 0 then
+        room = math.min(#free, REFILL_MAX, math.max(batch, s:count()))
+      end
       if #finished > 0 or room > 0 then
         local done = finished
         finished = {}
@@ -253,8 +262,12 @@ function _M.thread_entry()
         end
         if #got < room then next_refill = host.now() + REFILL_BACKOFF end
         local back = native.state() ~= "running" or native.stale()
+        local t0 = host.now()
         for _, g in ipairs(got) do
           if back then give_back(r, inflight, g[1], g[2]) else start(g[1], g[2]) end
+        end
+        if #got > 0 then
+          batch = host.now() - t0 < QUICK_START and math.min(batch * 2, REFILL_MAX) or 1
         end
       end
       if s:count() == 0 and #finished == 0 then
@@ -329,7 +342,10 @@ return moved
 -- cannot be told, and put back together they would be fetched together again
 -- and die together: the poison's neighbours buried with it. So the first goes
 -- to the right end of its queue (next to be fetched) and the others to the
--- schedule, ARGV[3] seconds apart (two polls: each comes back on its own).
+-- schedule, ARGV[3] seconds apart (two polls: each comes back on its own). A
+-- process runs many jobs at once (WORKER_INFLIGHT), so past the first ten they
+-- come back in waves that double (2, 4, 8, ...): a thousand jobs in 20 waves,
+-- not in a thousand.
 local RECOVER = [[
 local moved, buried, kept = 0, 0, 0
 while true do
@@ -350,7 +366,9 @@ while true do
       redis.call('RPUSH', 'queue:' .. job.queue, body)
       kept = 1
     else
-      redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + kept * tonumber(ARGV[3])), body)
+      local wave = kept
+      if kept > 10 then wave = 10 + math.floor(math.log(kept - 10) / math.log(2)) + 1 end
+      redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + wave * tonumber(ARGV[3])), body)
       kept = kept + 1
     end
   end
