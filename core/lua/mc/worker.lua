@@ -270,10 +270,10 @@ function _M.thread_entry()
           batch = host.now() - t0 < QUICK_START and math.min(batch * 2, REFILL_MAX) or 1
         end
       end
-      if s:count() == 0 and #finished == 0 then
-        if not fetching or host.now() < next_refill then return end
-      else
+      if s:count() > 0 then
         s:step(REFILL_BACKOFF)
+      elseif #finished == 0 and (not fetching or host.now() < next_refill) then
+        return
       end
     end
   end
