@@ -367,7 +367,11 @@ while true do
       kept = 1
     else
       local wave = kept
-      if kept > 10 then wave = 10 + math.floor(math.log(kept - 10) / math.log(2)) + 1 end
+      if kept > 10 then -- 11 + floor(log2(kept - 10)), in integers
+        wave = 11
+        local m = kept - 10
+        while m >= 2 do wave, m = wave + 1, math.floor(m / 2) end
+      end
       redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + wave * tonumber(ARGV[3])), body)
       kept = kept + 1
     end
