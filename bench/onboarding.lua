@@ -6,6 +6,7 @@ package.path = host.root .. "/spec/?.lua;" .. host.root .. "/?.lua;" .. package.
 local stack = require "support.stack"
 local orgs = require "sandbox.orgs"
 
+local CALLS_PER_ORG = 20 -- Heroku, Connect, Salesforce and SendGrid calls onboarding one org
 local n, threads, latency = tonumber(arg[1]) or 200, arg[2] or "10", tonumber(arg[3]) or 0.05
 local slow = { latency = latency }
 local s = stack.start({ name = "bench_onboarding", app_db = 8, sandbox_db = 0,
@@ -46,6 +47,10 @@ local ok, err = pcall(function()
   print(string.format("time per org: median %.1f s, p90 %.1f s, max %.1f s", pct(0.5), pct(0.9), rows[#rows].secs))
   print(string.format("original's floor: %d s per org; median ratio %.3f (%.1fx faster)",
     floor, pct(0.5) / floor, floor / pct(0.5)))
+  -- a thread that blocks on each of an org's ~20 sandbox calls onboards at most
+  -- 1 / (20 * latency) orgs a second: the ceiling before jobs yielded on the network
+  print(string.format("blocking threads' ceiling: %.0f orgs per minute (%s threads, %d calls of %d ms per org)",
+    tonumber(threads) / (CALLS_PER_ORG * latency) * 60, threads, CALLS_PER_ORG, latency * 1000))
 end)
 s:stop()
 if not ok then io.stderr:write("bench/onboarding: ", tostring(err), "\n"); os.exit(1) end

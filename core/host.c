@@ -109,6 +109,7 @@ static const luaL_Reg c_modules[] = {
   {"mc.worker_native", luaopen_mc_worker_native},
   {"mc.isolate", luaopen_mc_isolate},
   {"mc.readline", luaopen_mc_readline},
+  {"mc.sched_native", luaopen_mc_sched_native},
   {"cjson", luaopen_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {NULL, NULL},

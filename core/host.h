@@ -58,8 +58,25 @@ int luaopen_mc_http_native(lua_State *L);
 int luaopen_mc_crypto_native(lua_State *L);
 int luaopen_mc_web_native(lua_State *L);
 int luaopen_mc_worker_native(lua_State *L);
-int luaopen_mc_isolate(lua_State *L);  /* core/isolate.c: tenant code in its own state */
-int luaopen_mc_readline(lua_State *L); /* core/readline.c: line editing for the console */
+int luaopen_mc_isolate(lua_State *L);      /* core/isolate.c: tenant code in its own state */
+int luaopen_mc_readline(lua_State *L);     /* core/readline.c: line editing for the console */
+int luaopen_mc_sched_native(lua_State *L); /* under mc.sched (core/lua/mc/sched.lua) */
+
+/* core/sched.c: yielding a network wait to the scheduler of a job's coroutine.
+ * mc_sched_can_yield: L is a coroutine the scheduler runs and can yield here.
+ * mc_sched_wait: yields (as `return mc_sched_wait(...)`) until fd is ready for
+ * events (fd -1: none), deadline_ms (mc_sched_now_ms's clock; 0: none) passes or
+ * the HTTP transfer named key (NULL: none) is done; then k(L, LUA_YIELD, ctx). */
+struct pollfd;
+int mc_sched_can_yield(lua_State *L);
+int mc_sched_wait(lua_State *L, void *key, int fd, int events, double deadline_ms, lua_KContext ctx,
+                  lua_KFunction k);
+double mc_sched_now_ms(void);
+
+/* core/http.c: waits up to timeout_ms for one of fds[0..n) and drives this state's
+ * HTTP transfers meanwhile; pushes the key of each transfer that finished into the
+ * table at done_idx. Returns poll()'s count (fds[].revents set), or -1 (errno). */
+int mc_http_wait(lua_State *L, struct pollfd *fds, int n, int timeout_ms, int done_idx);
 
 /* Debian's lua-cjson.h declares only luaopen_cjson; the library has both. */
 int luaopen_cjson(lua_State *L);

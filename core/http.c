@@ -8,6 +8,11 @@
  * keep-alive connection. Per request, the header list and the response body are
  * owned by a second userdata, so a Lua error at any point frees them.
  *
+ * Inside a job's coroutine (core/sched.c) a request runs on an easy handle of
+ * its own added to the state's multi handle, which shares one connection cache
+ * among all of them, and the coroutine yields until the transfer is done; the
+ * scheduler's wait (mc_http_wait) drives every transfer of the state at once.
+ *
  * Defaults are the safe ones: TLS peer and host verified, redirects not
  * followed, http and https only, a 16 MiB cap on the body, 30 s for the whole
  * request and 10 s to connect.
@@ -16,6 +21,7 @@
  * required by default, or smtps://); mc.mail builds the message. */
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -30,7 +36,9 @@
 #define REQUEST_MT "mc.http.request"
 #define CSTR_MT "mc.http.cstr"
 #define SMTP_MT "mc.http.smtp"
-#define CLIENT_KEY "mc.http.easy" /* registry field: this state's client (not CLIENT_MT!) */
+#define MULTI_MT "mc.http.multi"
+#define CLIENT_KEY "mc.http.easy"        /* registry field: this state's client (not CLIENT_MT!) */
+#define MULTI_KEY "mc.http.multi_handle" /* registry field: this state's multi handle */
 
 #define DEFAULT_TIMEOUT 30.0 /* seconds, the whole request */
 #define DEFAULT_CONNECT_TIMEOUT 10.0
@@ -45,7 +53,15 @@ typedef struct http_client {
   CURL *easy; /* reused by every request of this state: it holds the connections */
 } http_client;
 
+typedef struct http_multi {
+  CURLM *m; /* NULL once closed */
+} http_multi;
+
 typedef struct http_request {
+  CURL *easy;        /* a transfer's own handle in the multi; NULL when blocking */
+  http_multi *multi; /* the multi the easy handle was added to, or NULL */
+  int done;          /* the multi says the transfer ended, with rc */
+  CURLcode rc;
   struct curl_slist *headers;
   char *body; /* the response body, malloc'd; grows up to max */
   size_t len, cap, max;
@@ -63,6 +79,12 @@ static void client_close(http_client *c) {
 }
 
 static void request_close(http_request *r) {
+  if (r->easy != NULL) {
+    if (r->multi != NULL && r->multi->m != NULL) curl_multi_remove_handle(r->multi->m, r->easy);
+    curl_easy_cleanup(r->easy);
+  }
+  r->easy = NULL;
+  r->multi = NULL;
   curl_slist_free_all(r->headers);
   free(r->body);
   r->headers = NULL;
@@ -73,6 +95,19 @@ static void request_close(http_request *r) {
 static void cstr_close(http_cstr *c) {
   curl_free(c->s);
   c->s = NULL;
+}
+
+static int multi_gc(lua_State *L) {
+  http_multi *m = luaL_checkudata(L, 1, MULTI_MT);
+  if (m->m != NULL) curl_multi_cleanup(m->m); /* transfers still added are detached */
+  m->m = NULL;
+  return 0;
+}
+
+static int multi_tostring(lua_State *L) {
+  http_multi *m = luaL_checkudata(L, 1, MULTI_MT);
+  lua_pushfstring(L, "mc.http.multi (%s)", m->m ? "open" : "closed");
+  return 1;
 }
 
 static int client_gc(lua_State *L) {
@@ -130,6 +165,22 @@ static CURL *easy_of(lua_State *L) {
   }
   if ((c->easy = curl_easy_init()) == NULL) luaL_error(L, "http: out of memory");
   return c->easy;
+}
+
+/* This state's multi handle, made on first use and kept in the registry. */
+static http_multi *multi_of(lua_State *L) {
+  http_multi *m;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, MULTI_KEY) == LUA_TUSERDATA) {
+    m = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (m->m != NULL) return m;
+  } else {
+    lua_pop(L, 1);
+    m = new_owner(L, sizeof *m, MULTI_MT);
+    lua_setfield(L, LUA_REGISTRYINDEX, MULTI_KEY);
+  }
+  if ((m->m = curl_multi_init()) == NULL) luaL_error(L, "http: out of memory");
+  return m;
 }
 
 /* ---- options ------------------------------------------------------------ */
@@ -386,6 +437,32 @@ static int url_has_nul(lua_State *L) {
   return bad;
 }
 
+static int push_response(lua_State *L, CURL *e, http_request *r, CURLcode rc);
+
+/* The continuation of a transfer in a coroutine: r (index 2) done, or wait on. */
+static int request_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  http_request *r = luaL_checkudata(L, 2, REQUEST_MT);
+  if (!r->done) return mc_sched_wait(L, r, -1, 0, 0, ctx, request_k);
+  lua_settop(L, 2);
+  return push_response(L, r->easy, r, r->rc);
+}
+
+/* A request in a job's coroutine: its own easy handle (owned by r, index 2)
+ * added to the state's multi; yields until mc_http_wait sees it done. */
+static int request_start(lua_State *L) {
+  http_multi *m = multi_of(L);
+  http_request *r = new_owner(L, sizeof *r, REQUEST_MT); /* index 2 */
+  if ((r->easy = curl_easy_init()) == NULL) return luaL_error(L, "http: out of memory");
+  set_options(L, r->easy, r);
+  curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (void *)r);
+  if (curl_multi_add_handle(m->m, r->easy) != CURLM_OK) return luaL_error(L, "http: cannot start");
+  r->multi = m;
+  int running;
+  curl_multi_perform(m->m, &running); /* starts it: the connect, the first bytes */
+  return mc_sched_wait(L, r, -1, 0, 0, 0, request_k);
+}
+
 static int http_request_fn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -394,12 +471,21 @@ static int http_request_fn(lua_State *L) {
     lua_pushliteral(L, "malformed url (NUL byte)");
     return 2;
   }
+  if (mc_sched_can_yield(L)) return request_start(L);
   CURL *e = easy_of(L);
   http_request *r = new_owner(L, sizeof *r, REQUEST_MT); /* index 2 */
   curl_easy_reset(e);
   set_options(L, e, r);
-  CURLcode rc = curl_easy_perform(e);
-  if (rc != CURLE_OK) return push_failure(L, e, r, rc);
+  return push_response(L, e, r, curl_easy_perform(e));
+}
+
+/* The response of a finished transfer, or nil, err; frees r's buffers. */
+static int push_response(lua_State *L, CURL *e, http_request *r, CURLcode rc) {
+  if (rc != CURLE_OK) {
+    push_failure(L, e, r, rc);
+    request_close(r);
+    return 2;
+  }
   long status = 0;
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
   lua_pushinteger(L, status);
@@ -407,6 +493,56 @@ static int http_request_fn(lua_State *L) {
   lua_pushlstring(L, r->body, r->len);
   request_close(r); /* now, not at the next collection: bodies can be large */
   return 3;
+}
+
+static short to_curl_events(short ev) {
+  return (short)(((ev & POLLIN) ? CURL_WAIT_POLLIN : 0) | ((ev & POLLOUT) ? CURL_WAIT_POLLOUT : 0));
+}
+
+static short from_curl_events(short ev) {
+  return (short)(((ev & CURL_WAIT_POLLIN) ? POLLIN : 0) | ((ev & CURL_WAIT_POLLOUT) ? POLLOUT : 0) |
+                 ((ev & CURL_WAIT_POLLPRI) ? POLLPRI : 0));
+}
+
+/* Marks each transfer the multi reports finished and pushes its key (r). */
+static void collect_done(lua_State *L, CURLM *m, int done_idx) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    http_request *r = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    if (r == NULL) continue;
+    r->done = 1;
+    r->rc = msg->data.result;
+    lua_pushlightuserdata(L, r);
+    lua_rawseti(L, done_idx, (lua_Integer)lua_rawlen(L, done_idx) + 1);
+  }
+}
+
+int mc_http_wait(lua_State *L, struct pollfd *fds, int n, int timeout_ms, int done_idx) {
+  http_multi *m = NULL;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, MULTI_KEY) == LUA_TUSERDATA) m = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (m == NULL || m->m == NULL) return poll(fds, (nfds_t)n, timeout_ms);
+  struct curl_waitfd *w = lua_newuserdatauv(L, sizeof *w * (size_t)(n > 0 ? n : 1), 0);
+  for (int i = 0; i < n; i++) {
+    w[i].fd = fds[i].fd;
+    w[i].events = to_curl_events(fds[i].events);
+    w[i].revents = 0;
+  }
+  int numfds = 0, running = 0, ready = 0;
+  CURLMcode mc = curl_multi_poll(m->m, n > 0 ? w : NULL, (unsigned)n, timeout_ms, &numfds);
+  curl_multi_perform(m->m, &running);
+  collect_done(L, m->m, done_idx);
+  for (int i = 0; i < n; i++)
+    if ((fds[i].revents = from_curl_events(w[i].revents)) != 0) ready++;
+  lua_pop(L, 1);
+  if (mc != CURLM_OK) {
+    errno = EIO;
+    return -1;
+  }
+  return ready;
 }
 
 /* native.escape(s) -> s percent-encoded (all but A-Z a-z 0-9 - . _ ~). */
@@ -601,6 +737,7 @@ int luaopen_mc_http_native(lua_State *L) {
   new_metatable(L, REQUEST_MT, request_gc, request_tostring);
   new_metatable(L, CSTR_MT, cstr_gc, cstr_tostring);
   new_metatable(L, SMTP_MT, smtp_gc, smtp_tostring);
+  new_metatable(L, MULTI_MT, multi_gc, multi_tostring);
   luaL_newlib(L, funcs);
   return 1;
 }

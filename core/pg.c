@@ -11,9 +11,13 @@
  * right. A connection found lost is reset once, transparently, when no
  * transaction was open; inside one the call fails and the next call reconnects.
  *
+ * In a job's coroutine (core/sched.c) query and exec go through libpq's
+ * asynchronous API and yield while the server works (see "in a job's coroutine").
+ *
  * Ownership: a PGconn belongs to its conn userdata, a PGresult to a result box
  * userdata created before the call that produces it; both free in __gc. */
 #include <math.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +49,9 @@ typedef struct pg_conn {
   unsigned session; /* bumped by every reconnect */
   unsigned cache_session;
   unsigned next_stmt;
-  int in_block;   /* inside conn:transaction(fn) */
-  int block_lost; /* the connection was lost in that block: refuse until it ends */
+  int in_block;      /* inside conn:transaction(fn) */
+  int block_lost;    /* the connection was lost in that block: refuse until it ends */
+  lua_State *waiter; /* the coroutine awaiting a result on it (core/sched.c), or NULL */
 } pg_conn;
 
 typedef struct pg_query {
@@ -104,6 +109,8 @@ static void box_clear(PGresult **box) {
 /* The open conn at index 1, or NULL with nil, "closed" pushed. */
 static pg_conn *check_open(lua_State *L) {
   pg_conn *c = luaL_checkudata(L, 1, CONN_MT);
+  if (c->waiter != NULL && c->waiter != L)
+    luaL_error(L, "pg: connection in use by another coroutine (each job needs its own)");
   if (c->pg != NULL) return c;
   lua_pushnil(L);
   lua_pushliteral(L, "closed");
@@ -513,6 +520,163 @@ static const char *check_sql(lua_State *L, int idx) {
   return sql;
 }
 
+/* ---- in a job's coroutine: libpq's asynchronous API --------------------------
+ *
+ * The same query as run_query and query_push, sent with PQsend* and awaited with
+ * PQconsumeInput/PQisBusy on the socket, the coroutine yielding (core/sched.c)
+ * while the server works. A prepare and its execution are two waits. Reconnects
+ * (PQreset) and the DEALLOCATE of a stale statement still block: they are rare. */
+
+enum { PHASE_PREPARE, PHASE_QUERY };
+
+typedef struct pg_async {
+  pg_query q;       /* its strings are anchored on the caller's stack */
+  PGresult **box;   /* the result box, on the stack too */
+  int phase, idle;  /* idle: no transaction was open when sent */
+  int retried;      /* a lost connection or a stale statement was retried once */
+  int cache;        /* stack index of the statement cache, 0 for exec */
+  int idx;          /* this struct's own stack index: the continuation's ctx */
+  unsigned session; /* c->session when the call began */
+} pg_async;
+
+static int async_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Sends the next request of a; 0, or -1 when the connection failed. */
+static int async_send(pg_conn *c, pg_async *a) {
+  pg_query *q = &a->q;
+  a->phase = PHASE_QUERY;
+  if (q->nparams < 0) return PQsendQuery(c->pg, q->sql) ? 0 : -1;
+  if (q->name == NULL)
+    return PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->values, NULL, NULL, 0) ? 0 : -1;
+  if (!q->prepared) {
+    a->phase = PHASE_PREPARE;
+    return PQsendPrepare(c->pg, q->name, q->sql, q->nparams, NULL) ? 0 : -1;
+  }
+  return PQsendQueryPrepared(c->pg, q->name, q->nparams, q->values, NULL, NULL, 0) ? 0 : -1;
+}
+
+/* Reads what has arrived into a->box (the first error, else the last result):
+ * 1 when every result is in (or a COPY began), 0 when the server is still busy. */
+static int async_collect(pg_conn *c, pg_async *a) {
+  if (PQconsumeInput(c->pg) == 0) return 1; /* lost: PQstatus says so */
+  while (!PQisBusy(c->pg)) {
+    PGresult *r = PQgetResult(c->pg);
+    if (r == NULL) return 1;
+    ExecStatusType st = PQresultStatus(r);
+    if (*a->box != NULL && PQresultStatus(*a->box) == PGRES_FATAL_ERROR) {
+      PQclear(r);
+    } else {
+      box_clear(a->box);
+      *a->box = r;
+    }
+    if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) return 1;
+  }
+  return 0;
+}
+
+/* Pushes the outcome of a's query, as query_push does, and stores a newly
+ * prepared statement in the cache. */
+static int async_finish(lua_State *L, pg_conn *c, pg_async *a) {
+  pg_query *q = &a->q;
+  if (*a->box == NULL) return push_conn_error(L, c->pg);
+  ExecStatusType st = PQresultStatus(*a->box);
+  switch (st) {
+  case PGRES_TUPLES_OK:
+  case PGRES_COMMAND_OK:
+  case PGRES_EMPTY_QUERY: push_rows(L, *a->box); break;
+  case PGRES_COPY_IN:
+  case PGRES_COPY_OUT:
+  case PGRES_COPY_BOTH:
+    box_clear(a->box);
+    abandon_copy(c->pg, st);
+    return push_fail(L, "COPY needs conn:copy_in");
+  default: return push_sql_error(L, *a->box);
+  }
+  box_clear(a->box);
+  if (a->cache != 0 && q->prepared && !q->was_cached && a->session == c->session) {
+    int top = lua_gettop(L);
+    cache_store(L, c, a->cache, q);
+    lua_settop(L, top);
+  }
+  return 1;
+}
+
+/* Sends (reconnecting first when the connection was found lost) and waits. */
+static int async_start(lua_State *L, pg_conn *c, pg_async *a) {
+  if (c->block_lost) return push_fail(L, "connection lost in transaction");
+  if (conn_ready(c, &a->q) != 0) return push_conn_error(L, c->pg);
+  a->idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+  if (async_send(c, a) != 0 && !(a->idle && !a->retried)) {
+    if (!a->idle) c->block_lost = c->in_block;
+    return a->idle ? push_conn_error(L, c->pg) : push_fail(L, "connection lost in transaction");
+  }
+  return async_k(L, LUA_OK, a->idx);
+}
+
+/* What follows a finished round: a lost connection, the second half of a
+ * prepare, a stale statement, or the result. */
+static int async_next(lua_State *L, pg_conn *c, pg_async *a) {
+  if (PQstatus(c->pg) == CONNECTION_BAD) {
+    box_clear(a->box);
+    if (!a->idle) {
+      c->block_lost = c->in_block;
+      return push_fail(L, "connection lost in transaction");
+    }
+    if (a->retried) return push_conn_error(L, c->pg);
+    a->retried = 1; /* as run_query: the server may have run it before it went away */
+    return async_start(L, c, a);
+  }
+  if (a->phase == PHASE_PREPARE && PQresultStatus(*a->box) == PGRES_COMMAND_OK) {
+    box_clear(a->box);
+    a->q.prepared = 1;
+    if (async_send(c, a) != 0) return async_next(L, c, a);
+    return async_k(L, LUA_OK, a->idx);
+  }
+  if (a->idle && !a->retried && PQresultStatus(*a->box) == PGRES_FATAL_ERROR &&
+      stale_statement(c, &a->q, *a->box)) {
+    box_clear(a->box);
+    a->retried = 1;
+    if (async_send(c, a) != 0) return async_next(L, c, a);
+    return async_k(L, LUA_OK, a->idx);
+  }
+  return async_finish(L, c, a);
+}
+
+/* The continuation: collect, wait on the socket while the server is busy.
+ * ctx is the stack index of the pg_async. */
+static int async_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  pg_conn *c = luaL_checkudata(L, 1, CONN_MT);
+  pg_async *a = lua_touserdata(L, (int)ctx);
+  if (c->pg == NULL) {
+    c->waiter = NULL;
+    return push_fail(L, "closed");
+  }
+  if (!async_collect(c, a)) {
+    c->waiter = L;
+    return mc_sched_wait(L, NULL, PQsocket(c->pg), POLLIN, 0, ctx, async_k);
+  }
+  c->waiter = NULL;
+  return async_next(L, c, a);
+}
+
+/* Runs q from a coroutine; cache: the statement cache's stack index, or 0. */
+static int async_query(lua_State *L, pg_conn *c, const pg_query *q, int cache) {
+  pg_async *a = lua_newuserdatauv(L, sizeof *a, 0);
+  memset(a, 0, sizeof *a);
+  a->idx = lua_gettop(L);
+  a->q = *q;
+  if (q->nparams > 0) { /* the values array may be on the C stack: copy it */
+    const char **values = lua_newuserdatauv(L, (size_t)q->nparams * sizeof *values, 0);
+    memcpy(values, q->values, (size_t)q->nparams * sizeof *values);
+    a->q.values = values;
+  }
+  a->box = new_result_box(L);
+  a->cache = cache;
+  a->session = c->session;
+  return async_start(L, c, a);
+}
+
 /* conn:query(sql, ...) -> rows | nil, err[, sqlstate] */
 static int conn_query(lua_State *L) {
   pg_conn *c = check_open(L);
@@ -527,6 +691,7 @@ static int conn_query(lua_State *L) {
   for (int i = 0; i < n; i++) values[i] = param_text(L, 3 + i);
   pg_query q = {sql, n, values, NULL, 0, 0};
   int cache = cache_lookup(L, c, &q);
+  if (mc_sched_can_yield(L)) return async_query(L, c, &q, cache);
   int session = (int)c->session, nret = query_push(L, c, &q);
   if (q.prepared && !q.was_cached && (unsigned)session == c->session) cache_store(L, c, cache, &q);
   return nret;
@@ -537,6 +702,7 @@ static int conn_exec(lua_State *L) {
   pg_conn *c = check_open(L);
   if (c == NULL) return 2;
   pg_query q = {check_sql(L, 2), -1, NULL, NULL, 0, 0};
+  if (mc_sched_can_yield(L)) return async_query(L, c, &q, 0);
   return query_push(L, c, &q);
 }
 

@@ -4,7 +4,13 @@
  * (see out_arg). The socket is ours: non-blocking, every wait a poll() against
  * a deadline, TLS through OpenSSL. A connection that fails mid-command is closed
  * (its replies can no longer be matched to commands) and reopened, with AUTH and
- * SELECT, by the next command. */
+ * SELECT, by the next command.
+ *
+ * In a job's coroutine (core/sched.c) the wait for replies yields instead of
+ * polling, and the call goes on in a continuation when the socket is readable;
+ * the connection is marked as that coroutine's until the replies are read, and
+ * another coroutine's call on it raises (each job gets its own: mc.conns).
+ * Connecting and sending still block (against the same deadlines). */
 #include <errno.h>
 #include <stdarg.h>
 #include <limits.h>
@@ -57,7 +63,10 @@ typedef struct rconn {
   outbuf out;          /* encoded commands waiting to be sent */
   char *host, *user, *password, *ca_file;
   int port, db, tls, verify;
-  int awaiting; /* a write went out and nothing was read since */
+  int awaiting;          /* a write went out and nothing was read since */
+  lua_State *waiter;     /* the coroutine whose replies are awaited, or NULL */
+  double deadline;       /* when the awaited replies are due (now_ms) */
+  lua_Integer want, got; /* a pipeline's replies: expected, read */
   int connect_ms, timeout_ms;
   char err[200]; /* the last failure, as returned to Lua */
 } rconn;
@@ -240,26 +249,37 @@ static int io_write(rconn *c, const char *buf, size_t len, double deadline) {
   return 0;
 }
 
+/* Reads what has arrived into buf without waiting: its length, 0 when nothing
+ * has (*ev: what to wait for), or -1 with c->err. */
+static ssize_t io_try_read(rconn *c, char *buf, size_t cap, short *ev) {
+  c->awaiting = 0;
+  for (;;) {
+    *ev = POLLIN;
+    if (c->ssl != NULL) {
+      ERR_clear_error();
+      int rc = SSL_read(c->ssl, buf, (int)cap);
+      if (rc > 0) return rc;
+      if ((*ev = tls_want(c, rc)) == 0) return fail(c, "connection lost");
+      return 0;
+    }
+    ssize_t n = recv(c->fd, buf, cap, 0);
+    if (n > 0) return n;
+    if (n == 0) return fail(c, "connection lost");
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return fail_errno(c, errno, 0);
+    return 0;
+  }
+}
+
 /* Reads what has arrived (at least one byte) into buf: its length, or -1. */
 static ssize_t io_read(rconn *c, char *buf, size_t cap, double deadline) {
   /* Right after a write the answer is not there yet: wait before trying, which
    * saves a recv() per round trip. (OpenSSL may hold decrypted bytes: ask it.) */
   if (c->ssl == NULL && c->awaiting && wait_fd(c, c->fd, POLLIN, deadline) != 0) return -1;
-  c->awaiting = 0;
   for (;;) {
-    short ev = POLLIN;
-    if (c->ssl != NULL) {
-      ERR_clear_error();
-      int rc = SSL_read(c->ssl, buf, (int)cap);
-      if (rc > 0) return rc;
-      if ((ev = tls_want(c, rc)) == 0) return fail(c, "connection lost");
-    } else {
-      ssize_t n = recv(c->fd, buf, cap, 0);
-      if (n > 0) return n;
-      if (n == 0) return fail(c, "connection lost");
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return fail_errno(c, errno, 0);
-    }
+    short ev;
+    ssize_t n = io_try_read(c, buf, cap, &ev);
+    if (n != 0) return n;
     if (wait_fd(c, c->fd, ev, deadline) != 0) return -1;
   }
 }
@@ -267,6 +287,27 @@ static ssize_t io_read(rconn *c, char *buf, size_t cap, double deadline) {
 static void free_reply(rconn *c) {
   if (c->reply != NULL) freeReplyObject(c->reply);
   c->reply = NULL;
+}
+
+/* One try at the next reply, without waiting: 0 with c->reply (c owns it until
+ * free_reply), 1 when more bytes must come first (*ev: what to wait for), or -1. */
+static int read_step(rconn *c, short *ev) {
+  char buf[READ_CHUNK];
+  void *reply = NULL;
+  free_reply(c);
+  for (;;) {
+    if (redisReaderGetReply(c->reader, &reply) != REDIS_OK)
+      return fail(c, "protocol error: %s", c->reader->errstr);
+    if (reply != NULL) {
+      c->reply = reply;
+      return 0;
+    }
+    ssize_t n = io_try_read(c, buf, sizeof buf, ev);
+    if (n == 0) return 1;
+    if (n < 0) return -1;
+    if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
+      return fail(c, "protocol error: %s", c->reader->errstr);
+  }
 }
 
 /* Reads the next reply into c->reply, which c owns until free_reply. */
@@ -518,6 +559,41 @@ static int send_commands(rconn *c, outbuf *b, double *deadline) {
 
 /* r:call(cmd, ...) -> value | nil, "ERR ..." (a Redis error) | nil, err
  * (transport: "timeout", "connection lost", "closed", ...). */
+static int push_call_reply(lua_State *L, rconn *c);
+
+/* The next reply in a coroutine: 0 with c->reply, -1 with c->err, or 1 when
+ * the socket has nothing yet and the coroutine must wait (ev). */
+static int next_reply(rconn *c, short *ev) {
+  if (c->awaiting && c->ssl == NULL) { /* just sent: nothing to read yet */
+    c->awaiting = 0;
+    *ev = POLLIN;
+    return now_ms() < c->deadline ? 1 : fail(c, "timeout");
+  }
+  int rc = read_step(c, ev);
+  if (rc == 1 && now_ms() >= c->deadline) return fail(c, "timeout");
+  return rc;
+}
+
+static int call_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  rconn *c = check_conn(L);
+  short ev;
+  int rc = next_reply(c, &ev);
+  if (rc == 1) return mc_sched_wait(L, NULL, c->fd, ev, c->deadline, ctx, call_k);
+  c->waiter = NULL;
+  if (rc != 0) {
+    transport_close(c);
+    return push_fail(L, c->err);
+  }
+  return push_call_reply(L, c);
+}
+
+/* Raises when another coroutine awaits replies on c: they would be mixed up. */
+static void check_waiter(lua_State *L, const rconn *c) {
+  if (c->waiter != NULL && c->waiter != L)
+    luaL_error(L, "redis: connection in use by another coroutine (each job needs its own)");
+}
+
 static int r_call(lua_State *L) {
   rconn *c = check_conn(L);
   double deadline;
@@ -525,13 +601,24 @@ static int r_call(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) >= 2, 2, "command expected");
     return push_fail(L, "closed");
   }
+  check_waiter(L, c);
   c->out.len = 0; /* what a raise left behind */
   format_cmd(L, &c->out);
   if (send_commands(c, &c->out, &deadline) != 0) return push_fail(L, c->err);
+  if (mc_sched_can_yield(L)) {
+    c->deadline = deadline;
+    c->waiter = L;
+    return call_k(L, LUA_OK, 0);
+  }
   if (read_reply(c, deadline) != 0) {
     transport_close(c);
     return push_fail(L, c->err);
   }
+  return push_call_reply(L, c);
+}
+
+/* Pushes c->reply as r:call's result and frees it. */
+static int push_call_reply(lua_State *L, rconn *c) {
   if (c->reply->type == REDIS_REPLY_ERROR) {
     luaL_pushfail(L);
     lua_pushlstring(L, c->reply->str, c->reply->len);
@@ -593,6 +680,28 @@ static int p_tostring(lua_State *L) {
   return 1;
 }
 
+/* The replies of a pipeline sent from a coroutine, into the table at index 3. */
+static int pipeline_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  rconn *c = check_conn(L);
+  while (c->got < c->want) {
+    short ev;
+    int rc = next_reply(c, &ev);
+    if (rc == 1) return mc_sched_wait(L, NULL, c->fd, ev, c->deadline, ctx, pipeline_k);
+    if (rc != 0) {
+      c->waiter = NULL;
+      transport_close(c);
+      return push_fail(L, c->err);
+    }
+    push_reply(L, c->reply);
+    free_reply(c);
+    lua_rawseti(L, 3, ++c->got);
+  }
+  c->waiter = NULL;
+  lua_settop(L, 3);
+  return 1;
+}
+
 /* r:send_pipeline(p) -> {value | {err = "..."}, ...} | nil, err. All the
  * commands leave in one write; the replies are read after. */
 static int r_send_pipeline(lua_State *L) {
@@ -602,11 +711,20 @@ static int r_send_pipeline(lua_State *L) {
   lua_Integer n = p->n;
   luaL_argcheck(L, !p->sent, 2, "pipeline already sent");
   if (c->state == ST_CLOSED) return push_fail(L, "closed");
-  lua_createtable(L, n < INT_MAX ? (int)n : INT_MAX, 0);
+  check_waiter(L, c);
+  lua_settop(L, 2);
+  lua_createtable(L, n < INT_MAX ? (int)n : INT_MAX, 0); /* index 3 */
   if (n == 0) return 1;
   int status = send_commands(c, &p->out, &deadline);
   pipe_free(p);
   if (status != 0) return push_fail(L, c->err);
+  if (mc_sched_can_yield(L)) {
+    c->deadline = deadline;
+    c->waiter = L;
+    c->want = n;
+    c->got = 0;
+    return pipeline_k(L, LUA_OK, 0);
+  }
   for (lua_Integer i = 1; i <= n; i++) {
     if (read_reply(c, deadline) != 0) {
       transport_close(c);

@@ -1,11 +1,13 @@
 /* worker.c -- mc.worker_native: the threads of `multiconnect worker`.
  *
  * N OS threads each loop: borrow an app state from an mc_pool (pool.c), call its
- * entry point once (fetch one job and run it, or wait briefly when there is none),
- * give the state back. Borrowing per job is what makes hot reload land between
- * jobs. Each thread publishes the job it runs in a slot, which the main thread
- * reads for the heartbeat and, at a shutdown deadline, to push unfinished jobs
- * back.
+ * entry point once (run jobs, up to `inflight` at once in coroutines, until none
+ * is left in flight, or wait briefly when there is none), give the state back.
+ * Borrowing again after each round is what makes hot reload land between jobs: a
+ * round that sees newer code stops fetching and finishes its jobs on the code
+ * they started with. Each job in flight is published in a slot (inflight per
+ * thread), which the main thread reads for the heartbeat and, at a shutdown
+ * deadline, to push unfinished jobs back.
  *
  * The main thread (the caller of run) waits for signals and ticks: every tick it
  * calls opts.tick (heartbeat, scheduler, orphan recovery, in Lua) and checks the
@@ -37,6 +39,7 @@ typedef struct worker {
   const mc_boot *boot;
   mc_pool pool;
   int concurrency;
+  int inflight, nslots;     /* jobs in flight per thread; concurrency * inflight */
   const char *const *watch; /* folders whose edits reload the code; NULL: SIGHUP only */
   char identity[256];       /* hostname:pid:nonce, as Sidekiq names a process */
   double shutdown_timeout;
@@ -123,7 +126,7 @@ static worker *worker_of(lua_State *L) {
 
 static int check_index(lua_State *L, worker *w) {
   lua_Integer i = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, i >= 1 && i <= w->concurrency, 1, "no such worker thread");
+  luaL_argcheck(L, i >= 1 && i <= w->nslots, 1, "no such job slot");
   return (int)i - 1;
 }
 
@@ -133,7 +136,8 @@ static void slot_clear(slot *s) {
   s->queue = s->payload = NULL;
 }
 
-/* set_current(index, queue, payload): the job this thread now runs */
+/* set_current(slot, queue, payload): the job slot now holds (thread t's slots are
+ * (t - 1) * inflight + 1 .. t * inflight) */
 static int w_set_current(lua_State *L) {
   worker *w = worker_of(L);
   int i = check_index(L, w);
@@ -191,13 +195,13 @@ static int w_state(lua_State *L) {
   return 1;
 }
 
-/* current() -> array of {index, queue, payload, started} for the busy threads.
+/* current() -> array of {index, queue, payload, started} for the busy slots.
  * Each slot is copied under the lock into Lua-owned memory (a scratch userdata
  * made before locking), so nothing that can raise runs while the lock is held. */
 static int w_current(lua_State *L) {
   worker *w = worker_of(L);
   lua_newtable(L);
-  for (int i = 0; i < w->concurrency; i++) {
+  for (int i = 0; i < w->nslots; i++) {
     pthread_mutex_lock(&w->mu);
     size_t need =
       w->slots[i].payload ? strlen(w->slots[i].queue) + strlen(w->slots[i].payload) + 2 : 0;
@@ -300,6 +304,8 @@ static void read_opts(lua_State *L, worker *w) {
   luaL_checktype(L, 1, LUA_TTABLE);
   mc_options o = {L, 1, "worker"};
   w->concurrency = (int)mc_opt_integer(&o, "concurrency", 5, 1, 1000);
+  w->inflight = (int)mc_opt_integer(&o, "inflight", 1, 1, 10000);
+  w->nslots = w->concurrency * w->inflight;
   w->shutdown_timeout = mc_opt_number(&o, "shutdown_timeout", 25, 0, 86400);
   w->watch = mc_opt_boolean(&o, "reload", 1) ? mc_opt_dirs(&o, "watch", w->boot->root) : NULL;
   const char *identity = mc_opt_string(&o, "identity", NULL, NULL);
@@ -315,8 +321,8 @@ static int w_run(lua_State *L) {
   w->boot = lua_touserdata(L, -1);
   lua_pop(L, 1);
   read_opts(L, w); /* leaves the watched folders on the stack */
-  w->slots = lua_newuserdatauv(L, sizeof(slot) * (size_t)w->concurrency, 0);
-  memset(w->slots, 0, sizeof(slot) * (size_t)w->concurrency);
+  w->slots = lua_newuserdatauv(L, sizeof(slot) * (size_t)w->nslots, 0);
+  memset(w->slots, 0, sizeof(slot) * (size_t)w->nslots);
   w->threads = lua_newuserdatauv(L, sizeof(pthread_t) * (size_t)w->concurrency, 0);
   if (mc_pool_init(&w->pool, w->concurrency, build_state, w) != 0) {
     luaL_pushfail(L);
@@ -335,7 +341,7 @@ static int w_run(lua_State *L) {
     fflush(stdout);
     _exit(1); /* some threads may run: no clean way back */
   }
-  printf("at=info msg=started concurrency=%d\n", w->concurrency);
+  printf("at=info msg=started concurrency=%d inflight=%d\n", w->concurrency, w->inflight);
   fflush(stdout);
   call_hook(L, 1, "tick");
   mc_watch watch = {&w->pool, w->watch, on_tick, L};
@@ -348,7 +354,7 @@ static int w_run(lua_State *L) {
   call_hook(L, 1, "stopped");
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &WORKER_KEY);
-  for (int i = 0; i < w->concurrency; i++) slot_clear(&w->slots[i]);
+  for (int i = 0; i < w->nslots; i++) slot_clear(&w->slots[i]);
   mc_pool_free(&w->pool);
   pthread_mutex_destroy(&w->mu);
   pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -188,4 +188,27 @@ describe("mc.jobs", function()
       assert.same({ 3, today, 12, 2, 0 }, { #h, h[3].date, h[3].processed, h[3].failed, h[1].processed })
     end)
   end)
+  it("brings a dead process's 100 jobs in flight back in 17 waves: one now, ten alone, then doubling", function()
+    local worker = require "mc.worker"
+    local dead = "deadhost:1:abc"
+    r:call("SADD", "mc:inflight", dead)
+    for i = 1, 100 do
+      r:call("LPUSH", "inflight:" .. dead, json.encode({ class = "x.y", jid = "j" .. i, queue = "default", args = {} }))
+    end
+    local now = jobs.now()
+    local moved, buried = assert(worker.recover_orphans(r, "me:1:xyz", 1))
+    assert.equal(100, moved)
+    assert.equal(0, buried)
+    assert.equal(1, r:call("LLEN", "queue:default"))
+    local waves = {}
+    local scores = r:call("ZRANGE", "schedule", 0, -1, "WITHSCORES")
+    for i = 2, #scores, 2 do
+      local wave = math.floor(tonumber(scores[i]) - now + 0.5)
+      waves[wave] = (waves[wave] or 0) + 1
+    end
+    for w = 1, 10 do assert.equal(1, waves[w], "wave " .. w) end
+    assert.same({ 1, 2, 4, 8, 16, 32, 26 },
+      { waves[11], waves[12], waves[13], waves[14], waves[15], waves[16], waves[17] })
+    assert.equal(0, r:call("EXISTS", "inflight:" .. dead))
+  end)
 end)

@@ -8,7 +8,7 @@ local md = require "support.markdown"
 local DOC = "docs/lua-api.md"
 
 local PUBLIC = { "json", "log", "env", "url", "pg", "redis", "conns", "http", "crypto", "mail",
-  "template", "file", "host", "cron", "redact", "isolate", "web", "jobs" }
+  "template", "file", "host", "cron", "redact", "isolate", "web", "jobs", "sched" }
 
 -- method alias in the doc -> a live object whose methods it documents
 local function instances()
@@ -17,6 +17,7 @@ local function instances()
     r = assert(require("mc.redis").connect()),
     iso = assert(require("mc.isolate").new()),
     router = require("mc.web").router(),
+    s = require("mc.sched").new(),
     keyring = require("mc.crypto").keyring("k1:" .. require("mc.crypto").new_key()),
     matcher = assert(require("mc.cron").parse("* * * * *")),
     mailer = assert(require("mc.mail").new({ from = "a@b.example", smtp_url = "smtp://127.0.0.1:9" })),

@@ -10,6 +10,8 @@ local log = require "mc.log"
 local host = require "mc.host"
 local env = require "mc.env"
 local crypto = require "mc.crypto"
+local sched = require "mc.sched"
+local conns = require "mc.conns"
 
 local _M = {}
 
@@ -17,7 +19,6 @@ local INFLIGHT_SET = "mc:inflight"   -- identities that may have an in-flight li
 local RECOVERIES = "mc:recoveries"   -- jid -> how often its process died under it
 local MAX_RECOVERIES = 3
 local STATS_TTL = 5 * 365 * 24 * 3600 -- Sidekiq keeps the dated counters 5 years
-local BATCH = 20 -- jobs a thread runs per borrowed state (a reload still lands on the next job: stale())
 
 -- ---- queues ----------------------------------------------------------------
 
@@ -87,40 +88,55 @@ end
 
 local function today() return os.date("!%Y-%m-%d") end
 
--- Removes body from the in-flight list and records how the job ended, in one
--- MULTI: a crash can not leave the job both done and in flight. With next_queue,
--- the same round trip fetches the thread's next job from it: -> true, body | nil.
+-- Queues on p the MULTI that removes body from the in-flight list and records
+-- how the job ended: a crash can not leave the job both done and in flight.
 -- (The dated counters get their TTL from the heartbeat, not once per job.)
-local function settle(r, inflight, body, job, ok, err, next_queue)
-  local now = jobs.now()
-  local res, perr = r:pipeline(function(p)
-    p:call("MULTI")
-    p:call("LREM", inflight, 1, body)
-    -- as Sidekiq counts: processed = every job run, failed ones included
-    local day = today()
-    p:call("INCR", "stat:processed")
-    p:call("INCR", "stat:processed:" .. day)
-    if not ok then
-      if job then
-        local where, at = jobs.fail(job, err)
-        if where == "retry" then
-          p:call("ZADD", "retry", string.format("%.6f", at), json.encode(job))
-        else
-          jobs.bury(p, job, now)
-        end
-        p:call("HDEL", RECOVERIES, job.jid or "")
+local function settle_into(p, inflight, done, now, day)
+  local body, job, ok, err = done.body, done.job, done.ok, done.err
+  p:call("MULTI")
+  p:call("LREM", inflight, 1, body)
+  -- as Sidekiq counts: processed = every job run, failed ones included
+  p:call("INCR", "stat:processed")
+  p:call("INCR", "stat:processed:" .. day)
+  if not ok then
+    if job then
+      local where, at = jobs.fail(job, err)
+      if where == "retry" then
+        p:call("ZADD", "retry", string.format("%.6f", at), json.encode(job))
       else
-        p:call("ZADD", "dead", string.format("%.6f", now), body) -- not JSON: no retries
+        jobs.bury(p, job, now)
       end
-      p:call("INCR", "stat:failed")
-      p:call("INCR", "stat:failed:" .. day)
+      p:call("HDEL", RECOVERIES, job.jid or "")
+    else
+      p:call("ZADD", "dead", string.format("%.6f", now), body) -- not JSON: no retries
     end
-    p:call("EXEC")
-    if next_queue then p:call("LMOVE", "queue:" .. next_queue, inflight, "RIGHT", "LEFT") end
+    p:call("INCR", "stat:failed")
+    p:call("INCR", "stat:failed:" .. day)
+  end
+  p:call("EXEC")
+end
+
+-- Settles the finished jobs and fetches up to `room` more (each from a queue
+-- picked by weight, as fetch does), in one round trip -> {{body, queue}, ...}
+-- | nil, err (then the finished jobs stay in flight: recovery runs them again,
+-- at least once; and what was fetched is found as strays).
+local function settle_and_fetch(r, inflight, finished, room, queues)
+  local now, day = jobs.now(), today()
+  local picks = {}
+  local res, err = r:pipeline(function(p)
+    for _, done in ipairs(finished) do settle_into(p, inflight, done, now, day) end
+    for i = 1, room do
+      picks[i] = order(queues)[1].name
+      p:call("LMOVE", "queue:" .. picks[i], inflight, "RIGHT", "LEFT")
+    end
   end)
-  if not res then return nil, perr end
-  local nxt = next_queue and res[#res]
-  return true, type(nxt) == "string" and nxt or nil
+  if not res then return nil, err end
+  local got, base = {}, #res - room
+  for i = 1, room do
+    local body = res[base + i]
+    if type(body) == "string" then got[#got + 1] = { body, picks[i] } end
+  end
+  return got
 end
 
 -- ctx.log is made on first use: most jobs never log.
@@ -131,10 +147,8 @@ local CTX = { __index = function(ctx, k)
   return l
 end }
 
--- Runs one job and settles it -> the next job's body when next_queue was given
--- and it had one.
-local function run_one(index, r, inflight, body, queue, limit, next_queue)
-  native.set_current(index, queue, body)
+-- Runs one job (in its coroutine) -> job (decoded, or nil), ok, err.
+local function perform(body, queue, limit)
   local started = host.now()
   local job = json.decode(body)
   local ok, err, trace
@@ -152,23 +166,43 @@ local function run_one(index, r, inflight, body, queue, limit, next_queue)
     log.warn("job failed", { class = job and job.class, jid = job and job.jid, queue = queue,
                              duration_ms = ms, error = trace or err })
   end
-  local settled, next_or_err = settle(r, inflight, body, job, ok, err, next_queue)
-  native.clear_current(index)
-  -- if settling failed the job stays in flight: recovery runs it again (at least once)
-  if not settled then
-    log.error("could not settle a job", { jid = job and job.jid, error = next_or_err })
-    return nil
-  end
-  return next_or_err
+  return job, ok, err
 end
 
+-- The body of a job's coroutine: perform, then give its connections back.
+local function job_main(body, queue, limit)
+  local ok, job, jok, jerr = pcall(perform, body, queue, limit)
+  conns.release(coroutine.running())
+  if not ok then return nil, false, "worker: " .. tostring(job) end
+  return job, jok, jerr
+end
 
--- The entry point of each worker thread's state: fetch and run one job, or wait
--- a little when there is none (or the worker is quiet or stopping).
+local DEFAULT_INFLIGHT = 200
+local REFILL_MAX = 32      -- LMOVEs per round trip
+local REFILL_BACKOFF = 0.1 -- seconds before asking an empty queue again, while jobs run
+local QUICK_START = 0.01   -- seconds: fetched jobs that all started within it -> fetch more
+
+-- WORKER_INFLIGHT: jobs in flight per thread
+local function inflight_per_thread()
+  return env.int("WORKER_INFLIGHT", DEFAULT_INFLIGHT, { min = 1, max = 10000 })
+end
+
+-- The entry point of each worker thread's state: one round of jobs. It fetches
+-- a job (or waits a little when there is none, or the worker is quiet or
+-- stopping), then runs up to WORKER_INFLIGHT jobs at once, each in a coroutine
+-- of mc.sched that yields while it waits on the network, settling the finished
+-- ones and fetching more in one round trip, until none is left in flight. Once
+-- the worker stops or is quieted, or a reload replaced this state's code, it
+-- fetches no more: the jobs in flight finish on the code they started with, and
+-- the next round borrows a state with the new code.
 function _M.thread_entry()
   local inflight = "inflight:" .. native.identity()
   local queues = assert(_M.parse_queues(env.str("WORKER_QUEUES", "default")))
   local limit = env.number("JOB_TIMEOUT", 600, { min = 0.001 })
+  local per_thread = inflight_per_thread()
+  local per_conns = env.int("WORKER_CONNECTIONS", 5, { min = 1, max = 10000 })
+  conns.limit("pg", per_conns, limit)
+  conns.limit("redis", per_conns, limit)
   return function(index)
     if native.state() ~= "running" then return host.sleep(0.1) end
     local r, err = jobs.redis()
@@ -184,17 +218,63 @@ function _M.thread_entry()
       end
       return
     end
-    -- up to BATCH jobs, each fetched in the round trip that settles the one before
-    -- (from a queue picked by weight, as fetch does); a job fetched while the worker
-    -- was quieted or stopped, or onto a state whose code a reload replaced, goes back
-    local queue = queue_or_err
-    for n = 1, BATCH do
-      if native.state() ~= "running" or native.stale() then
-        return give_back(r, inflight, body, queue)
+    -- fetched while the worker was quieted or stopped, or onto a state whose code
+    -- a reload replaced: back to the front of the queue
+    if native.state() ~= "running" or native.stale() then
+      return give_back(r, inflight, body, queue_or_err)
+    end
+    local s = sched.new()
+    local free, finished = {}, {}
+    for k = per_thread, 1, -1 do free[#free + 1] = (index - 1) * per_thread + k end
+    local function start(b, queue)
+      local slot = table.remove(free)
+      native.set_current(slot, queue, b)
+      s:spawn(job_main, function(ok, job, jok, jerr)
+        if not ok then jok, jerr = false, "worker: " .. tostring(job) end
+        finished[#finished + 1] = { body = b, job = ok and job or nil, ok = jok, err = jerr, slot = slot }
+      end, b, queue, limit)
+    end
+    -- How many to fetch at once: doubled while the jobs it fetched started (ran to
+    -- their first wait, or to their end) in a moment, back to one when they took
+    -- longer (jobs that block their thread: fetched ahead they would only wait
+    -- here, where no other thread can take them); and as many as are in flight
+    -- (waiting on the network), so that a thread of such jobs fills up fast.
+    local fetching, next_refill, batch = true, 0, 1
+    start(body, queue_or_err)
+    while true do
+      if fetching and (native.state() ~= "running" or native.stale()) then fetching = false end
+      local room = 0
+      -- none while a job waits for a pooled connection: threads with room take them
+      if fetching and host.now() >= next_refill and conns.waiting() == 0 then
+        room = math.min(#free, REFILL_MAX, math.max(batch, s:count()))
       end
-      local next_queue = n < BATCH and order(queues)[1].name or nil
-      body, queue = run_one(index, r, inflight, body, queue, limit, next_queue), next_queue
-      if not body then return end
+      if #finished > 0 or room > 0 then
+        local done = finished
+        finished = {}
+        local got, serr = settle_and_fetch(r, inflight, done, room, queues)
+        for _, d in ipairs(done) do
+          native.clear_current(d.slot)
+          free[#free + 1] = d.slot
+        end
+        if not got then
+          log.error("could not settle jobs", { jobs = #done, error = serr })
+          got = {}
+        end
+        if #got < room then next_refill = host.now() + REFILL_BACKOFF end
+        local back = native.state() ~= "running" or native.stale()
+        local t0 = host.now()
+        for _, g in ipairs(got) do
+          if back then give_back(r, inflight, g[1], g[2]) else start(g[1], g[2]) end
+        end
+        if #got > 0 then
+          batch = host.now() - t0 < QUICK_START and math.min(batch * 2, REFILL_MAX) or 1
+        end
+      end
+      if s:count() > 0 then
+        s:step(REFILL_BACKOFF)
+      elseif #finished == 0 and (not fetching or host.now() < next_refill) then
+        return
+      end
     end
   end
 end
@@ -262,7 +342,10 @@ return moved
 -- cannot be told, and put back together they would be fetched together again
 -- and die together: the poison's neighbours buried with it. So the first goes
 -- to the right end of its queue (next to be fetched) and the others to the
--- schedule, ARGV[3] seconds apart (two polls: each comes back on its own).
+-- schedule, ARGV[3] seconds apart (two polls: each comes back on its own). A
+-- process runs many jobs at once (WORKER_INFLIGHT), so past the first ten they
+-- come back in waves that double (2, 4, 8, ...): a thousand jobs in 20 waves,
+-- not in a thousand.
 local RECOVER = [[
 local moved, buried, kept = 0, 0, 0
 while true do
@@ -283,7 +366,13 @@ while true do
       redis.call('RPUSH', 'queue:' .. job.queue, body)
       kept = 1
     else
-      redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + kept * tonumber(ARGV[3])), body)
+      local wave = kept
+      if kept > 10 then -- 11 + floor(log2(kept - 10)), in integers
+        wave = 11
+        local m = kept - 10
+        while m >= 2 do wave, m = wave + 1, math.floor(m / 2) end
+      end
+      redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + wave * tonumber(ARGV[3])), body)
       kept = kept + 1
     end
   end
@@ -398,6 +487,7 @@ function _M.serve(opts)
     hostname = hostname,
     identity = hostname .. ":" .. host.pid() .. ":" .. crypto.to_hex(crypto.random(6)),
     concurrency = env.int("WORKER_CONCURRENCY", 5, { min = 1, max = 200 }),
+    inflight = inflight_per_thread(),
     ttl = env.int("WORKER_HEARTBEAT_TTL", 60, { min = 2 }),
     poll = env.number("WORKER_POLL_INTERVAL", 5, { min = 0.05 }),
     stray_grace = env.number("WORKER_STRAY_GRACE", 30, { min = 0.1 }),
@@ -459,10 +549,10 @@ function _M.serve(opts)
       if left == 0 then p:call("SREM", INFLIGHT_SET, cfg.identity) end
     end)
   end
-  log.info("worker starting", { identity = cfg.identity, concurrency = cfg.concurrency,
+  log.info("worker starting", { identity = cfg.identity, concurrency = cfg.concurrency, inflight = cfg.inflight,
                                 queues = table.concat(cfg.queue_names, ",") })
   local ok, rerr = native.run({
-    identity = cfg.identity, concurrency = cfg.concurrency,
+    identity = cfg.identity, concurrency = cfg.concurrency, inflight = cfg.inflight,
     shutdown_timeout = env.number("SHUTDOWN_TIMEOUT", 25, { min = 0 }),
     reload = env.bool("MC_RELOAD", true), watch = opts.watch, tick = tick, requeue = requeue, stopped = stopped,
   })

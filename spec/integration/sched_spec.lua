@@ -1,0 +1,201 @@
+-- mc.sched: coroutines on one thread whose mc.http, mc.redis and mc.pg calls yield
+-- while they wait, against a local HTTP server (spec/support/http_server.lua), the
+-- harness's Redis (keys under a prefix of this run) and Postgres.
+local sched = require "mc.sched"
+local http = require "mc.http"
+local redis = require "mc.redis"
+local pg = require "mc.pg"
+local conns = require "mc.conns"
+local host = require "mc.host"
+local proc = require "support.process"
+local server = require "support.server"
+
+local PREFIX = "mc:spec:sched:" .. math.random(1, 1e9) .. ":"
+
+local function start_server()
+  local port, pidfile, log = server.free_port(), os.tmpname(), os.tmpname()
+  os.execute(string.format("%s run %s %d >%s 2>&1 & echo $! >%s", proc.quote(host.exe),
+    proc.quote(host.root .. "/spec/support/http_server.lua"), port, proc.quote(log), proc.quote(pidfile)))
+  local f = assert(io.open(pidfile))
+  local pid = f:read("l")
+  f:close()
+  local function stop()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    os.remove(pidfile)
+    os.remove(log)
+  end
+  if server.wait_accepting(port, 10) then return "http://127.0.0.1:" .. port, stop end
+  stop()
+  error("test server did not start")
+end
+
+-- Runs every fn in its own coroutine to the end -> {ok, result...} per fn, seconds
+local function run_all(fns)
+  local s, out = sched.new(), {}
+  local t0 = host.now()
+  for i, fn in ipairs(fns) do
+    s:spawn(fn, function(...) out[i] = table.pack(...) end)
+  end
+  while s:count() > 0 do s:step(1) end
+  return out, host.now() - t0
+end
+
+local function times(n, fn)
+  local fns = {}
+  for i = 1, n do fns[i] = function() return fn(i) end end
+  return fns
+end
+
+describe("mc.sched", function()
+  local base, stop
+
+  setup(function() base, stop = start_server() end)
+  teardown(function() stop() end)
+
+  it("runs 100 HTTP calls that each wait 200 ms at once on one thread", function()
+    local out, secs = run_all(times(100, function()
+      local res, err = http.get(base .. "/delay/200")
+      return res and res.body or err
+    end))
+    for i = 1, 100 do assert.same({ n = 2, true, "slept" }, out[i]) end
+    assert.is_true(secs < 5, secs .. " s") -- blocking calls would take 20 s
+  end)
+
+  it("keeps the blocking call outside a scheduler's coroutine, and in a script's own", function()
+    assert.is_false(sched.adopted())
+    assert.equal("slept", http.get(base .. "/delay/10").body)
+    local out = run_all({ function()
+      local co = coroutine.wrap(function() return sched.adopted(), http.get(base .. "/delay/10").body end)
+      return co()
+    end })
+    assert.same({ n = 3, true, false, "slept" }, out[1])
+  end)
+
+  it("gives transport failures as nil, err in a coroutine too", function()
+    local out = run_all({ function() return http.get("http://127.0.0.1:1/", { timeout = 2 }) end })
+    assert.same({ n = 3, true, nil, "connection refused" }, out[1])
+  end)
+
+  it("lets a job's error end its coroutine alone", function()
+    local out = run_all({
+      function() http.get(base .. "/delay/50"); error("boom") end,
+      function() return http.get(base .. "/delay/100").body end,
+    })
+    assert.is_false(out[1][1])
+    assert.matches("boom", out[1][2])
+    assert.same({ n = 2, true, "slept" }, out[2])
+  end)
+
+  it("yields in mc.redis: a BLPOP waits while another coroutine pushes", function()
+    local url = assert(os.getenv("REDIS_URL"))
+    local a, b = assert(redis.connect(url)), assert(redis.connect(url))
+    local key = PREFIX .. "list"
+    local out, secs = run_all({
+      function() return a:call("BLPOP", key, 5) end,
+      function()
+        sched.sleep(0.1)
+        local res = b:pipeline(function(p) p:call("RPUSH", key, "x"); p:call("PING") end)
+        return res[1], res[2]
+      end,
+    })
+    assert.same({ key, "x" }, out[1][2])
+    assert.same({ n = 3, true, 1, "PONG" }, out[2])
+    assert.is_true(secs < 2, secs .. " s")
+    a:close(); b:close()
+  end)
+
+  it("times a redis command out in a coroutine as outside", function()
+    local r = assert(redis.connect(os.getenv("REDIS_URL"), { timeout = 0.2 }))
+    local out = run_all({ function() return r:call("BLPOP", PREFIX .. "never", 0) end })
+    assert.same({ n = 3, true, nil, "timeout" }, out[1])
+    assert.equal("PONG", r:call("PING")) -- reconnected
+    r:close()
+  end)
+
+  it("refuses a connection another coroutine waits on", function()
+    local r = assert(redis.connect(os.getenv("REDIS_URL")))
+    local out = run_all({
+      function() return r:call("BLPOP", PREFIX .. "busy", 0.3) end,
+      function() return r:call("PING") end,
+    })
+    assert.is_false(out[2][1])
+    assert.matches("in use by another coroutine", out[2][2])
+    r:close()
+  end)
+
+  it("yields in mc.pg: two pg_sleep(0.4) on two connections take 0.4 s, not 0.8", function()
+    local c1, c2 = assert(pg.connect()), assert(pg.connect())
+    local out, secs = run_all({
+      function() return c1:query("select pg_sleep(0.4), $1::int as n", 1)[1].n end,
+      function() return c2:query("select pg_sleep(0.4), $1::int as n", 2)[1].n end,
+    })
+    assert.same({ n = 2, true, 1 }, out[1])
+    assert.same({ n = 2, true, 2 }, out[2])
+    assert.is_true(secs < 0.75, secs .. " s")
+    c1:close(); c2:close()
+  end)
+
+  it("gives mc.pg's results, errors and cached statements in a coroutine as outside", function()
+    local c = assert(pg.connect())
+    local out = run_all({ function()
+      local rows = assert(c:query("select $1::text as t, null::int as z", "a"))
+      local again = assert(c:query("select $1::text as t, null::int as z", "b")) -- prepared now
+      local multi = assert(c:exec("create temp table sched_t (n int); insert into sched_t values (7); " ..
+        "select n from sched_t"))
+      local _, err, state = c:query("select * from no_such_table")
+      local _, err2 = c:exec("select 1; select 1/0; select 2")
+      return rows[1].t, rows[1].z, again[1].t, multi[1].n, err, state, err2
+    end })
+    assert.same({ n = 8, true, "a", mc.null, "b", 7,
+      'relation "no_such_table" does not exist', "42P01", "division by zero" }, out[1])
+    assert.equal("idle", c:status())
+    c:close()
+  end)
+
+  it("gives each coroutine its own pooled connection, and waits when the pool is out", function()
+    conns.limit("pg", 1)
+    local seen = {}
+    local out, secs = run_all(times(2, function(i)
+      local c = assert(conns.pg())
+      seen[i] = c
+      c:query("select pg_sleep(0.2)")
+      conns.release(coroutine.running())
+      return true
+    end))
+    conns.limit("pg", nil)
+    assert.same({ n = 2, true, true }, out[1])
+    assert.same({ n = 2, true, true }, out[2])
+    assert.equal(seen[1], seen[2])                     -- one connection, one after the other
+    assert.is_true(secs >= 0.4, secs .. " s")
+    assert.are_not.equal(seen[1], assert(conns.pg())) -- not the state's own
+  end)
+
+  it("gives each coroutine its own connection to another database (pg_at), and takes it back", function()
+    -- another URL for the same server: what matters is that it is not DATABASE_URL's
+    local url = os.getenv("DATABASE_URL") .. (os.getenv("DATABASE_URL"):find("?", 1, true) and "&" or "?")
+      .. "application_name=sched_pg_at"
+    local seen = {}
+    local out = run_all(times(2, function(i)
+      local c = assert(conns.pg_at(url))
+      seen[i] = c
+      local n = c:query("select pg_sleep(0.3), $1::int as n", i)[1].n
+      conns.release(coroutine.running())
+      return n
+    end))
+    assert.same({ n = 2, true, 1 }, out[1])
+    assert.same({ n = 2, true, 2 }, out[2])
+    assert.are_not.equal(seen[1], seen[2])              -- neither waited on the other's
+    local again = run_all({ function() return conns.pg_at(url) end })
+    assert.is_true(again[1][2] == seen[1] or again[1][2] == seen[2]) -- given back, then reused
+  end)
+
+  it("closes a pooled connection given back inside a transaction", function()
+    local c
+    run_all({ function()
+      c = assert(conns.pg())
+      assert(c:exec("begin"))
+      conns.release(coroutine.running())
+    end })
+    assert.equal("closed", select(2, c:status()))
+  end)
+end)
