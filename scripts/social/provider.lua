@@ -20,6 +20,7 @@
 -- _M.load(name) -> the provider module; the shared helpers below are pure.
 local host = require "mc.host"
 local api = require "lib.api"
+local days_from_civil = require("lib.civil").days
 
 local _M = {}
 
@@ -109,14 +110,6 @@ function _M.id_less(a, b)
   return a < b
 end
 
-local function days_from_civil(y, m, d)
-  y = m <= 2 and y - 1 or y
-  local era = (y >= 0 and y or y - 399) // 400
-  local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  return era * 146097 + doe - 719468
-end
 
 -- iso_epoch(s) -> epoch seconds of an ISO 8601 UTC time stamp ("...Z" or no
 -- zone), or nil. Pure arithmetic: os.time would read the local zone.

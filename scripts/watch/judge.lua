@@ -12,19 +12,9 @@
 --   stale          no mapping reported sync activity for stale_after seconds
 -- No problems: the sync is healthy (or busy getting there).
 local connect = require "clients.connect"
+local days = require("lib.civil").days
 
 local _M = {}
-
--- Days since 1970-01-01 of a civil date (proleptic Gregorian; Howard Hinnant's
--- days_from_civil): os.time would read the fields as local time.
-local function days(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = (y >= 0 and y or y - 399) // 400
-  local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  return era * 146097 + doe - 719468
-end
 
 -- epoch(iso8601) -> seconds | nil: "2026-12-06T22:49:03Z", with an optional
 -- fraction and a Z or +hh:mm offset, as Connect writes its times.
