@@ -166,7 +166,8 @@ function _M.callback(req)
   if row == nil then return unavailable(aerr) end
   if not row then return moved_on() end
   workflow.announce(row, row.from_state, "app_authorized")
-  workflow.enqueue(id)
+  local jid, jerr = workflow.enqueue(id)
+  if not jid then log.error("onboarding: could not queue the next step", { org_id = id, err = jerr }) end
   return page.render(200, "Thank you",
     "Your org is being connected. You will get one more e-mail to authorize Heroku Connect.")
 end
@@ -184,7 +185,9 @@ function _M.connect_complete(req)
   if moved == nil then return unavailable(merr) end
   if moved then
     workflow.announce(moved, moved.from_state, "connect_authorized")
-    workflow.enqueue(id)
+    local jid, jerr = workflow.enqueue(id)
+    -- the org has moved: the sweep will queue its step, but say why it waits
+    if not jid then log.error("onboarding: could not queue the next step", { org_id = id, err = jerr }) end
   elseif cur and cur.state == "degraded" then
     -- authorized again from a degraded org's mail: look now, not at the next visit
     local jid, jerr = jobs.enqueue("health.check", { id })
