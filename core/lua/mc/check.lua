@@ -41,12 +41,17 @@ function _M.split(err)
   return nil, nil, tostring(err)
 end
 
+-- split() of an error whose file is named under MC_ROOT: the path made relative
+local function split_rel(err)
+  return _M.split((tostring(err):gsub("^" .. host.root:gsub("%p", "%%%0") .. "/", "")))
+end
+
 local function syntax(problems)
   local files = lua_files("scripts", {})
   for _, path in ipairs(files) do
     local chunk, err = loadfile(host.root .. "/" .. path, "t")
     if not chunk then
-      local _, line, msg = _M.split(err:gsub("^" .. host.root:gsub("%p", "%%%0") .. "/", ""))
+      local _, line, msg = split_rel(err)
       problems[#problems + 1] = { file = path, line = line, message = msg, fix = "correct the syntax" }
     end
   end
@@ -57,7 +62,7 @@ end
 local function guarded(problems, file, fix, fn)
   local ok, err = pcall(fn)
   if ok then return end
-  local efile, line, msg = _M.split(tostring(err):gsub("^" .. host.root:gsub("%p", "%%%0") .. "/", ""))
+  local efile, line, msg = split_rel(err)
   problems[#problems + 1] = { file = efile or file, line = line, message = msg, fix = fix }
 end
 
@@ -70,12 +75,8 @@ end
 local function schedule(problems)
   local clock = require "mc.clock"
   if not lfs.attributes(host.root .. "/" .. clock.PATH) then return end
-  local entries, err = clock.load(host.root .. "/" .. clock.PATH)
-  if not entries then
-    local file, line, msg = _M.split(tostring(err):gsub("^" .. host.root:gsub("%p", "%%%0") .. "/", ""))
-    problems[#problems + 1] = { file = file or clock.PATH, line = line, message = msg,
-      fix = "see the README's 'Scheduled jobs: the clock'" }
-  end
+  guarded(problems, clock.PATH, "see the README's 'Scheduled jobs: the clock'",
+    function() assert(clock.load(host.root .. "/" .. clock.PATH)) end)
 end
 
 local function application(problems)
