@@ -5,6 +5,7 @@
 --   db.tenant(org) -> the connection to the database holding the org's schema
 --                     (its db_key; CONNECT_DB_KEY when none is recorded) | nil, err
 --   db.key(org) -> that db_key
+--   db.one(conn:query(...)) -> the first row | false (none) | nil, err
 local conns = require "mc.conns"
 local config = require "config"
 
@@ -23,6 +24,11 @@ function _M.tenant(org)
   local url, err = config.database_url(key)
   if not url then return nil, "the tenant's database: " .. err end
   return conns.pg_at(url)
+end
+
+function _M.one(rows, err)
+  if not rows then return nil, err end
+  return rows[1] or false
 end
 
 -- use(c): make c this state's Postgres connection (tests).

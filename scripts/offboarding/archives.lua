@@ -23,10 +23,7 @@ function _M.archive_name(schema, t)
   return schema:sub(1, 63 - #suffix) .. suffix
 end
 
-local function one(rows, err)
-  if not rows then return nil, err end
-  return rows[1] or false
-end
+local one = tenant_db.one
 
 local function exists(db, schema)
   local rows, err = db:query("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)

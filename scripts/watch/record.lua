@@ -2,13 +2,9 @@
 -- onboarded org saw, and its degraded episode. Every function takes the
 -- connection to use -> the row | nil, err.
 local json = require "mc.json"
+local one = require("lib.db").one
 
 local _M = {}
-
-local function one(rows, err)
-  if not rows then return nil, err end
-  return rows[1] or false
-end
 
 -- get(db, org_id) -> row | false (never visited) | nil, err
 function _M.get(db, org_id)
