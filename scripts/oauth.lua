@@ -108,6 +108,13 @@ local function authorized(conn, org, tokens, who)
     } })
 end
 
+-- The org has moved on: its next step is queued. A queue that fails is logged
+-- (the sweep will queue the step, but the log says why it waits).
+local function queue_next(id)
+  local jid, err = workflow.enqueue(id)
+  if not jid then log.error("onboarding: could not queue the next step", { org_id = id, err = err }) end
+end
+
 local function moved_on()
   return page.render(409, "Nothing to do here",
     "This org's sign-in is no longer expected. Its onboarding has moved on.")
@@ -166,8 +173,7 @@ function _M.callback(req)
   if row == nil then return unavailable(aerr) end
   if not row then return moved_on() end
   workflow.announce(row, row.from_state, "app_authorized")
-  local jid, jerr = workflow.enqueue(id)
-  if not jid then log.error("onboarding: could not queue the next step", { org_id = id, err = jerr }) end
+  queue_next(id)
   return page.render(200, "Thank you",
     "Your org is being connected. You will get one more e-mail to authorize Heroku Connect.")
 end
@@ -185,9 +191,7 @@ function _M.connect_complete(req)
   if moved == nil then return unavailable(merr) end
   if moved then
     workflow.announce(moved, moved.from_state, "connect_authorized")
-    local jid, jerr = workflow.enqueue(id)
-    -- the org has moved: the sweep will queue its step, but say why it waits
-    if not jid then log.error("onboarding: could not queue the next step", { org_id = id, err = jerr }) end
+    queue_next(id)
   elseif cur and cur.state == "degraded" then
     -- authorized again from a degraded org's mail: look now, not at the next visit
     local jid, jerr = jobs.enqueue("health.check", { id })
