@@ -61,9 +61,7 @@ end
 
 local function all_states(counts)
   local list = {}
-  for _, s in ipairs(states.ORDER) do list[#list + 1] = { name = s, n = counts[s] or 0 } end
-  list[#list + 1] = { name = "failed", n = counts.failed or 0 }
-  list[#list + 1] = { name = "offboarded", n = counts.offboarded or 0 }
+  for _, s in ipairs(states.ALL) do list[#list + 1] = { name = s, n = counts[s] or 0 } end
   return list
 end
 

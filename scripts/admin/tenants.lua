@@ -69,11 +69,8 @@ function _M.index(req, ctx)
   if page.next_cursor ~= mc.null then
     next_url = "/admin/tenants?" .. http.encode_query({ state = params.state, q = params.q, cursor = page.next_cursor })
   end
-  local all = { "failed" }
-  for _, s in ipairs(states.ORDER) do all[#all + 1] = s end
-  all[#all + 1] = "offboarded"
   return render.page(200, "tenants.html", { title = "Tenants", nav = "tenants", csrf = ctx.csrf, flash = ctx.flash,
-    items = page.items, states = all, state = params.state or "", q = params.q or "", next_url = next_url })
+    items = page.items, states = states.ALL, state = params.state or "", q = params.q or "", next_url = next_url })
 end
 
 local function org_id(req)

@@ -24,6 +24,16 @@ _M.AFTER = { "degraded" }
 _M.INDEX = {}
 for i, s in ipairs(_M.ORDER) do _M.INDEX[s] = i end
 
+-- Every state, in the order the dashboard lists them: the onboarding's, then
+-- those after it, then failed and offboarded.
+_M.ALL = {}
+for _, s in ipairs(_M.ORDER) do _M.ALL[#_M.ALL + 1] = s end
+for _, s in ipairs(_M.AFTER) do _M.ALL[#_M.ALL + 1] = s end
+_M.ALL[#_M.ALL + 1] = "failed"
+_M.ALL[#_M.ALL + 1] = "offboarded"
+local KNOWN = {}
+for _, s in ipairs(_M.ALL) do KNOWN[s] = true end
+
 -- Who moves an org:
 --   step      a job: onboarding.advance, running the step of the org's state, or
 --             health.check, watching an onboarded org's sync
@@ -77,11 +87,10 @@ for _, s in ipairs(_M.ORDER) do
     _M.MOVES[#_M.MOVES + 1] = { "failed", s, "operator" } -- resumed at the failed step
   end
 end
-local AWAY = { "failed" }
-for _, s in ipairs(_M.AFTER) do AWAY[#AWAY + 1] = s end
-for s in pairs(_M.INDEX) do AWAY[#AWAY + 1] = s end
-for _, s in ipairs(AWAY) do -- every state but offboarded itself
-  _M.MOVES[#_M.MOVES + 1] = { s, "offboarded", "package", "operator" } -- uninstall, or the operator's offboard
+for _, s in ipairs(_M.ALL) do -- every state but offboarded itself
+  if s ~= "offboarded" then
+    _M.MOVES[#_M.MOVES + 1] = { s, "offboarded", "package", "operator" } -- uninstall, or the operator's offboard
+  end
 end
 
 -- ALLOWED[from][to][by] = true
@@ -97,7 +106,7 @@ for _, m in ipairs(_M.MOVES) do
 end
 
 function _M.known(s)
-  return _M.INDEX[s] ~= nil or s == "failed" or s == "offboarded" or s == "degraded"
+  return KNOWN[s] == true
 end
 
 -- Onboarded: the tenant has its schema and its sync (healthy or not).

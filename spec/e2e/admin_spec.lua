@@ -119,6 +119,7 @@ describe("/admin", function()
       assert.matches("Globex", failed, 1, true)
       assert.is_nil(failed:find("Initech", 1, true))
       assert.matches('<option value="failed" selected>', failed, 1, true)
+      assert.matches('<option value="degraded">', failed, 1, true)
       local search = get("/admin/tenants?q=init", cookie).body
       assert.matches("Initech", search, 1, true)
       assert.is_nil(search:find("Globex", 1, true))
@@ -239,11 +240,14 @@ describe("/admin", function()
   describe("overview", function()
     it("counts tenants per state and serves the same figures as JSON for the live refresh", function()
       app:org(id(1), { state = "active" }); app:org(id(2), { state = "active" }); app:org(id(3), { state = "failed" })
+      app:org(id(4), { state = "degraded" })
       assert(app.pg:exec(([[INSERT INTO onboarding_events (org_id, from_state, to_state, kind)
         VALUES ('%s', 'mappings_imported', 'active', 'transition')]]):format(id(1))))
       local cookie = sign_in()
       local page = get("/admin", cookie).body
       assert.matches('<strong data-live="states.active">2</strong>', page, 1, true)
+      -- every state is listed, those after onboarding too
+      assert.matches('<strong data-live="states.degraded">1</strong>', page, 1, true)
       assert.matches("Onboardings completed per hour, last 24 hours: 1", page, 1, true)
       local doc = get("/admin/overview.json", cookie).json
       assert.same({ 2, 1 }, { doc.states.active, doc.states.failed })
