@@ -31,7 +31,7 @@ _M.ACTIONS = {
     applies = function(s) return not states.FINAL[s] and not states.PERSON[s] end,
     run = function(conn, id, by) return operations.retry_step(conn, id, by) end },
   { name = "reimport_mapping", label = "Re-import mapping", help = "import the tenant's mapping again",
-    applies = function(s) return s == "active" or s == "mappings_imported" end,
+    applies = function(s) return states.ONBOARDED[s] or s == "mappings_imported" end,
     run = function(conn, id, by) return operations.reimport_mapping(conn, id, by) end },
   { name = "resend_mail", label = "Resend admin email", help = "mail the org's admin the link they wait on again",
     applies = function(s) return states.PERSON[s] == true end,

@@ -145,6 +145,11 @@ describe("/admin", function()
       assert.matches('action="/admin/tenants/' .. id(2) .. '/resume"', page.body, 1, true)
       assert.is_nil(page.body:find("/retry_step", 1, true)) -- a failed org is resumed, not retried
       assert.matches("/offboard", page.body, 1, true)
+      assert.is_nil(page.body:find("/reimport_mapping", 1, true))
+      -- a degraded org's mapping can be imported again (what its operator alert asks for)
+      app:org(id(3), { state = "degraded" })
+      local degraded = get("/admin/tenants/" .. id(3), cookie).body
+      assert.matches('action="/admin/tenants/' .. id(3) .. '/reimport_mapping"', degraded, 1, true)
       assert.equal(404, get("/admin/tenants/00Dnope", cookie).status)
       assert.equal(404, get("/admin/tenants/" .. id(9), cookie).status)
     end)
