@@ -36,7 +36,8 @@ _M.ACTIONS = {
   { name = "resend_mail", label = "Resend admin email", help = "mail the org's admin the link they wait on again",
     applies = function(s) return states.PERSON[s] == true end,
     run = function(conn, id, by) return operations.resend_mail(conn, id, by) end },
-  { name = "offboard", label = "Offboard", help = "delete the add-on; the schema and its data are kept",
+  { name = "offboard", label = "Offboard",
+    help = "delete the add-on; the schema is archived with its data for ARCHIVE_DAYS",
     confirm = "Yes, offboard this org", applies = function(s) return s ~= "offboarded" end,
     run = function(conn, id, by) return operations.offboard(conn, id, by, OFFBOARD_LOCK_MS, "operator") end },
 }
