@@ -3,6 +3,7 @@
 -- var/, so its own Postgres and Redis) on free ports. A "second shell" is a
 -- process with only PATH and MC_ROOT: it must find everything in .env.
 local proc = require "support.process"
+local free_port = require("support.server").free_port
 local host = require "mc.host"
 local socket = require "socket"
 
@@ -10,13 +11,6 @@ local ACME = "00D5e000000AbCdEAK"
 local UMBRELLA = "00D5e000000UmBrEAK" -- a Salesforce sandbox org
 local LINKED = { "scripts", "sandbox", "sql", "mappings", "force-app", "tools", "Procfile" }
 local USER_LINES = "# my own settings\nexport MAIL_FROM='me@example.com'\n"
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 local function read(path)
   local f = io.open(path)

@@ -7,7 +7,9 @@
 -- tenant_hooks_spec.lua the hooks' loading and naming.
 local hooks = require "lib.hooks"
 local host = require "mc.host"
+local file = require "mc.file"
 local proc = require "support.process"
+local env_vars = require "support.env_vars"
 
 local A = "00D5g000004XyzAEAS"
 local B = "00D5g000004XyzBEAS"
@@ -67,7 +69,7 @@ local ESCAPES = {
 }
 
 describe("tenant hook escapes", function()
-  local dir, cleanup, real_getenv
+  local dir, cleanup, restore_env
   local slowest, slowest_name, stopped = 0, "", 0
   teardown(function()
     print(string.format("\nescapes: %d of %d stopped; the slowest, %s, after %.3f s (deadline %.1f s)",
@@ -76,19 +78,13 @@ describe("tenant hook escapes", function()
 
   before_each(function()
     dir, cleanup = proc.tmpdir()
-    local f = assert(io.open(host.root .. "/scripts/tenants/default.lua", "rb"))
-    proc.write(dir .. "/default.lua", f:read("a"))
-    f:close()
-    local env = { TENANTS_DIR = dir, TENANT_HOOK_INSTRUCTIONS = "50000000", TENANT_HOOK_TIMEOUT = tostring(TIMEOUT),
-      TENANT_HOOK_MEMORY = tostring(4 * 1024 * 1024) }
-    real_getenv = os.getenv
-    os.getenv = function(name) -- luacheck: ignore (the configuration, answered in-process)
-      if env[name] ~= nil then return env[name] end
-      return real_getenv(name)
-    end
+    proc.write(dir .. "/default.lua", assert(file.read(host.root .. "/scripts/tenants/default.lua")))
+    -- the configuration, answered in-process
+    restore_env = env_vars.set({ TENANTS_DIR = dir, TENANT_HOOK_INSTRUCTIONS = "50000000",
+      TENANT_HOOK_TIMEOUT = tostring(TIMEOUT), TENANT_HOOK_MEMORY = tostring(4 * 1024 * 1024) })
   end)
   after_each(function()
-    os.getenv = real_getenv -- luacheck: ignore
+    restore_env()
     cleanup()
   end)
 
