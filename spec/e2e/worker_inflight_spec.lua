@@ -65,15 +65,7 @@ describe("multiconnect worker, many jobs in flight per thread", function()
     local dir
     dir, marks_cleanup = proc.tmpdir()
     marks_path = dir .. "/marks"
-    local port, pidfile = server.free_port(), dir .. "/http.pid"
-    os.execute(string.format("%s run %s %d >/dev/null 2>&1 & echo $! >%s", proc.quote(host.exe),
-      proc.quote(host.root .. "/spec/support/http_server.lua"), port, proc.quote(pidfile)))
-    local f = assert(io.open(pidfile))
-    local pid = f:read("l")
-    f:close()
-    stop_server = function() os.execute("kill " .. pid .. " 2>/dev/null") end
-    assert(server.wait_accepting(port, 10), "test server did not start")
-    base = "http://127.0.0.1:" .. port
+    base, stop_server = server.http()
   end)
   teardown(function()
     stop_server()

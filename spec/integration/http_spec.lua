@@ -1,44 +1,15 @@
 -- mc.http against a local server (spec/support/http_server.lua) run as its own
 -- process by this binary; nothing here leaves the loopback interface.
-local host = require "mc.host"
 local http = require "mc.http"
 local json = require "mc.json"
 local proc = require "support.process"
 local server = require "support.server"
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local data = f:read("a")
-  f:close()
-  return data
-end
-
--- Starts the server on a free port; returns its base URL and a stop function.
-local function start_server()
-  local port, pidfile, log = server.free_port(), os.tmpname(), os.tmpname()
-  local cmd = string.format("%s run %s %d >%s 2>&1 & echo $! >%s", proc.quote(host.exe),
-    proc.quote(host.root .. "/spec/support/http_server.lua"), port, proc.quote(log), proc.quote(pidfile))
-  assert(os.execute(cmd))
-  local pid = assert(tonumber(read_file(pidfile)), "no pid")
-  os.remove(pidfile)
-  local function stop()
-    os.execute("kill " .. pid .. " 2>/dev/null")
-    os.remove(log)
-  end
-  if server.wait_accepting(port, 10) then -- (the ASan twin starts slower)
-    return "http://127.0.0.1:" .. port, stop, port
-  end
-  local out = read_file(log)
-  stop()
-  error("test server did not start: " .. out)
-end
-
 describe("mc.http", function()
   local base, stop, port
 
   setup(function()
-    base, stop, port = start_server()
+    base, stop, port = server.http()
   end)
 
   teardown(function()

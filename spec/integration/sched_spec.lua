@@ -7,27 +7,9 @@ local redis = require "mc.redis"
 local pg = require "mc.pg"
 local conns = require "mc.conns"
 local host = require "mc.host"
-local proc = require "support.process"
 local server = require "support.server"
 
 local PREFIX = "mc:spec:sched:" .. math.random(1, 1e9) .. ":"
-
-local function start_server()
-  local port, pidfile, log = server.free_port(), os.tmpname(), os.tmpname()
-  os.execute(string.format("%s run %s %d >%s 2>&1 & echo $! >%s", proc.quote(host.exe),
-    proc.quote(host.root .. "/spec/support/http_server.lua"), port, proc.quote(log), proc.quote(pidfile)))
-  local f = assert(io.open(pidfile))
-  local pid = f:read("l")
-  f:close()
-  local function stop()
-    os.execute("kill " .. pid .. " 2>/dev/null")
-    os.remove(pidfile)
-    os.remove(log)
-  end
-  if server.wait_accepting(port, 10) then return "http://127.0.0.1:" .. port, stop end
-  stop()
-  error("test server did not start")
-end
 
 -- Runs every fn in its own coroutine to the end -> {ok, result...} per fn, seconds
 local function run_all(fns)
@@ -49,7 +31,7 @@ end
 describe("mc.sched", function()
   local base, stop
 
-  setup(function() base, stop = start_server() end)
+  setup(function() base, stop = server.http() end)
   teardown(function() stop() end)
 
   it("runs 100 HTTP calls that each wait 200 ms at once on one thread", function()

@@ -37,6 +37,37 @@ function _M.wait_accepting(port, seconds, alive)
   return up
 end
 
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+-- http() -> base URL, stop(), port: spec/support/http_server.lua (the test
+-- HTTP server: /delay/MS, /status/N, ...) run by this binary on a free port,
+-- once it accepts; raises with its output when it does not start.
+function _M.http()
+  local host = require "mc.host"
+  local port, pidfile, log = _M.free_port(), os.tmpname(), os.tmpname()
+  local cmd = string.format("%s run %s %d >%s 2>&1 & echo $! >%s", proc.quote(host.exe),
+    proc.quote(host.root .. "/spec/support/http_server.lua"), port, proc.quote(log), proc.quote(pidfile))
+  assert(os.execute(cmd))
+  local pid = assert(tonumber(slurp(pidfile)), "no pid")
+  os.remove(pidfile)
+  local function stop()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    os.remove(log)
+  end
+  if _M.wait_accepting(port, 10) then -- (the ASan twin starts slower)
+    return "http://127.0.0.1:" .. port, stop, port
+  end
+  local out = slurp(log)
+  stop()
+  error("test server did not start: " .. out)
+end
+
 -- start{files = {["scripts/app.lua"] = "..."}, env = {...}} -> server, once it accepts
 function _M.start(opts)
   local port = _M.free_port()
