@@ -271,26 +271,15 @@ static ssize_t io_try_read(rconn *c, char *buf, size_t cap, short *ev) {
   }
 }
 
-/* Reads what has arrived (at least one byte) into buf: its length, or -1. */
-static ssize_t io_read(rconn *c, char *buf, size_t cap, double deadline) {
-  /* Right after a write the answer is not there yet: wait before trying, which
-   * saves a recv() per round trip. (OpenSSL may hold decrypted bytes: ask it.) */
-  if (c->ssl == NULL && c->awaiting && wait_fd(c, c->fd, POLLIN, deadline) != 0) return -1;
-  for (;;) {
-    short ev;
-    ssize_t n = io_try_read(c, buf, cap, &ev);
-    if (n != 0) return n;
-    if (wait_fd(c, c->fd, ev, deadline) != 0) return -1;
-  }
-}
-
 static void free_reply(rconn *c) {
   if (c->reply != NULL) freeReplyObject(c->reply);
   c->reply = NULL;
 }
 
 /* One try at the next reply, without waiting: 0 with c->reply (c owns it until
- * free_reply), 1 when more bytes must come first (*ev: what to wait for), or -1. */
+ * free_reply), 1 when more bytes must come first (*ev: what to wait for), or -1.
+ * Right after a write the answer is not there yet: 1 before trying, which saves
+ * a recv() per round trip. (OpenSSL may hold decrypted bytes: ask it.) */
 static int read_step(rconn *c, short *ev) {
   char buf[READ_CHUNK];
   void *reply = NULL;
@@ -302,6 +291,11 @@ static int read_step(rconn *c, short *ev) {
       c->reply = reply;
       return 0;
     }
+    if (c->awaiting && c->ssl == NULL) {
+      c->awaiting = 0;
+      *ev = POLLIN;
+      return 1;
+    }
     ssize_t n = io_try_read(c, buf, sizeof buf, ev);
     if (n == 0) return 1;
     if (n < 0) return -1;
@@ -312,21 +306,11 @@ static int read_step(rconn *c, short *ev) {
 
 /* Reads the next reply into c->reply, which c owns until free_reply. */
 static int read_reply(rconn *c, double deadline) {
-  char buf[READ_CHUNK];
-  void *reply = NULL;
-  free_reply(c);
-  for (;;) {
-    if (redisReaderGetReply(c->reader, &reply) != REDIS_OK)
-      return fail(c, "protocol error: %s", c->reader->errstr);
-    if (reply != NULL) {
-      c->reply = reply;
-      return 0;
-    }
-    ssize_t n = io_read(c, buf, sizeof buf, deadline);
-    if (n < 0) return -1;
-    if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
-      return fail(c, "protocol error: %s", c->reader->errstr);
-  }
+  short ev;
+  int rc;
+  while ((rc = read_step(c, &ev)) == 1)
+    if (wait_fd(c, c->fd, ev, deadline) != 0) return -1;
+  return rc;
 }
 
 /* ---- connection lifecycle ------------------------------------------------- */
@@ -564,11 +548,6 @@ static int push_call_reply(lua_State *L, rconn *c);
 /* The next reply in a coroutine: 0 with c->reply, -1 with c->err, or 1 when
  * the socket has nothing yet and the coroutine must wait (ev). */
 static int next_reply(rconn *c, short *ev) {
-  if (c->awaiting && c->ssl == NULL) { /* just sent: nothing to read yet */
-    c->awaiting = 0;
-    *ev = POLLIN;
-    return now_ms() < c->deadline ? 1 : fail(c, "timeout");
-  }
   int rc = read_step(c, ev);
   if (rc == 1 && now_ms() >= c->deadline) return fail(c, "timeout");
   return rc;
