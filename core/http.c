@@ -532,6 +532,10 @@ int mc_http_wait(lua_State *L, struct pollfd *fds, int n, int timeout_ms, int do
     w[i].revents = 0;
   }
   int numfds = 0, running = 0, ready = 0;
+  /* a transfer can end in request_start's first perform (a malformed URL, a
+   * protocol not allowed): nothing more will happen on a socket, so do not wait */
+  collect_done(L, m->m, done_idx);
+  if (lua_rawlen(L, done_idx) > 0) timeout_ms = 0;
   CURLMcode mc = curl_multi_poll(m->m, n > 0 ? w : NULL, (unsigned)n, timeout_ms, &numfds);
   curl_multi_perform(m->m, &running);
   collect_done(L, m->m, done_idx);

@@ -76,6 +76,12 @@ describe("mc.sched", function()
     assert.same({ n = 3, true, nil, "connection refused" }, out[1])
   end)
 
+  it("ends a request that fails before any socket at the first step, not after the step's wait", function()
+    local out, secs = run_all({ function() return http.request({ url = "ftp://127.0.0.1/x" }) end })
+    assert.same({ n = 3, true, nil, "unsupported protocol" }, out[1])
+    assert.is_true(secs < 0.5, secs .. " s") -- the step waits up to 1 s
+  end)
+
   it("lets a job's error end its coroutine alone", function()
     local out = run_all({
       function() http.get(base .. "/delay/50"); error("boom") end,
