@@ -556,6 +556,7 @@ static int next_reply(rconn *c, short *ev) {
 static int call_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   rconn *c = check_conn(L);
+  if (c->state == ST_CLOSED) return push_fail(L, "closed"); /* by another coroutine meanwhile */
   short ev;
   int rc = next_reply(c, &ev);
   if (rc == 1) return mc_sched_wait(L, NULL, c->fd, ev, c->deadline, ctx, call_k);
@@ -663,6 +664,7 @@ static int p_tostring(lua_State *L) {
 static int pipeline_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   rconn *c = check_conn(L);
+  if (c->state == ST_CLOSED) return push_fail(L, "closed"); /* by another coroutine meanwhile */
   while (c->got < c->want) {
     short ev;
     int rc = next_reply(c, &ev);

@@ -129,6 +129,21 @@ describe("mc.sched", function()
     r:close()
   end)
 
+  it("answers closed to a coroutine whose redis connection another closed while it waited", function()
+    local r = assert(redis.connect(os.getenv("REDIS_URL")))
+    local out = run_all({
+      function() return r:call("BLPOP", PREFIX .. "closed", 0.3) end,
+      function() return r:close() end,
+    })
+    assert.same({ n = 3, true, nil, "closed" }, out[1])
+    r = assert(redis.connect(os.getenv("REDIS_URL")))
+    out = run_all({
+      function() return r:pipeline(function(p) p:call("BLPOP", PREFIX .. "closed", 0.3) end) end,
+      function() return r:close() end,
+    })
+    assert.same({ n = 3, true, nil, "closed" }, out[1])
+  end)
+
   it("yields in mc.pg: two pg_sleep(0.4) on two connections take 0.4 s, not 0.8", function()
     local c1, c2 = assert(pg.connect()), assert(pg.connect())
     local out, secs = run_all({
