@@ -541,6 +541,14 @@ int mc_http_wait(lua_State *L, struct pollfd *fds, int n, int timeout_ms, int do
   collect_done(L, m->m, done_idx);
   for (int i = 0; i < n; i++)
     if ((fds[i].revents = from_curl_events(w[i].revents)) != 0) ready++;
+  /* curl passes on POLLIN, POLLOUT and POLLPRI only: a socket in error, hung up
+   * or closed (POLLERR, POLLHUP, POLLNVAL) would look idle, and its coroutine
+   * would spin on it until its deadline. When poll counted more than curl
+   * reported (curl's own sockets count too), ask poll itself. */
+  if (mc == CURLM_OK && numfds > ready && ready < n) {
+    int rc = poll(fds, (nfds_t)n, 0);
+    if (rc >= 0) ready = rc;
+  }
   lua_pop(L, 1);
   if (mc != CURLM_OK) {
     errno = EIO;
