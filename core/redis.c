@@ -553,14 +553,21 @@ static int next_reply(rconn *c, short *ev) {
   return rc;
 }
 
+/* Yields until c's socket is ready for ev, c marked as L's meanwhile: the mark
+ * is only ever set while L is suspended, so a raise cannot leave it behind. */
+static int wait_replies(lua_State *L, rconn *c, short ev, lua_KContext ctx, lua_KFunction k) {
+  c->waiter = L;
+  return mc_sched_wait(L, NULL, c->fd, ev, c->deadline, ctx, k);
+}
+
 static int call_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   rconn *c = check_conn(L);
+  c->waiter = NULL;
   if (c->state == ST_CLOSED) return push_fail(L, "closed"); /* by another coroutine meanwhile */
   short ev;
   int rc = next_reply(c, &ev);
-  if (rc == 1) return mc_sched_wait(L, NULL, c->fd, ev, c->deadline, ctx, call_k);
-  c->waiter = NULL;
+  if (rc == 1) return wait_replies(L, c, ev, ctx, call_k);
   if (rc != 0) {
     transport_close(c);
     return push_fail(L, c->err);
@@ -587,7 +594,6 @@ static int r_call(lua_State *L) {
   if (send_commands(c, &c->out, &deadline) != 0) return push_fail(L, c->err);
   if (mc_sched_can_yield(L)) {
     c->deadline = deadline;
-    c->waiter = L;
     return call_k(L, LUA_OK, 0);
   }
   if (read_reply(c, deadline) != 0) {
@@ -664,13 +670,13 @@ static int p_tostring(lua_State *L) {
 static int pipeline_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   rconn *c = check_conn(L);
+  c->waiter = NULL;
   if (c->state == ST_CLOSED) return push_fail(L, "closed"); /* by another coroutine meanwhile */
   while (c->got < c->want) {
     short ev;
     int rc = next_reply(c, &ev);
-    if (rc == 1) return mc_sched_wait(L, NULL, c->fd, ev, c->deadline, ctx, pipeline_k);
+    if (rc == 1) return wait_replies(L, c, ev, ctx, pipeline_k);
     if (rc != 0) {
-      c->waiter = NULL;
       transport_close(c);
       return push_fail(L, c->err);
     }
@@ -678,7 +684,6 @@ static int pipeline_k(lua_State *L, int status, lua_KContext ctx) {
     free_reply(c);
     lua_rawseti(L, 3, ++c->got);
   }
-  c->waiter = NULL;
   lua_settop(L, 3);
   return 1;
 }
@@ -701,7 +706,6 @@ static int r_send_pipeline(lua_State *L) {
   if (status != 0) return push_fail(L, c->err);
   if (mc_sched_can_yield(L)) {
     c->deadline = deadline;
-    c->waiter = L;
     c->want = n;
     c->got = 0;
     return pipeline_k(L, LUA_OK, 0);
