@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -65,7 +64,7 @@ typedef struct rconn {
   int port, db, tls, verify;
   int awaiting;          /* a write went out and nothing was read since */
   lua_State *waiter;     /* the coroutine whose replies are awaited, or NULL */
-  double deadline;       /* when the awaited replies are due (now_ms) */
+  double deadline;       /* when the awaited replies are due (mc_sched_now_ms) */
   lua_Integer want, got; /* a pipeline's replies: expected, read */
   int connect_ms, timeout_ms;
   char err[200]; /* the last failure, as returned to Lua */
@@ -94,17 +93,11 @@ static int fail_errno(rconn *c, int e, int connecting) {
   }
 }
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* Waits until fd is ready for events or the deadline passes: 0 ready (or in
  * error: the next I/O call tells which), -1 with c->err otherwise. */
 static int wait_fd(rconn *c, int fd, short events, double deadline) {
   for (;;) {
-    double left = deadline - now_ms();
+    double left = deadline - mc_sched_now_ms();
     if (left <= 0) return fail(c, "timeout");
     struct pollfd p = {.fd = fd, .events = events};
     int n = poll(&p, 1, (int)ceil(left));
@@ -413,7 +406,7 @@ static int handshake_cmd(rconn *c, int argc, const char **argv, double deadline)
 
 /* Connects, with TLS, AUTH and SELECT as configured, within connect_ms. */
 static int conn_open(rconn *c) {
-  double deadline = now_ms() + c->connect_ms;
+  double deadline = mc_sched_now_ms() + c->connect_ms;
   char db[16];
   const char *auth[3] = {"AUTH", c->user != NULL ? c->user : c->password, c->password};
   const char *select[2] = {"SELECT", db};
@@ -532,7 +525,7 @@ static int send_commands(rconn *c, outbuf *b, double *deadline) {
    * replies to commands */
   if (c->reply != NULL) transport_close(c);
   if (c->state == ST_BROKEN && conn_open(c) != 0) return -1;
-  *deadline = now_ms() + c->timeout_ms;
+  *deadline = mc_sched_now_ms() + c->timeout_ms;
   int status = io_write(c, b->p, b->len, *deadline);
   out_reset(b);
   if (status != 0) transport_close(c);
@@ -549,7 +542,7 @@ static int push_call_reply(lua_State *L, rconn *c);
  * the socket has nothing yet and the coroutine must wait (ev). */
 static int next_reply(rconn *c, short *ev) {
   int rc = read_step(c, ev);
-  if (rc == 1 && now_ms() >= c->deadline) return fail(c, "timeout");
+  if (rc == 1 && mc_sched_now_ms() >= c->deadline) return fail(c, "timeout");
   return rc;
 }
 
