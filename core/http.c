@@ -532,11 +532,23 @@ int mc_http_wait(lua_State *L, struct pollfd *fds, int n, int timeout_ms, int do
     w[i].revents = 0;
   }
   int numfds = 0, running = 0, ready = 0;
+  /* a transfer can end in request_start's first perform (a malformed URL, a
+   * protocol not allowed): nothing more will happen on a socket, so do not wait */
+  collect_done(L, m->m, done_idx);
+  if (lua_rawlen(L, done_idx) > 0) timeout_ms = 0;
   CURLMcode mc = curl_multi_poll(m->m, n > 0 ? w : NULL, (unsigned)n, timeout_ms, &numfds);
   curl_multi_perform(m->m, &running);
   collect_done(L, m->m, done_idx);
   for (int i = 0; i < n; i++)
     if ((fds[i].revents = from_curl_events(w[i].revents)) != 0) ready++;
+  /* curl passes on POLLIN, POLLOUT and POLLPRI only: a socket in error, hung up
+   * or closed (POLLERR, POLLHUP, POLLNVAL) would look idle, and its coroutine
+   * would spin on it until its deadline. When poll counted more than curl
+   * reported (curl's own sockets count too), ask poll itself. */
+  if (mc == CURLM_OK && numfds > ready && ready < n) {
+    int rc = poll(fds, (nfds_t)n, 0);
+    if (rc >= 0) ready = rc;
+  }
   lua_pop(L, 1);
   if (mc != CURLM_OK) {
     errno = EIO;

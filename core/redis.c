@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -65,7 +64,7 @@ typedef struct rconn {
   int port, db, tls, verify;
   int awaiting;          /* a write went out and nothing was read since */
   lua_State *waiter;     /* the coroutine whose replies are awaited, or NULL */
-  double deadline;       /* when the awaited replies are due (now_ms) */
+  double deadline;       /* when the awaited replies are due (mc_sched_now_ms) */
   lua_Integer want, got; /* a pipeline's replies: expected, read */
   int connect_ms, timeout_ms;
   char err[200]; /* the last failure, as returned to Lua */
@@ -94,17 +93,11 @@ static int fail_errno(rconn *c, int e, int connecting) {
   }
 }
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* Waits until fd is ready for events or the deadline passes: 0 ready (or in
  * error: the next I/O call tells which), -1 with c->err otherwise. */
 static int wait_fd(rconn *c, int fd, short events, double deadline) {
   for (;;) {
-    double left = deadline - now_ms();
+    double left = deadline - mc_sched_now_ms();
     if (left <= 0) return fail(c, "timeout");
     struct pollfd p = {.fd = fd, .events = events};
     int n = poll(&p, 1, (int)ceil(left));
@@ -271,26 +264,15 @@ static ssize_t io_try_read(rconn *c, char *buf, size_t cap, short *ev) {
   }
 }
 
-/* Reads what has arrived (at least one byte) into buf: its length, or -1. */
-static ssize_t io_read(rconn *c, char *buf, size_t cap, double deadline) {
-  /* Right after a write the answer is not there yet: wait before trying, which
-   * saves a recv() per round trip. (OpenSSL may hold decrypted bytes: ask it.) */
-  if (c->ssl == NULL && c->awaiting && wait_fd(c, c->fd, POLLIN, deadline) != 0) return -1;
-  for (;;) {
-    short ev;
-    ssize_t n = io_try_read(c, buf, cap, &ev);
-    if (n != 0) return n;
-    if (wait_fd(c, c->fd, ev, deadline) != 0) return -1;
-  }
-}
-
 static void free_reply(rconn *c) {
   if (c->reply != NULL) freeReplyObject(c->reply);
   c->reply = NULL;
 }
 
 /* One try at the next reply, without waiting: 0 with c->reply (c owns it until
- * free_reply), 1 when more bytes must come first (*ev: what to wait for), or -1. */
+ * free_reply), 1 when more bytes must come first (*ev: what to wait for), or -1.
+ * Right after a write the answer is not there yet: 1 before trying, which saves
+ * a recv() per round trip. (OpenSSL may hold decrypted bytes: ask it.) */
 static int read_step(rconn *c, short *ev) {
   char buf[READ_CHUNK];
   void *reply = NULL;
@@ -302,6 +284,11 @@ static int read_step(rconn *c, short *ev) {
       c->reply = reply;
       return 0;
     }
+    if (c->awaiting && c->ssl == NULL) {
+      c->awaiting = 0;
+      *ev = POLLIN;
+      return 1;
+    }
     ssize_t n = io_try_read(c, buf, sizeof buf, ev);
     if (n == 0) return 1;
     if (n < 0) return -1;
@@ -312,21 +299,11 @@ static int read_step(rconn *c, short *ev) {
 
 /* Reads the next reply into c->reply, which c owns until free_reply. */
 static int read_reply(rconn *c, double deadline) {
-  char buf[READ_CHUNK];
-  void *reply = NULL;
-  free_reply(c);
-  for (;;) {
-    if (redisReaderGetReply(c->reader, &reply) != REDIS_OK)
-      return fail(c, "protocol error: %s", c->reader->errstr);
-    if (reply != NULL) {
-      c->reply = reply;
-      return 0;
-    }
-    ssize_t n = io_read(c, buf, sizeof buf, deadline);
-    if (n < 0) return -1;
-    if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
-      return fail(c, "protocol error: %s", c->reader->errstr);
-  }
+  short ev;
+  int rc;
+  while ((rc = read_step(c, &ev)) == 1)
+    if (wait_fd(c, c->fd, ev, deadline) != 0) return -1;
+  return rc;
 }
 
 /* ---- connection lifecycle ------------------------------------------------- */
@@ -429,7 +406,7 @@ static int handshake_cmd(rconn *c, int argc, const char **argv, double deadline)
 
 /* Connects, with TLS, AUTH and SELECT as configured, within connect_ms. */
 static int conn_open(rconn *c) {
-  double deadline = now_ms() + c->connect_ms;
+  double deadline = mc_sched_now_ms() + c->connect_ms;
   char db[16];
   const char *auth[3] = {"AUTH", c->user != NULL ? c->user : c->password, c->password};
   const char *select[2] = {"SELECT", db};
@@ -548,7 +525,7 @@ static int send_commands(rconn *c, outbuf *b, double *deadline) {
    * replies to commands */
   if (c->reply != NULL) transport_close(c);
   if (c->state == ST_BROKEN && conn_open(c) != 0) return -1;
-  *deadline = now_ms() + c->timeout_ms;
+  *deadline = mc_sched_now_ms() + c->timeout_ms;
   int status = io_write(c, b->p, b->len, *deadline);
   out_reset(b);
   if (status != 0) transport_close(c);
@@ -564,23 +541,26 @@ static int push_call_reply(lua_State *L, rconn *c);
 /* The next reply in a coroutine: 0 with c->reply, -1 with c->err, or 1 when
  * the socket has nothing yet and the coroutine must wait (ev). */
 static int next_reply(rconn *c, short *ev) {
-  if (c->awaiting && c->ssl == NULL) { /* just sent: nothing to read yet */
-    c->awaiting = 0;
-    *ev = POLLIN;
-    return now_ms() < c->deadline ? 1 : fail(c, "timeout");
-  }
   int rc = read_step(c, ev);
-  if (rc == 1 && now_ms() >= c->deadline) return fail(c, "timeout");
+  if (rc == 1 && mc_sched_now_ms() >= c->deadline) return fail(c, "timeout");
   return rc;
+}
+
+/* Yields until c's socket is ready for ev, c marked as L's meanwhile: the mark
+ * is only ever set while L is suspended, so a raise cannot leave it behind. */
+static int wait_replies(lua_State *L, rconn *c, short ev, lua_KContext ctx, lua_KFunction k) {
+  c->waiter = L;
+  return mc_sched_wait(L, NULL, c->fd, ev, c->deadline, ctx, k);
 }
 
 static int call_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   rconn *c = check_conn(L);
+  c->waiter = NULL;
+  if (c->state == ST_CLOSED) return push_fail(L, "closed"); /* by another coroutine meanwhile */
   short ev;
   int rc = next_reply(c, &ev);
-  if (rc == 1) return mc_sched_wait(L, NULL, c->fd, ev, c->deadline, ctx, call_k);
-  c->waiter = NULL;
+  if (rc == 1) return wait_replies(L, c, ev, ctx, call_k);
   if (rc != 0) {
     transport_close(c);
     return push_fail(L, c->err);
@@ -607,7 +587,6 @@ static int r_call(lua_State *L) {
   if (send_commands(c, &c->out, &deadline) != 0) return push_fail(L, c->err);
   if (mc_sched_can_yield(L)) {
     c->deadline = deadline;
-    c->waiter = L;
     return call_k(L, LUA_OK, 0);
   }
   if (read_reply(c, deadline) != 0) {
@@ -684,12 +663,13 @@ static int p_tostring(lua_State *L) {
 static int pipeline_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   rconn *c = check_conn(L);
+  c->waiter = NULL;
+  if (c->state == ST_CLOSED) return push_fail(L, "closed"); /* by another coroutine meanwhile */
   while (c->got < c->want) {
     short ev;
     int rc = next_reply(c, &ev);
-    if (rc == 1) return mc_sched_wait(L, NULL, c->fd, ev, c->deadline, ctx, pipeline_k);
+    if (rc == 1) return wait_replies(L, c, ev, ctx, pipeline_k);
     if (rc != 0) {
-      c->waiter = NULL;
       transport_close(c);
       return push_fail(L, c->err);
     }
@@ -697,7 +677,6 @@ static int pipeline_k(lua_State *L, int status, lua_KContext ctx) {
     free_reply(c);
     lua_rawseti(L, 3, ++c->got);
   }
-  c->waiter = NULL;
   lua_settop(L, 3);
   return 1;
 }
@@ -720,7 +699,6 @@ static int r_send_pipeline(lua_State *L) {
   if (status != 0) return push_fail(L, c->err);
   if (mc_sched_can_yield(L)) {
     c->deadline = deadline;
-    c->waiter = L;
     c->want = n;
     c->got = 0;
     return pipeline_k(L, LUA_OK, 0);

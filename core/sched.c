@@ -81,11 +81,8 @@ static int s_adopted(lua_State *L) {
   lua_State *co = lua_isnoneornil(L, 1) ? L : lua_tothread(L, 1);
   luaL_argcheck(L, co != NULL, 1, "thread expected");
   push_adopted(L);
-  lua_pushvalue(L, 1);
-  if (co == L) {
-    lua_pop(L, 1);
-    lua_pushthread(L);
-  }
+  if (co == L) lua_pushthread(L);
+  else lua_pushvalue(L, 1);
   int adopted = lua_rawget(L, -2) != LUA_TNIL;
   lua_pushboolean(L, adopted && (co != L || lua_isyieldable(L)));
   return 1;

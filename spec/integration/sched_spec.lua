@@ -58,6 +58,12 @@ describe("mc.sched", function()
     assert.same({ n = 3, true, nil, "connection refused" }, out[1])
   end)
 
+  it("ends a request that fails before any socket at the first step, not after the step's wait", function()
+    local out, secs = run_all({ function() return http.request({ url = "ftp://127.0.0.1/x" }) end })
+    assert.same({ n = 3, true, nil, "unsupported protocol" }, out[1])
+    assert.is_true(secs < 0.5, secs .. " s") -- the step waits up to 1 s
+  end)
+
   it("lets a job's error end its coroutine alone", function()
     local out = run_all({
       function() http.get(base .. "/delay/50"); error("boom") end,
@@ -103,6 +109,28 @@ describe("mc.sched", function()
     assert.is_false(out[2][1])
     assert.matches("in use by another coroutine", out[2][2])
     r:close()
+  end)
+
+  it("answers closed to a coroutine whose redis connection another closed while it waited", function()
+    -- an HTTP transfer makes the scheduler wait through curl_multi_poll, which
+    -- drops POLLNVAL: the closed socket must still wake its coroutine at once
+    local function fetch() return http.get(base .. "/delay/10").body end
+    local r = assert(redis.connect(os.getenv("REDIS_URL")))
+    local out, secs = run_all({
+      fetch,
+      function() return r:call("BLPOP", PREFIX .. "closed", 0.3) end,
+      function() return r:close() end,
+    })
+    assert.same({ n = 3, true, nil, "closed" }, out[2])
+    assert.is_true(secs < 1, secs .. " s")
+    r = assert(redis.connect(os.getenv("REDIS_URL")))
+    out, secs = run_all({
+      fetch,
+      function() return r:pipeline(function(p) p:call("BLPOP", PREFIX .. "closed", 0.3) end) end,
+      function() return r:close() end,
+    })
+    assert.same({ n = 3, true, nil, "closed" }, out[2])
+    assert.is_true(secs < 1, secs .. " s")
   end)
 
   it("yields in mc.pg: two pg_sleep(0.4) on two connections take 0.4 s, not 0.8", function()
