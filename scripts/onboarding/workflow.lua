@@ -205,7 +205,14 @@ local function advance_claimed(conn, org_id, opts)
   local ok, err = conn:transaction(function()
     local cur, cerr = orgs.get(conn, org_id, "update")
     if cur == nil then return nil, "reading the org: " .. tostring(cerr) end
-    if not cur or cur.state ~= org.state then result = "moved on"; return true end
+    if not cur or cur.state ~= org.state then
+      -- Moved by someone else while the step ran: an admin's click on the link
+      -- the step had just mailed. The job their move queued found our claim held
+      -- and went away ("busy"), so the next step is ours to queue.
+      result = "moved on"
+      if cur and not (states.PERSON[cur.state] or states.FINAL[cur.state]) then delay = 0 end
+      return true
+    end
     org.in_state = cur.in_state
     result, delay = settle(conn, org, outcome, serr, retry, cfg)
     if not result then return nil, "settling the step: " .. tostring(delay) end

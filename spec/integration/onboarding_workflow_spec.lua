@@ -226,6 +226,41 @@ describe("onboarding.workflow", function()
       assert.same({}, fx:scheduled())
     end)
 
+    it("moved on by the admin's click while the step ran: the next step is queued all the same", function()
+      -- the step mails the link; the admin follows it before the step settles.
+      -- The job the click queued meets the held claim and goes ("busy"): unless
+      -- the runner queues the next step, the org waits for the sweep.
+      fx.sb:knobs({ sendgrid = { latency = 1 } })
+      local org = fx:org(ORG, { state = "subscriber_updated", connection_id = "c-1",
+        authorize_url = "https://connect.example/authorize" })
+      local click = fx:background(string.format([[
+        local pg = require "mc.pg"
+        local host = require "mc.host"
+        local orgs = require "onboarding.orgs"
+        local workflow = require "onboarding.workflow"
+        local conn = assert(pg.connect())
+        io.stdout:write("ready\n"); io.stdout:flush()
+        local deadline = host.time() + 10
+        repeat
+          local rows = assert(conn:query([=[SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d
+            ON d.oid = l.database WHERE d.datname = current_database() AND l.locktype = 'advisory'
+            AND l.objid = $1 AND l.objsubid = 2 AND l.granted]=], %d))
+          if rows[1].n > 0 then break end
+          host.sleep(0.01)
+        until host.time() > deadline
+        assert(orgs.transition(conn, %q, "connect_authorized", "person", { from = { "subscriber_updated" } }))
+        io.stdout:write("clicked " .. tostring(workflow.advance(%q)) .. "\n"); io.stdout:flush()
+      ]], org.id, ORG, ORG), "ready")
+      assert.equal("moved on", advance())
+      assert.is_true(click:wait(5))
+      assert.matches("clicked busy", click:log(), 1, true)
+      click:stop()
+      assert.equal("connect_authorized", fx:row(ORG).state)
+      local queued = fx:queued()
+      assert.equal(1, #queued)
+      assert.same({ "onboarding.advance", { ORG } }, { queued[1].class, queued[1].args })
+    end)
+
     it("a wait past ONBOARDING_WAIT_LIMIT fails the org: gave up waiting", function()
       fx.config:set({ ONBOARDING_WAIT_LIMIT = "60" })
       fx.sb:knobs({ heroku = { async = true, provision_delay = 600 } })
