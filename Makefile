@@ -3,7 +3,8 @@
 # static checks alone (tools/lint); `make dev` runs locally;
 # `make image-check` proves the container build (Dockerfile) in clean Debian 12 roots;
 # `make fuzz-replay` replays fuzz/corpus/ through the libFuzzer harnesses (make test
-# runs it); `make soak` fuzzes each target FUZZ_SECONDS and runs the long chaos cases.
+# runs it, then fuzzes each target FUZZ_SECONDS, 15 by default: tools/test); `make
+# soak` fuzzes each target FUZZ_SECONDS (60 here) and runs the long chaos cases.
 
 PKGS     := lua5.4 lua5.4-cjson libmicrohttpd libpq hiredis libcurl openssl readline
 WARN     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes

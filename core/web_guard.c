@@ -108,6 +108,14 @@ void web_guard_head_done(web_guard *g, struct MHD_Connection *c) {
   pthread_mutex_unlock(&g->lock);
 }
 
+void web_guard_body_wait(web_guard *g, struct MHD_Connection *c, double seconds) {
+  guard_conn *gc = conn_of(c);
+  if (gc == NULL) return;
+  pthread_mutex_lock(&g->lock);
+  append(g, gc, monotonic() + seconds);
+  pthread_mutex_unlock(&g->lock);
+}
+
 void web_guard_answered(web_guard *g, struct MHD_Connection *c) {
   guard_conn *gc = conn_of(c);
   if (gc == NULL) return;

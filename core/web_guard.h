@@ -4,12 +4,13 @@
  * byte resets: a client sending a header line every few seconds holds a
  * connection for ever, and enough of them fill the connection limit. The guard
  * keeps, under one lock, the connections that wait on their client (for the
- * head of their first request, or of the next one on a kept-alive
- * connection), oldest first, and
+ * head of their first request, for the body of a request, or for the head of
+ * the next one on a kept-alive connection), oldest first, and
  * - closes each that has not sent its whole head by its deadline
  *   (header_timeout after the accept; after an answer, idle_timeout to start
  *   the next request plus header_timeout to send its head: nginx's
- *   keepalive_timeout then client_header_timeout);
+ *   keepalive_timeout then client_header_timeout; a body has its own
+ *   deadline, nginx's client_body_timeout);
  * - past `keep` open connections, closes the oldest waiting one, as nginx
  *   reuses its idle connections, so a new client always finds room.
  * Closing is shutdown(2) of the socket: the connection's own thread sees the
@@ -46,8 +47,14 @@ void web_guard_free(web_guard *g);
 void web_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                       enum MHD_ConnectionNotificationCode code);
 
-/* The connection's head arrived (the first access callback of a request). */
+/* The connection's head arrived (the first access callback of a request), or
+ * its body did: it no longer waits on its client. */
 void web_guard_head_done(web_guard *g, struct MHD_Connection *c);
+
+/* The connection's head arrived and its body is to follow within `seconds`:
+ * until web_guard_head_done, it waits on its client again (closed at the
+ * deadline, evictable), so clients trickling bodies cannot fill the limit. */
+void web_guard_body_wait(web_guard *g, struct MHD_Connection *c, double seconds);
 
 /* The connection's request is over; it waits for the next one. */
 void web_guard_answered(web_guard *g, struct MHD_Connection *c);

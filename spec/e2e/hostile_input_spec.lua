@@ -102,6 +102,92 @@ describe("hostile callbacks", function()
     local log = web:log()
     assert.is_nil(log:find("stack traceback", 1, true), log)
   end)
+
+  it("answers a normal client at once after each of them", function()
+    post(string.rep("{\"a\":", 10000) .. "1" .. string.rep("}", 10000))
+    post(install({ org_name = "Acme \xff" }))
+    post(install({ org_name = "a" .. string.rep(" ", 40000) .. "b" }))
+    local t = host.now()
+    local res = assert(http.get(url .. "/health", { timeout = 5 }))
+    assert.equal(200, res.status, res.body)
+    assert.truthy(host.now() - t < 1, "/health took " .. (host.now() - t) .. " s")
+  end)
+end)
+
+-- The signature over real HTTP (lib.signature's checks one by one:
+-- spec/unit/lib_signature_spec.lua): every forgery is a 401 naming what is wrong, and
+-- none of them creates the org or uses up the signature of the genuine request.
+describe("forged callbacks", function()
+  local web, url, db_url
+  local ORG_F = "00D5e000000FoRgEAK"
+  setup(function()
+    db_url = pg_db.create(DB .. "_sig")
+    local m = proc.mc({ "migrate" }, { env = env_for(db_url, server.free_port()) })
+    assert(m.code == 0, "migrate failed: " .. tostring(m.stdout) .. tostring(m.stderr))
+    local r = assert(redis.connect(env_for(db_url, 1).REDIS_URL))
+    assert(r:call("FLUSHDB"))
+    r:close()
+    web, url = start(db_url)
+  end)
+  teardown(function()
+    web:stop()
+    pg_db.drop(DB .. "_sig")
+  end)
+
+  local BODY = json.encode({ org_id = ORG_F, org_name = "Forged Co", admin_email = "admin@forged.example" })
+
+  -- send(body, headers) -> status, the error of the answer
+  local function send(body, headers)
+    local res = assert(http.post(url .. "/organizations", { body = body, headers = headers, timeout = 10 }))
+    local doc = json.decode(res.body) or {}
+    return res.status, doc.error
+  end
+
+  local function without(headers, name)
+    local copy = {}
+    for k, v in pairs(headers) do if k ~= name then copy[k] = v end end
+    return copy
+  end
+
+  local function org_count()
+    local pg = require "mc.pg"
+    local c = assert(pg.connect(db_url))
+    local rows = assert(c:query("SELECT count(*) AS n FROM organizations WHERE org_id = $1", ORG_F))
+    c:close()
+    return tonumber(rows[1].n)
+  end
+
+  it("refuses a tampered body, a wrong secret, stale and future timestamps, missing headers, "
+    .. "then takes the genuine request once and refuses its replay", function()
+    local now = math.floor(host.time())
+    local headers = stack.sign(BODY, now)
+    local tampered = BODY:gsub("Forged Co", "Forged Cp")
+    local cases = {
+      { "a tampered body", tampered, headers, "bad signature" },
+      { "a wrong secret", BODY, stack.sign(BODY, now, "not-the-secret"), "bad signature" },
+      { "a stale timestamp", BODY, stack.sign(BODY, now - 301), "stale X-Timestamp (more than 300 s from our clock)" },
+      { "a future timestamp", BODY, stack.sign(BODY, now + 301), "stale X-Timestamp (more than 300 s from our clock)" },
+      { "no X-Signature", BODY, without(headers, "X-Signature"), "missing X-Timestamp or X-Signature" },
+      { "no X-Timestamp", BODY, without(headers, "X-Timestamp"), "missing X-Timestamp or X-Signature" },
+      { "the signature of another timestamp", BODY, { ["Content-Type"] = "application/json",
+        ["X-Timestamp"] = tostring(now - 1), ["X-Signature"] = headers["X-Signature"] }, "bad signature" },
+    }
+    for _, case in ipairs(cases) do
+      local status, err = send(case[2], case[3])
+      assert.equal(401, status, case[1])
+      assert.equal(case[4], err, case[1])
+    end
+    assert.equal(0, org_count())
+    -- none of the forgeries used up the genuine request's signature
+    local status, err = send(BODY, headers)
+    assert.equal(202, status, err)
+    assert.equal(1, org_count())
+    status, err = send(BODY, headers)
+    assert.equal(401, status)
+    assert.equal("replayed request (this signature was already used)", err)
+    local log = web:log()
+    assert.is_nil(log:find("traceback", 1, true), log)
+  end)
 end)
 
 describe("a Postgres outage", function()

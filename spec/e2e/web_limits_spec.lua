@@ -7,6 +7,7 @@ local server = require "support.server"
 local socket = require "socket"
 local json = require "mc.json"
 local host = require "mc.host"
+local proc = require "support.process"
 
 local APP = [[
 local web = require "mc.web"
@@ -129,13 +130,15 @@ local function closed_by_server(c)
   return err ~= "timeout"
 end
 
+-- ulimit_n() -> this process's open-files limit
+local function ulimit_n()
+  local p = io.popen("ulimit -n")
+  local n = tonumber(p:read("l"))
+  p:close()
+  return n or 1024
+end
+
 describe("slow clients", function()
-  local function ulimit()
-    local p = io.popen("ulimit -n")
-    local n = tonumber(p:read("l"))
-    p:close()
-    return n or 1024
-  end
 
   it("cannot hold a connection past WEB_HEADER_TIMEOUT by trickling header lines", function()
     local srv = server.start({ files = { ["scripts/app.lua"] = APP },
@@ -154,7 +157,7 @@ describe("slow clients", function()
   end)
 
   it("answers /health while more connections than WEB_MAX_CONNECTIONS trickle their headers", function()
-    local n = math.min(1500, ulimit() // 2 - 100) -- each connection costs an fd here and one in the server
+    local n = math.min(1500, ulimit_n() // 2 - 100) -- each connection costs an fd here and one in the server
     local limit = n * 2 // 3
     local srv = server.start({ files = { ["scripts/app.lua"] = APP }, env = { WEB_THREADS = "2",
       WEB_HEADER_TIMEOUT = "3", WEB_IDLE_TIMEOUT = "30", WEB_MAX_CONNECTIONS = tostring(limit) } })
@@ -185,5 +188,208 @@ describe("slow clients", function()
     for msg in log:gmatch('msg="?([^"\n]-)"? [%w_]+=') do kinds[msg] = (kinds[msg] or 0) + 1 end
     assert.truthy(lines < 1000, lines .. " log lines: every closed client logged? " .. require("mc.json").encode(kinds))
     assert.truthy(worst < 5, "the slowest /health took " .. worst .. " s")
+  end)
+end)
+
+-- open_body_tricklers(port, n, length) -> sockets that each sent a whole request
+-- head for a body of `length` bytes at once (slowhttptest's "slow body" attack)
+local function open_body_tricklers(port, n, length)
+  local conns = {}
+  for _ = 1, n do
+    local c = socket.tcp()
+    c:settimeout(2)
+    if c:connect("127.0.0.1", port) then
+      c:send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+        .. length .. "\r\n\r\n")
+      c:settimeout(0)
+      conns[#conns + 1] = c
+    else
+      c:close()
+    end
+  end
+  return conns
+end
+
+-- timed_health(srv) -> status | nil, seconds taken; nil when no answer came
+local function timed_health(srv)
+  local t = host.now()
+  local ok, r = pcall(srv.request, srv, "GET", "/health")
+  return ok and r.status or nil, host.now() - t
+end
+
+describe("slow bodies", function()
+  local BODY_APP = APP:gsub("return app", [[
+app:post("/echo", function(req) return 200, { bytes = #req.body } end)
+return app]])
+
+  it("a body trickled a byte at a time is cut at WEB_REQUEST_TIMEOUT, not at the idle timeout", function()
+    local srv = server.start({ files = { ["scripts/app.lua"] = BODY_APP },
+      env = { WEB_THREADS = "2", WEB_REQUEST_TIMEOUT = "2", WEB_IDLE_TIMEOUT = "30" } })
+    local c = open_body_tricklers(srv.port, 1, 1000)[1]
+    local t0, closed_at, sent = host.now(), nil, 0
+    while host.now() - t0 < 8 do -- a byte every 0.5 s: never idle long enough for the 30 s timeout
+      if closed_by_server(c) then closed_at = host.now() - t0; break end
+      if c:send("x") then sent = sent + 1 end
+      socket.sleep(0.5)
+    end
+    c:close()
+    local status = timed_health(srv)
+    srv:stop()
+    assert.truthy(closed_at, "the trickling body was still open after 8 s (4x the deadline)")
+    assert.truthy(closed_at > 1.5, "closed after " .. closed_at .. " s, before its deadline")
+    assert.truthy(sent < 1000)
+    assert.equal(200, status)
+  end)
+
+  it("answers /health within a second while hundreds of connections trickle request bodies", function()
+    local n = math.min(600, ulimit_n() // 2 - 100)
+    local srv = server.start({ files = { ["scripts/app.lua"] = BODY_APP }, env = { WEB_THREADS = "2",
+      WEB_REQUEST_TIMEOUT = "3", WEB_IDLE_TIMEOUT = "30", WEB_MAX_CONNECTIONS = tostring(n + 50) } })
+    local conns = open_body_tricklers(srv.port, n, 100000)
+    local opened = #conns
+    local worst, answered, asked, first_closed, all_closed = 0, 0, 0, nil, nil
+    local t0 = host.now()
+    while host.now() - t0 < 9 and not all_closed do
+      local open = 0
+      for i, c in ipairs(conns) do -- a byte each, every second
+        if c and (closed_by_server(c) or not c:send("x")) then
+          conns[i] = false
+          c:close()
+          first_closed = first_closed or host.now() - t0
+        elseif c then
+          open = open + 1
+        end
+      end
+      if open == 0 then all_closed = host.now() - t0 end
+      local status, took = timed_health(srv)
+      asked = asked + 1
+      if status == 200 then answered = answered + 1 end
+      worst = math.max(worst, took)
+      socket.sleep(1)
+    end
+    for _, c in ipairs(conns) do if c then c:close() end end
+    srv:stop()
+    assert.equal(n, opened)
+    assert.equal(asked, answered)
+    assert.truthy(worst < 1, "the slowest /health took " .. worst .. " s")
+    assert.truthy(first_closed and first_closed > 2, "the first trickler closed at " .. tostring(first_closed))
+    assert.truthy(all_closed, "tricklers still open after 9 s (WEB_REQUEST_TIMEOUT: 3 s)")
+  end)
+
+  -- The same bug: a body that stops coming is timed only by WEB_IDLE_TIMEOUT, since
+  -- WEB_REQUEST_TIMEOUT is checked when a byte arrives. Remove the pending() once fixed.
+  it("a stalled body (the head, then nothing) is closed at WEB_REQUEST_TIMEOUT", function()
+    local why = "a known bug in core/web.c: a stalled body waits out WEB_IDLE_TIMEOUT, not WEB_REQUEST_TIMEOUT"
+    io.stderr:write("\nweb_limits_spec: PENDING, " .. why .. "\n")
+    pending(why)
+    local srv = server.start({ files = { ["scripts/app.lua"] = BODY_APP },
+      env = { WEB_THREADS = "2", WEB_REQUEST_TIMEOUT = "2", WEB_IDLE_TIMEOUT = "30" } })
+    local c = open_body_tricklers(srv.port, 1, 1000)[1]
+    c:send("x")
+    local t0 = host.now()
+    local closed = proc.wait_for(function() return closed_by_server(c) end, 8)
+    local closed_at = host.now() - t0
+    c:close()
+    srv:stop()
+    assert.truthy(closed, "the stalled body was still open after 8 s (4x WEB_REQUEST_TIMEOUT)")
+    assert.truthy(closed_at > 1.5, "closed after " .. closed_at .. " s, before its deadline")
+  end)
+
+  -- Known bug (core/web.c, being rewritten elsewhere): the guard lets go of a connection
+  -- once its head is read (web_guard_head_done in begin()), so a connection awaiting
+  -- its body is neither evictable nor swept; past WEB_MAX_CONNECTIONS every new client
+  -- is the only evictable one and is closed at once, until WEB_REQUEST_TIMEOUT (30 s by
+  -- default, and the attacker reconnects). Remove the pending() once fixed.
+  it("answers /health while more connections than WEB_MAX_CONNECTIONS trickle bodies", function()
+    local why = "a known bug in core/web.c: body tricklers past WEB_MAX_CONNECTIONS lock every new client out"
+    io.stderr:write("\nweb_limits_spec: PENDING, " .. why .. "\n")
+    pending(why)
+    local srv = server.start({ files = { ["scripts/app.lua"] = BODY_APP }, env = { WEB_THREADS = "2",
+      WEB_REQUEST_TIMEOUT = "8", WEB_IDLE_TIMEOUT = "30", WEB_MAX_CONNECTIONS = "200" } })
+    local conns = open_body_tricklers(srv.port, 300, 100000)
+    local statuses, worst = {}, 0
+    local t0 = host.now()
+    while host.now() - t0 < 5 do -- within WEB_REQUEST_TIMEOUT: no trickler has timed out yet
+      for i, c in ipairs(conns) do
+        if c and (closed_by_server(c) or not c:send("x")) then conns[i] = false; c:close() end
+      end
+      local status, took = timed_health(srv)
+      statuses[#statuses + 1] = status or "no answer"
+      worst = math.max(worst, took)
+      socket.sleep(1)
+    end
+    for _, c in ipairs(conns) do if c then c:close() end end
+    srv:stop()
+    for _, status in ipairs(statuses) do assert.equal(200, status, json.encode(statuses)) end
+    assert.truthy(worst < 1, "the slowest /health took " .. worst .. " s")
+  end)
+end)
+
+describe("hostile bodies and bytes", function()
+  local srv
+  setup(function()
+    srv = server.start({ files = { ["scripts/app.lua"] = APP:gsub("return app", [[
+app:post("/echo", function(req)
+  local doc, err = req.json()
+  if not doc then return 400, { error = err } end
+  return 200, { bytes = #req.body }
+end)
+return app]]) }, env = { WEB_THREADS = "2", WEB_MAX_BODY = "65536" } })
+  end)
+  teardown(function() srv:stop() end)
+
+  -- each case: the answer it gets, then a normal client's
+  local function then_health()
+    local status, took = timed_health(srv)
+    assert.equal(200, status)
+    assert.truthy(took < 1, "/health took " .. took .. " s")
+  end
+
+  it("answers 413 with JSON to a body over WEB_MAX_BODY, announced or chunked, without reading it", function()
+    local c = srv:connect()
+    c:send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n" .. string.rep("x", 65536))
+    local r = assert(server.read_response(c))
+    c:close()
+    assert.equal(413, r.status)
+    assert.equal("request body too large", json.decode(r.body).error)
+    then_health()
+    c = srv:connect()
+    c:send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    local chunk = string.rep("y", 16384)
+    for _ = 1, 5 do c:send(string.format("%x\r\n%s\r\n", #chunk, chunk)) end
+    c:send("0\r\n\r\n")
+    r = assert(server.read_response(c))
+    c:close()
+    assert.equal(413, r.status)
+    assert.equal("request body too large", json.decode(r.body).error)
+    then_health()
+  end)
+
+  it("answers 400 to JSON nested 10,000 deep, and answers invalid UTF-8 in a body, the URL "
+    .. "and the headers", function()
+    local r = srv:request("POST", "/echo", { body = string.rep("[", 10000) .. string.rep("]", 10000) })
+    assert.equal(400, r.status)
+    assert.matches("nest", json.decode(r.body).error)
+    then_health()
+    -- mc.json passes a string's bytes through; the install callback checks its fields'
+    -- UTF-8 (hostile_input_spec): here the request is answered, and the next one too
+    r = srv:request("POST", "/echo", { body = '{"a": "\255\254\192\128"}' })
+    assert.truthy(r.status == 200 or r.status == 400, r.status)
+    then_health()
+    r = assert(raw(srv, "GET /query?\255\254=\192\128&%ff%fe=%c0%80 HTTP/1.1\r\nHost: x\r\nX-Bytes: \255\254\r\n\r\n"))
+    assert.truthy(r.status == 200 or r.status == 400, r.status)
+    then_health()
+  end)
+
+  it("answers /health within a second while 1,000 connections sit silent", function()
+    local conns = {}
+    for _ = 1, math.min(1000, ulimit_n() // 2 - 100) do
+      local c = socket.tcp()
+      c:settimeout(2)
+      if c:connect("127.0.0.1", srv.port) then conns[#conns + 1] = c else c:close() end
+    end
+    for _ = 1, 3 do then_health() end
+    for _, c in ipairs(conns) do c:close() end
+    then_health()
   end)
 end)

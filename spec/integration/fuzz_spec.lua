@@ -1,8 +1,9 @@
--- tools/fuzz (`make fuzz-replay`, which `make test` runs) in a scratch copy of
--- the project: the corpus as committed replays clean, one line per target and
--- the sum tools/test reads; and an input that makes a target raise fails that
--- target, naming it, the input and the error. Needs `make fuzz` (make test
--- builds bin/fuzz-lua and bin/fuzz-redis-reply first).
+-- tools/fuzz (`make fuzz-replay` and the bounded run, which `make test` runs) in a
+-- scratch copy of the project: the corpus as committed replays clean, one line per
+-- target and the sum tools/test reads; an input that makes a target raise fails that
+-- target, naming it, the input and the error; and `run` fails a target on an input
+-- the fuzzer made, printing that input. Needs `make fuzz` (make test builds
+-- bin/fuzz-lua and bin/fuzz-redis-reply first).
 local proc = require "support.process"
 local host = require "mc.host"
 
@@ -47,6 +48,27 @@ describe("tools/fuzz replay", function()
     assert.matches("Running: fuzz/corpus/probe/boom", r.stdout, 1, true)
     assert.matches("fuzz: target probe raised: .*probe.lua:1: probe went off", r.stdout)
     assert.matches("fuzz: json ok", r.stdout, 1, true)
+    assert.matches("\n1 passed, 1 failed\n$", r.stdout)
+  end)
+
+  it("run: fuzzes each target FUZZ_SECONDS, and fails one on an input it made, printing it", function()
+    proc.write_files(root, {
+      ["fuzz/targets/probe.lua"] = "return function(data) if #data > 5 then error('probe went off') end end\n",
+      ["fuzz/corpus/probe/quiet"] = "quiet",
+    })
+    local r = proc.run({ "env", "FUZZ_SECONDS=3", root .. "/tools/fuzz", "run", "json", "probe" })
+    assert.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("fuzz: json ok %(%d+ runs in 3 s%)", r.stdout)
+    assert.matches("fuzz: probe FAILED", r.stdout, 1, true)
+    assert.matches("probe went off", r.stdout, 1, true)
+    local unit = r.stdout:match("Test unit written to (%S+)")
+    assert.truthy(unit, r.stdout)
+    local f = assert(io.open(root .. "/" .. unit, "rb"))
+    local input = f:read("a")
+    f:close()
+    assert.truthy(#input > 5)
+    assert.matches("the input (" .. #input .. " bytes; base64", r.stdout, 1, true)
+    assert.matches(require("mc.crypto").to_base64(input):sub(1, 8), r.stdout, 1, true)
     assert.matches("\n1 passed, 1 failed\n$", r.stdout)
   end)
 end)

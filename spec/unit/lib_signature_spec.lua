@@ -120,3 +120,64 @@ describe("lib.signature", function()
     signature.release(req) -- nothing to give back: no error
   end)
 end)
+
+-- The MAC is compared in constant time: no timed assertion (a loaded machine makes
+-- them lie either way), but the two things that make it so, checked directly.
+describe("lib.signature's MAC comparison", function()
+  local crypto = require "mc.crypto"
+  local proc = require "support.process"
+
+  -- instructions(b) -> the instructions valgrind counts inside mc.crypto.equal
+  -- (core/crypto.c's c_equal and what it calls: OpenSSL's CRYPTO_memcmp) over 1,000
+  -- comparisons of 64 "a"s with b. Instruction counts are exact and repeatable.
+  local function instructions(b)
+    local dir, cleanup = proc.tmpdir()
+    local script = proc.write(dir .. "/equal.lua", [[
+      local crypto = require "mc.crypto"
+      local a = string.rep("a", 64)
+      for _ = 1, 1000 do crypto.equal(a, arg[1]) end
+    ]])
+    local r = proc.run({ "valgrind", "--tool=callgrind", "--toggle-collect=c_equal",
+      "--callgrind-out-file=" .. dir .. "/callgrind.out", proc.exe, "run", script, b })
+    cleanup()
+    assert(r.code == 0, r.stderr)
+    local n = r.stderr:match("Collected : (%d+)")
+    return assert(tonumber(n), r.stderr)
+  end
+
+  proc.leak_it("crypto.equal runs the same instructions wherever two digests differ", function()
+    local first = instructions("b" .. string.rep("a", 63))
+    local last = instructions(string.rep("a", 63) .. "b")
+    local same = instructions(string.rep("a", 64))
+    assert.equal(first, last)
+    assert.equal(first, same)
+    -- the count does see an early return: strings of another length are answered
+    -- before their bytes are read (a digest is always 64 hex digits by then)
+    assert.truthy(instructions("aaa") < first * 0.5)
+  end)
+
+  it("verify compares the digest against every configured secret, whichever matches", function()
+    local config = env_vars.layered({ CALLBACK_SECRET = SECRET, CALLBACK_SECRET_PREVIOUS = OLD,
+      CALLBACK_SIGNATURES = false, CALLBACK_TOLERANCE = false })
+    local closed = assert(redis.connect())
+    closed:close()
+    config:set()
+    conns.use("redis", closed)
+    local real, seen = crypto.equal, {}
+    crypto.equal = function(a, b) -- luacheck: ignore 122 (a spy; the real compare still answers)
+      seen[#seen + 1] = { #a, #b }
+      return real(a, b)
+    end
+    local ok, err = pcall(function()
+      for _, secret in ipairs({ SECRET, OLD, "neither" }) do
+        seen = {}
+        signature.verify(web_request.signed(secret, BODY))
+        assert.same({ { 64, 64 }, { 64, 64 } }, seen, secret)
+      end
+    end)
+    crypto.equal = real
+    config:restore()
+    conns.use("redis", nil)
+    assert(ok, err)
+  end)
+end)
