@@ -23,24 +23,68 @@ local _M = {}
 
 local ORDER = { "ext", "text", "account", "author", "posted_at", "likes", "retweets" }
 
-local function null(v) if v == nil then return json.null end return v end
+local NULL = json.null
+local function null(v) if v == nil then return NULL end return v end
+local clean, truncate = provider.clean_text, provider.truncate
+local find = string.find
 
--- A post as a row in ORDER: text cleaned and cut to the columns' lengths. A
--- time stamp "...Z" goes as it is: Connect's columns are timestamp without time
--- zone, which keep its UTC wall time (mc.pg sessions run in UTC).
-local function stage_row(target, p, account_sfid)
-  local text = provider.clean_text(p.text)
-  local author = p.author and provider.clean_text(p.author) or nil
-  local tcol, acol = target.cols.text, target.cols.author
-  text = provider.truncate(text, tcol.max_len)
-  if author and acol then author = provider.truncate(author, acol.max_len) end
-  -- in ORDER: ext, text, account, author, posted_at, likes, retweets
-  return { p.id, text, null(account_sfid), null(author), null(p.posted_at), null(p.likes), null(p.retweets) }
+-- text(s, max_len, careful): s as Postgres text can hold it and cut to the
+-- column. Careful: always checked (valid UTF-8, no NUL). Not careful (the fast
+-- path's guess): only a NUL (copy_in refuses it) or a text too long in bytes
+-- is looked at; invalid UTF-8 is left to Postgres, which checks every COPY's
+-- input anyway and refuses the batch (22021), which then goes the careful way.
+local function text(s, max_len, careful)
+  if careful or type(s) ~= "string" or find(s, "\0", 1, true) or (max_len and #s > max_len) then
+    return truncate(clean(s), max_len)
+  end
+  return s
+end
+
+-- rows_of(target, b, careful) -> the batch's posts as rows in ORDER. Careful:
+-- each id once (pages shifting under new posts can repeat one: the first seen
+-- is kept); else every post goes (the unique index refuses a repeat). A time
+-- stamp "...Z" goes as it is: Connect's columns are timestamp without time
+-- zone, which keep its UTC wall time (mc.pg sessions run in UTC). An author is
+-- cleaned once per batch: most posts of a feed share a few.
+local function rows_of(target, b, careful)
+  local tmax, acol = target.cols.text.max_len, target.cols.author
+  local amax = acol and acol.max_len
+  local sfid = null(b.account_sfid)
+  local rows, n, seen, authors = {}, 0, careful and {} or nil, {}
+  for _, p in ipairs(b.posts) do
+    local id = p.id
+    if not seen or not seen[id] then
+      if seen then seen[id] = true end
+      local author = p.author
+      if author then
+        local a = authors[author]
+        if not a then
+          a = acol and text(author, amax, careful) or author
+          authors[author] = a
+        end
+        author = a
+      else
+        author = NULL
+      end
+      n = n + 1
+      -- in ORDER: ext, text, account, author, posted_at, likes, retweets
+      rows[n] = { id, text(p.text, tmax, careful), sfid, author, null(p.posted_at), null(p.likes), null(p.retweets) }
+    end
+  end
+  return rows
 end
 
 local CURSOR_UPSERT = [[INSERT INTO social_cursors AS c
     (org_id, provider, source, since_id, until_id, newest_id, inserted, last_run_at)
   VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+  ON CONFLICT (org_id, provider, source) DO UPDATE SET since_id = EXCLUDED.since_id,
+    until_id = EXCLUDED.until_id, newest_id = EXCLUDED.newest_id,
+    inserted = c.inserted + EXCLUDED.inserted, last_run_at = now()]]
+
+-- The fast path's first statement: the tweet table's lock, then the cursor.
+local LOCK_CURSOR = [[WITH lock AS (SELECT pg_advisory_xact_lock(hashtext($1)))
+  INSERT INTO social_cursors AS c (org_id, provider, source, since_id, until_id, newest_id, inserted, last_run_at)
+  SELECT $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::bigint, now() FROM lock
   ON CONFLICT (org_id, provider, source) DO UPDATE SET since_id = EXCLUDED.since_id,
     until_id = EXCLUDED.until_id, newest_id = EXCLUDED.newest_id,
     inserted = c.inserted + EXCLUDED.inserted, last_run_at = now()]]
@@ -64,9 +108,16 @@ end
 -- describes (newest first, any order accepted); done = no further page.
 function _M.cursor_after(cursor, posts, done)
   local newest, oldest = cursor.newest_id, nil
+  local id_less = provider.id_less
   for _, p in ipairs(posts) do
-    newest = max_id(newest, p.id)
-    if not oldest or provider.id_less(p.id, oldest) then oldest = p.id end
+    local id = p.id
+    -- ids of one length (the common case) compare as strings
+    if not newest then newest = id
+    elseif #id == #newest then if id > newest then newest = id end
+    elseif id_less(newest, id) then newest = id end
+    if not oldest then oldest = id
+    elseif #id == #oldest then if id < oldest then oldest = id end
+    elseif id_less(id, oldest) then oldest = id end
   end
   if done then
     return { since_id = max_id(cursor.since_id, newest) }
@@ -109,13 +160,6 @@ local function direct(target)
   return d
 end
 
--- One batch in one transaction, under a lock on the tenant's table (one writer
--- at a time). With a unique index on the external id, the batch is first COPYed
--- straight in (new posts: the common case, as fast as a raw COPY); if the index
--- refuses it, that COPY is rolled back to a savepoint and the careful path runs:
--- the posts the table already holds are found by their external id (an index
--- probe), the new ones are COPYed in, and the known ones get their changed
--- metrics updated. Then the cursor moves.
 local function move_cursor(conn, b, inserted)
   local c = b.cursor
   local r, e = conn:query(CURSOR_UPSERT, b.org_id, b.provider, b.source, null(c.since_id), null(c.until_id),
@@ -124,35 +168,54 @@ local function move_cursor(conn, b, inserted)
   return true
 end
 
-function _M.batch(conn, target, b, app)
-  local d = direct(target)
-  local rows, ids = {}, {}
-  local seen = {} -- a post twice in one batch (pages shifting under new posts) is written once
-  for _, p in ipairs(b.posts) do
-    if not seen[p.id] then
-      seen[p.id] = true
-      rows[#rows + 1] = stage_row(target, p, b.account_sfid)
-      ids[#ids + 1] = p.id
+-- The common case, new posts only, into a table with a unique index on the
+-- external id: BEGIN, the lock and the cursor in one statement (the count is
+-- known: the COPY adds every row or fails), one COPY straight into the table,
+-- COMMIT. If the index refuses a post the table already holds, the whole
+-- transaction rolls back and this answers nil, REFUSED: the careful path
+-- takes the batch. (A savepoint to roll back to instead costs every batch a
+-- round trip for the rare re-run.)
+local REFUSED = {}
+-- what the careful path answers: a post the table holds, or a repeat in the
+-- batch (unique_violation); a text that is not UTF-8 (character_not_in_repertoire)
+local REFUSALS = { ["23505"] = true, ["22021"] = true }
+
+local function fast(conn, target, d, b, rows, same)
+  local refused
+  local ok, err = conn:transaction(function()
+    local r, e
+    if same then
+      local c = b.cursor
+      r, e = conn:query(LOCK_CURSOR, target.tweet, b.org_id, b.provider, b.source, null(c.since_id),
+        null(c.until_id), null(c.newest_id), #rows)
+    else
+      r, e = conn:query(d.lock, target.tweet)
     end
-  end
+    if not r then return nil, e end
+    local state
+    r, e, state = conn:copy_in(d.copy, rows)
+    if not r then
+      refused = REFUSALS[state]
+      return nil, e
+    end
+    return true
+  end)
+  if ok then return #rows end
+  if refused then return nil, REFUSED end
+  return nil, err
+end
+
+-- The careful path: under the lock, the posts the table already holds are
+-- found by their external id (an index probe), the new ones are COPYed in, the
+-- known ones get their changed metrics updated, then the cursor moves.
+local function careful(conn, target, d, b, rows, same)
   local inserted, updated = 0, 0
   local ok, err = conn:transaction(function()
     local r, e = conn:query(d.lock, target.tweet)
     if not r then return nil, e end
-    if #rows > 0 and target.unique_ext and not d.keys then
-      -- the common case, new posts only: one COPY, which the unique index
-      -- refuses whole if any post is already held; then the careful path
-      r, e = conn:query("SAVEPOINT social_batch")
-      if not r then return nil, e end
-      local state
-      r, e, state = conn:copy_in(d.copy, rows)
-      if r then inserted, rows = r, {} -- all new: nothing left to probe
-      elseif state == "23505" then
-        r, e = conn:query("ROLLBACK TO SAVEPOINT social_batch")
-        if not r then return nil, e end
-      else return nil, e end
-    end
     if #rows > 0 then
+      local ids = {}
+      for i, row in ipairs(rows) do ids[i] = row[1] end
       r, e = conn:query(d.known, json.array(ids))
       if not r then return nil, e end
       local known = {}
@@ -180,11 +243,32 @@ function _M.batch(conn, target, b, app)
         updated = r.affected
       end
     end
-    if app and app ~= conn then return true end
+    if not same then return true end
     return move_cursor(conn, b, inserted)
   end)
-  if ok and app and app ~= conn then ok, err = move_cursor(app, b, inserted) end
-  if not ok then return nil, "ingest " .. b.source .. ": " .. tostring(err) end
+  if not ok then return nil, err end
+  return inserted, updated
+end
+
+-- One batch in one transaction (two when the index refuses the fast path's
+-- COPY: the first then wrote nothing). Then, with the cursors in another
+-- database, the cursor moves in a transaction of its own.
+function _M.batch(conn, target, b, app)
+  local d = direct(target)
+  local same = not app or app == conn
+  local inserted, updated, err = nil, 0, nil
+  if #b.posts > 0 and target.unique_ext and not d.keys then
+    inserted, err = fast(conn, target, d, b, rows_of(target, b, false), same)
+    if not inserted and err ~= REFUSED then return nil, "ingest " .. b.source .. ": " .. tostring(err) end
+  end
+  if not inserted then
+    inserted, updated = careful(conn, target, d, b, rows_of(target, b, true), same)
+    if not inserted then return nil, "ingest " .. b.source .. ": " .. tostring(updated) end
+  end
+  if not same then
+    local ok, e = move_cursor(app, b, inserted)
+    if not ok then return nil, "ingest " .. b.source .. ": " .. tostring(e) end
+  end
   return inserted, updated
 end
 
