@@ -1,11 +1,16 @@
 -- social.ingest: one batch of posts (one page of one account) into a tenant's
 -- tweet table, and the account's cursor, in ONE transaction, under a lock on the
--- tweet table (one writer at a time): the posts the table already holds are
--- found by their external id, the new ones are COPYed straight into the table,
--- the known ones get likes/retweets updated only where they changed (every
--- UPDATE of a synced row is a Salesforce API call for Heroku Connect), then the
--- cursor moves. So a cursor never runs ahead of committed rows, and a re-run
--- inserts nothing twice, with or without a unique index on the external id.
+-- tweet table (one writer at a time). The common case, new posts into a table
+-- with a unique index on the external id, is one query string: the lock, the
+-- cursor and a COPY straight into the table (one implicit transaction, two
+-- round trips). Anything else, or a batch Postgres refuses that way (a post it
+-- already holds, a repeat, text that is not UTF-8), goes the careful way: the
+-- posts the table already holds are found by their external id, the new ones
+-- are COPYed in, the known ones get likes/retweets updated only where they
+-- changed (every UPDATE of a synced row is a Salesforce API call for Heroku
+-- Connect), then the cursor moves. So a cursor never runs ahead of committed
+-- rows, and a re-run inserts nothing twice, with or without a unique index on
+-- the external id.
 --   ingest.batch(conn, target, batch[, app]) -> inserted, updated | nil, err
 --     target: social.tables.inspect's; batch = {org_id, provider, source,
 --     account_sfid, posts, cursor = {since_id, until_id, newest_id} (after)};
@@ -28,24 +33,19 @@ local function null(v) if v == nil then return NULL end return v end
 local clean, truncate = provider.clean_text, provider.truncate
 local find = string.find
 
--- text(s, max_len, careful): s as Postgres text can hold it and cut to the
--- column. Careful: always checked (valid UTF-8, no NUL). Not careful (the fast
--- path's guess): only a NUL (copy_in refuses it) or a text too long in bytes
--- is looked at; invalid UTF-8 is left to Postgres, which checks every COPY's
--- input anyway and refuses the batch (22021), which then goes the careful way.
-local function text(s, max_len, careful)
-  if careful or type(s) ~= "string" or find(s, "\0", 1, true) or (max_len and #s > max_len) then
-    return truncate(clean(s), max_len)
-  end
-  return s
-end
-
--- rows_of(target, b, careful) -> the batch's posts as rows in ORDER. Careful:
--- each id once (pages shifting under new posts can repeat one: the first seen
--- is kept); else every post goes (the unique index refuses a repeat). A time
--- stamp "...Z" goes as it is: Connect's columns are timestamp without time
--- zone, which keep its UTC wall time (mc.pg sessions run in UTC). An author is
--- cleaned once per batch: most posts of a feed share a few.
+-- rows_of(target, b, careful) -> the batch's posts as rows in ORDER, text
+-- cleaned and cut to the columns' lengths. A time stamp "...Z" goes as it is:
+-- Connect's columns are timestamp without time zone, which keep its UTC wall
+-- time (mc.pg sessions run in UTC). An author is looked at once per batch: a
+-- feed's posts share a few.
+-- Careful: each id once (pages shifting under new posts can repeat one: the
+-- first seen is kept), every text made valid UTF-8 without NUL. Not careful
+-- (the fast path's guess, which costs a few C calls a post): every post goes
+-- (the unique index refuses a repeat), and a text is looked at only for what
+-- copy_in cannot send (NUL) and a length over the column's; invalid UTF-8 is
+-- left to Postgres, which checks every COPY's input anyway and refuses the
+-- batch (22021), which then goes the careful way. (The providers send clean
+-- text: provider.clean_text.)
 local function rows_of(target, b, careful)
   local tmax, acol = target.cols.text.max_len, target.cols.author
   local amax = acol and acol.max_len
@@ -55,20 +55,27 @@ local function rows_of(target, b, careful)
     local id = p.id
     if not seen or not seen[id] then
       if seen then seen[id] = true end
-      local author = p.author
-      if author then
-        local a = authors[author]
-        if not a then
-          a = acol and text(author, amax, careful) or author
-          authors[author] = a
+      local s = p.text
+      if careful or type(s) ~= "string" or find(s, "\0", 1, true) or (tmax and #s > tmax) then
+        s = truncate(clean(s), tmax)
+      end
+      local a = p.author
+      if a then
+        local c = authors[a]
+        if not c then
+          c = a
+          if acol and (careful or type(a) ~= "string" or find(a, "\0", 1, true) or (amax and #a > amax)) then
+            c = truncate(clean(a), amax)
+          end
+          authors[a] = c
         end
-        author = a
+        a = c
       else
-        author = NULL
+        a = NULL
       end
       n = n + 1
       -- in ORDER: ext, text, account, author, posted_at, likes, retweets
-      rows[n] = { id, text(p.text, tmax, careful), sfid, author, null(p.posted_at), null(p.likes), null(p.retweets) }
+      rows[n] = { id, s, sfid, a, p.posted_at or NULL, p.likes or NULL, p.retweets or NULL }
     end
   end
   return rows
@@ -81,10 +88,11 @@ local CURSOR_UPSERT = [[INSERT INTO social_cursors AS c
     until_id = EXCLUDED.until_id, newest_id = EXCLUDED.newest_id,
     inserted = c.inserted + EXCLUDED.inserted, last_run_at = now()]]
 
--- The fast path's first statement: the tweet table's lock, then the cursor.
-local LOCK_CURSOR = [[WITH lock AS (SELECT pg_advisory_xact_lock(hashtext($1)))
+-- The fast path's first statement: the tweet table's lock, then the cursor
+-- (string.format: the lock's SELECT, then the values as literals).
+local LOCK_CURSOR = [[WITH lock AS (%s)
   INSERT INTO social_cursors AS c (org_id, provider, source, since_id, until_id, newest_id, inserted, last_run_at)
-  SELECT $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::bigint, now() FROM lock
+  SELECT %s, %s, %s, %s, %s, %s, %d, now() FROM lock
   ON CONFLICT (org_id, provider, source) DO UPDATE SET since_id = EXCLUDED.since_id,
     until_id = EXCLUDED.until_id, newest_id = EXCLUDED.newest_id,
     inserted = c.inserted + EXCLUDED.inserted, last_run_at = now()]]
@@ -144,6 +152,7 @@ local function direct(target)
     end
   end
   local d = {
+    fast_lock = string.format("SELECT pg_advisory_xact_lock(hashtext(%s))", pg.quote_literal(target.tweet)),
     -- plans made for this batch's table as it is now: a generic plan cached
     -- while the table was small probes a grown one by sequential scan
     lock = "SELECT pg_advisory_xact_lock(hashtext($1)), set_config('plan_cache_mode', 'force_custom_plan', true)",
@@ -169,39 +178,34 @@ local function move_cursor(conn, b, inserted)
 end
 
 -- The common case, new posts only, into a table with a unique index on the
--- external id: BEGIN, the lock and the cursor in one statement (the count is
--- known: the COPY adds every row or fails), one COPY straight into the table,
--- COMMIT. If the index refuses a post the table already holds, the whole
--- transaction rolls back and this answers nil, REFUSED: the careful path
--- takes the batch. (A savepoint to roll back to instead costs every batch a
--- round trip for the rare re-run.)
+-- external id, is one guess in two round trips: ONE query string, the lock,
+-- the cursor (the count is known: the COPY adds every row or fails) and the
+-- COPY straight into the table. Postgres runs the statements of one simple
+-- query as one implicit transaction: all commit together when the COPY ends,
+-- or none (no BEGIN, COMMIT or savepoint, three round trips a batch saved).
+-- The values go as literals (the simple protocol has no parameters). If
+-- Postgres refuses the rows (REFUSALS), nothing was written and this answers
+-- nil, REFUSED: the careful path takes the batch.
 local REFUSED = {}
--- what the careful path answers: a post the table holds, or a repeat in the
--- batch (unique_violation); a text that is not UTF-8 (character_not_in_repertoire)
+-- a post the table holds or a repeat in the batch (unique_violation); a text
+-- that is not UTF-8 (character_not_in_repertoire)
 local REFUSALS = { ["23505"] = true, ["22021"] = true }
 
-local function fast(conn, target, d, b, rows, same)
-  local refused
-  local ok, err = conn:transaction(function()
-    local r, e
-    if same then
-      local c = b.cursor
-      r, e = conn:query(LOCK_CURSOR, target.tweet, b.org_id, b.provider, b.source, null(c.since_id),
-        null(c.until_id), null(c.newest_id), #rows)
-    else
-      r, e = conn:query(d.lock, target.tweet)
-    end
-    if not r then return nil, e end
-    local state
-    r, e, state = conn:copy_in(d.copy, rows)
-    if not r then
-      refused = REFUSALS[state]
-      return nil, e
-    end
-    return true
-  end)
-  if ok then return #rows end
-  if refused then return nil, REFUSED end
+local function literal(v)
+  if v == nil then return "NULL" end
+  return pg.quote_literal(v)
+end
+
+local function fast(conn, d, b, rows, same)
+  local head = d.fast_lock
+  if same then
+    local c = b.cursor
+    head = string.format(LOCK_CURSOR, d.fast_lock, literal(b.org_id), literal(b.provider), literal(b.source),
+      literal(c.since_id), literal(c.until_id), literal(c.newest_id), #rows)
+  end
+  local n, err, state = conn:copy_in(head .. ";\n" .. d.copy, rows)
+  if n then return n end
+  if REFUSALS[state] then return nil, REFUSED end
   return nil, err
 end
 
@@ -250,15 +254,16 @@ local function careful(conn, target, d, b, rows, same)
   return inserted, updated
 end
 
--- One batch in one transaction (two when the index refuses the fast path's
--- COPY: the first then wrote nothing). Then, with the cursors in another
+-- One batch in one transaction (two when Postgres refuses the fast path's
+-- guess: the first then wrote nothing). Then, with the cursors in another
 -- database, the cursor moves in a transaction of its own.
 function _M.batch(conn, target, b, app)
   local d = direct(target)
   local same = not app or app == conn
-  local inserted, updated, err = nil, 0, nil
+  local inserted, updated = nil, 0
   if #b.posts > 0 and target.unique_ext and not d.keys then
-    inserted, err = fast(conn, target, d, b, rows_of(target, b, false), same)
+    local err
+    inserted, err = fast(conn, d, b, rows_of(target, b, false), same)
     if not inserted and err ~= REFUSED then return nil, "ingest " .. b.source .. ": " .. tostring(err) end
   end
   if not inserted then
