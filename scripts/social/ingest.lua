@@ -50,13 +50,15 @@ local function rows_of(target, b, careful)
   local tmax, acol = target.cols.text.max_len, target.cols.author
   local amax = acol and acol.max_len
   local sfid = null(b.account_sfid)
+  local posts = b.posts
   local rows, n, seen, authors = {}, 0, careful and {} or nil, {}
-  for _, p in ipairs(b.posts) do
+  for i = 1, #posts do
+    local p = posts[i]
     local id = p.id
     if not seen or not seen[id] then
       if seen then seen[id] = true end
       local s = p.text
-      if careful or type(s) ~= "string" or find(s, "\0", 1, true) or (tmax and #s > tmax) then
+      if careful or not s or find(s, "\0", 1, true) or (tmax and #s > tmax) then
         s = truncate(clean(s), tmax)
       end
       local a = p.author
@@ -117,8 +119,8 @@ end
 function _M.cursor_after(cursor, posts, done)
   local newest, oldest = cursor.newest_id, nil
   local id_less = provider.id_less
-  for _, p in ipairs(posts) do
-    local id = p.id
+  for i = 1, #posts do
+    local id = posts[i].id
     -- ids of one length (the common case) compare as strings
     if not newest then newest = id
     elseif #id == #newest then if id > newest then newest = id end
