@@ -37,9 +37,9 @@ local BATCH = config.get("SOCIAL_BATCH")
 -- min, median, max of a list of seconds
 local function spread(t)
   table.sort(t)
-  local n = #t
-  local med = n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
-  return t[1], med, t[n]
+  local k = #t
+  local med = k % 2 == 1 and t[(k + 1) // 2] or (t[k // 2] + t[k // 2 + 1]) / 2
+  return t[1], med, t[k]
 end
 
 local ok, err = pcall(function()
