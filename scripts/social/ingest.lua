@@ -198,14 +198,17 @@ local function literal(v)
   return pg.quote_literal(v)
 end
 
+-- The lock, and with the cursors here the cursor counting `inserted` posts:
+-- one statement.
+local function head(d, b, inserted, same)
+  if not same then return d.fast_lock end
+  local c = b.cursor
+  return string.format(LOCK_CURSOR, d.fast_lock, literal(b.org_id), literal(b.provider), literal(b.source),
+    literal(c.since_id), literal(c.until_id), literal(c.newest_id), inserted)
+end
+
 local function fast(conn, d, b, rows, same)
-  local head = d.fast_lock
-  if same then
-    local c = b.cursor
-    head = string.format(LOCK_CURSOR, d.fast_lock, literal(b.org_id), literal(b.provider), literal(b.source),
-      literal(c.since_id), literal(c.until_id), literal(c.newest_id), #rows)
-  end
-  local n, err, state = conn:copy_in(head .. ";\n" .. d.copy, rows)
+  local n, err, state = conn:copy_in(head(d, b, #rows, same) .. ";\n" .. d.copy, rows)
   if n then return n end
   if REFUSALS[state] then return nil, REFUSED end
   return nil, err
@@ -263,7 +266,15 @@ function _M.batch(conn, target, b, app)
   local d = direct(target)
   local same = not app or app == conn
   local inserted, updated = nil, 0
-  if #b.posts > 0 and target.unique_ext and not d.keys then
+  if #b.posts == 0 then
+    -- nothing new (most runs): the cursor alone, one statement (atomic as it is)
+    if same then
+      local ok, err = conn:exec(head(d, b, 0, true))
+      if not ok then return nil, "ingest " .. b.source .. ": " .. tostring(err) end
+      return 0, 0
+    end
+    inserted = 0
+  elseif target.unique_ext and not d.keys then
     local err
     inserted, err = fast(conn, d, b, rows_of(target, b, false), same)
     if not inserted and err ~= REFUSED then return nil, "ingest " .. b.source .. ": " .. tostring(err) end

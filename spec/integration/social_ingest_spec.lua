@@ -55,6 +55,11 @@ describe("social.ingest", function()
       assert.same({ 0, 0 }, { batch(t, {}, { since_id = "5", until_id = "9", newest_id = "12" }) })
       assert.same({ since_id = "5", until_id = "9", newest_id = "12" }, ingest.cursor(conn, ORG, "x", "acme"))
       assert.same({}, ingest.cursor(conn, ORG, "mastodon", "acme")) -- per provider
+      -- a batch without posts writes the cursor alone; one Postgres refuses changes nothing
+      local n, err = batch(t, {}, { since_id = "x5" })
+      assert.is_nil(n)
+      assert.matches("^ingest acme: .*social_cursors_since_id_check", err)
+      assert.same({ since_id = "5", until_id = "9", newest_id = "12" }, ingest.cursor(conn, ORG, "x", "acme"))
     end)
 
     it("passes a database failure on", function()
