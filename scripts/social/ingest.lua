@@ -58,7 +58,7 @@ local function rows_of(target, b, careful)
     if not seen or not seen[id] then
       if seen then seen[id] = true end
       local s = p.text
-      if careful or not s or find(s, "\0", 1, true) or (tmax and #s > tmax) then
+      if careful or type(s) ~= "string" or find(s, "\0", 1, true) or (tmax and #s > tmax) then
         s = truncate(clean(s), tmax)
       end
       local a = p.author

@@ -225,6 +225,8 @@ describe("social.ingest", function()
     it("stores a post without author, time or metrics with NULLs", function()
       local t = target()
       assert.same({ 1, 0 }, { batch(t, { { id = "5", text = "bare" } }) })
+      assert.same({ 1, 0 }, { batch(t, { { id = "6", text = mc.null } }) }) -- no text: empty, as the column needs one
+      assert.equal("", rows()[2].text)
       assert.same({ id = "5", text = "bare", account = "001A", author = mc.null, posted_at = mc.null, likes = mc.null,
         retweets = mc.null }, rows()[1])
     end)
