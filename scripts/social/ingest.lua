@@ -33,7 +33,8 @@ local function null(v) if v == nil then return NULL end return v end
 local clean, truncate = provider.clean_text, provider.truncate
 local find = string.find
 
--- rows_of(target, b, careful) -> the batch's posts as rows in ORDER, text
+-- rows_of(target, b, careful[, keys]) -> the batch's posts as rows in ORDER
+-- (or only the columns `keys` lists: direct()'s d.keys), text
 -- cleaned and cut to the columns' lengths. A time stamp "...Z" goes as it is:
 -- Connect's columns are timestamp without time zone, which keep its UTC wall
 -- time (mc.pg sessions run in UTC). An author is looked at once per batch: a
@@ -46,7 +47,7 @@ local find = string.find
 -- left to Postgres, which checks every COPY's input anyway and refuses the
 -- batch (22021), which then goes the careful way. (The providers send clean
 -- text: provider.clean_text.)
-local function rows_of(target, b, careful)
+local function rows_of(target, b, careful, keys)
   local tmax, acol = target.cols.text.max_len, target.cols.author
   local amax = acol and acol.max_len
   local sfid = null(b.account_sfid)
@@ -77,7 +78,13 @@ local function rows_of(target, b, careful)
       end
       n = n + 1
       -- in ORDER: ext, text, account, author, posted_at, likes, retweets
-      rows[n] = { id, s, sfid, a, p.posted_at or NULL, p.likes or NULL, p.retweets or NULL }
+      local row = { id, s, sfid, a, p.posted_at or NULL, p.likes or NULL, p.retweets or NULL }
+      if keys then -- only the columns the table has
+        local out = {}
+        for k = 1, #keys do out[k] = row[keys[k]] end
+        row = out
+      end
+      rows[n] = row
     end
   end
   return rows
@@ -274,9 +281,9 @@ function _M.batch(conn, target, b, app)
       return 0, 0
     end
     inserted = 0
-  elseif target.unique_ext and not d.keys then
+  elseif target.unique_ext then
     local err
-    inserted, err = fast(conn, d, b, rows_of(target, b, false), same)
+    inserted, err = fast(conn, d, b, rows_of(target, b, false, d.keys), same)
     if not inserted and err ~= REFUSED then return nil, "ingest " .. b.source .. ": " .. tostring(err) end
   end
   if not inserted then
