@@ -191,7 +191,8 @@ end
 -- the cursor (the count is known: the COPY adds every row or fails) and the
 -- COPY straight into the table. Postgres runs the statements of one simple
 -- query as one implicit transaction: all commit together when the COPY ends,
--- or none (no BEGIN, COMMIT or savepoint, three round trips a batch saved).
+-- or none (no BEGIN, COMMIT or savepoint: two round trips where the shape
+-- with a savepoint took seven).
 -- The values go as literals (the simple protocol has no parameters). If
 -- Postgres refuses the rows (REFUSALS), nothing was written and this answers
 -- nil, REFUSED: the careful path takes the batch.
@@ -201,7 +202,7 @@ local REFUSED = {}
 local REFUSALS = { ["23505"] = true, ["22021"] = true }
 
 local function literal(v)
-  if v == nil then return "NULL" end
+  if v == nil or v == NULL then return "NULL" end
   return pg.quote_literal(v)
 end
 
