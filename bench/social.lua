@@ -2,11 +2,16 @@
 -- (made by the sandbox's Connect during onboarding), from the sandbox's X.
 -- Run by bench/social. Prints:
 --   sync     posts/s of `run jobs:social.tenant` per tenant, fetching included
---   ingest   posts/s of social.ingest in the job's batches (up to 1000 posts
---            of one account: COPY to staging, insert the new, update changed
---            metrics, move the cursor, one transaction each)
---   COPY     posts/s of one raw COPY of the same rows into the same table
--- and ingest/COPY. Each of the last two runs 3 times into the emptied table; best kept.
+--   ingest   posts/s of social.ingest in the job's batches (up to SOCIAL_BATCH
+--            posts of one account, each with its cursor in one transaction),
+--            cursor_after included, as social.sync runs them
+--   COPY     posts/s of ONE raw COPY of the same rows (the same values, the
+--            same columns) into the same table: no batches, no cursor, no lock
+--   per batch  the same raw COPY once per batch (informative: the floor that
+--            batching itself sets)
+-- Each runs ROUNDS times (default 3), alternating, into the table emptied and
+-- vacuumed before each; min / median / max of each, and ingest/COPY of the
+-- medians.
 local host = require "mc.host"
 local json = require "mc.json"
 local pg = require "mc.pg"
@@ -17,6 +22,7 @@ local orgs = require "sandbox.orgs"
 local x = require "social.providers.x"
 local tables = require "social.tables"
 local ingest = require "social.ingest"
+local config = require "config"
 
 local n, interval = tonumber(arg[1]) or 4, tonumber(arg[2]) or 120
 local s = stack.start({ name = "bench_social", app_db = 11, sandbox_db = 12,
@@ -24,10 +30,16 @@ local s = stack.start({ name = "bench_social", app_db = 11, sandbox_db = 12,
   env = { LOG_LEVEL = "warn", SOCIAL_MAX_PAGES = "100000", SOCIAL_TENANT_BUDGET = "1000000" },
   sandbox_env = { WEB_THREADS = "8" } })
 
-local function best_of(times, fn)
-  local best = math.huge
-  for _ = 1, times do best = math.min(best, fn()) end
-  return best
+local ROUNDS = math.tointeger(tonumber(os.getenv("ROUNDS") or "3"))
+assert(ROUNDS and ROUNDS >= 1, "ROUNDS must be a whole number >= 1")
+local BATCH = config.get("SOCIAL_BATCH")
+
+-- min, median, max of a list of seconds
+local function spread(t)
+  table.sort(t)
+  local k = #t
+  local med = k % 2 == 1 and t[(k + 1) // 2] or (t[k // 2] + t[k // 2 + 1]) / 2
+  return t[1], med, t[k]
 end
 
 local ok, err = pcall(function()
@@ -61,14 +73,14 @@ local ok, err = pcall(function()
   local target = assert(tables.inspect(conn, schema, tables.names(nil)))
   local accounts = assert(tables.accounts(conn, target))
   local client = x.new({ base_url = s.sandbox_url .. "/x", token = "bench" })
-  -- the batches the job makes: an account's pages gathered up to SOCIAL_BATCH (1000) posts
+  -- the batches the job makes: an account's pages gathered up to SOCIAL_BATCH posts
   local pages, rows = {}, 0
   for _, a in ipairs(accounts) do
     local source = assert(client:source(a))
     local page, batch
     repeat
       local res = assert(client:fetch(source, {}, page))
-      if not batch or #batch.posts >= 1000 then
+      if not batch or #batch.posts >= BATCH then
         batch = { source = source, sfid = a.sfid, posts = {} }
         pages[#pages + 1] = batch
       end
@@ -83,36 +95,60 @@ local ok, err = pcall(function()
     assert(conn:query("DELETE FROM social_cursors WHERE org_id = $1", o.org_id))
     assert(conn:query("VACUUM ANALYZE " .. target.tweet))
   end
-  local ingest_s = best_of(3, function()
-    empty()
-    local t, cursor, inserted = host.now(), {}, 0
-    for _, p in ipairs(pages) do
-      local after = ingest.cursor_after(cursor, p.posts, p.done)
-      inserted = inserted + assert(ingest.batch(conn, target, { org_id = o.org_id, provider = "x", source = p.source,
-        account_sfid = p.sfid, posts = p.posts, cursor = after }))
-      cursor = p.done and {} or after
+  -- the raw peer: the same values into the same columns, as copy_in takes them
+  local COPY = "COPY " .. target.tweet .. " (tweet_id__c, text__c, account__c, author_username__c,"
+    .. " posted_at__c, likes__c, retweets__c) FROM STDIN"
+  local function raw_rows(p, data)
+    for _, post in ipairs(p.posts) do
+      data[#data + 1] = { post.id, post.text, p.sfid, post.author or json.null, post.posted_at or json.null,
+        post.likes or json.null, post.retweets or json.null }
     end
-    assert(inserted == rows, inserted .. " of " .. rows)
-    return host.now() - t
-  end)
-  local copy_s = best_of(3, function()
-    empty()
-    local t = host.now()
-    local data = {}
-    for _, p in ipairs(pages) do
-      for _, post in ipairs(p.posts) do
-        data[#data + 1] = { post.id, post.text, p.sfid, post.author, post.posted_at, post.likes, post.retweets }
+    return data
+  end
+  local runs = {
+    { name = "ingest", fn = function()
+      local cursor, inserted = {}, 0
+      for _, p in ipairs(pages) do
+        local after = ingest.cursor_after(cursor, p.posts, p.done)
+        inserted = inserted + assert(ingest.batch(conn, target, { org_id = o.org_id, provider = "x",
+          source = p.source, account_sfid = p.sfid, posts = p.posts, cursor = after }))
+        cursor = p.done and {} or after
       end
+      assert(inserted == rows, inserted .. " of " .. rows)
+    end },
+    { name = "copy", fn = function()
+      local data = {}
+      for _, p in ipairs(pages) do raw_rows(p, data) end
+      assert(assert(conn:copy_in(COPY, data)) == rows)
+    end },
+    { name = "per_batch", fn = function()
+      for _, p in ipairs(pages) do assert(conn:copy_in(COPY, raw_rows(p, {}))) end
+    end },
+  }
+  local times = {}
+  for _, r in ipairs(runs) do times[r.name] = {} end
+  for _ = 1, ROUNDS do
+    for _, r in ipairs(runs) do
+      empty()
+      local t = host.now()
+      r.fn()
+      local took = host.now() - t
+      table.insert(times[r.name], took)
     end
-    local c = assert(conn:copy_in("COPY " .. target.tweet .. " (tweet_id__c, text__c, account__c, author_username__c,"
-      .. " posted_at__c, likes__c, retweets__c) FROM STDIN", data))
-    assert(c == rows)
-    return host.now() - t
-  end)
-  print(string.format("ingest (%d posts in %d batch transactions): %.3f s, %.0f posts/s",
-    rows, #pages, ingest_s, rows / ingest_s))
-  print(string.format("raw COPY of the same rows into the same table: %.3f s, %.0f posts/s", copy_s, rows / copy_s))
-  print(string.format("ingest / raw COPY: %.2f", copy_s / ingest_s))
+  end
+  local med = {}
+  local function line(label, name)
+    local lo, m, hi = spread(times[name])
+    med[name] = m
+    print(string.format("%s: %.0f posts/s (median; min %.1f ms, median %.1f ms, max %.1f ms)",
+      label, rows / m, lo * 1000, m * 1000, hi * 1000))
+  end
+  print(string.format("%d posts in %d batches of up to %d (SOCIAL_BATCH), %d rounds alternating:",
+    rows, #pages, BATCH, ROUNDS))
+  line("ingest", "ingest")
+  line("raw COPY of the same rows into the same table", "copy")
+  line("raw COPY, one per batch (no cursor, no lock)", "per_batch")
+  print(string.format("ingest / raw COPY (medians): %.2f", med.copy / med.ingest))
   conn:close()
 end)
 s:stop()

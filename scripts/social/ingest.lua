@@ -1,11 +1,16 @@
 -- social.ingest: one batch of posts (one page of one account) into a tenant's
 -- tweet table, and the account's cursor, in ONE transaction, under a lock on the
--- tweet table (one writer at a time): the posts the table already holds are
--- found by their external id, the new ones are COPYed straight into the table,
--- the known ones get likes/retweets updated only where they changed (every
--- UPDATE of a synced row is a Salesforce API call for Heroku Connect), then the
--- cursor moves. So a cursor never runs ahead of committed rows, and a re-run
--- inserts nothing twice, with or without a unique index on the external id.
+-- tweet table (one writer at a time). The common case, new posts into a table
+-- with a unique index on the external id, is one query string: the lock, the
+-- cursor and a COPY straight into the table (one implicit transaction, two
+-- round trips). Anything else, or a batch Postgres refuses that way (a post it
+-- already holds, a repeat, text that is not UTF-8), goes the careful way: the
+-- posts the table already holds are found by their external id, the new ones
+-- are COPYed in, the known ones get likes/retweets updated only where they
+-- changed (every UPDATE of a synced row is a Salesforce API call for Heroku
+-- Connect), then the cursor moves. So a cursor never runs ahead of committed
+-- rows, and a re-run inserts nothing twice, with or without a unique index on
+-- the external id.
 --   ingest.batch(conn, target, batch[, app]) -> inserted, updated | nil, err
 --     target: social.tables.inspect's; batch = {org_id, provider, source,
 --     account_sfid, posts, cursor = {since_id, until_id, newest_id} (after)};
@@ -23,24 +28,80 @@ local _M = {}
 
 local ORDER = { "ext", "text", "account", "author", "posted_at", "likes", "retweets" }
 
-local function null(v) if v == nil then return json.null end return v end
+local NULL = json.null
+local function null(v) if v == nil then return NULL end return v end
+local clean, truncate = provider.clean_text, provider.truncate
+local find = string.find
 
--- A post as a row in ORDER: text cleaned and cut to the columns' lengths. A
--- time stamp "...Z" goes as it is: Connect's columns are timestamp without time
--- zone, which keep its UTC wall time (mc.pg sessions run in UTC).
-local function stage_row(target, p, account_sfid)
-  local text = provider.clean_text(p.text)
-  local author = p.author and provider.clean_text(p.author) or nil
-  local tcol, acol = target.cols.text, target.cols.author
-  text = provider.truncate(text, tcol.max_len)
-  if author and acol then author = provider.truncate(author, acol.max_len) end
-  -- in ORDER: ext, text, account, author, posted_at, likes, retweets
-  return { p.id, text, null(account_sfid), null(author), null(p.posted_at), null(p.likes), null(p.retweets) }
+-- rows_of(target, b, careful[, keys]) -> the batch's posts as rows in ORDER
+-- (or only the columns `keys` lists: direct()'s d.keys), text
+-- cleaned and cut to the columns' lengths. A time stamp "...Z" goes as it is:
+-- Connect's columns are timestamp without time zone, which keep its UTC wall
+-- time (mc.pg sessions run in UTC). An author is looked at once per batch: a
+-- feed's posts share a few.
+-- Careful: each id once (pages shifting under new posts can repeat one: the
+-- first seen is kept), every text made valid UTF-8 without NUL. Not careful
+-- (the fast path's guess, which costs a few C calls a post): every post goes
+-- (the unique index refuses a repeat), and a text is looked at only for what
+-- copy_in cannot send (NUL) and a length over the column's; invalid UTF-8 is
+-- left to Postgres, which checks every COPY's input anyway and refuses the
+-- batch (22021), which then goes the careful way. (The providers send clean
+-- text: provider.clean_text.)
+local function rows_of(target, b, careful, keys)
+  local tmax, acol = target.cols.text.max_len, target.cols.author
+  local amax = acol and acol.max_len
+  local sfid = null(b.account_sfid)
+  local posts = b.posts
+  local rows, n, seen, authors = {}, 0, careful and {} or nil, {}
+  for i = 1, #posts do
+    local p = posts[i]
+    local id = p.id
+    if not seen or not seen[id] then
+      if seen then seen[id] = true end
+      local s = p.text
+      if careful or type(s) ~= "string" or find(s, "\0", 1, true) or (tmax and #s > tmax) then
+        s = truncate(clean(s), tmax)
+      end
+      local a = p.author
+      if a then
+        local c = authors[a]
+        if not c then
+          c = a
+          if acol and (careful or type(a) ~= "string" or find(a, "\0", 1, true) or (amax and #a > amax)) then
+            c = truncate(clean(a), amax)
+          end
+          authors[a] = c
+        end
+        a = c
+      else
+        a = NULL
+      end
+      n = n + 1
+      -- in ORDER: ext, text, account, author, posted_at, likes, retweets
+      local row = { id, s, sfid, a, p.posted_at or NULL, p.likes or NULL, p.retweets or NULL }
+      if keys then -- only the columns the table has
+        local out = {}
+        for k = 1, #keys do out[k] = row[keys[k]] end
+        row = out
+      end
+      rows[n] = row
+    end
+  end
+  return rows
 end
 
 local CURSOR_UPSERT = [[INSERT INTO social_cursors AS c
     (org_id, provider, source, since_id, until_id, newest_id, inserted, last_run_at)
   VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+  ON CONFLICT (org_id, provider, source) DO UPDATE SET since_id = EXCLUDED.since_id,
+    until_id = EXCLUDED.until_id, newest_id = EXCLUDED.newest_id,
+    inserted = c.inserted + EXCLUDED.inserted, last_run_at = now()]]
+
+-- The fast path's first statement: the tweet table's lock, then the cursor
+-- (string.format: the lock's SELECT, then the values as literals).
+local LOCK_CURSOR = [[WITH lock AS (%s)
+  INSERT INTO social_cursors AS c (org_id, provider, source, since_id, until_id, newest_id, inserted, last_run_at)
+  SELECT %s, %s, %s, %s, %s, %s, %d, now() FROM lock
   ON CONFLICT (org_id, provider, source) DO UPDATE SET since_id = EXCLUDED.since_id,
     until_id = EXCLUDED.until_id, newest_id = EXCLUDED.newest_id,
     inserted = c.inserted + EXCLUDED.inserted, last_run_at = now()]]
@@ -64,9 +125,16 @@ end
 -- describes (newest first, any order accepted); done = no further page.
 function _M.cursor_after(cursor, posts, done)
   local newest, oldest = cursor.newest_id, nil
-  for _, p in ipairs(posts) do
-    newest = max_id(newest, p.id)
-    if not oldest or provider.id_less(p.id, oldest) then oldest = p.id end
+  local id_less = provider.id_less
+  for i = 1, #posts do
+    local id = posts[i].id
+    -- ids of one length (the common case) compare as strings
+    if not newest then newest = id
+    elseif #id == #newest then if id > newest then newest = id end
+    elseif id_less(newest, id) then newest = id end
+    if not oldest then oldest = id
+    elseif #id == #oldest then if id < oldest then oldest = id end
+    elseif id_less(id, oldest) then oldest = id end
   end
   if done then
     return { since_id = max_id(cursor.since_id, newest) }
@@ -93,6 +161,7 @@ local function direct(target)
     end
   end
   local d = {
+    fast_lock = string.format("SELECT pg_advisory_xact_lock(hashtext(%s))", pg.quote_literal(target.tweet)),
     -- plans made for this batch's table as it is now: a generic plan cached
     -- while the table was small probes a grown one by sequential scan
     lock = "SELECT pg_advisory_xact_lock(hashtext($1)), set_config('plan_cache_mode', 'force_custom_plan', true)",
@@ -109,13 +178,6 @@ local function direct(target)
   return d
 end
 
--- One batch in one transaction, under a lock on the tenant's table (one writer
--- at a time). With a unique index on the external id, the batch is first COPYed
--- straight in (new posts: the common case, as fast as a raw COPY); if the index
--- refuses it, that COPY is rolled back to a savepoint and the careful path runs:
--- the posts the table already holds are found by their external id (an index
--- probe), the new ones are COPYed in, and the known ones get their changed
--- metrics updated. Then the cursor moves.
 local function move_cursor(conn, b, inserted)
   local c = b.cursor
   local r, e = conn:query(CURSOR_UPSERT, b.org_id, b.provider, b.source, null(c.since_id), null(c.until_id),
@@ -124,35 +186,53 @@ local function move_cursor(conn, b, inserted)
   return true
 end
 
-function _M.batch(conn, target, b, app)
-  local d = direct(target)
-  local rows, ids = {}, {}
-  local seen = {} -- a post twice in one batch (pages shifting under new posts) is written once
-  for _, p in ipairs(b.posts) do
-    if not seen[p.id] then
-      seen[p.id] = true
-      rows[#rows + 1] = stage_row(target, p, b.account_sfid)
-      ids[#ids + 1] = p.id
-    end
-  end
+-- The common case, new posts only, into a table with a unique index on the
+-- external id, is one guess in two round trips: ONE query string, the lock,
+-- the cursor (the count is known: the COPY adds every row or fails) and the
+-- COPY straight into the table. Postgres runs the statements of one simple
+-- query as one implicit transaction: all commit together when the COPY ends,
+-- or none (no BEGIN, COMMIT or savepoint: two round trips where the shape
+-- with a savepoint took seven).
+-- The values go as literals (the simple protocol has no parameters). If
+-- Postgres refuses the rows (REFUSALS), nothing was written and this answers
+-- nil, REFUSED: the careful path takes the batch.
+local REFUSED = {}
+-- a post the table holds or a repeat in the batch (unique_violation); a text
+-- that is not UTF-8 (character_not_in_repertoire)
+local REFUSALS = { ["23505"] = true, ["22021"] = true }
+
+local function literal(v)
+  if v == nil or v == NULL then return "NULL" end
+  return pg.quote_literal(v)
+end
+
+-- The lock, and with the cursors here the cursor counting `inserted` posts:
+-- one statement.
+local function head(d, b, inserted, same)
+  if not same then return d.fast_lock end
+  local c = b.cursor
+  return string.format(LOCK_CURSOR, d.fast_lock, literal(b.org_id), literal(b.provider), literal(b.source),
+    literal(c.since_id), literal(c.until_id), literal(c.newest_id), inserted)
+end
+
+local function fast(conn, d, b, rows, same)
+  local n, err, state = conn:copy_in(head(d, b, #rows, same) .. ";\n" .. d.copy, rows)
+  if n then return n end
+  if REFUSALS[state] then return nil, REFUSED end
+  return nil, err
+end
+
+-- The careful path: under the lock, the posts the table already holds are
+-- found by their external id (an index probe), the new ones are COPYed in, the
+-- known ones get their changed metrics updated, then the cursor moves.
+local function careful(conn, target, d, b, rows, same)
   local inserted, updated = 0, 0
   local ok, err = conn:transaction(function()
     local r, e = conn:query(d.lock, target.tweet)
     if not r then return nil, e end
-    if #rows > 0 and target.unique_ext and not d.keys then
-      -- the common case, new posts only: one COPY, which the unique index
-      -- refuses whole if any post is already held; then the careful path
-      r, e = conn:query("SAVEPOINT social_batch")
-      if not r then return nil, e end
-      local state
-      r, e, state = conn:copy_in(d.copy, rows)
-      if r then inserted, rows = r, {} -- all new: nothing left to probe
-      elseif state == "23505" then
-        r, e = conn:query("ROLLBACK TO SAVEPOINT social_batch")
-        if not r then return nil, e end
-      else return nil, e end
-    end
     if #rows > 0 then
+      local ids = {}
+      for i, row in ipairs(rows) do ids[i] = row[1] end
       r, e = conn:query(d.known, json.array(ids))
       if not r then return nil, e end
       local known = {}
@@ -180,11 +260,41 @@ function _M.batch(conn, target, b, app)
         updated = r.affected
       end
     end
-    if app and app ~= conn then return true end
+    if not same then return true end
     return move_cursor(conn, b, inserted)
   end)
-  if ok and app and app ~= conn then ok, err = move_cursor(app, b, inserted) end
-  if not ok then return nil, "ingest " .. b.source .. ": " .. tostring(err) end
+  if not ok then return nil, err end
+  return inserted, updated
+end
+
+-- One batch in one transaction (two when Postgres refuses the fast path's
+-- guess: the first then wrote nothing). Then, with the cursors in another
+-- database, the cursor moves in a transaction of its own.
+function _M.batch(conn, target, b, app)
+  local d = direct(target)
+  local same = not app or app == conn
+  local inserted, updated = nil, 0
+  if #b.posts == 0 then
+    -- nothing new (most runs): the cursor alone, one statement (atomic as it is)
+    if same then
+      local ok, err = conn:exec(head(d, b, 0, true))
+      if not ok then return nil, "ingest " .. b.source .. ": " .. tostring(err) end
+      return 0, 0
+    end
+    inserted = 0
+  elseif target.unique_ext then
+    local err
+    inserted, err = fast(conn, d, b, rows_of(target, b, false, d.keys), same)
+    if not inserted and err ~= REFUSED then return nil, "ingest " .. b.source .. ": " .. tostring(err) end
+  end
+  if not inserted then
+    inserted, updated = careful(conn, target, d, b, rows_of(target, b, true), same)
+    if not inserted then return nil, "ingest " .. b.source .. ": " .. tostring(updated) end
+  end
+  if not same then
+    local ok, e = move_cursor(app, b, inserted)
+    if not ok then return nil, "ingest " .. b.source .. ": " .. tostring(e) end
+  end
   return inserted, updated
 end
 

@@ -356,6 +356,18 @@ describe("mc.pg", function()
       assert.equal(1, one("select 1 as one").one)
     end)
 
+    it("runs statements before the COPY with it as one implicit transaction: all or none", function()
+      assert(conn:exec("create temp table cp_log (n int)"))
+      assert.equal(2, assert(conn:copy_in("insert into cp_log values (1); copy cp (id) from stdin", { { 1 }, { 2 } })))
+      local n, _, state = conn:copy_in("insert into cp_log values (2); copy cp (id) from stdin",
+        { { 3 }, { "not a number" } })
+      assert.is_nil(n)
+      assert.equal("22P02", state)
+      assert.equal("idle", conn:status())
+      assert.same({ n = 2, logged = 1 }, one("select count(*)::int as n, (select count(*)::int from cp_log) as logged"
+        .. " from cp"))
+    end)
+
     it("raises on a value it cannot encode, leaving the connection usable", function()
       assert.has_error(function() conn:copy_in("copy cp (id) from stdin", { { 1 }, { {} } }) end)
       assert.has_error(function() conn:copy_in("select 1", {}) end)

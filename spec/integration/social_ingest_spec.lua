@@ -55,6 +55,11 @@ describe("social.ingest", function()
       assert.same({ 0, 0 }, { batch(t, {}, { since_id = "5", until_id = "9", newest_id = "12" }) })
       assert.same({ since_id = "5", until_id = "9", newest_id = "12" }, ingest.cursor(conn, ORG, "x", "acme"))
       assert.same({}, ingest.cursor(conn, ORG, "mastodon", "acme")) -- per provider
+      -- a batch without posts writes the cursor alone; one Postgres refuses changes nothing
+      local n, err = batch(t, {}, { since_id = "x5" })
+      assert.is_nil(n)
+      assert.matches("^ingest acme: .*social_cursors_since_id_check", err)
+      assert.same({ since_id = "5", until_id = "9", newest_id = "12" }, ingest.cursor(conn, ORG, "x", "acme"))
     end)
 
     it("passes a database failure on", function()
@@ -147,9 +152,81 @@ describe("social.ingest", function()
       assert.equal(string.rep("\u{e9}", 255), r[3].author)
     end)
 
+    it("on the fast path leaves text that is not UTF-8 to Postgres, whose refusal sends the batch "
+      .. "the careful way, which repairs it", function()
+      local t = target()
+      assert.is_true(t.unique_ext)
+      assert.same({ 2, 0 }, { batch(t, { post("1", { text = "a\xffb", author = "\xfeme" }), post("2") },
+        { since_id = "2" }) })
+      local r = rows()
+      assert.same({ "a\u{fffd}b", "\u{fffd}me" }, { r[1].text, r[1].author })
+      assert.equal("post 2", r[2].text)
+      assert.same({ since_id = "2", until_id = mc.null, newest_id = mc.null, inserted = 2 }, cursor_row())
+    end)
+
+    for _, unique in ipairs({ true, false }) do
+      it("leaves neither the rows nor the cursor when a post fails mid-batch ("
+        .. (unique and "fast" or "careful") .. " path)", function()
+        local t = target({ unique = unique })
+        assert.same({ 1, 0 }, { batch(t, { post("1") }, { since_id = "1" }) })
+        local n, err = batch(t, { post("3"), post("2", { posted_at = "not a time" }) }, { since_id = "3" })
+        assert.is_nil(n)
+        assert.matches("^ingest acme: .*not a time", err)
+        assert.equal("idle", conn:status()) -- no transaction left open, no lock held
+        assert.same({ "1" }, { rows()[1].id, rows()[2] })
+        assert.same({ since_id = "1", until_id = mc.null, newest_id = mc.null, inserted = 1 }, cursor_row())
+        -- the same connection goes on
+        assert.same({ 2, 0 }, { batch(t, { post("3"), post("2") }, { since_id = "3" }) })
+        assert.same({ since_id = "3", until_id = mc.null, newest_id = mc.null, inserted = 3 }, cursor_row())
+      end)
+    end
+
+    it("writes a source with quotes and backslashes into the cursor as it is", function()
+      local t = target()
+      local source = "o'brien\\'; --"
+      assert.same({ 1, 0 }, { batch(t, { post("1") }, { since_id = "1", until_id = nil }, source) })
+      assert.same({ since_id = "1", until_id = mc.null, newest_id = mc.null, inserted = 1 }, cursor_row(source))
+    end)
+
+    it("waits for another writer of the same table (the lock), and a timeout there leaves nothing", function()
+      local t = target()
+      local other = assert(require("mc.pg").connect(tdb.url))
+      assert(other:exec("BEGIN"))
+      assert(other:query("SELECT pg_advisory_xact_lock(hashtext($1))", t.tweet))
+      assert(conn:set_timeout(300))
+      local n, err = batch(t, { post("1") }, { since_id = "1" })
+      assert(conn:set_timeout(0))
+      assert.is_nil(n)
+      assert.matches("statement timeout", err)
+      assert.equal(0, #rows())
+      assert.is_nil(cursor_row())
+      assert(other:exec("COMMIT"))
+      other:close()
+      assert.same({ 1, 0 }, { batch(t, { post("1") }, { since_id = "1" }) })
+    end)
+
+    it("keeps one tenant's failure from another's batch on the same connection", function()
+      local t = target()
+      local other_schema = "salesforce00d5e000000xyzwxaq"
+      tdb:org("00D5e000000XyZwXAQ", { schema_name = other_schema })
+      tdb:tenant(other_schema)
+      local t2 = assert(tables.inspect(conn, other_schema, tables.names(nil)))
+      assert(conn:exec("DROP TABLE " .. other_schema .. ".tweet__c"))
+      local n, err = ingest.batch(conn, t2, { org_id = "00D5e000000XyZwXAQ", provider = "x", source = "globex",
+        account_sfid = "001B", posts = { post("1") }, cursor = { since_id = "1" } })
+      assert.is_nil(n)
+      assert.matches("^ingest globex: .*does not exist", err)
+      assert.same({ 2, 0 }, { batch(t, { post("1"), post("2") }, { since_id = "2" }) })
+      assert.equal(2, #rows())
+      assert.equal("2", cursor_row().since_id)
+      assert.is_nil(cursor_row("globex"))
+    end)
+
     it("stores a post without author, time or metrics with NULLs", function()
       local t = target()
       assert.same({ 1, 0 }, { batch(t, { { id = "5", text = "bare" } }) })
+      assert.same({ 1, 0 }, { batch(t, { { id = "6", text = mc.null } }) }) -- no text: empty, as the column needs one
+      assert.equal("", rows()[2].text)
       assert.same({ id = "5", text = "bare", account = "001A", author = mc.null, posted_at = mc.null, likes = mc.null,
         retweets = mc.null }, rows()[1])
     end)

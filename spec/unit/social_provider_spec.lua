@@ -26,12 +26,16 @@ describe("social.provider", function()
       local hostile = "'; DROP TABLE x; -- \"q\" \\N \\. \t\r\n\u{1F525}\u{200F}שלום\u{202E}abc\1\127"
       assert.equal(hostile, provider.clean_text(hostile))
       assert.equal("ab", provider.clean_text("a\0b"))
+      assert.equal("a\u{fffd}b", provider.clean_text("\0a\xff\0b")) -- both at once
+      assert.equal("\u{fffd}", provider.clean_text("\xed\xa0\x80"):sub(1, 3)) -- a surrogate is not UTF-8
       assert.equal("a\u{fffd}b\u{fffd}\u{fffd}", provider.clean_text("a\xffb\xe2\x82")) -- one per bad byte
     end)
 
     it("truncates by characters, not bytes", function()
       assert.equal("\u{1F600}\u{1F600}", provider.truncate("\u{1F600}\u{1F600}\u{1F600}", 2))
       assert.equal("abc", provider.truncate("abc", nil))
+      assert.equal("\u{e9}\u{e9}\u{e9}", provider.truncate("\u{e9}\u{e9}\u{e9}", 4)) -- 6 bytes, 3 characters
+      assert.equal("ab", provider.truncate("abc", 2))
     end)
   end)
 
@@ -41,6 +45,11 @@ describe("social.provider", function()
       assert.is_false(provider.id_less("1000", "999"))
       assert.is_true(provider.id_less("1460323737035677698", "1460323737035677699"))
       assert.is_false(provider.id_less("5", "5"))
+      -- leading zeros (neither API sends them) do not count
+      assert.is_true(provider.id_less("007", "10"))
+      assert.is_false(provider.id_less("010", "9"))
+      assert.is_false(provider.id_less("0", "00"))
+      assert.is_true(provider.id_less("00", "1"))
       assert.is_true(provider.is_id("1460323737035677698"))
       assert.is_false(provider.is_id("12a"))
       assert.is_false(provider.is_id(12))
