@@ -88,30 +88,39 @@ end
 
 local function today() return os.date("!%Y-%m-%d") end
 
--- Queues on p the MULTI that removes body from the in-flight list and records
--- how the job ended: a crash can not leave the job both done and in flight.
--- (The dated counters get their TTL from the heartbeat, not once per job.)
-local function settle_into(p, inflight, done, now, day)
-  local body, job, ok, err = done.body, done.job, done.ok, done.err
+-- Queues on p the MULTI that removes the finished jobs from the in-flight list
+-- and records how each ended: a crash can not leave a job both done and in
+-- flight. One MULTI per batch, the counters bumped once by the batch's count
+-- (as Sidekiq's own INCRBY does). LREM from the tail: the list grows at the
+-- head, so the jobs that finish first are found there at once. (The dated
+-- counters get their TTL from the heartbeat, not once per job.)
+local function settle_into(p, inflight, finished, now, day)
   p:call("MULTI")
-  p:call("LREM", inflight, 1, body)
-  -- as Sidekiq counts: processed = every job run, failed ones included
-  p:call("INCR", "stat:processed")
-  p:call("INCR", "stat:processed:" .. day)
-  if not ok then
-    if job then
-      local where, at = jobs.fail(job, err)
-      if where == "retry" then
-        p:call("ZADD", "retry", string.format("%.6f", at), json.encode(job))
+  local failed = 0
+  for _, done in ipairs(finished) do
+    local body, job = done.body, done.job
+    p:call("LREM", inflight, -1, body)
+    if not done.ok then
+      failed = failed + 1
+      if job then
+        local where, at = jobs.fail(job, done.err)
+        if where == "retry" then
+          p:call("ZADD", "retry", string.format("%.6f", at), json.encode(job))
+        else
+          jobs.bury(p, job, now)
+        end
+        p:call("HDEL", RECOVERIES, job.jid or "")
       else
-        jobs.bury(p, job, now)
+        p:call("ZADD", "dead", string.format("%.6f", now), body) -- not JSON: no retries
       end
-      p:call("HDEL", RECOVERIES, job.jid or "")
-    else
-      p:call("ZADD", "dead", string.format("%.6f", now), body) -- not JSON: no retries
     end
-    p:call("INCR", "stat:failed")
-    p:call("INCR", "stat:failed:" .. day)
+  end
+  -- as Sidekiq counts: processed = every job run, failed ones included
+  p:call("INCRBY", "stat:processed", #finished)
+  p:call("INCRBY", "stat:processed:" .. day, #finished)
+  if failed > 0 then
+    p:call("INCRBY", "stat:failed", failed)
+    p:call("INCRBY", "stat:failed:" .. day, failed)
   end
   p:call("EXEC")
 end
@@ -121,10 +130,9 @@ end
 -- | nil, err (then the finished jobs stay in flight: recovery runs them again,
 -- at least once; and what was fetched is found as strays).
 local function settle_and_fetch(r, inflight, finished, room, queues)
-  local now, day = jobs.now(), today()
   local picks = {}
   local res, err = r:pipeline(function(p)
-    for _, done in ipairs(finished) do settle_into(p, inflight, done, now, day) end
+    if #finished > 0 then settle_into(p, inflight, finished, jobs.now(), today()) end
     for i = 1, room do
       picks[i] = order(queues)[1].name
       p:call("LMOVE", "queue:" .. picks[i], inflight, "RIGHT", "LEFT")
@@ -147,8 +155,37 @@ local CTX = { __index = function(ctx, k)
   return l
 end }
 
+-- The "job done" lines of a thread wait here and leave together, once per
+-- round trip to Redis (stdout is line-buffered: a line per job was a write(2)
+-- per job); a failure's line flushes them first, so the order holds.
+local done_lines, n_done_lines = {}, 0
+
+local function flush_log()
+  if n_done_lines == 0 then return end
+  done_lines[n_done_lines + 1] = ""
+  io.stdout:write(table.concat(done_lines, "\n", 1, n_done_lines + 1))
+  for i = n_done_lines + 1, 1, -1 do done_lines[i] = nil end
+  n_done_lines = 0
+end
+
+-- Values mc.log prints bare and redact leaves alone (no space, no "://"):
+-- the line can be written straight, and reads as log.format's.
+local PLAIN = "^[%w_.:%-]+$"
+
+local function log_done(class, jid, queue, ms)
+  local line
+  if type(jid) == "string" and class:find(PLAIN) and jid:find(PLAIN) and queue:find(PLAIN) then
+    line = string.format('at=info msg="job done" class=%s duration_ms=%s jid=%s queue=%s', class, ms, jid,
+      queue)
+  else
+    line = log.format("info", "job done", { class = class, jid = jid, queue = queue, duration_ms = ms })
+  end
+  n_done_lines = n_done_lines + 1
+  done_lines[n_done_lines] = line
+end
+
 -- Runs one job (in its coroutine) -> job (decoded, or nil), ok, err.
-local function perform(body, queue, limit)
+local function perform(body, queue, limit, log_info)
   local started = host.now()
   local job = json.decode(body)
   local ok, err, trace
@@ -161,20 +198,22 @@ local function perform(body, queue, limit)
   end
   local ms = string.format("%.1f", (host.now() - started) * 1000)
   if ok then
-    log.info("job done", { class = job.class, jid = job.jid, queue = queue, duration_ms = ms })
+    if log_info then log_done(job.class, job.jid, queue, ms) end
   else
+    flush_log()
     log.warn("job failed", { class = job and job.class, jid = job and job.jid, queue = queue,
                              duration_ms = ms, error = trace or err })
   end
   return job, ok, err
 end
 
--- The body of a job's coroutine: perform, then give its connections back.
-local function job_main(body, queue, limit)
-  local ok, job, jok, jerr = pcall(perform, body, queue, limit)
+-- Runs the job of item {body, queue} (in its coroutine), gives its connections
+-- back, and fills in how it ended: item.job (decoded, or nil), item.ok, item.err.
+local function run_job(item, limit, log_info)
+  local ok, job, jok, jerr = pcall(perform, item.body, item.queue, limit, log_info)
   conns.release(coroutine.running())
-  if not ok then return nil, false, "worker: " .. tostring(job) end
-  return job, jok, jerr
+  if not ok then job, jok, jerr = nil, false, "worker: " .. tostring(job) end
+  item.job, item.ok, item.err = job, jok, jerr
 end
 
 local DEFAULT_INFLIGHT = 200
@@ -195,6 +234,11 @@ end
 -- the worker stops or is quieted, or a reload replaced this state's code, it
 -- fetches no more: the jobs in flight finish on the code they started with, and
 -- the next round borrows a state with the new code.
+--
+-- A job's coroutine is a runner that, its job done without waiting, takes the
+-- next job fetched (a coroutine per job was a good part of a short job's cost);
+-- one whose job waited ends with it, the jobs fetched meanwhile having each got
+-- a runner of their own, so jobs still run side by side.
 function _M.thread_entry()
   local inflight = "inflight:" .. native.identity()
   local queues = assert(_M.parse_queues(env.str("WORKER_QUEUES", "default")))
@@ -223,16 +267,40 @@ function _M.thread_entry()
     if native.state() ~= "running" or native.stale() then
       return give_back(r, inflight, body, queue_or_err)
     end
+    local log_info = log.enabled("info")
     local s = sched.new()
     local free, finished = {}, {}
+    local pending, next_pending = {}, 1 -- fetched jobs no runner has taken yet
     for k = per_thread, 1, -1 do free[#free + 1] = (index - 1) * per_thread + k end
-    local function start(b, queue)
-      local slot = table.remove(free)
-      native.set_current(slot, queue, b)
-      s:spawn(job_main, function(ok, job, jok, jerr)
-        if not ok then jok, jerr = false, "worker: " .. tostring(job) end
-        finished[#finished + 1] = { body = b, job = ok and job or nil, ok = jok, err = jerr, slot = slot }
-      end, b, queue, limit)
+    local function runner(mine)
+      while true do
+        local item = pending[next_pending]
+        if not item then return end
+        pending[next_pending], next_pending = nil, next_pending + 1
+        mine.item = item
+        run_job(item, limit, log_info)
+        mine.item = nil
+        finished[#finished + 1] = item
+      end
+    end
+    local function add(b, queue)
+      local item = { body = b, queue = queue, slot = table.remove(free) }
+      native.set_current(item.slot, queue, b)
+      pending[#pending + 1] = item
+    end
+    -- runs the pending jobs: each runner goes on until its job waits, then the next
+    local function start_pending()
+      while pending[next_pending] do
+        local mine = {}
+        s:spawn(runner, function(ok, rerr)
+          local item = mine.item -- the runner itself failed (out of memory): the job with it
+          if not ok and item then
+            item.job, item.ok, item.err = nil, false, "worker: " .. tostring(rerr)
+            finished[#finished + 1] = item
+          end
+        end, mine)
+      end
+      pending, next_pending = {}, 1
     end
     -- How many to fetch at once: doubled while the jobs it fetched started (ran to
     -- their first wait, or to their end) in a moment, back to one when they took
@@ -240,7 +308,8 @@ function _M.thread_entry()
     -- here, where no other thread can take them); and as many as are in flight
     -- (waiting on the network), so that a thread of such jobs fills up fast.
     local fetching, next_refill, batch = true, 0, 1
-    start(body, queue_or_err)
+    add(body, queue_or_err)
+    start_pending()
     while true do
       if fetching and (native.state() ~= "running" or native.stale()) then fetching = false end
       local room = 0
@@ -251,6 +320,7 @@ function _M.thread_entry()
       if #finished > 0 or room > 0 then
         local done = finished
         finished = {}
+        flush_log()
         local got, serr = settle_and_fetch(r, inflight, done, room, queues)
         for _, d in ipairs(done) do
           native.clear_current(d.slot)
@@ -261,18 +331,21 @@ function _M.thread_entry()
           got = {}
         end
         if #got < room then next_refill = host.now() + REFILL_BACKOFF end
-        local back = native.state() ~= "running" or native.stale()
-        local t0 = host.now()
-        for _, g in ipairs(got) do
-          if back then give_back(r, inflight, g[1], g[2]) else start(g[1], g[2]) end
-        end
         if #got > 0 then
-          batch = host.now() - t0 < QUICK_START and math.min(batch * 2, REFILL_MAX) or 1
+          if native.state() ~= "running" or native.stale() then
+            for _, g in ipairs(got) do give_back(r, inflight, g[1], g[2]) end
+          else
+            local t0 = host.now()
+            for _, g in ipairs(got) do add(g[1], g[2]) end
+            start_pending()
+            batch = host.now() - t0 < QUICK_START and math.min(batch * 2, REFILL_MAX) or 1
+          end
         end
       end
       if s:count() > 0 then
         s:step(REFILL_BACKOFF)
       elseif #finished == 0 and (not fetching or host.now() < next_refill) then
+        flush_log()
         return
       end
     end
