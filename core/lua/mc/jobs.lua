@@ -11,7 +11,7 @@
 -- Layout (docs/reliability.md §1): `queues` set, `queue:<name>`
 -- lists (LPUSH, fetched from the right), `schedule`/`retry`/`dead` sorted sets
 -- scored by float epoch seconds, `stat:processed`/`stat:failed` counters. Fetch is
--- reliable: LMOVE into `inflight:<identity>`, removed when the job is done, pushed
+-- reliable: LMOVE into `inflight:<identity>:<thread>`, removed when the job is done, pushed
 -- back by whoever finds the process dead (see mc.worker).
 local json = require "mc.json"
 local conns = require "mc.conns"

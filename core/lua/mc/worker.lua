@@ -15,12 +15,30 @@ local conns = require "mc.conns"
 
 local _M = {}
 
-local INFLIGHT_SET = "mc:inflight"   -- identities that may have an in-flight list
+local INFLIGHT_SET = "mc:inflight"   -- identities that may have in-flight lists
+local INFLIGHT_THREADS = "mc:inflight:threads" -- identity -> its thread count
 local RECOVERIES = "mc:recoveries"   -- jid -> how often its process died under it
 local MAX_RECOVERIES = 3
 local STATS_TTL = 5 * 365 * 24 * 3600 -- Sidekiq keeps the dated counters 5 years
 
 -- ---- queues ----------------------------------------------------------------
+
+-- A process's in-flight lists: one per thread (inflight:<identity>:<thread>),
+-- so that the thread's settle finds its jobs at the list's tail at once, not
+-- behind every other thread's (LREM scans); and inflight:<identity>, which
+-- processes of earlier versions used, still looked at by recovery and strays.
+local function inflight_key(identity, thread)
+  if thread == nil then return "inflight:" .. identity end
+  return "inflight:" .. identity .. ":" .. thread
+end
+
+-- inflight_keys(identity, threads) -> every in-flight list the process may have
+local function inflight_keys(identity, threads)
+  local keys = { inflight_key(identity) }
+  for t = 1, threads do keys[#keys + 1] = inflight_key(identity, t) end
+  return keys
+end
+_M.inflight_keys = inflight_keys
 
 -- parse_queues("critical:3,default:1") -> {{name=, weight=}, ...} | nil, err
 function _M.parse_queues(spec)
@@ -240,7 +258,7 @@ end
 -- one whose job waited ends with it, the jobs fetched meanwhile having each got
 -- a runner of their own, so jobs still run side by side.
 function _M.thread_entry()
-  local inflight = "inflight:" .. native.identity()
+  local identity = native.identity()
   local queues = assert(_M.parse_queues(env.str("WORKER_QUEUES", "default")))
   local limit = env.number("JOB_TIMEOUT", 600, { min = 0.001 })
   local per_thread = inflight_per_thread()
@@ -249,6 +267,7 @@ function _M.thread_entry()
   conns.limit("redis", per_conns, limit)
   return function(index)
     if native.state() ~= "running" then return host.sleep(0.1) end
+    local inflight = inflight_key(identity, index)
     local r, err = jobs.redis()
     if not r then
       log.error("worker cannot reach redis", { error = err })
@@ -421,32 +440,34 @@ return moved
 -- not in a thousand.
 local RECOVER = [[
 local moved, buried, kept = 0, 0, 0
-while true do
-  local body = redis.call('RPOP', KEYS[1])
-  if not body then break end
-  local ok, job = pcall(cjson.decode, body)
-  if not ok or type(job) ~= 'table' or type(job.queue) ~= 'string' then
-    redis.call('ZADD', 'dead', ARGV[2], body)
-    buried = buried + 1
-  else
-    local n = redis.call('HINCRBY', KEYS[2], tostring(job.jid), 1)
-    if n >= tonumber(ARGV[1]) then
+for i = 2, #KEYS do
+  while true do
+    local body = redis.call('RPOP', KEYS[i])
+    if not body then break end
+    local ok, job = pcall(cjson.decode, body)
+    if not ok or type(job) ~= 'table' or type(job.queue) ~= 'string' then
       redis.call('ZADD', 'dead', ARGV[2], body)
-      redis.call('HDEL', KEYS[2], tostring(job.jid))
       buried = buried + 1
-    elseif kept == 0 then
-      redis.call('SADD', 'queues', job.queue)
-      redis.call('RPUSH', 'queue:' .. job.queue, body)
-      kept = 1
     else
-      local wave = kept
-      if kept > 10 then -- 11 + floor(log2(kept - 10)), in integers
-        wave = 11
-        local m = kept - 10
-        while m >= 2 do wave, m = wave + 1, math.floor(m / 2) end
+      local n = redis.call('HINCRBY', KEYS[1], tostring(job.jid), 1)
+      if n >= tonumber(ARGV[1]) then
+        redis.call('ZADD', 'dead', ARGV[2], body)
+        redis.call('HDEL', KEYS[1], tostring(job.jid))
+        buried = buried + 1
+      elseif kept == 0 then
+        redis.call('SADD', 'queues', job.queue)
+        redis.call('RPUSH', 'queue:' .. job.queue, body)
+        kept = 1
+      else
+        local wave = kept
+        if kept > 10 then -- 11 + floor(log2(kept - 10)), in integers
+          wave = 11
+          local m = kept - 10
+          while m >= 2 do wave, m = wave + 1, math.floor(m / 2) end
+        end
+        redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + wave * tonumber(ARGV[3])), body)
+        kept = kept + 1
       end
-      redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + wave * tonumber(ARGV[3])), body)
-      kept = kept + 1
     end
   end
 end
@@ -499,10 +520,17 @@ function _M.recover_orphans(r, self_identity, spacing)
   local moved, buried = 0, 0
   for _, identity in ipairs(members) do
     if identity ~= self_identity and r:call("EXISTS", identity) == 0 then
-      local res, eerr = r:eval(RECOVER, { "inflight:" .. identity, RECOVERIES },
+      local threads, terr = r:call("HGET", INFLIGHT_THREADS, identity)
+      if not threads then return nil, terr end
+      local keys = inflight_keys(identity, tonumber(threads ~= mc.null and threads or 0) or 0)
+      table.insert(keys, 1, RECOVERIES)
+      local res, eerr = r:eval(RECOVER, keys,
         { MAX_RECOVERIES, string.format("%.6f", jobs.now()), string.format("%.3f", spacing or 10) })
       if not res then return nil, eerr end
-      r:call("SREM", INFLIGHT_SET, identity)
+      r:pipeline(function(p)
+        p:call("SREM", INFLIGHT_SET, identity)
+        p:call("HDEL", INFLIGHT_THREADS, identity)
+      end)
       moved, buried = moved + res[1], buried + res[2]
       if res[1] + res[2] > 0 then
         log.warn("recovered jobs of a dead process", { process = identity, requeued = res[1], dead = res[2] })
@@ -516,23 +544,27 @@ end
 -- two checks a grace period apart, were lost by their fetcher (the reply to its
 -- LMOVE never arrived: the job moved, the thread never knew). Pushes them back to
 -- their queues. suspects: the bodies seen idle last time -> the ones seen now.
-function _M.requeue_strays(r, identity, suspects)
-  local inflight = "inflight:" .. identity
-  local members, err = r:call("LRANGE", inflight, 0, -1)
-  if not members then return nil, err end
+function _M.requeue_strays(r, identity, suspects, threads)
+  local keys = inflight_keys(identity, threads or 0)
+  local lists, err = r:pipeline(function(p)
+    for _, key in ipairs(keys) do p:call("LRANGE", key, 0, -1) end
+  end)
+  if not lists then return nil, err end
   local running = {}
   for _, c in ipairs(native.current()) do running[c.payload] = true end
   local seen = {}
-  for _, body in ipairs(members) do
-    if not running[body] then
-      if suspects[body] then
-        local job = json.decode(body)
-        local queue = type(job) == "table" and type(job.queue) == "string" and job.queue or "default"
-        give_back(r, inflight, body, queue)
-        log.warn("pushed back a job no thread was running",
-          { jid = type(job) == "table" and job.jid or nil, queue = queue })
-      else
-        seen[body] = true
+  for i, inflight in ipairs(keys) do
+    for _, body in ipairs(lists[i]) do
+      if not running[body] then
+        if suspects[body] then
+          local job = json.decode(body)
+          local queue = type(job) == "table" and type(job.queue) == "string" and job.queue or "default"
+          give_back(r, inflight, body, queue)
+          log.warn("pushed back a job no thread was running",
+            { jid = type(job) == "table" and job.jid or nil, queue = queue })
+        else
+          seen[body] = true
+        end
       end
     end
   end
@@ -575,7 +607,10 @@ function _M.serve(opts)
     io.stderr:write("multiconnect worker: ", err, "\n")
     return 1
   end
-  assert(r:call("SADD", INFLIGHT_SET, cfg.identity))
+  assert(r:pipeline(function(p)
+    p:call("SADD", INFLIGHT_SET, cfg.identity)
+    p:call("HSET", INFLIGHT_THREADS, cfg.identity, cfg.concurrency)
+  end))
   local beat_every = math.min(5, cfg.ttl / 3)
   local last_beat, last_poll, last_recover, last_strays = -math.huge, -math.huge, -math.huge, -math.huge
   local suspects = {}
@@ -603,23 +638,31 @@ function _M.serve(opts)
     end
     if now - last_strays >= cfg.stray_grace then
       last_strays = now
-      local seen, serr = _M.requeue_strays(r, cfg.identity, suspects)
+      local seen, serr = _M.requeue_strays(r, cfg.identity, suspects, cfg.concurrency)
       if seen then suspects = seen else log.error("stray check failed", { error = serr }) end
     end
   end
   local function requeue()
     for _, c in ipairs(native.current()) do
-      give_back(r, "inflight:" .. cfg.identity, c.payload, c.queue)
+      -- slot c.index is thread t's: (t - 1) * inflight + 1 .. t * inflight
+      give_back(r, inflight_key(cfg.identity, (c.index - 1) // cfg.inflight + 1), c.payload, c.queue)
       log.warn("pushed back an unfinished job", { queue = c.queue })
     end
   end
   local function stopped()
-    local left = r:call("LLEN", "inflight:" .. cfg.identity)
+    local lens = r:pipeline(function(p)
+      for _, key in ipairs(inflight_keys(cfg.identity, cfg.concurrency)) do p:call("LLEN", key) end
+    end)
+    local left = 0
+    for _, n in ipairs(lens or {}) do left = left + (math.type(n) == "integer" and n or 1) end
     r:pipeline(function(p)
       p:call("SREM", "processes", cfg.identity)
       p:call("DEL", cfg.identity, cfg.identity .. ":workers")
-      -- an in-flight list that is not empty stays known, for recovery
-      if left == 0 then p:call("SREM", INFLIGHT_SET, cfg.identity) end
+      -- in-flight lists that are not empty stay known, for recovery
+      if lens and left == 0 then
+        p:call("SREM", INFLIGHT_SET, cfg.identity)
+        p:call("HDEL", INFLIGHT_THREADS, cfg.identity)
+      end
     end)
   end
   log.info("worker starting", { identity = cfg.identity, concurrency = cfg.concurrency, inflight = cfg.inflight,
