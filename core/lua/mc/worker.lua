@@ -515,8 +515,21 @@ end
 -- (RECOVER; spacing: the seconds between those that come back through the
 -- schedule, default 10).
 function _M.recover_orphans(r, self_identity, spacing)
-  local members, err = r:call("SMEMBERS", INFLIGHT_SET)
-  if not members then return nil, err end
+  -- the thread counts' hash too: a process of an earlier version that recovers a
+  -- dead one of this version knows only inflight:<identity>, and takes the
+  -- identity out of the set with the thread lists still there
+  local res0, err = r:pipeline(function(p)
+    p:call("SMEMBERS", INFLIGHT_SET)
+    p:call("HKEYS", INFLIGHT_THREADS)
+  end)
+  if not res0 then return nil, err end
+  local members, known = {}, {}
+  for _, list in ipairs(res0) do
+    if list.err then return nil, list.err end
+    for _, identity in ipairs(list) do
+      if not known[identity] then known[identity], members[#members + 1] = true, identity end
+    end
+  end
   local moved, buried = 0, 0
   for _, identity in ipairs(members) do
     if identity ~= self_identity and r:call("EXISTS", identity) == 0 then
