@@ -48,7 +48,7 @@ function _M.parse_queues(spec)
     if not name then return nil, "bad queue entry " .. item end
     weight = tonumber(weight) or 1
     if weight < 1 then return nil, "queue weight must be >= 1: " .. item end
-    list[#list + 1] = { name = name, weight = weight }
+    list[#list + 1] = { name = name, weight = weight, key = "queue:" .. name }
   end
   if #list == 0 then return nil, "no queues" end
   return list
@@ -117,7 +117,7 @@ local function settle_into(p, inflight, finished, now, day)
   local failed = 0
   for _, done in ipairs(finished) do
     local body, job = done.body, done.job
-    p:call("LREM", inflight, -1, body)
+    p:call("LREM", inflight, "-1", body) -- a string: a number is formatted per call
     if not done.ok then
       failed = failed + 1
       if job then
@@ -146,21 +146,23 @@ end
 -- Settles the finished jobs and fetches up to `room` more (each from a queue
 -- picked by weight, as fetch does), in one round trip -> {{body, queue}, ...}
 -- | nil, err (then the finished jobs stay in flight: recovery runs them again,
--- at least once; and what was fetched is found as strays).
+-- at least once; and what was fetched is found as strays). Each job fetched
+-- is the table that follows it to its settle: {body =, queue =, slot =}.
 local function settle_and_fetch(r, inflight, finished, room, queues)
   local picks = {}
   local res, err = r:pipeline(function(p)
     if #finished > 0 then settle_into(p, inflight, finished, jobs.now(), today()) end
     for i = 1, room do
-      picks[i] = order(queues)[1].name
-      p:call("LMOVE", "queue:" .. picks[i], inflight, "RIGHT", "LEFT")
+      local q = order(queues)[1]
+      picks[i] = q.name
+      p:call("LMOVE", q.key, inflight, "RIGHT", "LEFT")
     end
   end)
   if not res then return nil, err end
   local got, base = {}, #res - room
   for i = 1, room do
     local body = res[base + i]
-    if type(body) == "string" then got[#got + 1] = { body, picks[i] } end
+    if type(body) == "string" then got[#got + 1] = { body = body, queue = picks[i], slot = false } end
   end
   return got
 end
@@ -175,31 +177,69 @@ end }
 
 -- The "job done" lines of a thread wait here and leave together, once per
 -- round trip to Redis (stdout is line-buffered: a line per job was a write(2)
--- per job); a failure's line flushes them first, so the order holds.
-local done_lines, n_done_lines = {}, 0
+-- per job); a failure's line flushes them first, so the order holds. They wait
+-- as their pieces, joined once per flush: no string made per job.
+local done_parts, n_done_parts = {}, 0
 
 local function flush_log()
-  if n_done_lines == 0 then return end
-  done_lines[n_done_lines + 1] = ""
-  io.stdout:write(table.concat(done_lines, "\n", 1, n_done_lines + 1))
-  for i = n_done_lines + 1, 1, -1 do done_lines[i] = nil end
-  n_done_lines = 0
+  if n_done_parts == 0 then return end
+  io.stdout:write(table.concat(done_parts, "", 1, n_done_parts))
+  n_done_parts = 0 -- the entries past it are overwritten by the next lines
 end
 
--- Values mc.log prints bare and redact leaves alone (no space, no "://"):
--- the line can be written straight, and reads as log.format's.
+-- Values mc.log prints bare and redact leaves alone (no space, no "://"): the
+-- line can be written straight, and reads as log.format's. The answers for
+-- class and queue names are kept (a few names, seen by every job), dropped when
+-- they pass PLAIN_KEPT: names come from the payloads.
 local PLAIN = "^[%w_.:%-]+$"
+local PLAIN_KEPT = 256
+local plain_names, n_plain_names = {}, 0
+
+local function plain(name)
+  local v = plain_names[name]
+  if v == nil then
+    v = name:find(PLAIN) ~= nil
+    if n_plain_names >= PLAIN_KEPT then plain_names, n_plain_names = {}, 0 end
+    plain_names[name], n_plain_names = v, n_plain_names + 1
+  end
+  return v
+end
 
 local function log_done(class, jid, queue, ms)
-  local line
-  if type(jid) == "string" and class:find(PLAIN) and jid:find(PLAIN) and queue:find(PLAIN) then
-    line = string.format('at=info msg="job done" class=%s duration_ms=%s jid=%s queue=%s', class, ms, jid,
-      queue)
+  if type(jid) == "string" and plain(class) and plain(queue) and (jid:find("^%x+$") or jid:find(PLAIN)) then
+    local n = n_done_parts
+    done_parts[n + 1] = 'at=info msg="job done" class='
+    done_parts[n + 2] = class
+    done_parts[n + 3] = " duration_ms="
+    done_parts[n + 4] = ms
+    done_parts[n + 5] = " jid="
+    done_parts[n + 6] = jid
+    done_parts[n + 7] = " queue="
+    done_parts[n + 8] = queue
+    done_parts[n + 9] = "\n"
+    n_done_parts = n + 9
   else
-    line = log.format("info", "job done", { class = class, jid = jid, queue = queue, duration_ms = ms })
+    local n = n_done_parts
+    done_parts[n + 1] = log.format("info", "job done", { class = class, jid = jid, queue = queue, duration_ms = ms })
+    done_parts[n + 2] = "\n"
+    n_done_parts = n + 2
   end
-  n_done_lines = n_done_lines + 1
-  done_lines[n_done_lines] = line
+end
+
+-- millis(seconds) -> milliseconds as "%.1f" prints them; those under 100 ms,
+-- most jobs' durations, kept once made (a float's printf is not cheap).
+local MILLIS_KEPT = 1000 -- tenths of a millisecond
+local millis_text = {}
+
+local function millis(seconds)
+  local tenths = math.floor(seconds * 10000 + 0.5)
+  if tenths >= MILLIS_KEPT or tenths < 0 then return string.format("%.1f", tenths / 10) end
+  local text = millis_text[tenths]
+  if not text then
+    text = string.format("%.1f", tenths / 10)
+    millis_text[tenths] = text
+  end
+  return text
 end
 
 -- Runs one job (in its coroutine) -> job (decoded, or nil), ok, err.
@@ -214,7 +254,7 @@ local function perform(body, queue, limit, log_info)
                                class = job.class }, CTX)
     ok, err, trace = jobs.perform(job, ctx, limit)
   end
-  local ms = string.format("%.1f", (host.now() - started) * 1000)
+  local ms = millis(host.now() - started)
   if ok then
     if log_info then log_done(job.class, job.jid, queue, ms) end
   else
@@ -302,9 +342,9 @@ function _M.thread_entry()
         finished[#finished + 1] = item
       end
     end
-    local function add(b, queue)
-      local item = { body = b, queue = queue, slot = table.remove(free) }
-      native.set_current(item.slot, queue, b)
+    local function add(item)
+      item.slot = table.remove(free)
+      native.set_current(item.slot, item.queue, item.body)
       pending[#pending + 1] = item
     end
     -- runs the pending jobs: each runner goes on until its job waits, then the next
@@ -327,7 +367,7 @@ function _M.thread_entry()
     -- here, where no other thread can take them); and as many as are in flight
     -- (waiting on the network), so that a thread of such jobs fills up fast.
     local fetching, next_refill, batch = true, 0, 1
-    add(body, queue_or_err)
+    add({ body = body, queue = queue_or_err, slot = false })
     start_pending()
     while true do
       if fetching and (native.state() ~= "running" or native.stale()) then fetching = false end
@@ -352,10 +392,10 @@ function _M.thread_entry()
         if #got < room then next_refill = host.now() + REFILL_BACKOFF end
         if #got > 0 then
           if native.state() ~= "running" or native.stale() then
-            for _, g in ipairs(got) do give_back(r, inflight, g[1], g[2]) end
+            for _, g in ipairs(got) do give_back(r, inflight, g.body, g.queue) end
           else
             local t0 = host.now()
-            for _, g in ipairs(got) do add(g[1], g[2]) end
+            for _, g in ipairs(got) do add(g) end
             start_pending()
             batch = host.now() - t0 < QUICK_START and math.min(batch * 2, REFILL_MAX) or 1
           end
