@@ -30,6 +30,8 @@
 #include "pool.h"
 #include "watch.h"
 
+#define SLOT_KEEP 16384 /* a bigger slot buffer is given back when its job ends */
+
 /* A job slot: the queue and payload of the job running in it, one after the
  * other in buf (kept and reused, so that a job costs no malloc here). */
 typedef struct slot {
@@ -174,7 +176,9 @@ static int w_clear_current(lua_State *L) {
   worker *w = worker_of(L);
   int i = check_index(L, w);
   pthread_mutex_lock(&w->mu);
-  w->slots[i].busy = 0; /* the buffer stays for the slot's next job */
+  slot *s = &w->slots[i];
+  s->busy = 0;
+  if (s->cap > SLOT_KEEP) slot_free(s); /* else the buffer stays for the slot's next job */
   pthread_mutex_unlock(&w->mu);
   return 0;
 }
