@@ -151,6 +151,20 @@ describe("multiconnect worker", function()
     w:stop()
   end)
 
+  it("runs jobs whose payloads outgrow a job slot's kept buffer (20 KB), one after the other", function()
+    local w = worker({ WORKER_CONCURRENCY = "1" })
+    local big = string.rep("x", 20000)
+    local jids = {}
+    for i = 1, 3 do jids[i] = assert(jobs.enqueue("spec.mark", { big .. i })) end
+    assert(jobs.enqueue("spec.mark", { "small" }))
+    wait_marks(4)
+    w:stop()
+    local seen = {}
+    for _, line in ipairs(marks()) do seen[line] = true end
+    for i = 1, 3 do assert.truthy(seen[jids[i] .. " " .. big .. i], "job " .. i) end
+    assert.equal("4", r:call("GET", "stat:processed"))
+  end)
+
   it("logs each job done as one line, as mc.log would write it, plain values bare and others quoted", function()
     local w = worker()
     local plain = assert(jobs.enqueue("spec.mark", { "p" }))
