@@ -13,6 +13,9 @@ local crypto = require "mc.crypto"
 local sched = require "mc.sched"
 local conns = require "mc.conns"
 
+local type, pcall, setmetatable, tostring = type, pcall, setmetatable, tostring
+local clock, decode, running_co = host.now, json.decode, coroutine.running
+
 local _M = {}
 
 local INFLIGHT_SET = "mc:inflight"   -- identities that may have in-flight lists
@@ -143,11 +146,16 @@ local function settle_into(p, inflight, finished, now, day)
   p:call("EXEC")
 end
 
+-- A job fetched: the table that follows it to its settle, its fields all made
+-- at once (filled in later, they would grow it).
+local function new_item(body, queue)
+  return { body = body, queue = queue, slot = false, job = false, ok = false, err = false }
+end
+
 -- Settles the finished jobs and fetches up to `room` more (each from a queue
 -- picked by weight, as fetch does), in one round trip -> {{body, queue}, ...}
 -- | nil, err (then the finished jobs stay in flight: recovery runs them again,
--- at least once; and what was fetched is found as strays). Each job fetched
--- is the table that follows it to its settle: {body =, queue =, slot =}.
+-- at least once; and what was fetched is found as strays).
 local function settle_and_fetch(r, inflight, finished, room, queues)
   local picks = {}
   local res, err = r:pipeline(function(p)
@@ -162,7 +170,7 @@ local function settle_and_fetch(r, inflight, finished, room, queues)
   local got, base = {}, #res - room
   for i = 1, room do
     local body = res[base + i]
-    if type(body) == "string" then got[#got + 1] = { body = body, queue = picks[i], slot = false } end
+    if type(body) == "string" then got[#got + 1] = new_item(body, picks[i]) end
   end
   return got
 end
@@ -244,8 +252,8 @@ end
 
 -- Runs one job (in its coroutine) -> job (decoded, or nil), ok, err.
 local function perform(body, queue, limit, log_info)
-  local started = host.now()
-  local job = json.decode(body)
+  local started = clock()
+  local job = decode(body)
   local ok, err, trace
   if type(job) ~= "table" or type(job.class) ~= "string" then
     job, err = nil, "job is not valid JSON"
@@ -254,7 +262,7 @@ local function perform(body, queue, limit, log_info)
                                class = job.class }, CTX)
     ok, err, trace = jobs.perform(job, ctx, limit)
   end
-  local ms = millis(host.now() - started)
+  local ms = millis(clock() - started)
   if ok then
     if log_info then log_done(job.class, job.jid, queue, ms) end
   else
@@ -269,7 +277,7 @@ end
 -- back, and fills in how it ended: item.job (decoded, or nil), item.ok, item.err.
 local function run_job(item, limit, log_info)
   local ok, job, jok, jerr = pcall(perform, item.body, item.queue, limit, log_info)
-  conns.release(coroutine.running())
+  conns.release(running_co())
   if not ok then job, jok, jerr = nil, false, "worker: " .. tostring(job) end
   item.job, item.ok, item.err = job, jok, jerr
 end
@@ -367,7 +375,7 @@ function _M.thread_entry()
     -- here, where no other thread can take them); and as many as are in flight
     -- (waiting on the network), so that a thread of such jobs fills up fast.
     local fetching, next_refill, batch = true, 0, 1
-    add({ body = body, queue = queue_or_err, slot = false })
+    add(new_item(body, queue_or_err))
     start_pending()
     while true do
       if fetching and (native.state() ~= "running" or native.stale()) then fetching = false end
