@@ -30,9 +30,16 @@
 #include "pool.h"
 #include "watch.h"
 
+#define SLOT_KEEP 16384 /* a bigger slot buffer is given back when its job ends */
+
+/* A job slot: the queue and payload of the job running in it, one after the
+ * other in buf (kept and reused, so that a job costs no malloc here). */
 typedef struct slot {
-  char *queue, *payload; /* the job running now, or NULL; owned here */
-  double started;        /* wall-clock epoch seconds */
+  char *buf;  /* queue then payload; owned here */
+  size_t cap; /* of buf */
+  size_t qlen, plen;
+  int busy;       /* 0: the slot is free */
+  double started; /* wall-clock epoch seconds */
 } slot;
 
 typedef struct worker {
@@ -130,10 +137,9 @@ static int check_index(lua_State *L, worker *w) {
   return (int)i - 1;
 }
 
-static void slot_clear(slot *s) {
-  free(s->queue);
-  free(s->payload);
-  s->queue = s->payload = NULL;
+static void slot_free(slot *s) {
+  free(s->buf);
+  memset(s, 0, sizeof *s);
 }
 
 /* set_current(slot, queue, payload): the job slot now holds (thread t's slots are
@@ -141,19 +147,27 @@ static void slot_clear(slot *s) {
 static int w_set_current(lua_State *L) {
   worker *w = worker_of(L);
   int i = check_index(L, w);
-  const char *queue = luaL_checkstring(L, 2);
-  const char *payload = luaL_checkstring(L, 3);
-  char *q = strdup(queue), *pl = strdup(payload);
-  if (q == NULL || pl == NULL) {
-    free(q);
-    free(pl);
-    return luaL_error(L, "out of memory");
-  }
+  size_t qlen, plen;
+  const char *queue = luaL_checklstring(L, 2, &qlen);
+  const char *payload = luaL_checklstring(L, 3, &plen);
+  double started = wall_time();
   pthread_mutex_lock(&w->mu);
-  slot_clear(&w->slots[i]);
-  w->slots[i].queue = q;
-  w->slots[i].payload = pl;
-  w->slots[i].started = wall_time();
+  slot *s = &w->slots[i];
+  if (s->cap < qlen + plen + 1) { /* grown under the lock: the main thread reads buf */
+    char *buf = realloc(s->buf, qlen + plen + 1);
+    if (buf == NULL) {
+      pthread_mutex_unlock(&w->mu);
+      return luaL_error(L, "out of memory");
+    }
+    s->buf = buf;
+    s->cap = qlen + plen + 1;
+  }
+  memcpy(s->buf, queue, qlen);
+  memcpy(s->buf + qlen, payload, plen);
+  s->qlen = qlen;
+  s->plen = plen;
+  s->busy = 1;
+  s->started = started;
   pthread_mutex_unlock(&w->mu);
   return 0;
 }
@@ -162,7 +176,9 @@ static int w_clear_current(lua_State *L) {
   worker *w = worker_of(L);
   int i = check_index(L, w);
   pthread_mutex_lock(&w->mu);
-  slot_clear(&w->slots[i]);
+  slot *s = &w->slots[i];
+  s->busy = 0;
+  if (s->cap > SLOT_KEEP) slot_free(s); /* else the buffer stays for the slot's next job */
   pthread_mutex_unlock(&w->mu);
   return 0;
 }
@@ -203,24 +219,25 @@ static int w_current(lua_State *L) {
   lua_newtable(L);
   for (int i = 0; i < w->nslots; i++) {
     pthread_mutex_lock(&w->mu);
-    size_t need =
-      w->slots[i].payload ? strlen(w->slots[i].queue) + strlen(w->slots[i].payload) + 2 : 0;
+    int busy = w->slots[i].busy;
+    size_t need = w->slots[i].qlen + w->slots[i].plen + 1;
     pthread_mutex_unlock(&w->mu);
-    if (need == 0) continue;
+    if (!busy) continue;
     char *buf = lua_newuserdatauv(L, need, 0);
     size_t ql = 0, pl = 0;
     double started = 0;
+    busy = 0;
     pthread_mutex_lock(&w->mu);
     slot *s = &w->slots[i];
-    if (s->payload != NULL && strlen(s->queue) + strlen(s->payload) + 2 <= need) {
-      ql = strlen(s->queue);
-      pl = strlen(s->payload);
-      memcpy(buf, s->queue, ql);
-      memcpy(buf + ql, s->payload, pl);
+    if (s->busy && s->qlen + s->plen + 1 <= need) {
+      busy = 1;
+      ql = s->qlen;
+      pl = s->plen;
+      memcpy(buf, s->buf, ql + pl);
       started = s->started;
     }
     pthread_mutex_unlock(&w->mu);
-    if (pl == 0) { /* it changed under us: skip it this time */
+    if (!busy) { /* it ended meanwhile: skip it this time */
       lua_pop(L, 1);
       continue;
     }
@@ -354,7 +371,7 @@ static int w_run(lua_State *L) {
   call_hook(L, 1, "stopped");
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &WORKER_KEY);
-  for (int i = 0; i < w->nslots; i++) slot_clear(&w->slots[i]);
+  for (int i = 0; i < w->nslots; i++) slot_free(&w->slots[i]);
   mc_pool_free(&w->pool);
   pthread_mutex_destroy(&w->mu);
   pthread_sigmask(SIG_SETMASK, &old, NULL);

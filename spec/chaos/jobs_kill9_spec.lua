@@ -58,13 +58,14 @@ describe("chaos: kill -9 of workers mid-job", function()
   it("buries a job that kills its worker each time at its third death, and runs the jobs that died with it", function()
     local poison = assert(jobs.enqueue("chaos.poison", { "poison" }))
     local enqueued = chaos.enqueue(40)
-    -- a supervisor, as Heroku restarts a crashed dyno
-    local w, deaths = chaos.worker(url), 0
+    -- a supervisor, as Heroku restarts a crashed dyno (a worker may take the poison
+    -- and die before it is even seen started)
+    local w, deaths = chaos.worker(url, nil, true), 0
     local buried = proc.wait_for(function()
       if not w:alive() then
         w:stop()
         deaths = deaths + 1
-        w = chaos.worker(url)
+        w = chaos.worker(url, nil, true)
       end
       return r:call("ZCARD", "dead") >= 1 and r:call("SCARD", "chaos:done") + r:call("ZCARD", "dead") >= 41
     end, DRAIN_SECONDS)

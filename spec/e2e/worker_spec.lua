@@ -151,6 +151,45 @@ describe("multiconnect worker", function()
     w:stop()
   end)
 
+  it("runs jobs whose payloads outgrow a job slot's kept buffer (20 KB), one after the other", function()
+    local w = worker({ WORKER_CONCURRENCY = "1" })
+    local big = string.rep("x", 20000)
+    local jids = {}
+    for i = 1, 3 do jids[i] = assert(jobs.enqueue("spec.mark", { big .. i })) end
+    assert(jobs.enqueue("spec.mark", { "small" }))
+    wait_marks(4)
+    w:stop()
+    local seen = {}
+    for _, line in ipairs(marks()) do seen[line] = true end
+    for i = 1, 3 do assert.truthy(seen[jids[i] .. " " .. big .. i], "job " .. i) end
+    assert.equal("4", r:call("GET", "stat:processed"))
+  end)
+
+  it("logs each job done as one line, as mc.log would write it, plain values bare and others quoted", function()
+    local w = worker()
+    local plain = assert(jobs.enqueue("spec.mark", { "p" }))
+    -- a jid that mc.log must quote and escape (pushed as Sidekiq's client could)
+    local odd = jobs.payload("spec.mark", { "q" })
+    odd.jid, odd.enqueued_at = 'odd jid "1"', jobs.now()
+    assert(r:call("LPUSH", "queue:default", json.encode(odd)))
+    wait_marks(2)
+    assert.truthy(w:wait_log("odd jid", 5))
+    local log = w:log()
+    w:stop()
+    local done = {}
+    for line in log:gmatch("[^\n]+") do
+      if line:find('msg="job done"', 1, true) then done[#done + 1] = line end
+    end
+    assert.equal(2, #done)
+    local logger = require "mc.log"
+    for _, jid in ipairs({ odd.jid, plain }) do
+      local line = done[1]:find(jid == plain and jid or "odd jid", 1, true) and done[1] or done[2]
+      local ms = line:match(" duration_ms=([%d.]+) ")
+      local fields = { class = "spec.mark", jid = jid, queue = "default", duration_ms = ms }
+      assert.equal(logger.format("info", "job done", fields), line)
+    end
+  end)
+
   it("logs a raised job as exactly one line, its traceback escaped onto it", function()
     local w = worker()
     local jid = assert(jobs.enqueue("spec.raise", {}, { retry = false }))

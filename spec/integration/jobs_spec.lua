@@ -211,4 +211,32 @@ describe("mc.jobs", function()
       { waves[11], waves[12], waves[13], waves[14], waves[15], waves[16], waves[17] })
     assert.equal(0, r:call("EXISTS", "inflight:" .. dead))
   end)
+  it("brings back the jobs of every thread's in-flight list of a dead process, and forgets it", function()
+    local worker = require "mc.worker"
+    local dead = "deadhost:2:def"
+    r:call("SADD", "mc:inflight", dead)
+    r:call("HSET", "mc:inflight:threads", dead, 3)
+    for t, key in ipairs({ "inflight:" .. dead .. ":1", "inflight:" .. dead .. ":3", "inflight:" .. dead }) do
+      r:call("LPUSH", key, json.encode({ class = "x.y", jid = "t" .. t, queue = "default", args = {} }))
+    end
+    assert.same({ "inflight:" .. dead, "inflight:" .. dead .. ":1", "inflight:" .. dead .. ":2",
+      "inflight:" .. dead .. ":3" }, worker.inflight_keys(dead, 3))
+    local moved, buried = assert(worker.recover_orphans(r, "me:1:xyz", 1))
+    assert.same({ 3, 0 }, { moved, buried })
+    assert.equal(1, r:call("LLEN", "queue:default"))
+    assert.equal(2, r:call("ZCARD", "schedule"))
+    assert.same({}, r:call("KEYS", "inflight:" .. dead .. "*"))
+    assert.equal(0, r:call("SISMEMBER", "mc:inflight", dead))
+    assert.equal(0, r:call("HEXISTS", "mc:inflight:threads", dead))
+  end)
+  it("finds a dead process's thread lists by their count alone (an earlier version left mc:inflight)", function()
+    local worker = require "mc.worker"
+    local dead = "deadhost:3:fed"
+    r:call("HSET", "mc:inflight:threads", dead, 2)
+    local job = json.encode({ class = "x.y", jid = "a", queue = "default", args = {} })
+    r:call("LPUSH", "inflight:" .. dead .. ":2", job)
+    assert.same({ 1, 0 }, { assert(worker.recover_orphans(r, "me:1:xyz", 1)) })
+    assert.equal(1, r:call("LLEN", "queue:default"))
+    assert.equal(0, r:call("EXISTS", "inflight:" .. dead .. ":2"))
+  end)
 end)

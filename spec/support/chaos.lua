@@ -47,13 +47,13 @@ _M.FILES = {
   ]],
 }
 
--- worker(redis_url, env?) -> a `multiconnect worker` that runs the chaos jobs,
+-- worker(redis_url, env?, may_end?) -> a `multiconnect worker` that runs the chaos jobs,
 -- with short heartbeat, poll and stray timings so that recovery fits a spec
-function _M.worker(url, env)
+function _M.worker(url, env, may_end)
   local e = { REDIS_URL = url, WORKER_CONCURRENCY = "4", WORKER_HEARTBEAT_TTL = "2",
     WORKER_POLL_INTERVAL = "0.2", WORKER_STRAY_GRACE = "1", LOG_LEVEL = "warn" }
   for k, v in pairs(env or {}) do e[k] = v end
-  return workers.start({ files = _M.FILES, env = e })
+  return workers.start({ files = _M.FILES, env = e, may_end = may_end })
 end
 
 -- enqueue(n[, seconds]) -> the set of ids enqueued (through mc.jobs, which the

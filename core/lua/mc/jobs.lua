@@ -11,7 +11,7 @@
 -- Layout (docs/reliability.md §1): `queues` set, `queue:<name>`
 -- lists (LPUSH, fetched from the right), `schedule`/`retry`/`dead` sorted sets
 -- scored by float epoch seconds, `stat:processed`/`stat:failed` counters. Fetch is
--- reliable: LMOVE into `inflight:<identity>`, removed when the job is done, pushed
+-- reliable: LMOVE into `inflight:<identity>:<thread>`, removed when the job is done, pushed
 -- back by whoever finds the process dead (see mc.worker).
 local json = require "mc.json"
 local conns = require "mc.conns"
@@ -177,8 +177,15 @@ function _M.exists(name, root)
   return nil, string.format("no job %s (scripts/jobs/%s.lua)", name, (name:gsub("%.", "/")))
 end
 
--- load(name) -> module | nil, err (the job's module under scripts/jobs/)
+-- load(name) -> module | nil, err (the job's module under scripts/jobs/). A
+-- name once loaded is not looked up on disk again while package.loaded still
+-- holds its module (a reload builds new states, so new code is not missed):
+-- the look-up opens a file, which cost more than a no-op job's whole run.
+local loaded = {} -- name -> { module name, module }
+
 function _M.load(name)
+  local hit = loaded[name]
+  if hit and package.loaded[hit[1]] == hit[2] then return hit[2] end
   local found, err = _M.exists(name)
   if not found then return nil, err end
   local ok, mod = pcall(require, "jobs." .. name)
@@ -186,11 +193,22 @@ function _M.load(name)
   if type(mod) ~= "table" or type(mod.perform) ~= "function" then
     return nil, "jobs." .. name .. " has no perform(args, ctx)"
   end
+  loaded[name] = { "jobs." .. name, mod }
   return mod
 end
 
 local function traceback(err)
   return debug.traceback(tostring(err), 2)
+end
+
+-- The time limit's hook, one function for every job: each coroutine running a
+-- job has its deadline here (the hook is per coroutine, as is the job).
+local deadlines = setmetatable({}, { __mode = "k" })
+local running = coroutine.running
+
+local function over_time()
+  local deadline = deadlines[running()]
+  if deadline and host.now() > deadline then error("job exceeded its time limit", 2) end
 end
 
 -- perform(job, ctx, limit) -> true | nil, err[, traceback]. Runs the job's perform under
@@ -199,12 +217,12 @@ end
 function _M.perform(job, ctx, limit)
   local mod, err = _M.load(job.class)
   if not mod then return nil, err end
-  local deadline = host.now() + (limit or 600)
-  debug.sethook(function()
-    if host.now() > deadline then error("job exceeded its time limit", 2) end
-  end, "", 10000)
+  local co = running()
+  deadlines[co] = host.now() + (limit or 600)
+  debug.sethook(over_time, "", 10000)
   local ok, res, perr = xpcall(mod.perform, traceback, job.args, ctx or {})
   debug.sethook()
+  deadlines[co] = nil
   if not ok then -- the message alone is the job's error; the traceback is third
     return nil, (res:match("^(.-)\nstack traceback:") or res), res
   end

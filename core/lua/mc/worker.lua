@@ -13,14 +13,35 @@ local crypto = require "mc.crypto"
 local sched = require "mc.sched"
 local conns = require "mc.conns"
 
+local type, pcall, setmetatable, tostring = type, pcall, setmetatable, tostring
+local clock, decode, running_co = host.now, json.decode, coroutine.running
+
 local _M = {}
 
-local INFLIGHT_SET = "mc:inflight"   -- identities that may have an in-flight list
+local INFLIGHT_SET = "mc:inflight"   -- identities that may have in-flight lists
+local INFLIGHT_THREADS = "mc:inflight:threads" -- identity -> its thread count
 local RECOVERIES = "mc:recoveries"   -- jid -> how often its process died under it
 local MAX_RECOVERIES = 3
 local STATS_TTL = 5 * 365 * 24 * 3600 -- Sidekiq keeps the dated counters 5 years
 
 -- ---- queues ----------------------------------------------------------------
+
+-- A process's in-flight lists: one per thread (inflight:<identity>:<thread>),
+-- so that the thread's settle finds its jobs at the list's tail at once, not
+-- behind every other thread's (LREM scans); and inflight:<identity>, which
+-- processes of earlier versions used, still looked at by recovery and strays.
+local function inflight_key(identity, thread)
+  if thread == nil then return "inflight:" .. identity end
+  return "inflight:" .. identity .. ":" .. thread
+end
+
+-- inflight_keys(identity, threads) -> every in-flight list the process may have
+local function inflight_keys(identity, threads)
+  local keys = { inflight_key(identity) }
+  for t = 1, threads do keys[#keys + 1] = inflight_key(identity, t) end
+  return keys
+end
+_M.inflight_keys = inflight_keys
 
 -- parse_queues("critical:3,default:1") -> {{name=, weight=}, ...} | nil, err
 function _M.parse_queues(spec)
@@ -30,7 +51,7 @@ function _M.parse_queues(spec)
     if not name then return nil, "bad queue entry " .. item end
     weight = tonumber(weight) or 1
     if weight < 1 then return nil, "queue weight must be >= 1: " .. item end
-    list[#list + 1] = { name = name, weight = weight }
+    list[#list + 1] = { name = name, weight = weight, key = "queue:" .. name }
   end
   if #list == 0 then return nil, "no queues" end
   return list
@@ -88,32 +109,47 @@ end
 
 local function today() return os.date("!%Y-%m-%d") end
 
--- Queues on p the MULTI that removes body from the in-flight list and records
--- how the job ended: a crash can not leave the job both done and in flight.
--- (The dated counters get their TTL from the heartbeat, not once per job.)
-local function settle_into(p, inflight, done, now, day)
-  local body, job, ok, err = done.body, done.job, done.ok, done.err
+-- Queues on p the MULTI that removes the finished jobs from the in-flight list
+-- and records how each ended: a crash can not leave a job both done and in
+-- flight. One MULTI per batch, the counters bumped once by the batch's count
+-- (as Sidekiq's own INCRBY does). LREM from the tail: the list grows at the
+-- head, so the jobs that finish first are found there at once. (The dated
+-- counters get their TTL from the heartbeat, not once per job.)
+local function settle_into(p, inflight, finished, now, day)
   p:call("MULTI")
-  p:call("LREM", inflight, 1, body)
-  -- as Sidekiq counts: processed = every job run, failed ones included
-  p:call("INCR", "stat:processed")
-  p:call("INCR", "stat:processed:" .. day)
-  if not ok then
-    if job then
-      local where, at = jobs.fail(job, err)
-      if where == "retry" then
-        p:call("ZADD", "retry", string.format("%.6f", at), json.encode(job))
+  local failed = 0
+  for _, done in ipairs(finished) do
+    local body, job = done.body, done.job
+    p:call("LREM", inflight, "-1", body) -- a string: a number is formatted per call
+    if not done.ok then
+      failed = failed + 1
+      if job then
+        local where, at = jobs.fail(job, done.err)
+        if where == "retry" then
+          p:call("ZADD", "retry", string.format("%.6f", at), json.encode(job))
+        else
+          jobs.bury(p, job, now)
+        end
+        p:call("HDEL", RECOVERIES, job.jid or "")
       else
-        jobs.bury(p, job, now)
+        p:call("ZADD", "dead", string.format("%.6f", now), body) -- not JSON: no retries
       end
-      p:call("HDEL", RECOVERIES, job.jid or "")
-    else
-      p:call("ZADD", "dead", string.format("%.6f", now), body) -- not JSON: no retries
     end
-    p:call("INCR", "stat:failed")
-    p:call("INCR", "stat:failed:" .. day)
+  end
+  -- as Sidekiq counts: processed = every job run, failed ones included
+  p:call("INCRBY", "stat:processed", #finished)
+  p:call("INCRBY", "stat:processed:" .. day, #finished)
+  if failed > 0 then
+    p:call("INCRBY", "stat:failed", failed)
+    p:call("INCRBY", "stat:failed:" .. day, failed)
   end
   p:call("EXEC")
+end
+
+-- A job fetched: the table that follows it to its settle, its fields all made
+-- at once (filled in later, they would grow it).
+local function new_item(body, queue)
+  return { body = body, queue = queue, slot = false, job = false, ok = false, err = false }
 end
 
 -- Settles the finished jobs and fetches up to `room` more (each from a queue
@@ -121,20 +157,20 @@ end
 -- | nil, err (then the finished jobs stay in flight: recovery runs them again,
 -- at least once; and what was fetched is found as strays).
 local function settle_and_fetch(r, inflight, finished, room, queues)
-  local now, day = jobs.now(), today()
   local picks = {}
   local res, err = r:pipeline(function(p)
-    for _, done in ipairs(finished) do settle_into(p, inflight, done, now, day) end
+    if #finished > 0 then settle_into(p, inflight, finished, jobs.now(), today()) end
     for i = 1, room do
-      picks[i] = order(queues)[1].name
-      p:call("LMOVE", "queue:" .. picks[i], inflight, "RIGHT", "LEFT")
+      local q = order(queues)[1]
+      picks[i] = q.name
+      p:call("LMOVE", q.key, inflight, "RIGHT", "LEFT")
     end
   end)
   if not res then return nil, err end
   local got, base = {}, #res - room
   for i = 1, room do
     local body = res[base + i]
-    if type(body) == "string" then got[#got + 1] = { body, picks[i] } end
+    if type(body) == "string" then got[#got + 1] = new_item(body, picks[i]) end
   end
   return got
 end
@@ -147,10 +183,77 @@ local CTX = { __index = function(ctx, k)
   return l
 end }
 
+-- The "job done" lines of a thread wait here and leave together, once per
+-- round trip to Redis (stdout is line-buffered: a line per job was a write(2)
+-- per job); a failure's line flushes them first, so the order holds. They wait
+-- as their pieces, joined once per flush: no string made per job.
+local done_parts, n_done_parts = {}, 0
+
+local function flush_log()
+  if n_done_parts == 0 then return end
+  io.stdout:write(table.concat(done_parts, "", 1, n_done_parts))
+  n_done_parts = 0 -- the entries past it are overwritten by the next lines
+end
+
+-- Values mc.log prints bare and redact leaves alone (no space, no "://"): the
+-- line can be written straight, and reads as log.format's. The answers for
+-- class and queue names are kept (a few names, seen by every job), dropped when
+-- they pass PLAIN_KEPT: names come from the payloads.
+local PLAIN = "^[%w_.:%-]+$"
+local PLAIN_KEPT = 256
+local plain_names, n_plain_names = {}, 0
+
+local function plain(name)
+  local v = plain_names[name]
+  if v == nil then
+    v = name:find(PLAIN) ~= nil
+    if n_plain_names >= PLAIN_KEPT then plain_names, n_plain_names = {}, 0 end
+    plain_names[name], n_plain_names = v, n_plain_names + 1
+  end
+  return v
+end
+
+local function log_done(class, jid, queue, ms)
+  if type(jid) == "string" and plain(class) and plain(queue) and (jid:find("^%x+$") or jid:find(PLAIN)) then
+    local n = n_done_parts
+    done_parts[n + 1] = 'at=info msg="job done" class='
+    done_parts[n + 2] = class
+    done_parts[n + 3] = " duration_ms="
+    done_parts[n + 4] = ms
+    done_parts[n + 5] = " jid="
+    done_parts[n + 6] = jid
+    done_parts[n + 7] = " queue="
+    done_parts[n + 8] = queue
+    done_parts[n + 9] = "\n"
+    n_done_parts = n + 9
+  else
+    local n = n_done_parts
+    done_parts[n + 1] = log.format("info", "job done", { class = class, jid = jid, queue = queue, duration_ms = ms })
+    done_parts[n + 2] = "\n"
+    n_done_parts = n + 2
+  end
+end
+
+-- millis(seconds) -> milliseconds as "%.1f" prints them; those under 100 ms,
+-- most jobs' durations, kept once made (a float's printf is not cheap).
+local MILLIS_KEPT = 1000 -- tenths of a millisecond
+local millis_text = {}
+
+local function millis(seconds)
+  local tenths = math.floor(seconds * 10000 + 0.5)
+  if tenths >= MILLIS_KEPT or tenths < 0 then return string.format("%.1f", tenths / 10) end
+  local text = millis_text[tenths]
+  if not text then
+    text = string.format("%.1f", tenths / 10)
+    millis_text[tenths] = text
+  end
+  return text
+end
+
 -- Runs one job (in its coroutine) -> job (decoded, or nil), ok, err.
-local function perform(body, queue, limit)
-  local started = host.now()
-  local job = json.decode(body)
+local function perform(body, queue, limit, log_info)
+  local started = clock()
+  local job = decode(body)
   local ok, err, trace
   if type(job) ~= "table" or type(job.class) ~= "string" then
     job, err = nil, "job is not valid JSON"
@@ -159,22 +262,24 @@ local function perform(body, queue, limit)
                                class = job.class }, CTX)
     ok, err, trace = jobs.perform(job, ctx, limit)
   end
-  local ms = string.format("%.1f", (host.now() - started) * 1000)
+  local ms = millis(clock() - started)
   if ok then
-    log.info("job done", { class = job.class, jid = job.jid, queue = queue, duration_ms = ms })
+    if log_info then log_done(job.class, job.jid, queue, ms) end
   else
+    flush_log()
     log.warn("job failed", { class = job and job.class, jid = job and job.jid, queue = queue,
                              duration_ms = ms, error = trace or err })
   end
   return job, ok, err
 end
 
--- The body of a job's coroutine: perform, then give its connections back.
-local function job_main(body, queue, limit)
-  local ok, job, jok, jerr = pcall(perform, body, queue, limit)
-  conns.release(coroutine.running())
-  if not ok then return nil, false, "worker: " .. tostring(job) end
-  return job, jok, jerr
+-- Runs the job of item {body, queue} (in its coroutine), gives its connections
+-- back, and fills in how it ended: item.job (decoded, or nil), item.ok, item.err.
+local function run_job(item, limit, log_info)
+  local ok, job, jok, jerr = pcall(perform, item.body, item.queue, limit, log_info)
+  conns.release(running_co())
+  if not ok then job, jok, jerr = nil, false, "worker: " .. tostring(job) end
+  item.job, item.ok, item.err = job, jok, jerr
 end
 
 local DEFAULT_INFLIGHT = 200
@@ -195,8 +300,13 @@ end
 -- the worker stops or is quieted, or a reload replaced this state's code, it
 -- fetches no more: the jobs in flight finish on the code they started with, and
 -- the next round borrows a state with the new code.
+--
+-- A job's coroutine is a runner that, its job done without waiting, takes the
+-- next job fetched (a coroutine per job was a good part of a short job's cost);
+-- one whose job waited ends with it, the jobs fetched meanwhile having each got
+-- a runner of their own, so jobs still run side by side.
 function _M.thread_entry()
-  local inflight = "inflight:" .. native.identity()
+  local identity = native.identity()
   local queues = assert(_M.parse_queues(env.str("WORKER_QUEUES", "default")))
   local limit = env.number("JOB_TIMEOUT", 600, { min = 0.001 })
   local per_thread = inflight_per_thread()
@@ -205,6 +315,7 @@ function _M.thread_entry()
   conns.limit("redis", per_conns, limit)
   return function(index)
     if native.state() ~= "running" then return host.sleep(0.1) end
+    local inflight = inflight_key(identity, index)
     local r, err = jobs.redis()
     if not r then
       log.error("worker cannot reach redis", { error = err })
@@ -223,16 +334,40 @@ function _M.thread_entry()
     if native.state() ~= "running" or native.stale() then
       return give_back(r, inflight, body, queue_or_err)
     end
+    local log_info = log.enabled("info")
     local s = sched.new()
     local free, finished = {}, {}
+    local pending, next_pending = {}, 1 -- fetched jobs no runner has taken yet
     for k = per_thread, 1, -1 do free[#free + 1] = (index - 1) * per_thread + k end
-    local function start(b, queue)
-      local slot = table.remove(free)
-      native.set_current(slot, queue, b)
-      s:spawn(job_main, function(ok, job, jok, jerr)
-        if not ok then jok, jerr = false, "worker: " .. tostring(job) end
-        finished[#finished + 1] = { body = b, job = ok and job or nil, ok = jok, err = jerr, slot = slot }
-      end, b, queue, limit)
+    local function runner(mine)
+      while true do
+        local item = pending[next_pending]
+        if not item then return end
+        pending[next_pending], next_pending = nil, next_pending + 1
+        mine.item = item
+        run_job(item, limit, log_info)
+        mine.item = nil
+        finished[#finished + 1] = item
+      end
+    end
+    local function add(item)
+      item.slot = table.remove(free)
+      native.set_current(item.slot, item.queue, item.body)
+      pending[#pending + 1] = item
+    end
+    -- runs the pending jobs: each runner goes on until its job waits, then the next
+    local function start_pending()
+      while pending[next_pending] do
+        local mine = {}
+        s:spawn(runner, function(ok, rerr)
+          local item = mine.item -- the runner itself failed (out of memory): the job with it
+          if not ok and item then
+            item.job, item.ok, item.err = nil, false, "worker: " .. tostring(rerr)
+            finished[#finished + 1] = item
+          end
+        end, mine)
+      end
+      pending, next_pending = {}, 1
     end
     -- How many to fetch at once: doubled while the jobs it fetched started (ran to
     -- their first wait, or to their end) in a moment, back to one when they took
@@ -240,7 +375,8 @@ function _M.thread_entry()
     -- here, where no other thread can take them); and as many as are in flight
     -- (waiting on the network), so that a thread of such jobs fills up fast.
     local fetching, next_refill, batch = true, 0, 1
-    start(body, queue_or_err)
+    add(new_item(body, queue_or_err))
+    start_pending()
     while true do
       if fetching and (native.state() ~= "running" or native.stale()) then fetching = false end
       local room = 0
@@ -251,6 +387,7 @@ function _M.thread_entry()
       if #finished > 0 or room > 0 then
         local done = finished
         finished = {}
+        flush_log()
         local got, serr = settle_and_fetch(r, inflight, done, room, queues)
         for _, d in ipairs(done) do
           native.clear_current(d.slot)
@@ -261,18 +398,21 @@ function _M.thread_entry()
           got = {}
         end
         if #got < room then next_refill = host.now() + REFILL_BACKOFF end
-        local back = native.state() ~= "running" or native.stale()
-        local t0 = host.now()
-        for _, g in ipairs(got) do
-          if back then give_back(r, inflight, g[1], g[2]) else start(g[1], g[2]) end
-        end
         if #got > 0 then
-          batch = host.now() - t0 < QUICK_START and math.min(batch * 2, REFILL_MAX) or 1
+          if native.state() ~= "running" or native.stale() then
+            for _, g in ipairs(got) do give_back(r, inflight, g.body, g.queue) end
+          else
+            local t0 = host.now()
+            for _, g in ipairs(got) do add(g) end
+            start_pending()
+            batch = host.now() - t0 < QUICK_START and math.min(batch * 2, REFILL_MAX) or 1
+          end
         end
       end
       if s:count() > 0 then
         s:step(REFILL_BACKOFF)
       elseif #finished == 0 and (not fetching or host.now() < next_refill) then
+        flush_log()
         return
       end
     end
@@ -348,32 +488,34 @@ return moved
 -- not in a thousand.
 local RECOVER = [[
 local moved, buried, kept = 0, 0, 0
-while true do
-  local body = redis.call('RPOP', KEYS[1])
-  if not body then break end
-  local ok, job = pcall(cjson.decode, body)
-  if not ok or type(job) ~= 'table' or type(job.queue) ~= 'string' then
-    redis.call('ZADD', 'dead', ARGV[2], body)
-    buried = buried + 1
-  else
-    local n = redis.call('HINCRBY', KEYS[2], tostring(job.jid), 1)
-    if n >= tonumber(ARGV[1]) then
+for i = 2, #KEYS do
+  while true do
+    local body = redis.call('RPOP', KEYS[i])
+    if not body then break end
+    local ok, job = pcall(cjson.decode, body)
+    if not ok or type(job) ~= 'table' or type(job.queue) ~= 'string' then
       redis.call('ZADD', 'dead', ARGV[2], body)
-      redis.call('HDEL', KEYS[2], tostring(job.jid))
       buried = buried + 1
-    elseif kept == 0 then
-      redis.call('SADD', 'queues', job.queue)
-      redis.call('RPUSH', 'queue:' .. job.queue, body)
-      kept = 1
     else
-      local wave = kept
-      if kept > 10 then -- 11 + floor(log2(kept - 10)), in integers
-        wave = 11
-        local m = kept - 10
-        while m >= 2 do wave, m = wave + 1, math.floor(m / 2) end
+      local n = redis.call('HINCRBY', KEYS[1], tostring(job.jid), 1)
+      if n >= tonumber(ARGV[1]) then
+        redis.call('ZADD', 'dead', ARGV[2], body)
+        redis.call('HDEL', KEYS[1], tostring(job.jid))
+        buried = buried + 1
+      elseif kept == 0 then
+        redis.call('SADD', 'queues', job.queue)
+        redis.call('RPUSH', 'queue:' .. job.queue, body)
+        kept = 1
+      else
+        local wave = kept
+        if kept > 10 then -- 11 + floor(log2(kept - 10)), in integers
+          wave = 11
+          local m = kept - 10
+          while m >= 2 do wave, m = wave + 1, math.floor(m / 2) end
+        end
+        redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + wave * tonumber(ARGV[3])), body)
+        kept = kept + 1
       end
-      redis.call('ZADD', 'schedule', string.format('%.6f', tonumber(ARGV[2]) + wave * tonumber(ARGV[3])), body)
-      kept = kept + 1
     end
   end
 end
@@ -421,15 +563,35 @@ end
 -- (RECOVER; spacing: the seconds between those that come back through the
 -- schedule, default 10).
 function _M.recover_orphans(r, self_identity, spacing)
-  local members, err = r:call("SMEMBERS", INFLIGHT_SET)
-  if not members then return nil, err end
+  -- the thread counts' hash too: a process of an earlier version that recovers a
+  -- dead one of this version knows only inflight:<identity>, and takes the
+  -- identity out of the set with the thread lists still there
+  local res0, err = r:pipeline(function(p)
+    p:call("SMEMBERS", INFLIGHT_SET)
+    p:call("HKEYS", INFLIGHT_THREADS)
+  end)
+  if not res0 then return nil, err end
+  local members, known = {}, {}
+  for _, list in ipairs(res0) do
+    if list.err then return nil, list.err end
+    for _, identity in ipairs(list) do
+      if not known[identity] then known[identity], members[#members + 1] = true, identity end
+    end
+  end
   local moved, buried = 0, 0
   for _, identity in ipairs(members) do
     if identity ~= self_identity and r:call("EXISTS", identity) == 0 then
-      local res, eerr = r:eval(RECOVER, { "inflight:" .. identity, RECOVERIES },
+      local threads, terr = r:call("HGET", INFLIGHT_THREADS, identity)
+      if not threads then return nil, terr end
+      local keys = inflight_keys(identity, tonumber(threads ~= mc.null and threads or 0) or 0)
+      table.insert(keys, 1, RECOVERIES)
+      local res, eerr = r:eval(RECOVER, keys,
         { MAX_RECOVERIES, string.format("%.6f", jobs.now()), string.format("%.3f", spacing or 10) })
       if not res then return nil, eerr end
-      r:call("SREM", INFLIGHT_SET, identity)
+      r:pipeline(function(p)
+        p:call("SREM", INFLIGHT_SET, identity)
+        p:call("HDEL", INFLIGHT_THREADS, identity)
+      end)
       moved, buried = moved + res[1], buried + res[2]
       if res[1] + res[2] > 0 then
         log.warn("recovered jobs of a dead process", { process = identity, requeued = res[1], dead = res[2] })
@@ -443,23 +605,27 @@ end
 -- two checks a grace period apart, were lost by their fetcher (the reply to its
 -- LMOVE never arrived: the job moved, the thread never knew). Pushes them back to
 -- their queues. suspects: the bodies seen idle last time -> the ones seen now.
-function _M.requeue_strays(r, identity, suspects)
-  local inflight = "inflight:" .. identity
-  local members, err = r:call("LRANGE", inflight, 0, -1)
-  if not members then return nil, err end
+function _M.requeue_strays(r, identity, suspects, threads)
+  local keys = inflight_keys(identity, threads or 0)
+  local lists, err = r:pipeline(function(p)
+    for _, key in ipairs(keys) do p:call("LRANGE", key, 0, -1) end
+  end)
+  if not lists then return nil, err end
   local running = {}
   for _, c in ipairs(native.current()) do running[c.payload] = true end
   local seen = {}
-  for _, body in ipairs(members) do
-    if not running[body] then
-      if suspects[body] then
-        local job = json.decode(body)
-        local queue = type(job) == "table" and type(job.queue) == "string" and job.queue or "default"
-        give_back(r, inflight, body, queue)
-        log.warn("pushed back a job no thread was running",
-          { jid = type(job) == "table" and job.jid or nil, queue = queue })
-      else
-        seen[body] = true
+  for i, inflight in ipairs(keys) do
+    for _, body in ipairs(lists[i]) do
+      if not running[body] then
+        if suspects[body] then
+          local job = json.decode(body)
+          local queue = type(job) == "table" and type(job.queue) == "string" and job.queue or "default"
+          give_back(r, inflight, body, queue)
+          log.warn("pushed back a job no thread was running",
+            { jid = type(job) == "table" and job.jid or nil, queue = queue })
+        else
+          seen[body] = true
+        end
       end
     end
   end
@@ -502,7 +668,10 @@ function _M.serve(opts)
     io.stderr:write("multiconnect worker: ", err, "\n")
     return 1
   end
-  assert(r:call("SADD", INFLIGHT_SET, cfg.identity))
+  assert(r:pipeline(function(p)
+    p:call("SADD", INFLIGHT_SET, cfg.identity)
+    p:call("HSET", INFLIGHT_THREADS, cfg.identity, cfg.concurrency)
+  end))
   local beat_every = math.min(5, cfg.ttl / 3)
   local last_beat, last_poll, last_recover, last_strays = -math.huge, -math.huge, -math.huge, -math.huge
   local suspects = {}
@@ -530,23 +699,31 @@ function _M.serve(opts)
     end
     if now - last_strays >= cfg.stray_grace then
       last_strays = now
-      local seen, serr = _M.requeue_strays(r, cfg.identity, suspects)
+      local seen, serr = _M.requeue_strays(r, cfg.identity, suspects, cfg.concurrency)
       if seen then suspects = seen else log.error("stray check failed", { error = serr }) end
     end
   end
   local function requeue()
     for _, c in ipairs(native.current()) do
-      give_back(r, "inflight:" .. cfg.identity, c.payload, c.queue)
+      -- slot c.index is thread t's: (t - 1) * inflight + 1 .. t * inflight
+      give_back(r, inflight_key(cfg.identity, (c.index - 1) // cfg.inflight + 1), c.payload, c.queue)
       log.warn("pushed back an unfinished job", { queue = c.queue })
     end
   end
   local function stopped()
-    local left = r:call("LLEN", "inflight:" .. cfg.identity)
+    local lens = r:pipeline(function(p)
+      for _, key in ipairs(inflight_keys(cfg.identity, cfg.concurrency)) do p:call("LLEN", key) end
+    end)
+    local left = 0
+    for _, n in ipairs(lens or {}) do left = left + (math.type(n) == "integer" and n or 1) end
     r:pipeline(function(p)
       p:call("SREM", "processes", cfg.identity)
       p:call("DEL", cfg.identity, cfg.identity .. ":workers")
-      -- an in-flight list that is not empty stays known, for recovery
-      if left == 0 then p:call("SREM", INFLIGHT_SET, cfg.identity) end
+      -- in-flight lists that are not empty stay known, for recovery
+      if lens and left == 0 then
+        p:call("SREM", INFLIGHT_SET, cfg.identity)
+        p:call("HDEL", INFLIGHT_THREADS, cfg.identity)
+      end
     end)
   end
   log.info("worker starting", { identity = cfg.identity, concurrency = cfg.concurrency, inflight = cfg.inflight,
