@@ -205,14 +205,7 @@ local function advance_claimed(conn, org_id, opts)
   local ok, err = conn:transaction(function()
     local cur, cerr = orgs.get(conn, org_id, "update")
     if cur == nil then return nil, "reading the org: " .. tostring(cerr) end
-    if not cur or cur.state ~= org.state then
-      -- Moved by someone else while the step ran: an admin's click on the link
-      -- the step had just mailed. The job their move queued found our claim held
-      -- and went away ("busy"), so the next step is ours to queue.
-      result = "moved on"
-      if cur and not (states.PERSON[cur.state] or states.FINAL[cur.state]) then delay = 0 end
-      return true
-    end
+    if not cur or cur.state ~= org.state then result = "moved on"; return true end
     org.in_state = cur.in_state
     result, delay = settle(conn, org, outcome, serr, retry, cfg)
     if not result then return nil, "settling the step: " .. tostring(delay) end
@@ -220,6 +213,17 @@ local function advance_claimed(conn, org_id, opts)
   end)
   if not ok then return nil, err end
   return result, delay, org
+end
+
+-- Someone else moved the org while we held its claim: the admin's click on the
+-- link the step had just mailed, before the step settled or just after. The job
+-- their move queued met the held claim and walked away ("busy"), so the next
+-- step is ours to queue. Read after the release: a move after it queues a job
+-- that finds the claim free. -> 0 (queue it now) | nil
+local function moved_meanwhile(conn, org_id)
+  local org, err = orgs.get(conn, org_id)
+  if org == nil then log.error("onboarding: could not read the org again", { org_id = org_id, err = err }) end
+  if org and due(org) then return 0 end
 end
 
 -- advance(org_id[, opts]) -> what happened ("busy", "idle", "waiting",
@@ -240,6 +244,7 @@ function _M.advance(org_id, opts)
   if not ok then error(result, 0) end
   if not result then return nil, delay end
   if from and states.known(result) then _M.announce(from, from.state, result) end
+  if not delay then delay = moved_meanwhile(conn, org_id) end
   if delay then
     local jid, jerr = _M.enqueue(org_id, delay)
     if not jid then log.error("onboarding: could not enqueue the next step", { org_id = org_id, err = jerr }) end
