@@ -5,7 +5,8 @@
 -- their connection (pg_stat_activity's client_port, matched by `ss`), so "the
 -- Postgres work we cause" is seen apart from the stand-ins' and the bench's.
 --   local m = meter.new{ web = pid, worker = pid, sandbox = pid, redis = pid,
---                        postmaster = pid, pg_port = port, pg = conn }
+--                        postmaster = pid, pg_port = port, pg = conn,
+--                        admin = function() return pid end } -- the simulated admin's
 --   local t0 = m:sample() ... local t1 = m:sample(); local used = meter.diff(t0, t1)
 --   used.web, used["pg:worker"], used.machine, ... (core-seconds)
 local _M = {}
@@ -62,7 +63,7 @@ end
 local Meter = {}
 Meter.__index = Meter
 
--- new{web, worker, sandbox, redis, postmaster, pg_port, pg} -> meter
+-- new{web, worker, sandbox, redis, postmaster, pg_port, pg, admin} -> meter
 function _M.new(opts)
   return setmetatable({ o = opts, self_pid = read("/proc/self/stat"):match("^(%d+)") }, Meter)
 end
@@ -83,19 +84,21 @@ function Meter:owners()
   return by_port
 end
 
--- sample() -> {[name] = core-seconds so far, backends = {[pid] = {name, seconds}}}
+-- sample() -> {[name] = core-seconds so far, procs = {[pid] = {name, seconds}}}:
+-- procs are those that may come and go between two samples
 function Meter:sample()
-  local o, t = self.o, { backends = {} }
+  local o, t = self.o, { procs = {} }
   for _, k in ipairs({ "web", "worker", "redis" }) do
     local own, reaped = _M.times(o[k])
     t[k] = (own or 0) + (reaped or 0)
   end
-  -- the sandbox's children are the simulated admin
+  -- the sandbox's children start the simulated admin, which runs on its own
   local own, reaped = _M.times(o.sandbox)
   t.sandbox, t.admin = own or 0, reaped or 0
-  for _, pid in ipairs(_M.children(o.sandbox)) do
-    local a, b = _M.times(pid)
-    t.admin = t.admin + (a or 0) + (b or 0)
+  local admin = o.admin and o.admin()
+  if admin then
+    local a, b = _M.times(admin)
+    if a then t.procs[admin] = { "admin", a + b } end
   end
   t.bench = _M.times(self.self_pid)
   -- Postgres: the postmaster, every live child (charged to its client, else
@@ -110,7 +113,7 @@ function Meter:sample()
   end
   for _, pid in ipairs(_M.children(o.postmaster)) do
     local s = _M.times(pid)
-    if s then t.backends[pid] = { client[pid] or "other", s } end
+    if s then t.procs[pid] = { "pg:" .. (client[pid] or "other"), s } end
   end
   t.machine = _M.machine()
   return t
@@ -124,13 +127,12 @@ function _M.diff(t0, t1)
   for k, v in pairs(t1) do
     if type(v) == "number" then d[k] = v - (t0[k] or 0) end
   end
-  for pid, b in pairs(t1.backends) do
-    local key = "pg:" .. b[1]
-    local before = t0.backends[pid] and t0.backends[pid][2] or 0
-    d[key] = (d[key] or 0) + b[2] - before
+  for pid, p in pairs(t1.procs) do
+    local before = t0.procs[pid] and t0.procs[pid][2] or 0
+    d[p[1]] = (d[p[1]] or 0) + p[2] - before
   end
-  for pid, b in pairs(t0.backends) do
-    if not t1.backends[pid] then d["pg:ended"] = d["pg:ended"] - b[2] end
+  for pid, p in pairs(t0.procs) do
+    if not t1.procs[pid] and p[1]:find("^pg:") then d["pg:ended"] = d["pg:ended"] - p[2] end
   end
   return d
 end

@@ -26,6 +26,7 @@ local json = require "mc.json"
 local host = require "mc.host"
 local crypto = require "mc.crypto"
 local pg = require "mc.pg"
+local conns = require "mc.conns"
 local store = require "sandbox.store"
 local orgs = require "sandbox.orgs"
 local faults = require "sandbox.faults"
@@ -184,19 +185,21 @@ local SYSTEM_FIELDS = { Id = "sfid", SystemModstamp = "systemmodstamp", IsDelete
   CreatedDate = "createddate" }
 
 -- The Postgres the connection syncs into (the URL in its db_key), for a valid
--- schema name -> db | nil, err
+-- schema name -> db | nil, err. Connect keeps its connections to a database, so
+-- the sandbox keeps one per URL too (mc.conns), instead of a new one (a backend
+-- forked, a TLS handshake) on every read of a read_write mapping.
 local function connection_db(conn)
   if not valid_schema(conn.schema_name) then return nil, "invalid schema name" end
   local url = os.getenv(conn.db_key)
   if not url or url == "" then return nil, conn.db_key .. " is not set" end
-  return pg.connect(url)
+  return conns.pg_at(url)
 end
 
 -- Creates (or, reloading, refills) m's table in the connection's Postgres -> the
 -- number of rows seeded | nil, err
 local function materialize(conn, m, reload)
   if not knob("postgres") then return #org.records(m.object_name, conn.organization_id) end
-  local db <close>, err = connection_db(conn)
+  local db, err = connection_db(conn)
   if not db then return nil, err end
   local schema, tbl = pg.quote_ident(conn.schema_name), table_name(m)
   local qualified = schema .. "." .. pg.quote_ident(tbl)
@@ -262,7 +265,7 @@ local KEY_PREFIXES = { Account = "001", Contact = "003" }
 -- continuously; the sandbox does it when the mapping is read. -> count | nil, err
 local function write_back(conn, m)
   if not knob("postgres") or m.access ~= "read_write" then return 0 end
-  local db <close>, err = connection_db(conn)
+  local db, err = connection_db(conn)
   if not db then return nil, err end
   local qualified = pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m))
   local rows, qerr = db:query("UPDATE " .. qualified
@@ -672,7 +675,7 @@ local function delete_mapping(req, user)
   save("conn", conn)
   store.call("DEL", key("mapping", m.id))
   if m.sandbox_synced and knob("postgres") then
-    local db <close> = connection_db(conn)
+    local db = connection_db(conn)
     if db then
       db:exec("DROP TABLE IF EXISTS " .. pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m)))
     end
