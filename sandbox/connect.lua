@@ -379,10 +379,23 @@ local function alive(conn)
   return store.call("EXISTS", store.key("heroku", "addon", conn.addon_id)) == 1
 end
 
+-- The ids of the connections user may see: with resource_name, only that
+-- add-on's (looked up by name, not by reading every connection: an app with
+-- thousands of tenants' add-ons answers in one step, as Connect does).
+local function candidates(user, resource_name)
+  if resource_name == nil then return store.call("SMEMBERS", key("user", user.id, "conns")) end
+  if type(resource_name) ~= "string" then return {} end -- a repeated parameter names no add-on
+  local addon_id = store.call("HGET", store.key("heroku", "addon_names"), resource_name)
+  if addon_id == mc.null then return {} end
+  local id = store.call("HGET", key("by_addon"), addon_id)
+  if id == mc.null or store.call("SISMEMBER", key("user", user.id, "conns"), id) ~= 1 then return {} end
+  return { id }
+end
+
 -- The connections user sees, refreshed, filtered by the query's app and resource_name.
 local function visible(user, query, now)
   local out = {}
-  local ids = store.call("SMEMBERS", key("user", user.id, "conns"))
+  local ids = candidates(user, query.resource_name)
   table.sort(ids)
   for _, id in ipairs(ids) do
     local conn = load("conn", id)
