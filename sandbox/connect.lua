@@ -215,10 +215,12 @@ local function materialize(conn, m, reload)
       .. " ON " .. qualified .. " (sfid)",
     "CREATE INDEX IF NOT EXISTS " .. pg.quote_ident("hc_idx_" .. tbl .. "_systemmodstamp")
       .. " ON " .. qualified .. " (systemmodstamp)" }
-  for _, f in ipairs(fields) do
-    sql[#sql + 1] = "ALTER TABLE " .. qualified .. " ADD COLUMN IF NOT EXISTS " .. pg.quote_ident(f:lower())
-      .. " " .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
+  -- the mapping's fields: one statement for all of them
+  local adds = {}
+  for i, f in ipairs(fields) do
+    adds[i] = "ADD COLUMN IF NOT EXISTS " .. pg.quote_ident(f:lower()) .. " " .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
   end
+  if #adds > 0 then sql[#sql + 1] = "ALTER TABLE " .. qualified .. " " .. table.concat(adds, ", ") end
   -- the mapping's own indexes, named as Connect names them (hcu_ unique, hc_ not)
   local indexed, unique_of, has_column = {}, {}, {}
   for _, f in ipairs(fields) do has_column[f] = true end
@@ -241,15 +243,22 @@ local function materialize(conn, m, reload)
   local records = org.records(m.object_name, conn.organization_id)
   local ok, res, qerr = pcall(db.transaction, db, function()
     for _, s in ipairs(sql) do assert(db:exec(s)) end
-    local cols, params = { "sfid", "systemmodstamp", "isdeleted", "createddate", "_hc_lastop" }, {}
-    for i, f in ipairs(fields) do cols[#cols + 1] = pg.quote_ident(f:lower()); params[i] = "$" .. (i + 5) end
-    local insert = "INSERT INTO " .. qualified .. " (" .. table.concat(cols, ", ") .. ") VALUES ($1, $2, $3, $4, $5"
-      .. (#params > 0 and ", " .. table.concat(params, ", ") or "") .. ") ON CONFLICT (sfid) DO NOTHING"
-    for _, r in ipairs(records) do
-      local args = { r.Id, r.SystemModstamp, r.IsDeleted, r.CreatedDate, "SYNCED" }
-      for i, f in ipairs(fields) do args[i + 5] = r[f] == nil and mc.null or r[f] end
-      assert(db:query(insert, table.unpack(args, 1, #fields + 5)))
+    if #records == 0 then return true end
+    -- every record in one statement: the rows as a JSON array of {column = value},
+    -- each value through its column's input function, as a parameter of its own would be
+    local cols = { "sfid", "systemmodstamp", "isdeleted", "createddate", "_hc_lastop" }
+    for _, f in ipairs(fields) do cols[#cols + 1] = pg.quote_ident(f:lower()) end
+    local rows = {}
+    for i, r in ipairs(records) do
+      local row = { sfid = r.Id, systemmodstamp = r.SystemModstamp, isdeleted = r.IsDeleted,
+                    createddate = r.CreatedDate, _hc_lastop = "SYNCED" }
+      for _, f in ipairs(fields) do row[f:lower()] = r[f] end
+      rows[i] = row
     end
+    local list = table.concat(cols, ", ")
+    assert(db:query("INSERT INTO " .. qualified .. " (" .. list .. ") SELECT " .. list
+      .. " FROM json_populate_recordset(NULL::" .. qualified .. ", $1) ON CONFLICT (sfid) DO NOTHING",
+      json.encode(rows)))
     return true
   end)
   if not ok or not res then return nil, tostring(ok and qerr or res) end
