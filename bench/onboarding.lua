@@ -139,9 +139,9 @@ local function run(latency, round)
     end
     local r = { latency = latency, posted = host.now() - t0 }
     -- until every org is active or failed, the deadline passes, or nothing moves
-    local by, last_ev, moved = {}, -1, host.now()
+    local by, ev
+    local last_ev, moved = -1, host.now()
     while true do
-      local ev
       by, ev = states(s.pg)
       if (by.active or 0) + (by.failed or 0) >= n then break end
       if ev ~= last_ev then last_ev, moved = ev, host.now() end
@@ -188,7 +188,8 @@ local function run(latency, round)
 end
 
 print(string.format("bench/onboarding: %d orgs, %d worker threads, %d round(s) of %s s per call; "
-  .. "deadline %.0f s a run, %.0f s without a move", n, threads, rounds, table.concat(latencies, ", "), deadline, stall))
+  .. "deadline %.0f s a run, %.0f s without a move", n, threads, rounds, table.concat(latencies, ", "),
+  deadline, stall))
 local results = {}
 for round = 1, rounds do
   for _, l in ipairs(latencies) do

@@ -26,7 +26,7 @@ local json = require "mc.json"
 local host = require "mc.host"
 local crypto = require "mc.crypto"
 local pg = require "mc.pg"
-local conns = require "mc.conns"
+local dbs = require "mc.conns" -- the kept connections to databases
 local store = require "sandbox.store"
 local orgs = require "sandbox.orgs"
 local faults = require "sandbox.faults"
@@ -64,15 +64,38 @@ _M.valid_schema = valid_schema
 
 -- ---- storage ---------------------------------------------------------------
 
+-- what each loaded object was stored as, for a save that must not undo another's
+local loaded_as = setmetatable({}, { __mode = "k" })
+
+local function decoded(raw)
+  if raw == mc.null then return nil end
+  local obj = json.decode(raw)
+  if type(obj) == "table" then loaded_as[obj] = raw end
+  return obj
+end
+
 local function load(kind, id)
   if type(id) ~= "string" or id == "" then return nil end
-  local raw = store.call("GET", key(kind, id))
-  if raw == mc.null then return nil end
-  return json.decode(raw)
+  return decoded(store.call("GET", key(kind, id)))
 end
 
 local function save(kind, obj)
   store.call("SET", key(kind, obj.id), json.encode(obj))
+end
+
+-- Saves what only the clock moved, unless someone saved obj since it was loaded
+-- (an authorization, an import): their change stands, and the clock's is made
+-- again at the next read.
+local SAVE_UNCHANGED = [[
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2]) end
+return false]]
+local function save_moved(kind, obj)
+  local raw = loaded_as[obj]
+  if not raw then return save(kind, obj) end
+  local new = json.encode(obj)
+  local res, err = store.redis():eval(SAVE_UNCHANGED, { key(kind, obj.id) }, { raw, new })
+  if res == nil then error("sandbox: redis: " .. tostring(err), 2) end
+  if res ~= mc.null then loaded_as[obj] = new end
 end
 
 local function base_url(req, prefix)
@@ -88,19 +111,6 @@ local function user_of(req)
   if not token or (pinned and token ~= pinned) then return nil end
   local id = crypto.to_hex(crypto.sha256(token)):sub(1, 12)
   return { id = "user-" .. id, email = "user-" .. id .. "@sandbox.example.com" }
-end
-
-local function provisioned_connect_addons(app)
-  local out = {}
-  for _, id in ipairs(store.call("LRANGE", store.key("heroku", "app", app, "addons"), 0, -1)) do
-    local raw = store.call("GET", store.key("heroku", "addon", id))
-    local addon = raw ~= mc.null and json.decode(raw)
-    if addon and addon.addon_service.name == "herokuconnect" and (addon.state == "provisioned"
-        or (addon.state == "provisioning" and host.time() >= (addon.sandbox_ready_at or 0))) then
-      out[#out + 1] = addon
-    end
-  end
-  return out
 end
 
 local function new_connection(addon)
@@ -122,18 +132,41 @@ local function new_connection(addon)
   }
 end
 
--- Links user to every provisioned Connect add-on of app -> the connections.
+local function provisioned(addon)
+  return addon.state == "provisioned"
+    or (addon.state == "provisioning" and host.time() >= (addon.sandbox_ready_at or 0))
+end
+
+-- Links user to every provisioned Connect add-on of app -> the connections. An
+-- add-on settled for user (linked, or not Connect's) is not read again: an app
+-- has an add-on per tenant, and each tenant's onboarding links its own.
 local function link(user, app)
+  local ids = store.call("LRANGE", store.key("heroku", "app", app, "addons"), 0, -1)
+  if #ids == 0 then return {} end
+  local settled_key = key("user", user.id, "settled")
+  local settled = store.call("SMISMEMBER", settled_key, table.unpack(ids))
+  local linked = store.call("HMGET", key("by_addon"), table.unpack(ids))
   local conns = {}
-  for _, addon in ipairs(provisioned_connect_addons(app)) do
-    local id = store.call("HGET", key("by_addon"), addon.id)
-    if id == mc.null then
-      local conn = new_connection(addon)
-      if store.call("HSETNX", key("by_addon"), addon.id, conn.id) == 1 then save("conn", conn) end
-      id = store.call("HGET", key("by_addon"), addon.id)
+  for i, addon_id in ipairs(ids) do
+    local id = linked[i]
+    if settled[i] ~= 1 then
+      local raw = store.call("GET", store.key("heroku", "addon", addon_id))
+      local addon = raw ~= mc.null and json.decode(raw)
+      id = mc.null
+      if addon and addon.addon_service.name ~= "herokuconnect" then
+        store.call("SADD", settled_key, addon_id)
+      elseif addon and provisioned(addon) then -- one still provisioning is looked at again next time
+        id = store.call("HGET", key("by_addon"), addon.id)
+        if id == mc.null then
+          local conn = new_connection(addon)
+          if store.call("HSETNX", key("by_addon"), addon.id, conn.id) == 1 then save("conn", conn) end
+          id = store.call("HGET", key("by_addon"), addon.id)
+        end
+        store.call("SADD", key("user", user.id, "conns"), id)
+        store.call("SADD", settled_key, addon_id)
+      end
     end
-    store.call("SADD", key("user", user.id, "conns"), id)
-    conns[#conns + 1] = id
+    if id ~= mc.null then conns[#conns + 1] = id end
   end
   return conns
 end
@@ -173,7 +206,7 @@ local function refresh_connection(conn, now)
   elseif conn.sandbox_recovery_until and now < conn.sandbox_recovery_until then state = "RECOVERY"
   else state = "IDLE" end
   conn.state = state
-  if json.encode(conn) ~= before then save("conn", conn) end
+  if json.encode(conn) ~= before then save_moved("conn", conn) end
   return conn
 end
 
@@ -192,7 +225,7 @@ local function connection_db(conn)
   if not valid_schema(conn.schema_name) then return nil, "invalid schema name" end
   local url = os.getenv(conn.db_key)
   if not url or url == "" then return nil, conn.db_key .. " is not set" end
-  return conns.pg_at(url)
+  return dbs.pg_at(url)
 end
 
 -- Creates (or, reloading, refills) m's table in the connection's Postgres -> the
@@ -218,7 +251,8 @@ local function materialize(conn, m, reload)
   -- the mapping's fields: one statement for all of them
   local adds = {}
   for i, f in ipairs(fields) do
-    adds[i] = "ADD COLUMN IF NOT EXISTS " .. pg.quote_ident(f:lower()) .. " " .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
+    adds[i] = "ADD COLUMN IF NOT EXISTS " .. pg.quote_ident(f:lower()) .. " "
+      .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
   end
   if #adds > 0 then sql[#sql + 1] = "ALTER TABLE " .. qualified .. " " .. table.concat(adds, ", ") end
   -- the mapping's own indexes, named as Connect names them (hcu_ unique, hc_ not)
@@ -401,16 +435,34 @@ local function candidates(user, resource_name)
   return { id }
 end
 
--- The connections user sees, refreshed, filtered by the query's app and resource_name.
-local function visible(user, query, now)
-  local out = {}
+-- The connections user sees, filtered by the query's app and resource_name, and
+-- brought up to date (summaries: only a pending change, the one thing a summary
+-- shows that moves). Read in two round trips however many there are: an app has
+-- an add-on per tenant, and every POST /auth lists them all.
+local function visible(user, query, now, summaries)
   local ids = candidates(user, query.resource_name)
+  if #ids == 0 then return {} end
   table.sort(ids)
-  for _, id in ipairs(ids) do
-    local conn = load("conn", id)
-    if conn and alive(conn) and (not query.app or query.app == conn.app_name or query.app == conn.app_id)
+  local keys = {}
+  for i, id in ipairs(ids) do keys[i] = key("conn", id) end
+  local raws = store.call("MGET", table.unpack(keys))
+  local conns = {}
+  for _, raw in ipairs(raws) do
+    local conn = decoded(raw)
+    if conn and (not query.app or query.app == conn.app_name or query.app == conn.app_id)
         and (not query.resource_name or query.resource_name == conn.resource_name) then
-      out[#out + 1] = refresh_connection(conn, now)
+      conns[#conns + 1] = conn
+    end
+  end
+  if #conns == 0 then return {} end
+  -- alive: its add-on still exists
+  local exists = assert(store.redis():pipeline(function(p)
+    for _, conn in ipairs(conns) do p:call("EXISTS", store.key("heroku", "addon", conn.addon_id)) end
+  end))
+  local out = {}
+  for i, conn in ipairs(conns) do
+    if exists[i] == 1 then
+      out[#out + 1] = (summaries and not conn.sandbox_pending) and conn or refresh_connection(conn, now)
     end
   end
   table.sort(out, function(a, b) return a._id < b._id end)
@@ -432,13 +484,15 @@ local function central_auth(req, user, ctx)
     return failure(404, "No Heroku Connect add-on is provisioned on app " .. req.params.app .. ".")
   end
   local list = {}
-  for i, conn in ipairs(visible(user, { app = req.params.app }, host.time())) do list[i] = summary(conn, ctx.base) end
+  for i, conn in ipairs(visible(user, { app = req.params.app }, host.time(), true)) do
+    list[i] = summary(conn, ctx.base)
+  end
   return 200, { user = user, connections = json.array(list), regions = REGIONS, cells = cells(ctx.base) }
 end
 
 local function central_list(req, user, ctx)
   local list = {}
-  for i, conn in ipairs(visible(user, req.query, host.time())) do list[i] = summary(conn, ctx.base) end
+  for i, conn in ipairs(visible(user, req.query, host.time(), true)) do list[i] = summary(conn, ctx.base) end
   return 200, { results = json.array(list), count = #list, next = mc.null, previous = mc.null,
                 regions = REGIONS, cells = cells(ctx.base) }
 end
