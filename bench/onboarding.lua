@@ -10,6 +10,7 @@ local stack = require "support.stack"
 local orgs = require "sandbox.orgs"
 local cpu = require "bench.onboarding_cpu"
 local redis = require "mc.redis"
+local json = require "mc.json"
 
 local CALLS_PER_ORG = 20 -- Heroku, Connect, Salesforce and SendGrid calls onboarding one org
 local FLOOR = 240 -- the original's two fixed 2-minute waits per org
@@ -168,6 +169,16 @@ local function run(latency, round)
           left(last_error, 160) AS err, count(*) AS n FROM organizations
           WHERE state <> 'active' AND last_error IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 3]]))) do
         r.stuck = r.stuck .. string.format("\n  %d in %s: %s", e.n, e.step, e.err)
+      end
+      -- and the simulated admin's visits that did not end in a page (it gives up after 30 s)
+      local failed = {}
+      for _, raw in ipairs(sb_redis:call("LRANGE", "sandbox:sendgrid:admin", 0, -1)) do
+        local v = json.decode(raw)
+        local why = v and (v.error ~= mc.null and v.error or (v.status ~= 200 and ("status " .. tostring(v.status))))
+        if why then failed[why] = (failed[why] or 0) + 1 end
+      end
+      for why, count in pairs(failed) do
+        r.stuck = r.stuck .. string.format("\n  the simulated admin's visits that failed: %d (%s)", count, why)
       end
     end
     -- finish time per org: when its `active` transition was recorded
