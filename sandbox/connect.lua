@@ -79,8 +79,17 @@ local function load(kind, id)
   return decoded(store.call("GET", key(kind, id)))
 end
 
+-- A connection's brief: what a summary (and the filters before it) reads, kept
+-- beside it so that listing every connection of an app decodes a few fields each.
+local function brief(conn)
+  return json.encode({ id = conn.id, _id = conn._id, name = conn.name, resource_name = conn.resource_name,
+    addon_id = conn.addon_id, app_name = conn.app_name, app_id = conn.app_id,
+    pending = conn.sandbox_pending ~= nil })
+end
+
 local function save(kind, obj)
   store.call("SET", key(kind, obj.id), json.encode(obj))
+  if kind == "conn" then store.call("HSET", key("brief"), obj.id, brief(obj)) end
 end
 
 -- Saves what only the clock moved, unless someone saved obj since it was loaded
@@ -95,7 +104,9 @@ local function save_moved(kind, obj)
   local new = json.encode(obj)
   local res, err = store.redis():eval(SAVE_UNCHANGED, { key(kind, obj.id) }, { raw, new })
   if res == nil then error("sandbox: redis: " .. tostring(err), 2) end
-  if res ~= mc.null then loaded_as[obj] = new end
+  if res == mc.null then return end
+  loaded_as[obj] = new
+  if kind == "conn" then store.call("HSET", key("brief"), obj.id, brief(obj)) end
 end
 
 local function base_url(req, prefix)
@@ -443,27 +454,41 @@ local function visible(user, query, now, summaries)
   local ids = candidates(user, query.resource_name)
   if #ids == 0 then return {} end
   table.sort(ids)
-  local keys = {}
-  for i, id in ipairs(ids) do keys[i] = key("conn", id) end
-  local raws = store.call("MGET", table.unpack(keys))
+  -- summaries: the briefs, and the whole connection only where a change is pending
+  -- (or no brief was kept: a sandbox state older than briefs)
+  local briefs = summaries and store.call("HMGET", key("brief"), table.unpack(ids)) or {}
+  local whole = {}
   local conns = {}
-  for _, raw in ipairs(raws) do
-    local conn = decoded(raw)
-    if conn and (not query.app or query.app == conn.app_name or query.app == conn.app_id)
-        and (not query.resource_name or query.resource_name == conn.resource_name) then
-      conns[#conns + 1] = conn
+  for i, id in ipairs(ids) do
+    local b = briefs[i] and briefs[i] ~= mc.null and json.decode(briefs[i])
+    if b and not b.pending then conns[i] = b else whole[#whole + 1] = id end
+  end
+  if #whole > 0 then
+    local keys = {}
+    for i, id in ipairs(whole) do keys[i] = key("conn", id) end
+    local at = {}
+    for i, id in ipairs(ids) do at[id] = i end
+    for i, raw in ipairs(store.call("MGET", table.unpack(keys))) do
+      local conn = decoded(raw)
+      if conn then conns[at[whole[i]]] = refresh_connection(conn, now) end
     end
   end
-  if #conns == 0 then return {} end
+  local list = {}
+  for i = 1, #ids do
+    local conn = conns[i]
+    if conn and (not query.app or query.app == conn.app_name or query.app == conn.app_id)
+        and (not query.resource_name or query.resource_name == conn.resource_name) then
+      list[#list + 1] = conn
+    end
+  end
+  if #list == 0 then return {} end
   -- alive: its add-on still exists
   local exists = assert(store.redis():pipeline(function(p)
-    for _, conn in ipairs(conns) do p:call("EXISTS", store.key("heroku", "addon", conn.addon_id)) end
+    for _, conn in ipairs(list) do p:call("EXISTS", store.key("heroku", "addon", conn.addon_id)) end
   end))
   local out = {}
-  for i, conn in ipairs(conns) do
-    if exists[i] == 1 then
-      out[#out + 1] = (summaries and not conn.sandbox_pending) and conn or refresh_connection(conn, now)
-    end
+  for i, conn in ipairs(list) do
+    if exists[i] == 1 then out[#out + 1] = conn end
   end
   table.sort(out, function(a, b) return a._id < b._id end)
   return out
