@@ -253,19 +253,22 @@ local function materialize(conn, m, reload)
     if canonical and not SYSTEM_FIELDS[canonical] then fields[#fields + 1] = canonical end
   end
   table.sort(fields)
-  local sql = { "CREATE SCHEMA IF NOT EXISTS " .. schema,
-    "CREATE TABLE IF NOT EXISTS " .. qualified .. " (" .. SYSTEM_COLUMNS .. ")",
+  -- the mapping's fields: in the new table, or added to one that was there (a
+  -- reload, a mapping imported again) in one statement
+  local columns, adds = {}, {}
+  for i, f in ipairs(fields) do
+    columns[i] = pg.quote_ident(f:lower()) .. " " .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
+    adds[i] = "ADD COLUMN IF NOT EXISTS " .. columns[i]
+  end
+  local create = { "CREATE SCHEMA IF NOT EXISTS " .. schema,
+    "CREATE TABLE IF NOT EXISTS " .. qualified .. " (" .. SYSTEM_COLUMNS
+      .. (#columns > 0 and ", " .. table.concat(columns, ", ") or "") .. ")" }
+  local alter = #adds > 0 and ("ALTER TABLE " .. qualified .. " " .. table.concat(adds, ", ")) or nil
+  local sql = {
     "CREATE UNIQUE INDEX IF NOT EXISTS " .. pg.quote_ident("hcu_idx_" .. tbl .. "_sfid")
       .. " ON " .. qualified .. " (sfid)",
     "CREATE INDEX IF NOT EXISTS " .. pg.quote_ident("hc_idx_" .. tbl .. "_systemmodstamp")
       .. " ON " .. qualified .. " (systemmodstamp)" }
-  -- the mapping's fields: one statement for all of them
-  local adds = {}
-  for i, f in ipairs(fields) do
-    adds[i] = "ADD COLUMN IF NOT EXISTS " .. pg.quote_ident(f:lower()) .. " "
-      .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
-  end
-  if #adds > 0 then sql[#sql + 1] = "ALTER TABLE " .. qualified .. " " .. table.concat(adds, ", ") end
   -- the mapping's own indexes, named as Connect names them (hcu_ unique, hc_ not)
   local indexed, unique_of, has_column = {}, {}, {}
   for _, f in ipairs(fields) do has_column[f] = true end
@@ -287,6 +290,9 @@ local function materialize(conn, m, reload)
   if reload then sql[#sql + 1] = "TRUNCATE " .. qualified end
   local records = org.records(m.object_name, conn.organization_id)
   local ok, res, qerr = pcall(db.transaction, db, function()
+    local there = assert(db:query("SELECT to_regclass($1) IS NOT NULL AS there", qualified))[1].there
+    for _, s in ipairs(create) do assert(db:exec(s)) end
+    if there and alter then assert(db:exec(alter)) end
     for _, s in ipairs(sql) do assert(db:exec(s)) end
     if #records == 0 then return true end
     -- every record in one statement: the rows as a JSON array of {column = value},
