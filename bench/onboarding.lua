@@ -38,6 +38,8 @@ end
 local rounds = env_number("ROUNDS", 3)
 local deadline = env_number("DEADLINE", 300 + n * 0.5) -- seconds a run may take, posting included
 local stall = env_number("STALL", 90) -- seconds without one org changing state: give up
+if rounds < 1 or rounds ~= math.floor(rounds) then usage("ROUNDS must be a whole number >= 1") end
+if deadline <= 0 or stall <= 0 then usage("DEADLINE and STALL must be seconds > 0") end
 local VAR = assert(os.getenv("MC_VAR"), "MC_VAR is not set (run bench/onboarding)")
 
 local function first_line(path)
