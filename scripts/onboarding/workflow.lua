@@ -233,13 +233,6 @@ function _M.advance(org_id, opts)
   if not ok then error(result, 0) end
   if not result then return nil, delay end
   if from and states.known(result) then _M.announce(from, from.state, result) end
-  if not delay and result ~= "idle" then
-    -- Someone moved the org while we held the claim (the admin's sign-in, whose
-    -- link works as soon as the step has mailed it): their wake-up found the claim
-    -- held and walked away. Now that it is free, wake the org if its step is due.
-    local now = orgs.get(conn, org_id)
-    if now and due(now) then delay = 0 end
-  end
   if delay then
     local jid, jerr = _M.enqueue(org_id, delay)
     if not jid then log.error("onboarding: could not enqueue the next step", { org_id = org_id, err = jerr }) end

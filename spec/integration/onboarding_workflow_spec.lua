@@ -226,25 +226,6 @@ describe("onboarding.workflow", function()
       assert.same({}, fx:scheduled())
     end)
 
-    it("moved on into a state with a step: the org is woken once the claim is free", function()
-      -- the admin's sign-in lands while the step that mailed the link still holds
-      -- the claim: the web's wake-up walks away (busy), so the step's runner wakes it
-      local steps = require "onboarding.steps"
-      local orgs = require "onboarding.orgs"
-      local step = steps.subscriber_updated
-      finally(function() steps.subscriber_updated = step end)
-      fx:org(ORG, { state = "subscriber_updated" })
-      steps.subscriber_updated = function()
-        assert(orgs.transition(fx.other, ORG, "connect_authorized", "person", { from = { "subscriber_updated" } }))
-        return steps.done("awaiting_connect_oauth")
-      end
-      assert.equal("moved on", advance())
-      assert.equal("connect_authorized", fx:row(ORG).state)
-      local queued = fx:queued()
-      assert.equal(1, #queued)
-      assert.same({ "onboarding.advance", { ORG } }, { queued[1].class, queued[1].args })
-    end)
-
     it("a wait past ONBOARDING_WAIT_LIMIT fails the org: gave up waiting", function()
       fx.config:set({ ONBOARDING_WAIT_LIMIT = "60" })
       fx.sb:knobs({ heroku = { async = true, provision_delay = 600 } })
