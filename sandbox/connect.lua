@@ -26,6 +26,7 @@ local json = require "mc.json"
 local host = require "mc.host"
 local crypto = require "mc.crypto"
 local pg = require "mc.pg"
+local dbs = require "mc.conns" -- the kept connections to databases
 local store = require "sandbox.store"
 local orgs = require "sandbox.orgs"
 local faults = require "sandbox.faults"
@@ -63,15 +64,49 @@ _M.valid_schema = valid_schema
 
 -- ---- storage ---------------------------------------------------------------
 
+-- what each loaded object was stored as, for a save that must not undo another's
+local loaded_as = setmetatable({}, { __mode = "k" })
+
+local function decoded(raw)
+  if raw == mc.null then return nil end
+  local obj = json.decode(raw)
+  if type(obj) == "table" then loaded_as[obj] = raw end
+  return obj
+end
+
 local function load(kind, id)
   if type(id) ~= "string" or id == "" then return nil end
-  local raw = store.call("GET", key(kind, id))
-  if raw == mc.null then return nil end
-  return json.decode(raw)
+  return decoded(store.call("GET", key(kind, id)))
+end
+
+-- A connection's brief: what a summary (and the filters before it) reads, kept
+-- beside it so that listing every connection of an app decodes a few fields each.
+local function brief(conn)
+  return json.encode({ id = conn.id, _id = conn._id, name = conn.name, resource_name = conn.resource_name,
+    addon_id = conn.addon_id, app_name = conn.app_name, app_id = conn.app_id,
+    pending = conn.sandbox_pending ~= nil })
 end
 
 local function save(kind, obj)
   store.call("SET", key(kind, obj.id), json.encode(obj))
+  if kind == "conn" then store.call("HSET", key("brief"), obj.id, brief(obj)) end
+end
+
+-- Saves what only the clock moved, unless someone saved obj since it was loaded
+-- (an authorization, an import): their change stands, and the clock's is made
+-- again at the next read.
+local SAVE_UNCHANGED = [[
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2]) end
+return false]]
+local function save_moved(kind, obj)
+  local raw = loaded_as[obj]
+  if not raw then return save(kind, obj) end
+  local new = json.encode(obj)
+  local res, err = store.redis():eval(SAVE_UNCHANGED, { key(kind, obj.id) }, { raw, new })
+  if res == nil then error("sandbox: redis: " .. tostring(err), 2) end
+  if res == mc.null then return end
+  loaded_as[obj] = new
+  if kind == "conn" then store.call("HSET", key("brief"), obj.id, brief(obj)) end
 end
 
 local function base_url(req, prefix)
@@ -87,19 +122,6 @@ local function user_of(req)
   if not token or (pinned and token ~= pinned) then return nil end
   local id = crypto.to_hex(crypto.sha256(token)):sub(1, 12)
   return { id = "user-" .. id, email = "user-" .. id .. "@sandbox.example.com" }
-end
-
-local function provisioned_connect_addons(app)
-  local out = {}
-  for _, id in ipairs(store.call("LRANGE", store.key("heroku", "app", app, "addons"), 0, -1)) do
-    local raw = store.call("GET", store.key("heroku", "addon", id))
-    local addon = raw ~= mc.null and json.decode(raw)
-    if addon and addon.addon_service.name == "herokuconnect" and (addon.state == "provisioned"
-        or (addon.state == "provisioning" and host.time() >= (addon.sandbox_ready_at or 0))) then
-      out[#out + 1] = addon
-    end
-  end
-  return out
 end
 
 local function new_connection(addon)
@@ -121,18 +143,41 @@ local function new_connection(addon)
   }
 end
 
--- Links user to every provisioned Connect add-on of app -> the connections.
+local function provisioned(addon)
+  return addon.state == "provisioned"
+    or (addon.state == "provisioning" and host.time() >= (addon.sandbox_ready_at or 0))
+end
+
+-- Links user to every provisioned Connect add-on of app -> the connections. An
+-- add-on settled for user (linked, or not Connect's) is not read again: an app
+-- has an add-on per tenant, and each tenant's onboarding links its own.
 local function link(user, app)
+  local ids = store.call("LRANGE", store.key("heroku", "app", app, "addons"), 0, -1)
+  if #ids == 0 then return {} end
+  local settled_key = key("user", user.id, "settled")
+  local settled = store.call("SMISMEMBER", settled_key, table.unpack(ids))
+  local linked = store.call("HMGET", key("by_addon"), table.unpack(ids))
   local conns = {}
-  for _, addon in ipairs(provisioned_connect_addons(app)) do
-    local id = store.call("HGET", key("by_addon"), addon.id)
-    if id == mc.null then
-      local conn = new_connection(addon)
-      if store.call("HSETNX", key("by_addon"), addon.id, conn.id) == 1 then save("conn", conn) end
-      id = store.call("HGET", key("by_addon"), addon.id)
+  for i, addon_id in ipairs(ids) do
+    local id = linked[i]
+    if settled[i] ~= 1 then
+      local raw = store.call("GET", store.key("heroku", "addon", addon_id))
+      local addon = raw ~= mc.null and json.decode(raw)
+      id = mc.null
+      if addon and addon.addon_service.name ~= "herokuconnect" then
+        store.call("SADD", settled_key, addon_id)
+      elseif addon and provisioned(addon) then -- one still provisioning is looked at again next time
+        id = store.call("HGET", key("by_addon"), addon.id)
+        if id == mc.null then
+          local conn = new_connection(addon)
+          if store.call("HSETNX", key("by_addon"), addon.id, conn.id) == 1 then save("conn", conn) end
+          id = store.call("HGET", key("by_addon"), addon.id)
+        end
+        store.call("SADD", key("user", user.id, "conns"), id)
+        store.call("SADD", settled_key, addon_id)
+      end
     end
-    store.call("SADD", key("user", user.id, "conns"), id)
-    conns[#conns + 1] = id
+    if id ~= mc.null then conns[#conns + 1] = id end
   end
   return conns
 end
@@ -172,7 +217,7 @@ local function refresh_connection(conn, now)
   elseif conn.sandbox_recovery_until and now < conn.sandbox_recovery_until then state = "RECOVERY"
   else state = "IDLE" end
   conn.state = state
-  if json.encode(conn) ~= before then save("conn", conn) end
+  if json.encode(conn) ~= before then save_moved("conn", conn) end
   return conn
 end
 
@@ -184,19 +229,21 @@ local SYSTEM_FIELDS = { Id = "sfid", SystemModstamp = "systemmodstamp", IsDelete
   CreatedDate = "createddate" }
 
 -- The Postgres the connection syncs into (the URL in its db_key), for a valid
--- schema name -> db | nil, err
+-- schema name -> db | nil, err. Connect keeps its connections to a database, so
+-- the sandbox keeps one per URL too (mc.conns), instead of a new one (a backend
+-- forked, a TLS handshake) on every read of a read_write mapping.
 local function connection_db(conn)
   if not valid_schema(conn.schema_name) then return nil, "invalid schema name" end
   local url = os.getenv(conn.db_key)
   if not url or url == "" then return nil, conn.db_key .. " is not set" end
-  return pg.connect(url)
+  return dbs.pg_at(url)
 end
 
 -- Creates (or, reloading, refills) m's table in the connection's Postgres -> the
 -- number of rows seeded | nil, err
 local function materialize(conn, m, reload)
   if not knob("postgres") then return #org.records(m.object_name, conn.organization_id) end
-  local db <close>, err = connection_db(conn)
+  local db, err = connection_db(conn)
   if not db then return nil, err end
   local schema, tbl = pg.quote_ident(conn.schema_name), table_name(m)
   local qualified = schema .. "." .. pg.quote_ident(tbl)
@@ -206,16 +253,22 @@ local function materialize(conn, m, reload)
     if canonical and not SYSTEM_FIELDS[canonical] then fields[#fields + 1] = canonical end
   end
   table.sort(fields)
-  local sql = { "CREATE SCHEMA IF NOT EXISTS " .. schema,
-    "CREATE TABLE IF NOT EXISTS " .. qualified .. " (" .. SYSTEM_COLUMNS .. ")",
+  -- the mapping's fields: in the new table, or added to one that was there (a
+  -- reload, a mapping imported again) in one statement
+  local columns, adds = {}, {}
+  for i, f in ipairs(fields) do
+    columns[i] = pg.quote_ident(f:lower()) .. " " .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
+    adds[i] = "ADD COLUMN IF NOT EXISTS " .. columns[i]
+  end
+  local create = { "CREATE SCHEMA IF NOT EXISTS " .. schema,
+    "CREATE TABLE IF NOT EXISTS " .. qualified .. " (" .. SYSTEM_COLUMNS
+      .. (#columns > 0 and ", " .. table.concat(columns, ", ") or "") .. ")" }
+  local alter = #adds > 0 and ("ALTER TABLE " .. qualified .. " " .. table.concat(adds, ", ")) or nil
+  local sql = {
     "CREATE UNIQUE INDEX IF NOT EXISTS " .. pg.quote_ident("hcu_idx_" .. tbl .. "_sfid")
       .. " ON " .. qualified .. " (sfid)",
     "CREATE INDEX IF NOT EXISTS " .. pg.quote_ident("hc_idx_" .. tbl .. "_systemmodstamp")
       .. " ON " .. qualified .. " (systemmodstamp)" }
-  for _, f in ipairs(fields) do
-    sql[#sql + 1] = "ALTER TABLE " .. qualified .. " ADD COLUMN IF NOT EXISTS " .. pg.quote_ident(f:lower())
-      .. " " .. org.PG_TYPES[org.OBJECTS[m.object_name][f]]
-  end
   -- the mapping's own indexes, named as Connect names them (hcu_ unique, hc_ not)
   local indexed, unique_of, has_column = {}, {}, {}
   for _, f in ipairs(fields) do has_column[f] = true end
@@ -237,16 +290,26 @@ local function materialize(conn, m, reload)
   if reload then sql[#sql + 1] = "TRUNCATE " .. qualified end
   local records = org.records(m.object_name, conn.organization_id)
   local ok, res, qerr = pcall(db.transaction, db, function()
+    local there = assert(db:query("SELECT to_regclass($1) IS NOT NULL AS there", qualified))[1].there
+    for _, s in ipairs(create) do assert(db:exec(s)) end
+    if there and alter then assert(db:exec(alter)) end
     for _, s in ipairs(sql) do assert(db:exec(s)) end
-    local cols, params = { "sfid", "systemmodstamp", "isdeleted", "createddate", "_hc_lastop" }, {}
-    for i, f in ipairs(fields) do cols[#cols + 1] = pg.quote_ident(f:lower()); params[i] = "$" .. (i + 5) end
-    local insert = "INSERT INTO " .. qualified .. " (" .. table.concat(cols, ", ") .. ") VALUES ($1, $2, $3, $4, $5"
-      .. (#params > 0 and ", " .. table.concat(params, ", ") or "") .. ") ON CONFLICT (sfid) DO NOTHING"
-    for _, r in ipairs(records) do
-      local args = { r.Id, r.SystemModstamp, r.IsDeleted, r.CreatedDate, "SYNCED" }
-      for i, f in ipairs(fields) do args[i + 5] = r[f] == nil and mc.null or r[f] end
-      assert(db:query(insert, table.unpack(args, 1, #fields + 5)))
+    if #records == 0 then return true end
+    -- every record in one statement: the rows as a JSON array of {column = value},
+    -- each value through its column's input function, as a parameter of its own would be
+    local cols = { "sfid", "systemmodstamp", "isdeleted", "createddate", "_hc_lastop" }
+    for _, f in ipairs(fields) do cols[#cols + 1] = pg.quote_ident(f:lower()) end
+    local rows = {}
+    for i, r in ipairs(records) do
+      local row = { sfid = r.Id, systemmodstamp = r.SystemModstamp, isdeleted = r.IsDeleted,
+                    createddate = r.CreatedDate, _hc_lastop = "SYNCED" }
+      for _, f in ipairs(fields) do row[f:lower()] = r[f] end
+      rows[i] = row
     end
+    local list = table.concat(cols, ", ")
+    assert(db:query("INSERT INTO " .. qualified .. " (" .. list .. ") SELECT " .. list
+      .. " FROM json_populate_recordset(NULL::" .. qualified .. ", $1) ON CONFLICT (sfid) DO NOTHING",
+      json.encode(rows)))
     return true
   end)
   if not ok or not res then return nil, tostring(ok and qerr or res) end
@@ -262,7 +325,7 @@ local KEY_PREFIXES = { Account = "001", Contact = "003" }
 -- continuously; the sandbox does it when the mapping is read. -> count | nil, err
 local function write_back(conn, m)
   if not knob("postgres") or m.access ~= "read_write" then return 0 end
-  local db <close>, err = connection_db(conn)
+  local db, err = connection_db(conn)
   if not db then return nil, err end
   local qualified = pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m))
   local rows, qerr = db:query("UPDATE " .. qualified
@@ -376,17 +439,62 @@ local function alive(conn)
   return store.call("EXISTS", store.key("heroku", "addon", conn.addon_id)) == 1
 end
 
--- The connections user sees, refreshed, filtered by the query's app and resource_name.
-local function visible(user, query, now)
-  local out = {}
-  local ids = store.call("SMEMBERS", key("user", user.id, "conns"))
+-- The ids of the connections user may see: with resource_name, only that
+-- add-on's (looked up by name, not by reading every connection: an app with
+-- thousands of tenants' add-ons answers in one step, as Connect does).
+local function candidates(user, resource_name)
+  if resource_name == nil then return store.call("SMEMBERS", key("user", user.id, "conns")) end
+  if type(resource_name) ~= "string" then return {} end -- a repeated parameter names no add-on
+  local addon_id = store.call("HGET", store.key("heroku", "addon_names"), resource_name)
+  if addon_id == mc.null then return {} end
+  local id = store.call("HGET", key("by_addon"), addon_id)
+  if id == mc.null or store.call("SISMEMBER", key("user", user.id, "conns"), id) ~= 1 then return {} end
+  return { id }
+end
+
+-- The connections user sees, filtered by the query's app and resource_name, and
+-- brought up to date (summaries: only a pending change, the one thing a summary
+-- shows that moves). Read in two round trips however many there are: an app has
+-- an add-on per tenant, and every POST /auth lists them all.
+local function visible(user, query, now, summaries)
+  local ids = candidates(user, query.resource_name)
+  if #ids == 0 then return {} end
   table.sort(ids)
-  for _, id in ipairs(ids) do
-    local conn = load("conn", id)
-    if conn and alive(conn) and (not query.app or query.app == conn.app_name or query.app == conn.app_id)
-        and (not query.resource_name or query.resource_name == conn.resource_name) then
-      out[#out + 1] = refresh_connection(conn, now)
+  -- summaries: the briefs, and the whole connection only where a change is pending
+  -- (or no brief was kept: a sandbox state older than briefs)
+  local briefs = summaries and store.call("HMGET", key("brief"), table.unpack(ids)) or {}
+  local whole = {}
+  local conns = {}
+  for i, id in ipairs(ids) do
+    local b = briefs[i] and briefs[i] ~= mc.null and json.decode(briefs[i])
+    if b and not b.pending then conns[i] = b else whole[#whole + 1] = id end
+  end
+  if #whole > 0 then
+    local keys = {}
+    for i, id in ipairs(whole) do keys[i] = key("conn", id) end
+    local at = {}
+    for i, id in ipairs(ids) do at[id] = i end
+    for i, raw in ipairs(store.call("MGET", table.unpack(keys))) do
+      local conn = decoded(raw)
+      if conn then conns[at[whole[i]]] = refresh_connection(conn, now) end
     end
+  end
+  local list = {}
+  for i = 1, #ids do
+    local conn = conns[i]
+    if conn and (not query.app or query.app == conn.app_name or query.app == conn.app_id)
+        and (not query.resource_name or query.resource_name == conn.resource_name) then
+      list[#list + 1] = conn
+    end
+  end
+  if #list == 0 then return {} end
+  -- alive: its add-on still exists
+  local exists = assert(store.redis():pipeline(function(p)
+    for _, conn in ipairs(list) do p:call("EXISTS", store.key("heroku", "addon", conn.addon_id)) end
+  end))
+  local out = {}
+  for i, conn in ipairs(list) do
+    if exists[i] == 1 then out[#out + 1] = conn end
   end
   table.sort(out, function(a, b) return a._id < b._id end)
   return out
@@ -407,13 +515,15 @@ local function central_auth(req, user, ctx)
     return failure(404, "No Heroku Connect add-on is provisioned on app " .. req.params.app .. ".")
   end
   local list = {}
-  for i, conn in ipairs(visible(user, { app = req.params.app }, host.time())) do list[i] = summary(conn, ctx.base) end
+  for i, conn in ipairs(visible(user, { app = req.params.app }, host.time(), true)) do
+    list[i] = summary(conn, ctx.base)
+  end
   return 200, { user = user, connections = json.array(list), regions = REGIONS, cells = cells(ctx.base) }
 end
 
 local function central_list(req, user, ctx)
   local list = {}
-  for i, conn in ipairs(visible(user, req.query, host.time())) do list[i] = summary(conn, ctx.base) end
+  for i, conn in ipairs(visible(user, req.query, host.time(), true)) do list[i] = summary(conn, ctx.base) end
   return 200, { results = json.array(list), count = #list, next = mc.null, previous = mc.null,
                 regions = REGIONS, cells = cells(ctx.base) }
 end
@@ -672,7 +782,7 @@ local function delete_mapping(req, user)
   save("conn", conn)
   store.call("DEL", key("mapping", m.id))
   if m.sandbox_synced and knob("postgres") then
-    local db <close> = connection_db(conn)
+    local db = connection_db(conn)
     if db then
       db:exec("DROP TABLE IF EXISTS " .. pg.quote_ident(conn.schema_name) .. "." .. pg.quote_ident(table_name(m)))
     end

@@ -4,6 +4,7 @@
 --   retry_after (seconds: the injected failures carry a Retry-After header).
 local host = require "mc.host"
 local log = require "mc.log"
+local sched = require "mc.sched"
 local store = require "sandbox.store"
 
 local _M = {}
@@ -22,12 +23,16 @@ end
 -- failure(status) builds that service's own error response.
 function _M.wrap(service, handler, failure)
   return function(req)
+    local _ <close> = store.pin() -- the knobs, read once for the whole request
     local knobs = store.config()[service] or {}
     local stall = (tonumber(knobs.latency) or 0) + (tonumber(knobs.timeout) or 0)
     if stall > 0 then
       -- said before the wait, so that a test can act while the request hangs
       log.info("sandbox stalls a request", { service = service, method = req.method, path = req.path, seconds = stall })
-      host.sleep(stall)
+      -- a request that runs in a coroutine of the server's waits without holding its thread
+      if not sched.sleep(stall) then host.sleep(stall) end
+      store.repin() -- the knobs as they are after the wait: a test may have changed them
+      knobs = store.config()[service] or {}
     end
     local status = tonumber(knobs.fail_status) or 503
     if tonumber(knobs.fail_next) and knobs.fail_next > 0 then

@@ -202,11 +202,17 @@ local function addresses(list)
   return json.array(out)
 end
 
--- The simulated admin (sandbox/admin.lua) reads a message in a process of its own.
-local function admin_reads(message_id)
+-- The simulated admin (sandbox/admin.lua, a process of its own) reads the message
+-- from its queue; one is started when none runs for this sandbox.
+local function admin_reads(raw)
+  store.call("RPUSH", store.key("sendgrid", "admin", "queue"), raw)
+  if store.call("SET", store.key("sendgrid", "admin", "reader"), "starting", "NX", "EX", 5) == mc.null then return end
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("l"):match("^(%d+)")
+  f:close()
   local function q(v) return "'" .. tostring(v):gsub("'", "'\\''") .. "'" end
   os.execute(string.format("%s run %s %s >/dev/null 2>&1 &", q(host.exe), q(host.root .. "/sandbox/admin.lua"),
-    q(message_id)))
+    q(pid)))
 end
 
 -- One message per personalization, as SendGrid sends one email for each.
@@ -236,8 +242,9 @@ local function deliver(body, message_id)
       if c.type == "text/plain" and not msg.text then msg.text = c.value end
       if c.type == "text/html" and not msg.html then msg.html = c.value end
     end
-    store.call("RPUSH", store.key("sendgrid", MAILBOX), json.encode(msg))
-    if store.knob("sendgrid", "simulated_admin", false) then admin_reads(msg.id) end
+    local raw = json.encode(msg)
+    store.call("RPUSH", store.key("sendgrid", MAILBOX), raw)
+    if store.knob("sendgrid", "simulated_admin", false) then admin_reads(raw) end
   end
 end
 

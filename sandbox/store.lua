@@ -29,11 +29,35 @@ function _M.key(...)
   return _M.PREFIX .. table.concat({ ... }, ":")
 end
 
--- The whole knob document.
-function _M.config()
+-- The whole knob document, as Redis has it now.
+local function stored_config()
   local raw = _M.call("GET", _M.key("config"))
   if raw == mc.null then return {} end
   return json.decode(raw) or {}
+end
+
+-- A request reads the knobs once: pin() keeps the document for the running
+-- coroutine (the thread's own, or a request's) until what it returns is closed,
+-- so the dozens of knob reads one request makes are not a Redis round trip and a
+-- JSON decode each. A change (POST /__sandbox/config) shows from the next request.
+local pinned = setmetatable({}, { __mode = "k" })
+
+function _M.pin()
+  local co = coroutine.running()
+  local outer = pinned[co]
+  pinned[co] = stored_config()
+  return setmetatable({}, { __close = function() pinned[co] = outer end })
+end
+
+-- repin(): the running coroutine's pinned document, read again
+function _M.repin()
+  local co = coroutine.running()
+  if pinned[co] then pinned[co] = stored_config() end
+end
+
+-- The whole knob document: the request's, when pinned.
+function _M.config()
+  return pinned[coroutine.running()] or stored_config()
 end
 
 -- knob(service, name, default)
@@ -45,7 +69,7 @@ end
 
 -- merge(doc): merges {service = {knob = value}} into the knobs (mc.null removes one)
 function _M.merge(doc)
-  local c = _M.config()
+  local c = stored_config() -- not a pinned copy: another request may have changed it since
   for service, knobs in pairs(doc) do
     if type(knobs) ~= "table" then return nil, "config." .. tostring(service) .. " must be an object" end
     c[service] = c[service] or {}
@@ -55,6 +79,8 @@ function _M.merge(doc)
     end
   end
   _M.call("SET", _M.key("config"), json.encode(c))
+  local co = coroutine.running()
+  if pinned[co] then pinned[co] = c end
   return c
 end
 
