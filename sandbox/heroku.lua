@@ -10,7 +10,8 @@
 --   GET    /account/rate-limits        {"remaining": n}, not counted
 -- Every call needs Accept: application/vnd.heroku+json; version=3 (406) and a
 -- bearer token (401; knob token pins the one accepted); each counted call spends
--- one of the token's RateLimit-Remaining (knob rate_limit, default 4500), 429 at 0.
+-- one of the token's RateLimit-Remaining (knob rate_limit, default 4500, refilled
+-- knob rate_refill a minute, default 75, as Heroku's bucket is), 429 at 0.
 -- Errors are {"id", "message", "url"}. Knobs also: latency, fail_next, fail_rate.
 local json = require "mc.json"
 local host = require "mc.host"
@@ -18,6 +19,22 @@ local store = require "sandbox.store"
 local faults = require "sandbox.faults"
 
 local _M = {}
+
+-- A token's bucket, as Heroku keeps it: `rate_limit` tokens at most, refilled at
+-- `rate_refill` a minute, a counted call spending one. Atomic: the sandbox's
+-- threads share it. -> {1 (allowed) | 0 (429), the whole tokens left}
+local BUCKET = [[
+local limit, refill, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local v = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens, at = tonumber(v[1]) or limit, tonumber(v[2]) or now
+tokens = math.min(limit, tokens + math.max(0, now - at) * refill / 60)
+local allowed = 1
+if ARGV[4] == '1' then
+  if tokens < 1 then allowed = 0 else tokens = tokens - 1 end
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', ARGV[3])
+return { allowed, math.floor(tokens) }
+]]
 
 local ACCEPT = "application/vnd.heroku+json; version=3"
 local APP_NAME = "^[a-z][a-z0-9%-]+$"
@@ -50,15 +67,12 @@ local function guard(req, counted)
   if not token or (pinned and token ~= pinned) then
     return failure(401, "unauthorized", "Invalid credentials provided.")
   end
-  local key = store.key("heroku", "ratelimit", token)
-  local limit = tonumber(store.knob("heroku", "rate_limit", 4500))
-  store.call("SET", key, limit, "NX")
-  local remaining = tonumber(store.call("GET", key))
-  if counted then
-    if remaining <= 0 then
-      return failure(429, "rate_limit", "Your account reached the API rate limit", { ["RateLimit-Remaining"] = "0" })
-    end
-    remaining = store.call("DECR", key)
+  local res = store.call("EVAL", BUCKET, 1, store.key("heroku", "ratebucket", token),
+    tonumber(store.knob("heroku", "rate_limit", 4500)), tonumber(store.knob("heroku", "rate_refill", 75)),
+    string.format("%.3f", host.time()), counted and 1 or 0)
+  local spent, remaining = res[1], res[2]
+  if spent == 0 then
+    return failure(429, "rate_limit", "Your account reached the API rate limit", { ["RateLimit-Remaining"] = "0" })
   end
   return nil, { ["Content-Type"] = "application/json", ["Request-Id"] = store.uuid(),
                 ["RateLimit-Remaining"] = tostring(remaining) }

@@ -165,7 +165,7 @@ describe("sandbox: Heroku Platform API", function()
   end)
 
   it("counts the rate limit down and answers 429 rate_limit when it is spent", function()
-    knobs({ rate_limit = 3 })
+    knobs({ rate_limit = 3, rate_refill = 0 })
     assert.equal("2", api("GET", "/apps/my-app/addons").headers["ratelimit-remaining"])
     assert.equal(2, api("GET", "/account/rate-limits"):json().remaining) -- not counted
     api("GET", "/apps/my-app/addons")
@@ -173,6 +173,18 @@ describe("sandbox: Heroku Platform API", function()
     local res = api("GET", "/apps/my-app/addons")
     assert.equal(429, res.status)
     assert.equal("rate_limit", res:json().id)
+    assert.equal("0", res.headers["ratelimit-remaining"])
+  end)
+
+  it("refills the spent bucket at rate_refill a minute, never past rate_limit", function()
+    knobs({ rate_limit = 1, rate_refill = 0 })
+    assert.equal(200, api("GET", "/apps/my-app/addons").status)
+    assert.equal(429, api("GET", "/apps/my-app/addons").status)
+    knobs({ rate_refill = 60000 }) -- 1,000 a second
+    host.sleep(0.05) -- 50 tokens' worth
+    assert.equal(1, api("GET", "/account/rate-limits"):json().remaining) -- a bucket of 1: full, not past
+    local res = api("GET", "/apps/my-app/addons")
+    assert.equal(200, res.status)
     assert.equal("0", res.headers["ratelimit-remaining"])
   end)
 
