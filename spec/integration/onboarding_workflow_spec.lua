@@ -30,6 +30,26 @@ describe("onboarding.workflow", function()
     return out
   end
 
+  -- once_claimed(org, code) -> another process that runs code (with `conn`, `orgs`)
+  -- as soon as a step holds org's claim
+  local function once_claimed(org, code)
+    return fx:background(string.format([[
+      local pg = require "mc.pg"
+      local host = require "mc.host"
+      local orgs = require "onboarding.orgs"
+      local conn = assert(pg.connect())
+      io.stdout:write("ready\n"); io.stdout:flush()
+      local deadline = host.time() + 10
+      repeat
+        local rows = assert(conn:query([=[SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d
+          ON d.oid = l.database WHERE d.datname = current_database() AND l.locktype = 'advisory'
+          AND l.objid = $1 AND l.objsubid = 2 AND l.granted]=], %d))
+        if rows[1].n > 0 then break end
+        host.sleep(0.01)
+      until host.time() > deadline
+    ]], org.id) .. code, "ready")
+  end
+
   local function within(lo, hi, v, what)
     assert(v and v >= lo and v <= hi, string.format("%s: %s not within [%g, %g]", what, tostring(v), lo, hi))
   end
@@ -195,23 +215,10 @@ describe("onboarding.workflow", function()
       fx.sb:knobs({ heroku = { latency = 0.5 } }) -- two calls: a second in the step
       local org = fx:org(ORG, { state = "received" })
       -- an uninstall from another process, as soon as the step holds the claim
-      local uninstall = fx:background(string.format([[
-        local pg = require "mc.pg"
-        local host = require "mc.host"
-        local orgs = require "onboarding.orgs"
-        local conn = assert(pg.connect())
-        io.stdout:write("ready\n"); io.stdout:flush()
-        local deadline = host.time() + 10
-        repeat
-          local rows = assert(conn:query([=[SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d
-            ON d.oid = l.database WHERE d.datname = current_database() AND l.locktype = 'advisory'
-            AND l.objid = $1 AND l.objsubid = 2 AND l.granted]=], %d))
-          if rows[1].n > 0 then break end
-          host.sleep(0.01)
-        until host.time() > deadline
+      local uninstall = once_claimed(org, string.format([[
         assert(orgs.transition(conn, %q, "offboarded", "package", { details = { uninstall = true } }))
         io.stdout:write("moved\n"); io.stdout:flush()
-      ]], org.id, ORG), "ready")
+      ]], ORG))
       local started = host.now()
       assert.equal("moved on", advance())
       assert.is_true(host.now() - started >= 1)
@@ -233,24 +240,11 @@ describe("onboarding.workflow", function()
       fx.sb:knobs({ sendgrid = { latency = 1 } })
       local org = fx:org(ORG, { state = "subscriber_updated", connection_id = "c-1",
         authorize_url = "https://connect.example/authorize" })
-      local click = fx:background(string.format([[
-        local pg = require "mc.pg"
-        local host = require "mc.host"
-        local orgs = require "onboarding.orgs"
-        local workflow = require "onboarding.workflow"
-        local conn = assert(pg.connect())
-        io.stdout:write("ready\n"); io.stdout:flush()
-        local deadline = host.time() + 10
-        repeat
-          local rows = assert(conn:query([=[SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d
-            ON d.oid = l.database WHERE d.datname = current_database() AND l.locktype = 'advisory'
-            AND l.objid = $1 AND l.objsubid = 2 AND l.granted]=], %d))
-          if rows[1].n > 0 then break end
-          host.sleep(0.01)
-        until host.time() > deadline
+      local click = once_claimed(org, string.format([[
         assert(orgs.transition(conn, %q, "connect_authorized", "person", { from = { "subscriber_updated" } }))
-        io.stdout:write("clicked " .. tostring(workflow.advance(%q)) .. "\n"); io.stdout:flush()
-      ]], org.id, ORG, ORG), "ready")
+        io.stdout:write("clicked " .. tostring(require("onboarding.workflow").advance(%q)) .. "\n")
+        io.stdout:flush()
+      ]], ORG, ORG))
       assert.equal("moved on", advance())
       assert.is_true(click:wait(5))
       assert.matches("clicked busy", click:log(), 1, true)
