@@ -87,9 +87,10 @@ local function wake(self, co)
   self:run(co)
 end
 
--- step(max_seconds): waits (at most that long, less when a deadline is nearer)
--- for something a coroutine waits on, and resumes those that can go on.
-function S:step(max_seconds)
+-- step(max_seconds[, wake_fd]): waits (at most that long, less when a deadline is
+-- nearer) for something a coroutine waits on, and resumes those that can go on.
+-- wake_fd readable ends the wait too (the web server's own events).
+function S:step(max_seconds, wake_fd)
   local soon = self.soon
   if #soon > 0 then
     self.soon = {}
@@ -98,6 +99,7 @@ function S:step(max_seconds)
   local fds, events, owners, n = {}, {}, {}, 0
   local now = now_ms()
   local timeout = #self.soon > 0 and 0 or (max_seconds or 1) * 1000
+  if wake_fd then n, fds[1], events[1] = 1, wake_fd, native.POLLIN end
   for co, w in pairs(self.waits) do
     if w[2] >= 0 then
       n = n + 1

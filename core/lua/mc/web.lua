@@ -20,6 +20,11 @@ local json = require "mc.json"
 local log = require "mc.log"
 local host = require "mc.host"
 local decode_query = require("mc.url").decode_query
+local env = require "mc.env"
+local conns = require "mc.conns"
+local sched = require "mc.sched"
+
+local running = coroutine.running
 
 local _M = {}
 
@@ -231,13 +236,30 @@ function _M.load_app(app)
   return router
 end
 
--- Called by the C server in each new thread state: the per-request entry point.
+-- Called by the C server in each new thread state: the state's entry points.
+--   start(ctx, method, path, body, id): runs the request's handler in a coroutine
+--     of this state's scheduler, up to its end or its first wait on the network;
+--     native.finish(ctx, ...) hands its answer to the server when it ends.
+--   step(timeout_ms, wake_fd): resumes the handlers whose waits are over,
+--     waiting at most timeout_ms (wake_fd, the server's, readable ends the wait).
+-- Each request in flight takes its own Postgres and Redis connections from the
+-- state's pool (mc.conns), at most WEB_CONNECTIONS of each; more wait for one.
 function _M.thread_entry(app_file)
   local app = _M.load_app(app_file)
-  local handle = _M.handle
-  return function(method, path, body, id, ctx)
-    return handle(app, method, path, body, id, ctx)
+  local per_thread = env.int("WEB_CONNECTIONS", 5, { min = 1, max = 10000 })
+  conns.limit("pg", per_thread)
+  conns.limit("redis", per_thread)
+  local s = sched.new()
+  local handle, finish, release = _M.handle, native.finish, conns.release
+  local function run(ctx, method, path, body, id)
+    local ok, status, resp_body, headers = pcall(handle, app, method, path, body, id, ctx)
+    release(running())
+    finish(ctx, ok, status, resp_body, headers)
   end
+  return {
+    start = function(ctx, method, path, body, id) s:spawn(run, nil, ctx, method, path, body, id) end,
+    step = function(timeout_ms, wake_fd) s:step(timeout_ms / 1000, wake_fd) end,
+  }
 end
 
 -- `multiconnect web` and `sandbox`: opts.app (the file under MC_ROOT that
@@ -245,7 +267,6 @@ end
 -- it), opts.port_var and opts.port (the port's variable and default); the rest
 -- of the configuration comes from the environment. Serves until SIGTERM.
 function _M.serve(opts)
-  local env = require "mc.env"
   local ok, err = native.serve({
     app = opts.app,
     watch = opts.watch,
