@@ -46,6 +46,7 @@
 
 typedef struct web_config {
   int port, threads, conn_limit, per_ip_limit, idle_timeout;
+  int yield; /* handlers run in scheduler coroutines (0: in the state's main one) */
   size_t body_limit, header_limit;
   double header_timeout, request_timeout, shutdown_timeout;
   const char *const *watch; /* folders whose edits reload the app; NULL: SIGHUP only */
@@ -235,7 +236,8 @@ static lua_State *load_app_state(void *ud, int *ref) {
   if (mc_pcall(L, 1, 1) != LUA_OK) goto fail;
   lua_getfield(L, -1, "thread_entry");
   lua_pushstring(L, srv->cfg.app);
-  if (mc_pcall(L, 1, 1) != LUA_OK) goto fail;
+  lua_pushboolean(L, srv->cfg.yield);
+  if (mc_pcall(L, 2, 1) != LUA_OK) goto fail;
   lua_getfield(L, -1, "step");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &STEP_KEY);
   lua_getfield(L, -1, "start");
@@ -647,6 +649,7 @@ static void read_config(lua_State *L, web_config *cfg, const char *root) {
   cfg->header_timeout = mc_opt_seconds(&o, "header_timeout", 10, MAX_SECONDS);
   cfg->request_timeout = mc_opt_seconds(&o, "request_timeout", 30, MAX_SECONDS);
   cfg->shutdown_timeout = mc_opt_number(&o, "shutdown_timeout", 25, 0, MAX_SECONDS);
+  cfg->yield = mc_opt_boolean(&o, "yield", 1);
   cfg->watch = mc_opt_boolean(&o, "reload", 1) ? mc_opt_dirs(&o, "watch", root) : NULL;
   const char *app = mc_opt_string(&o, "app", NULL, NULL);
   if (app == NULL) luaL_error(L, "web: app must be a string");

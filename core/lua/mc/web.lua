@@ -244,20 +244,24 @@ end
 --     waiting at most timeout_ms (wake_fd, the server's, readable ends the wait).
 -- Each request in flight takes its own Postgres and Redis connections from the
 -- state's pool (mc.conns), at most WEB_CONNECTIONS of each; more wait for one.
-function _M.thread_entry(app_file)
+-- yields = false: handlers run in the state's main coroutine, so nothing they
+-- call yields and a waiting handler holds its thread (an app that keeps
+-- connections of its own, which two waiting handlers would share).
+function _M.thread_entry(app_file, yields)
   local app = _M.load_app(app_file)
   local per_thread = env.int("WEB_CONNECTIONS", 5, { min = 1, max = 10000 })
   conns.limit("pg", per_thread)
   conns.limit("redis", per_thread)
   local s = sched.new()
-  local handle, finish, release = _M.handle, native.finish, conns.release
+  local handle, answer, release = _M.handle, native.finish, conns.release
   local function run(ctx, method, path, body, id)
     local ok, status, resp_body, headers = pcall(handle, app, method, path, body, id, ctx)
     release(running())
-    finish(ctx, ok, status, resp_body, headers)
+    answer(ctx, ok, status, resp_body, headers)
   end
   return {
-    start = function(ctx, method, path, body, id) s:spawn(run, nil, ctx, method, path, body, id) end,
+    start = yields == false and run
+      or function(ctx, method, path, body, id) s:spawn(run, nil, ctx, method, path, body, id) end,
     step = function(timeout_ms, wake_fd) s:step(timeout_ms / 1000, wake_fd) end,
   }
 end
@@ -265,7 +269,8 @@ end
 -- `multiconnect web` and `sandbox`: opts.app (the file under MC_ROOT that
 -- returns the router), opts.watch (the folders under MC_ROOT whose edits reload
 -- it), opts.port_var and opts.port (the port's variable and default); the rest
--- of the configuration comes from the environment. Serves until SIGTERM.
+-- of the configuration comes from the environment; opts.yield = false: handlers
+-- do not yield (see thread_entry). Serves until SIGTERM.
 function _M.serve(opts)
   local ok, err = native.serve({
     app = opts.app,
@@ -282,6 +287,7 @@ function _M.serve(opts)
     request_timeout = env.number("WEB_REQUEST_TIMEOUT", 30, { min = 0.1 }),
     shutdown_timeout = env.number("SHUTDOWN_TIMEOUT", 25, { min = 0 }),
     reload = env.bool("MC_RELOAD", true),
+    yield = opts.yield ~= false,
   })
   if not ok then
     io.stderr:write("multiconnect web: ", err, "\n")
