@@ -796,7 +796,7 @@ static void wait_for_work(server_thread *t) {
   if (t->older != NULL && timeout > SHARED_TICK_MS) timeout = SHARED_TICK_MS;
   if (t->cur->inflight > 0) {
     step(t->cur, timeout, t->epoll_fd);
-  } else { /* no handler waits: only the daemon */
+  } else { /* no handler waits here: only the daemon */
     struct pollfd p = {.fd = t->epoll_fd, .events = POLLIN};
     poll(&p, 1, timeout);
   }
@@ -807,6 +807,10 @@ static void *serve_thread(void *arg) {
   web_server *srv = t->srv;
   while (!atomic_load(&srv->stop)) {
     take_new_code(t);
+    if (t->cur->inflight == 0 && t->older == NULL) {
+      MHD_run_wait(t->d, TICK_MS); /* no handler waits: libmicrohttpd's own epoll_wait */
+      continue;
+    }
     MHD_run(t->d);
     wait_for_work(t);
   }
