@@ -24,7 +24,9 @@ local env = require "mc.env"
 local conns = require "mc.conns"
 local sched = require "mc.sched"
 
-local running = coroutine.running
+local running, yield, remove = coroutine.running, coroutine.yield, table.remove
+local PARK = sched.PARK
+local PARKED_MAX = 64
 
 local _M = {}
 
@@ -259,9 +261,33 @@ function _M.thread_entry(app_file, yields)
     release(running())
     answer(ctx, ok, status, resp_body, headers)
   end
+  if yields == false then return { start = run, step = function() end } end
+  -- A coroutine serves one request after another: parked between them (at most
+  -- PARKED_MAX), it keeps its grown stack, which a new one would grow again.
+  -- start() leaves the request here for take(): run's frame holds it, and ends
+  -- before the coroutine parks, so a parked one keeps no request alive.
+  local parked = {}
+  local t_ctx, t_method, t_path, t_body, t_id
+  local function take()
+    local ctx, method, path, body, id = t_ctx, t_method, t_path, t_body, t_id
+    t_ctx, t_method, t_path, t_body, t_id = nil, nil, nil, nil, nil
+    return ctx, method, path, body, id
+  end
+  local function serve()
+    while true do
+      run(take())
+      if #parked >= PARKED_MAX then return end
+      parked[#parked + 1] = running()
+      yield(PARK) -- resumed by start() with the next request
+    end
+  end
   return {
-    start = yields == false and run
-      or function(ctx, method, path, body, id) s:spawn(run, nil, ctx, method, path, body, id) end,
+    start = function(ctx, method, path, body, id)
+      t_ctx, t_method, t_path, t_body, t_id = ctx, method, path, body, id
+      local co = remove(parked)
+      if co then return s:reuse(co) end
+      return s:spawn(serve)
+    end,
     step = function(timeout_ms, wake_fd) s:step(timeout_ms / 1000, wake_fd) end,
   }
 end
