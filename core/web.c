@@ -1,18 +1,27 @@
 /* web.c -- mc.web_native: the HTTP server of `multiconnect web`.
  *
- * libmicrohttpd runs a pool of epoll threads; a request borrows one of as many
- * Lua states from an mc_pool (pool.c), built ahead by the main thread, and gives
- * it back when answered. A request is read whole (bounded), then handed to the Lua
- * router (core/lua/mc/web.lua) as (method, path, body, request id, ctx); headers,
- * query and peer address are fetched lazily through ctx, which is valid only
- * while the handler runs.
+ * As nginx/OpenResty do it: each of WEB_THREADS server threads owns a Lua state
+ * (from an mc_pool, pool.c, built ahead by the main thread) and a libmicrohttpd
+ * daemon in external-event mode (epoll), all daemons sharing one listening
+ * socket. A thread's loop polls its daemon's epoll descriptor together with the
+ * sockets its handlers wait on (mc.sched's step). A request is read whole
+ * (bounded), then its handler runs in a coroutine of the state's scheduler
+ * (core/lua/mc/web.lua), as (ctx, method, path, body, request id); headers,
+ * query and peer address are fetched lazily through ctx. A handler that ends
+ * without waiting is answered at once; one that waits on the network (mc.redis,
+ * mc.pg, mc.http yield in it) has its connection suspended, and the thread
+ * serves other requests meanwhile; when the coroutine ends, its answer is built
+ * and the connection resumed.
  *
  * The main thread waits for signals: SIGHUP or a change under the folders of opts.watch
- * builds a new set of states, which replaces the old only if every state loads; SIGTERM/SIGINT stop
- * accepting, let in-flight requests finish (up to shutdown_timeout), and return. */
+ * builds a new set of states, which replaces the old only if every state loads;
+ * each thread then takes a new state for new requests and keeps the old one until
+ * the requests it started are answered. SIGTERM/SIGINT stop accepting, let
+ * in-flight requests finish (up to shutdown_timeout), and return. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -21,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +46,7 @@
 
 typedef struct web_config {
   int port, threads, conn_limit, per_ip_limit, idle_timeout;
+  int yield; /* handlers run in scheduler coroutines (0: in the state's main one) */
   size_t body_limit, header_limit;
   double header_timeout, request_timeout, shutdown_timeout;
   const char *const *watch; /* folders whose edits reload the app; NULL: SIGHUP only */
@@ -43,31 +54,65 @@ typedef struct web_config {
   char app[256]; /* the app file, relative to MC_ROOT */
 } web_config;
 
+typedef struct server_thread server_thread;
+
 typedef struct web_server {
   web_config cfg;
   const mc_boot *boot;
-  mc_pool pool;        /* app states; entry point: fn(method, path, body, id, ctx) */
+  mc_pool pool;        /* app states; entry point: start(ctx, method, path, body, id) */
   atomic_int active;   /* requests between first callback and completion */
   atomic_int draining; /* after SIGTERM: answer with Connection: close */
+  atomic_int stop;     /* after the drain: the server threads return */
   web_guard guard;     /* header deadlines, room for new clients */
+  int listen_fd;       /* shared by every thread's daemon */
+  server_thread *threads;
 } web_server;
+
+/* One generation's app state on one server thread. */
+typedef struct app_state {
+  mc_state st;
+  int inflight;           /* handlers started here and not finished */
+  struct app_state *next; /* older generations still finishing, on the thread */
+} app_state;
+
+struct server_thread {
+  web_server *srv;
+  struct MHD_Daemon *d;
+  int epoll_fd; /* the daemon's: readable when it has work */
+  pthread_t tid;
+  int running;      /* the thread was started (joined at the end) */
+  app_state *cur;   /* new requests start here */
+  app_state *older; /* replaced by a reload, with handlers still running */
+  size_t logn;      /* access-log lines not yet written */
+  char logbuf[16384];
+};
+
+typedef struct web_ctx web_ctx;
 
 /* One per request, from the first access callback to the completion callback. */
 typedef struct request {
+  server_thread *t;
   char *body;
   size_t len, cap;
-  int too_large, timed_out;
+  int too_large, started, suspended;
+  struct MHD_Connection *conn;
+  web_ctx *ctx;              /* while its handler runs */
+  struct MHD_Response *resp; /* its answer, built when the handler ended */
+  unsigned status;
+  size_t resp_len;
   double start;
   char id[80];
 } request;
 
-/* The handler's window onto its connection (a full userdata per state). */
-typedef struct web_ctx {
-  struct MHD_Connection *conn;
-} web_ctx;
+/* The handler's window onto its request (a userdata per request, anchored by
+ * the handler's coroutine). */
+struct web_ctx {
+  request *r;     /* NULL once answered */
+  app_state *app; /* NULL once counted out of app->inflight */
+};
 
 #define CTX_MT "mc.web.ctx"
-static const char CTX_KEY = 0; /* registry key (by address) of a state's one ctx */
+static const char STEP_KEY = 0; /* registry key (by address) of a state's step function */
 
 static double now(void) {
   struct timespec ts;
@@ -107,9 +152,24 @@ static int is_token(const char *s) {
                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == strlen(s);
 }
 
+/* The thread's access-log lines go out in one write before it next waits (or
+ * when its buffer is full): under load one write carries many lines, where a
+ * write per line was most of the log's cost. Whole lines only, so the lines of
+ * other threads and of stdio never cut into one. */
+static void flush_log(server_thread *t) {
+  size_t off = 0;
+  while (off < t->logn) {
+    ssize_t k = write(STDOUT_FILENO, t->logbuf + off, t->logn - off);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break; /* nowhere to write: the lines are dropped */
+    off += (size_t)k;
+  }
+  t->logn = 0;
+}
+
 /* at=info method=GET path="/x" status=200 bytes=17 duration_ms=0.123 request_id=... */
-static void access_log(const char *method, const char *url, unsigned status, size_t bytes,
-                       double seconds, const char *id) {
+static void access_log(server_thread *t, const char *method, const char *url, unsigned status,
+                       size_t bytes, double seconds, const char *id) {
   log_line l = {.n = 0};
   char path[1024], verb[128];
   unsigned long us = seconds > 0 ? (unsigned long)(seconds * 1e6) : 0;
@@ -134,7 +194,9 @@ static void access_log(const char *method, const char *url, unsigned status, siz
   put(&l, " request_id=");
   put(&l, id);
   l.buf[l.n++] = '\n';
-  fwrite(l.buf, 1, l.n, stdout); /* one line, one write: stdout is line-buffered */
+  if (t->logn + l.n > sizeof t->logbuf) flush_log(t);
+  memcpy(t->logbuf + t->logn, l.buf, l.n);
+  t->logn += l.n;
 }
 
 /* ---- request ids ---------------------------------------------------------- */
@@ -182,8 +244,9 @@ static void request_id(struct MHD_Connection *c, char out[80]) {
 
 /* ---- app states ---------------------------------------------------------- */
 
-/* mc_state_builder: a state with the app loaded and its entry point referenced;
- * NULL (the error logged with file and line) if the app fails to load. */
+/* mc_state_builder: a state with the app loaded, its start function referenced
+ * and its step function in the registry; NULL (the error logged with file and
+ * line) if the app fails to load. */
 static lua_State *load_app_state(void *ud, int *ref) {
   const web_server *srv = ud;
   lua_State *L = mc_state_new(srv->boot);
@@ -193,13 +256,13 @@ static lua_State *load_app_state(void *ud, int *ref) {
   if (mc_pcall(L, 1, 1) != LUA_OK) goto fail;
   lua_getfield(L, -1, "thread_entry");
   lua_pushstring(L, srv->cfg.app);
-  if (mc_pcall(L, 1, 1) != LUA_OK) goto fail;
+  lua_pushboolean(L, srv->cfg.yield);
+  if (mc_pcall(L, 2, 1) != LUA_OK) goto fail;
+  lua_getfield(L, -1, "step");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &STEP_KEY);
+  lua_getfield(L, -1, "start");
   *ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  web_ctx *ctx = lua_newuserdatauv(L, sizeof *ctx, 0); /* reused by every request */
-  ctx->conn = NULL;
   luaL_newmetatable(L, CTX_MT);
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
   lua_settop(L, 0);
   return L;
 fail:
@@ -210,12 +273,13 @@ fail:
 
 /* ---- responses ------------------------------------------------------------ */
 
-static enum MHD_Result send_buffer(web_server *srv, struct MHD_Connection *c, request *r,
-                                   unsigned status, const char *body, size_t len, lua_State *L,
-                                   int headers_idx, const char *method, const char *url) {
+/* Builds the request's answer (r->resp); headers from the table at headers_idx of
+ * L, else JSON's content type. -1: out of memory. */
+static int build_response(request *r, unsigned status, const char *body, size_t len, lua_State *L,
+                          int headers_idx) {
   struct MHD_Response *resp =
     MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-  if (resp == NULL) return MHD_NO;
+  if (resp == NULL) return -1;
   if (L != NULL && headers_idx != 0 && lua_istable(L, headers_idx)) {
     lua_pushnil(L);
     while (lua_next(L, headers_idx) != 0) { /* the router made keys and values strings */
@@ -227,61 +291,114 @@ static enum MHD_Result send_buffer(web_server *srv, struct MHD_Connection *c, re
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
   }
   MHD_add_response_header(resp, "X-Request-Id", r->id);
+  r->resp = resp;
+  r->status = status;
+  r->resp_len = len;
+  return 0;
+}
+
+static int build_error(request *r, unsigned status, const char *message) {
+  char body[256];
+  int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"request_id\":\"%s\"}", message, r->id);
+  return build_response(r, status, body, (size_t)n, NULL, 0);
+}
+
+/* Queues the answer built for the request, and logs it. */
+static enum MHD_Result answer(web_server *srv, struct MHD_Connection *c, request *r,
+                              const char *method, const char *url) {
+  struct MHD_Response *resp = r->resp;
+  if (resp == NULL) return MHD_NO; /* it could not be built: close the connection */
+  r->resp = NULL;
   if (atomic_load(&srv->draining))
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-  enum MHD_Result ret = MHD_queue_response(c, status, resp);
+  enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
   MHD_destroy_response(resp);
-  access_log(method, url, status, len, now() - r->start, r->id);
+  access_log(r->t, method, url, r->status, r->resp_len, now() - r->start, r->id);
   return ret;
 }
 
 static enum MHD_Result send_error(web_server *srv, struct MHD_Connection *c, request *r,
                                   unsigned status, const char *message, const char *method,
                                   const char *url) {
-  char body[256];
-  int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"request_id\":\"%s\"}", message, r->id);
-  return send_buffer(srv, c, r, status, body, (size_t)n, NULL, 0, method, url);
+  build_error(r, status, message);
+  return answer(srv, c, r, method, url);
 }
 
-/* Runs the Lua entry point and sends what it returns. */
-static enum MHD_Result run_entry(web_server *srv, mc_state *st, struct MHD_Connection *c,
-                                 request *r, const char *method, const char *url) {
-  lua_State *L = st->L;
+static void log_entry_error(const request *r, const char *msg) {
+  char err[4096];
+  printf("at=error msg=\"web entry point failed\" request_id=%s error=\"%s\"\n", r->id,
+         mc_log_escape(msg ? msg : "?", err, sizeof err));
+}
+
+/* Counts a handler out of its state's inflight and parts ctx from its request;
+ * -> the request, if it still waits for this answer. */
+static request *release_ctx(web_ctx *ctx) {
+  if (ctx->app != NULL) ctx->app->inflight--;
+  ctx->app = NULL;
+  request *r = ctx->r;
+  ctx->r = NULL;
+  if (r != NULL) r->ctx = NULL;
+  return r;
+}
+
+/* finish(ctx, ok, status, body, headers): the handler's coroutine ended (ok
+ * false: it raised, the error in status). Builds the answer; a suspended
+ * connection is resumed, and answer() sends it from the access callback. */
+static int web_finish(lua_State *L) {
+  web_ctx *ctx = luaL_checkudata(L, 1, CTX_MT);
+  request *r = release_ctx(ctx);
+  if (r == NULL) return 0; /* the connection went first */
+  if (!lua_toboolean(L, 2)) {
+    log_entry_error(r, lua_tostring(L, 3));
+    build_error(r, 500, "internal server error");
+  } else {
+    size_t len = 0;
+    const char *body = lua_tolstring(L, 4, &len);
+    build_response(r, (unsigned)lua_tointeger(L, 3), body ? body : "", len, L, 5);
+  }
+  if (r->suspended) {
+    r->suspended = 0;
+    MHD_resume_connection(r->conn);
+  }
+  return 0;
+}
+
+/* Starts the request's handler in the thread's current state: answered at once
+ * when it ran to its end, else its connection waits, suspended, for finish(). */
+static enum MHD_Result dispatch(server_thread *t, struct MHD_Connection *c, request *r,
+                                const char *method, const char *url) {
+  app_state *a = t->cur;
+  lua_State *L = a->st.L;
   lua_settop(L, 0);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, st->entry_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->st.entry_ref);
+  web_ctx *ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
+  luaL_setmetatable(L, CTX_MT);
+  ctx->r = r;
+  ctx->app = a;
+  r->ctx = ctx;
+  r->conn = c;
+  r->started = 1;
+  a->inflight++;
   lua_pushstring(L, method);
   lua_pushstring(L, url);
   if (r->body != NULL) lua_pushlstring(L, r->body, r->len);
   else lua_pushnil(L);
   lua_pushstring(L, r->id);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
-  web_ctx *ctx = lua_touserdata(L, -1);
-  ctx->conn = c; /* valid only during the call */
-  int status = mc_pcall(L, 5, 3);
-  ctx->conn = NULL;
+  int status = mc_pcall(L, 5, 0);
+  free(r->body); /* the handler has its own copy */
+  r->body = NULL;
+  r->len = r->cap = 0;
   if (status != LUA_OK) {
-    char err[4096];
-    printf("at=error msg=\"web entry point failed\" request_id=%s error=\"%s\"\n", r->id,
-           mc_log_escape(lua_tostring(L, -1), err, sizeof err));
+    log_entry_error(r, lua_tostring(L, -1));
     lua_settop(L, 0);
-    return send_error(srv, c, r, 500, "internal server error", method, url);
+    if (r->resp == NULL) build_error(r, 500, "internal server error");
+    release_ctx(ctx); /* a coroutine left behind answers nothing */
+    return answer(t->srv, c, r, method, url);
   }
-  size_t len = 0;
-  const char *body = lua_tolstring(L, 2, &len);
-  lua_Integer code = lua_tointeger(L, 1);
-  enum MHD_Result ret =
-    send_buffer(srv, c, r, (unsigned)code, body ? body : "", len, L, 3, method, url);
-  lua_settop(L, 0);
-  return ret;
-}
-
-/* Borrows an app state for the request and gives it back. */
-static enum MHD_Result dispatch(web_server *srv, struct MHD_Connection *c, request *r,
-                                const char *method, const char *url) {
-  mc_state st = mc_pool_acquire(&srv->pool);
-  enum MHD_Result ret = run_entry(srv, &st, c, r, method, url);
-  mc_pool_release(&srv->pool, st);
-  return ret;
+  if (r->ctx == NULL) return answer(t->srv, c, r, method, url);
+  r->suspended = 1;
+  MHD_suspend_connection(c);
+  return MHD_YES;
 }
 
 /* ---- libmicrohttpd callbacks ---------------------------------------------- */
@@ -361,11 +478,13 @@ static unsigned head_refusal(web_server *srv, struct MHD_Connection *c, void *ma
   return 0;
 }
 
-static enum MHD_Result begin(web_server *srv, struct MHD_Connection *c, const char *url,
+static enum MHD_Result begin(server_thread *t, struct MHD_Connection *c, const char *url,
                              const char *method, void **con_cls) {
+  web_server *srv = t->srv;
   void *mark = *con_cls;
   request *r = calloc(1, sizeof *r);
   if (r == NULL) return MHD_NO;
+  r->t = t;
   *con_cls = r;
   atomic_fetch_add(&srv->active, 1);
   r->start = now();
@@ -389,9 +508,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
   (void)version;
-  web_server *srv = cls;
+  server_thread *t = cls;
+  web_server *srv = t->srv;
   request *r = *con_cls;
-  if (r == NULL || is_mark(r)) return begin(srv, c, url, method, con_cls);
+  if (r == NULL || is_mark(r)) return begin(t, c, url, method, con_cls);
+  if (r->started) return answer(srv, c, r, method, url); /* resumed: the handler ended */
   if (*upload_data_size > 0) {
     if (now() - r->start > srv->cfg.request_timeout) return MHD_NO; /* a trickling body */
     if (append_body(srv, r, upload_data, *upload_data_size) < 0) return MHD_NO;
@@ -399,17 +520,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   if (r->too_large) return send_error(srv, c, r, 413, "request body too large", method, url);
-  return dispatch(srv, c, r, method, url);
+  return dispatch(t, c, r, method, url);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   (void)toe;
-  web_server *srv = cls;
+  server_thread *t = cls;
+  web_server *srv = t->srv;
   request *r = *con_cls;
   web_guard_answered(&srv->guard, c);
   *con_cls = NULL;
-  if (r == NULL || is_mark(r)) return; /* libmicrohttpd answered the head itself */
+  if (r == NULL || is_mark(r)) return;     /* libmicrohttpd answered the head itself */
+  if (r->ctx != NULL) release_ctx(r->ctx); /* its handler, still running, answers nothing */
+  if (r->resp != NULL) MHD_destroy_response(r->resp);
   free(r->body);
   free(r);
   atomic_fetch_sub(&srv->active, 1);
@@ -458,8 +582,8 @@ static void on_mhd_error(void *cls, const char *fmt, va_list ap) {
 
 static struct MHD_Connection *check_ctx(lua_State *L) {
   web_ctx *ctx = luaL_checkudata(L, 1, CTX_MT);
-  if (ctx->conn == NULL) luaL_error(L, "the request is over: read what you need while handling it");
-  return ctx->conn;
+  if (ctx->r == NULL) luaL_error(L, "the request is over: read what you need while handling it");
+  return ctx->r->conn;
 }
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -547,6 +671,7 @@ static void read_config(lua_State *L, web_config *cfg, const char *root) {
   cfg->header_timeout = mc_opt_seconds(&o, "header_timeout", 10, MAX_SECONDS);
   cfg->request_timeout = mc_opt_seconds(&o, "request_timeout", 30, MAX_SECONDS);
   cfg->shutdown_timeout = mc_opt_number(&o, "shutdown_timeout", 25, 0, MAX_SECONDS);
+  cfg->yield = mc_opt_boolean(&o, "yield", 1);
   cfg->watch = mc_opt_boolean(&o, "reload", 1) ? mc_opt_dirs(&o, "watch", root) : NULL;
   const char *app = mc_opt_string(&o, "app", NULL, NULL);
   if (app == NULL) luaL_error(L, "web: app must be a string");
@@ -577,27 +702,200 @@ static void reserve_descriptors(const web_config *cfg) {
            (unsigned long)rl.rlim_cur, (unsigned long)want);
 }
 
-static struct MHD_Daemon *start_daemon(web_server *srv, struct sockaddr_in *addr) {
+/* The listening socket every thread's daemon accepts from; -1 (errno set). */
+static int listen_on(const struct sockaddr_in *addr) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int on = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  if (bind(fd, (const struct sockaddr *)addr, sizeof *addr) != 0 || listen(fd, 1024) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+/* A daemon run by its thread's loop (no thread of its own), on the shared socket. */
+static struct MHD_Daemon *start_daemon(server_thread *t) {
+  web_server *srv = t->srv;
   const web_config *cfg = &srv->cfg;
-  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
-  return MHD_start_daemon(
-    flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-    on_mhd_error, NULL, /* first, so it catches everything */
-    MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE,
-    (unsigned)(cfg->threads > 1 ? cfg->threads : 0), /* 1: no pool */
-    MHD_OPTION_CONNECTION_LIMIT, hard_conn_limit(cfg), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-    (unsigned)cfg->per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
-    MHD_OPTION_CONNECTION_MEMORY_LIMIT, 2 * cfg->header_limit, /* see on_uri */
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
+  unsigned limit = hard_conn_limit(cfg) / (unsigned)cfg->threads + 1; /* it counts per daemon */
+  struct MHD_Daemon *d = MHD_start_daemon(
+    flags, 0, NULL, NULL, on_request, t, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error,
+    NULL, /* first, so it catches everything */
+    MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, MHD_OPTION_CONNECTION_LIMIT, limit,
+    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+    (unsigned)cfg->idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+    2 * cfg->header_limit, /* see on_uri */
     MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_CONNECTION, web_guard_notify,
-    &srv->guard, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-    srv, MHD_OPTION_END);
+    &srv->guard, MHD_OPTION_NOTIFY_COMPLETED, on_completed, t, MHD_OPTION_END);
+  if (d == NULL) return NULL;
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
+  if (info == NULL) {
+    MHD_quiesce_daemon(d); /* the shared socket is not its to close */
+    MHD_stop_daemon(d);
+    return NULL;
+  }
+  t->epoll_fd = info->epoll_fd;
+  return d;
+}
+
+/* ---- a server thread's loop ------------------------------------------------ */
+
+#define TICK_MS 250      /* the longest wait: a reload or the stop is noticed by then */
+#define SHARED_TICK_MS 5 /* while an older generation finishes beside the current one */
+
+static unsigned pool_generation(mc_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  unsigned gen = p->generation;
+  pthread_mutex_unlock(&p->mu);
+  return gen;
+}
+
+/* Gives a state back to the pool (which closes it if a reload replaced it). */
+static void retire(web_server *srv, app_state *a) {
+  mc_pool_release(&srv->pool, a->st);
+  free(a);
+}
+
+/* After a reload: new requests go to a state of the new code; the old state
+ * stays until the handlers it runs are done (a request ends on the code it
+ * started with). */
+static void take_new_code(server_thread *t) {
+  web_server *srv = t->srv;
+  if (pool_generation(&srv->pool) == t->cur->st.generation) return;
+  app_state *fresh = calloc(1, sizeof *fresh);
+  if (fresh == NULL) return; /* the old code goes on serving; retried next turn */
+  fresh->st = mc_pool_acquire(&srv->pool);
+  app_state *old = t->cur;
+  t->cur = fresh;
+  if (old->inflight == 0) {
+    retire(srv, old);
+  } else {
+    old->next = t->older;
+    t->older = old;
+  }
+}
+
+/* step(timeout_ms, wake_fd): the state's scheduler resumes the handlers whose
+ * waits are over, waiting up to timeout_ms (wake_fd readable ends it early). */
+static void step(app_state *a, int timeout_ms, int wake_fd) {
+  lua_State *L = a->st.L;
+  lua_settop(L, 0);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STEP_KEY);
+  lua_pushinteger(L, timeout_ms);
+  if (wake_fd >= 0) lua_pushinteger(L, wake_fd);
+  else lua_pushnil(L);
+  if (mc_pcall(L, 2, 0) != LUA_OK) {
+    mc_log_error("web scheduler failed", lua_tostring(L, -1));
+    struct timespec ts = {0, 10 * 1000 * 1000}; /* never a busy loop */
+    nanosleep(&ts, NULL);
+  }
+  lua_settop(L, 0);
+}
+
+/* Waits for the daemon or a handler's socket (up to the daemon's own timeout),
+ * and runs the handlers that can go on. */
+static void wait_for_work(server_thread *t) {
+  int timeout = TICK_MS;
+  MHD_UNSIGNED_LONG_LONG mto;
+  if (MHD_get_timeout(t->d, &mto) == MHD_YES && mto < (MHD_UNSIGNED_LONG_LONG)timeout)
+    timeout = (int)mto;
+  app_state **pp = &t->older;
+  while (*pp != NULL) { /* older generations: a look each turn, no wait */
+    app_state *a = *pp;
+    step(a, 0, -1);
+    if (a->inflight > 0) {
+      pp = &a->next;
+      continue;
+    }
+    *pp = a->next;
+    retire(t->srv, a);
+  }
+  if (t->older != NULL && timeout > SHARED_TICK_MS) timeout = SHARED_TICK_MS;
+  if (t->cur->inflight > 0) {
+    step(t->cur, timeout, t->epoll_fd);
+  } else { /* no handler waits here: only the daemon */
+    struct pollfd p = {.fd = t->epoll_fd, .events = POLLIN};
+    poll(&p, 1, timeout);
+  }
+}
+
+static void *serve_thread(void *arg) {
+  server_thread *t = arg;
+  web_server *srv = t->srv;
+  while (!atomic_load(&srv->stop)) {
+    take_new_code(t);
+    flush_log(t);
+    if (t->cur->inflight == 0 && t->older == NULL) {
+      MHD_run_wait(t->d, TICK_MS); /* no handler waits: libmicrohttpd's own epoll_wait */
+      continue;
+    }
+    MHD_run(t->d);
+    flush_log(t);
+    wait_for_work(t);
+  }
+  flush_log(t);
+  return NULL;
+}
+
+/* Stops the thread's daemon (quiesced first: the listening socket is shared)
+ * and gives its states back. */
+static void close_thread(web_server *srv, server_thread *t) {
+  if (t->d != NULL) {
+    MHD_quiesce_daemon(t->d);
+    MHD_stop_daemon(t->d);
+    t->d = NULL;
+  }
+  while (t->older != NULL) {
+    app_state *a = t->older;
+    t->older = a->next;
+    retire(srv, a);
+  }
+  if (t->cur != NULL) retire(srv, t->cur);
+  t->cur = NULL;
+}
+
+/* Each thread's state and daemon, then the threads; -1 (errno set) when one
+ * cannot be made, after undoing the rest. */
+static int start_threads(web_server *srv) {
+  int n = srv->cfg.threads, err = 0;
+  srv->threads = calloc((size_t)n, sizeof *srv->threads);
+  if (srv->threads == NULL) return -1;
+  for (int i = 0; i < n && err == 0; i++) {
+    server_thread *t = &srv->threads[i];
+    t->srv = srv;
+    t->cur = calloc(1, sizeof *t->cur);
+    if (t->cur == NULL) err = ENOMEM;
+    else t->cur->st = mc_pool_acquire(&srv->pool);
+    if (err == 0 && (t->d = start_daemon(t)) == NULL) err = errno ? errno : EINVAL;
+  }
+  for (int i = 0; i < n && err == 0; i++) {
+    server_thread *t = &srv->threads[i];
+    if ((err = pthread_create(&t->tid, NULL, serve_thread, t)) == 0) t->running = 1;
+  }
+  if (err == 0) return 0;
+  atomic_store(&srv->stop, 1);
+  for (int i = 0; i < n; i++) {
+    if (srv->threads[i].running) pthread_join(srv->threads[i].tid, NULL);
+    close_thread(srv, &srv->threads[i]);
+  }
+  free(srv->threads);
+  srv->threads = NULL;
+  errno = err;
+  return -1;
 }
 
 /* Stop accepting (new connections are refused), let in-flight requests finish. */
-static void drain(web_server *srv, struct MHD_Daemon *d) {
+static void drain(web_server *srv) {
   atomic_store(&srv->draining, 1);
-  MHD_socket fd = MHD_quiesce_daemon(d);
-  if (fd != MHD_INVALID_SOCKET) shutdown(fd, SHUT_RDWR); /* closed after MHD_stop_daemon */
+  /* As libmicrohttpd does for its own thread pool: each daemon drops the
+   * listening socket from its epoll set, then the socket stops taking clients. */
+  for (int i = 0; i < srv->cfg.threads; i++) MHD_quiesce_daemon(srv->threads[i].d);
+  shutdown(srv->listen_fd, SHUT_RDWR);
   double deadline = now() + srv->cfg.shutdown_timeout;
   while (atomic_load(&srv->active) > 0 && now() < deadline) {
     struct timespec ts = {0, 20 * 1000 * 1000};
@@ -605,14 +903,19 @@ static void drain(web_server *srv, struct MHD_Daemon *d) {
   }
   int left = atomic_load(&srv->active);
   if (left > 0) {
-    /* MHD_stop_daemon joins the server threads, so it would wait for the
-     * handlers still running however long they take: leave without them. */
+    /* the server threads may be inside handlers that take however long they
+     * take: leave without them. */
     printf("at=warn msg=\"shutdown timeout: dropping requests\" count=%d\n", left);
     fflush(stdout);
     _exit(0);
   }
-  MHD_stop_daemon(d);
-  if (fd != MHD_INVALID_SOCKET) close(fd);
+  atomic_store(&srv->stop, 1);
+  for (int i = 0; i < srv->cfg.threads; i++) {
+    pthread_join(srv->threads[i].tid, NULL);
+    close_thread(srv, &srv->threads[i]);
+  }
+  free(srv->threads);
+  srv->threads = NULL;
 }
 
 /* The main thread's tick (a quarter second): the header deadlines. */
@@ -626,6 +929,7 @@ static void sweep_slow_clients(void *ud, int sig) {
 static int web_serve(lua_State *L) {
   web_server *srv = lua_newuserdatauv(L, sizeof *srv, 0); /* lives on this stack frame */
   memset(srv, 0, sizeof *srv);
+  srv->listen_fd = -1;
   lua_getfield(L, LUA_REGISTRYINDEX, "mc.boot");
   srv->boot = lua_touserdata(L, -1);
   lua_pop(L, 1);
@@ -647,9 +951,10 @@ static int web_serve(lua_State *L) {
   mc_control_signals(&set);
   pthread_sigmask(SIG_BLOCK, &set, &old); /* server threads inherit it: signals come here */
   reserve_descriptors(&srv->cfg);
-  struct MHD_Daemon *d = start_daemon(srv, &addr);
-  if (d == NULL) {
+  srv->listen_fd = listen_on(&addr);
+  if (srv->listen_fd < 0 || start_threads(srv) != 0) {
     int e = errno;
+    if (srv->listen_fd >= 0) close(srv->listen_fd);
     mc_pool_free(&srv->pool);
     web_guard_free(&srv->guard);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -661,7 +966,8 @@ static int web_serve(lua_State *L) {
          srv->cfg.watch ? "on" : "off");
   mc_watch w = {&srv->pool, srv->cfg.watch, sweep_slow_clients, srv};
   mc_watch_loop(&w, &set);
-  drain(srv, d);
+  drain(srv);
+  close(srv->listen_fd);
   mc_pool_free(&srv->pool);
   web_guard_free(&srv->guard);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -672,8 +978,8 @@ static int web_serve(lua_State *L) {
 
 int luaopen_mc_web_native(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"serve", web_serve}, {"headers", web_headers}, {"query", web_query}, {"ip", web_ip},
-    {NULL, NULL},
+    {"serve", web_serve}, {"headers", web_headers}, {"query", web_query},
+    {"ip", web_ip},       {"finish", web_finish},   {NULL, NULL},
   };
   luaL_newlib(L, funcs);
   return 1;

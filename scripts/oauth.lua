@@ -7,6 +7,7 @@
 --   GET /connection_auth_complete/:token Heroku Connect's `next` after the admin
 --                                        authorized it; the token is sealed by us
 local crypto = require "mc.crypto"
+local conns = require "mc.conns"
 local log = require "mc.log"
 local jobs = require "mc.jobs"
 local config = require "config"
@@ -115,6 +116,14 @@ local function queue_next(id)
   if not jid then log.error("onboarding: could not queue the next step", { org_id = id, err = err }) end
 end
 
+-- The web process runs this request in a coroutine that yields while Salesforce
+-- answers (200-500 ms a call): its Postgres and Redis connections go back to the
+-- thread's pool (WEB_CONNECTIONS) meanwhile, for the requests that need them now.
+-- Take them again (db.conn()) after the calls. (Outside such a coroutine: nothing.)
+local function put_back_connections()
+  conns.release(coroutine.running())
+end
+
 local function moved_on()
   return page.render(409, "Nothing to do here",
     "This org's sign-in is no longer expected. Its onboarding has moved on.")
@@ -147,6 +156,7 @@ function _M.callback(req)
   if type(q.code) ~= "string" or q.code == "" then
     return page.render(400, "Bad answer", "Salesforce sent no authorization code.")
   end
+  put_back_connections()
   local tokens, xerr = salesforce.exchange(org, q.code)
   if not tokens then
     log.error("salesforce token exchange failed", { org_id = id, err = xerr })
@@ -157,6 +167,9 @@ function _M.callback(req)
     log.error("salesforce identity failed", { org_id = id, err = ierr })
     return page.render(502, "Salesforce did not confirm the sign-in", "Please open the link from your e-mail again.")
   end
+  local cerr
+  conn, cerr = db.conn()
+  if not conn then return unavailable(cerr) end
   local signed_in = sfid.to18(who.organization_id)
   if signed_in ~= id then
     local reason = "signed in to org " .. tostring(who.organization_id) .. ", but the install came from " .. id

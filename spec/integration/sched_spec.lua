@@ -210,4 +210,47 @@ describe("mc.sched", function()
     end })
     assert.equal("closed", select(2, c:status()))
   end)
+  it("parks a coroutine at the end of its task and reuses it for the next", function()
+    local s, done = sched.new(), {}
+    local co
+    local function serve(n)
+      while true do
+        sched.sleep(0.01) -- a wait: the task spans steps
+        done[#done + 1] = { n, sched.adopted() }
+        co = coroutine.running()
+        n = coroutine.yield(sched.PARK)
+      end
+    end
+    s:spawn(serve, nil, 1)
+    while s:count() > 0 do s:step(1) end
+    assert.is_false(sched.adopted(co)) -- parked: no task, not the scheduler's
+    assert.equal("suspended", coroutine.status(co))
+    local first = co
+    s:reuse(co, function(ok) done.reused_ok = ok end, 2)
+    assert.equal(1, s:count())
+    while s:count() > 0 do s:step(1) end
+    assert.equal(first, co)
+    assert.same({ { 1, true }, { 2, true }, reused_ok = true }, done)
+  end)
+
+  it("ends a step's wait early when wake_fd is readable", function()
+    local socket = require "socket"
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local ip, port = srv:getsockname()
+    local c = assert(socket.connect(ip, port))
+    local peer = assert(srv:accept())
+    local s = sched.new()
+    s:spawn(function() sched.sleep(5) end)
+    local t0 = host.now()
+    s:step(0.3, peer:getfd()) -- nothing to read: the whole 0.3 s
+    local idle = host.now() - t0
+    assert(c:send("x"))
+    t0 = host.now()
+    s:step(3, peer:getfd())
+    local woken = host.now() - t0
+    c:close(); peer:close(); srv:close()
+    assert.is_true(idle >= 0.25, idle .. " s")
+    assert.is_true(woken < 1, woken .. " s")
+    assert.equal(1, s:count()) -- the sleeper still sleeps
+  end)
 end)

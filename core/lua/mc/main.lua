@@ -107,9 +107,11 @@ function COMMANDS.web()
   return require("mc.web").serve({ app = "scripts/app.lua", watch = { "scripts", "mappings" } })
 end
 
+-- The stand-ins' handlers do not yield: they share one Redis connection per state
+-- (sandbox/store.lua) and stall with host.sleep, each request on its own thread.
 function COMMANDS.sandbox()
   return require("mc.web").serve({ app = "sandbox/app.lua", watch = { "sandbox", "force-app" },
-                                   port_var = "SANDBOX_PORT", port = 5100 })
+                                   port_var = "SANDBOX_PORT", port = 5100, yield = false })
 end
 
 function COMMANDS.worker()

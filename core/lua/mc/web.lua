@@ -20,6 +20,13 @@ local json = require "mc.json"
 local log = require "mc.log"
 local host = require "mc.host"
 local decode_query = require("mc.url").decode_query
+local env = require "mc.env"
+local conns = require "mc.conns"
+local sched = require "mc.sched"
+
+local running, yield, remove = coroutine.running, coroutine.yield, table.remove
+local PARK = sched.PARK
+local PARKED_MAX = 64
 
 local _M = {}
 
@@ -231,21 +238,66 @@ function _M.load_app(app)
   return router
 end
 
--- Called by the C server in each new thread state: the per-request entry point.
-function _M.thread_entry(app_file)
+-- Called by the C server in each new thread state: the state's entry points.
+--   start(ctx, method, path, body, id): runs the request's handler in a coroutine
+--     of this state's scheduler, up to its end or its first wait on the network;
+--     native.finish(ctx, ...) hands its answer to the server when it ends.
+--   step(timeout_ms, wake_fd): resumes the handlers whose waits are over,
+--     waiting at most timeout_ms (wake_fd, the server's, readable ends the wait).
+-- Each request in flight takes its own Postgres and Redis connections from the
+-- state's pool (mc.conns), at most WEB_CONNECTIONS of each; more wait for one.
+-- yields = false: handlers run in the state's main coroutine, so nothing they
+-- call yields and a waiting handler holds its thread (an app that keeps
+-- connections of its own, which two waiting handlers would share).
+function _M.thread_entry(app_file, yields)
   local app = _M.load_app(app_file)
-  local handle = _M.handle
-  return function(method, path, body, id, ctx)
-    return handle(app, method, path, body, id, ctx)
+  local per_thread = env.int("WEB_CONNECTIONS", 5, { min = 1, max = 10000 })
+  conns.limit("pg", per_thread)
+  conns.limit("redis", per_thread)
+  local s = sched.new()
+  local handle, answer, release = _M.handle, native.finish, conns.release
+  local function run(ctx, method, path, body, id)
+    local ok, status, resp_body, headers = pcall(handle, app, method, path, body, id, ctx)
+    release(running())
+    answer(ctx, ok, status, resp_body, headers)
   end
+  if yields == false then return { start = run, step = function() end } end
+  -- A coroutine serves one request after another: parked between them (at most
+  -- PARKED_MAX), it keeps its grown stack, which a new one would grow again.
+  -- start() leaves the request here for take(): run's frame holds it, and ends
+  -- before the coroutine parks, so a parked one keeps no request alive.
+  local parked = {}
+  local t_ctx, t_method, t_path, t_body, t_id
+  local function take()
+    local ctx, method, path, body, id = t_ctx, t_method, t_path, t_body, t_id
+    t_ctx, t_method, t_path, t_body, t_id = nil, nil, nil, nil, nil
+    return ctx, method, path, body, id
+  end
+  local function serve()
+    while true do
+      run(take())
+      if #parked >= PARKED_MAX then return end
+      parked[#parked + 1] = running()
+      yield(PARK) -- resumed by start() with the next request
+    end
+  end
+  return {
+    start = function(ctx, method, path, body, id)
+      t_ctx, t_method, t_path, t_body, t_id = ctx, method, path, body, id
+      local co = remove(parked)
+      if co then return s:reuse(co) end
+      return s:spawn(serve)
+    end,
+    step = function(timeout_ms, wake_fd) s:step(timeout_ms / 1000, wake_fd) end,
+  }
 end
 
 -- `multiconnect web` and `sandbox`: opts.app (the file under MC_ROOT that
 -- returns the router), opts.watch (the folders under MC_ROOT whose edits reload
 -- it), opts.port_var and opts.port (the port's variable and default); the rest
--- of the configuration comes from the environment. Serves until SIGTERM.
+-- of the configuration comes from the environment; opts.yield = false: handlers
+-- do not yield (see thread_entry). Serves until SIGTERM.
 function _M.serve(opts)
-  local env = require "mc.env"
   local ok, err = native.serve({
     app = opts.app,
     watch = opts.watch,
@@ -261,6 +313,7 @@ function _M.serve(opts)
     request_timeout = env.number("WEB_REQUEST_TIMEOUT", 30, { min = 0.1 }),
     shutdown_timeout = env.number("SHUTDOWN_TIMEOUT", 25, { min = 0 }),
     reload = env.bool("MC_RELOAD", true),
+    yield = opts.yield ~= false,
   })
   if not ok then
     io.stderr:write("multiconnect web: ", err, "\n")
