@@ -501,6 +501,9 @@ static enum MHD_Result begin(server_thread *t, struct MHD_Connection *c, const c
     r->too_large = 1;
     return send_error(srv, c, r, 413, "request body too large", method, url);
   }
+  /* a body still to come is guarded as the head was: closed past its deadline, and
+   * evictable past WEB_MAX_CONNECTIONS (a trickled body must not hold a place) */
+  web_guard_body_wait(&srv->guard, c, srv->cfg.request_timeout);
   return MHD_YES;
 }
 
@@ -519,6 +522,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     *upload_data_size = 0;
     return MHD_YES;
   }
+  web_guard_head_done(&srv->guard, c); /* the body is in: the handler's time is not the client's */
   if (r->too_large) return send_error(srv, c, r, 413, "request body too large", method, url);
   return dispatch(t, c, r, method, url);
 }

@@ -276,12 +276,9 @@ return app]])
     assert.truthy(all_closed, "tricklers still open after 9 s (WEB_REQUEST_TIMEOUT: 3 s)")
   end)
 
-  -- The same bug: a body that stops coming is timed only by WEB_IDLE_TIMEOUT, since
-  -- WEB_REQUEST_TIMEOUT is checked when a byte arrives. Remove the pending() once fixed.
+  -- A body that stops coming is closed by the guard's sweep at WEB_REQUEST_TIMEOUT, not
+  -- at the next byte (which never comes) nor at WEB_IDLE_TIMEOUT.
   it("a stalled body (the head, then nothing) is closed at WEB_REQUEST_TIMEOUT", function()
-    local why = "a known bug in core/web.c: a stalled body waits out WEB_IDLE_TIMEOUT, not WEB_REQUEST_TIMEOUT"
-    io.stderr:write("\nweb_limits_spec: PENDING, " .. why .. "\n")
-    pending(why)
     local srv = server.start({ files = { ["scripts/app.lua"] = BODY_APP },
       env = { WEB_THREADS = "2", WEB_REQUEST_TIMEOUT = "2", WEB_IDLE_TIMEOUT = "30" } })
     local c = open_body_tricklers(srv.port, 1, 1000)[1]
@@ -295,15 +292,10 @@ return app]])
     assert.truthy(closed_at > 1.5, "closed after " .. closed_at .. " s, before its deadline")
   end)
 
-  -- Known bug (core/web.c, being rewritten elsewhere): the guard lets go of a connection
-  -- once its head is read (web_guard_head_done in begin()), so a connection awaiting
-  -- its body is neither evictable nor swept; past WEB_MAX_CONNECTIONS every new client
-  -- is the only evictable one and is closed at once, until WEB_REQUEST_TIMEOUT (30 s by
-  -- default, and the attacker reconnects). Remove the pending() once fixed.
+  -- A connection awaiting its body stays in the guard's care (evictable, swept) until
+  -- the body is in: past WEB_MAX_CONNECTIONS the oldest trickler makes room for a new
+  -- client, not the new client for the tricklers.
   it("answers /health while more connections than WEB_MAX_CONNECTIONS trickle bodies", function()
-    local why = "a known bug in core/web.c: body tricklers past WEB_MAX_CONNECTIONS lock every new client out"
-    io.stderr:write("\nweb_limits_spec: PENDING, " .. why .. "\n")
-    pending(why)
     local srv = server.start({ files = { ["scripts/app.lua"] = BODY_APP }, env = { WEB_THREADS = "2",
       WEB_REQUEST_TIMEOUT = "8", WEB_IDLE_TIMEOUT = "30", WEB_MAX_CONNECTIONS = "200" } })
     local conns = open_body_tricklers(srv.port, 300, 100000)
