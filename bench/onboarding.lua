@@ -9,6 +9,7 @@ package.path = host.root .. "/spec/?.lua;" .. host.root .. "/?.lua;" .. package.
 local stack = require "support.stack"
 local orgs = require "sandbox.orgs"
 local cpu = require "bench.onboarding_cpu"
+local file = require "mc.file"
 local redis = require "mc.redis"
 local json = require "mc.json"
 
@@ -43,11 +44,8 @@ if deadline <= 0 or stall <= 0 then usage("DEADLINE and STALL must be seconds > 
 local VAR = assert(os.getenv("MC_VAR"), "MC_VAR is not set (run bench/onboarding)")
 
 local function first_line(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local l = f:read("l")
-  f:close()
-  return l
+  local text = file.read(path)
+  return text and text:match("^[^\n]*")
 end
 
 -- the bench's own Postgres and Redis, as tools/services started them

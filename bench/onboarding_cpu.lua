@@ -13,13 +13,7 @@ local _M = {}
 
 local HZ = 100
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = require("mc.file").read
 
 local function lines(cmd)
   local p = io.popen(cmd)
