@@ -196,8 +196,10 @@ describe("onboarding failure paths", function()
 
   it("retries the Platform API's 429 and 5xx, then carries on", function()
     local r = assert(redis.connect((os.getenv("REDIS_URL"):gsub("/%d*$", "")) .. "/5"))
-    assert(r:call("SET", "sandbox:heroku:ratelimit:spec-heroku-token", "0"))
-    s:knobs({ heroku = { fail_next = 1, fail_status = 500 }, connect = { fail_next = 2, fail_status = 502 } })
+    local bucket = "sandbox:heroku:ratebucket:spec-heroku-token" -- sandbox/heroku.lua's
+    assert(r:call("HSET", bucket, "tokens", "0", "at", "0")) -- spent, and not refilling:
+    s:knobs({ heroku = { fail_next = 1, fail_status = 500, rate_refill = 0 },
+              connect = { fail_next = 2, fail_status = 502 } })
     local doc = org(103)
     assert.are.equal(202, s:post_install(doc).status)
     assert(proc.wait_for(function()
@@ -205,7 +207,7 @@ describe("onboarding failure paths", function()
         if e.details.error:find("429", 1, true) then return true end
       end
     end, 20), s:logs())
-    assert(r:call("SET", "sandbox:heroku:ratelimit:spec-heroku-token", "4500"))
+    assert(r:call("DEL", bucket)) -- a new bucket is full
     r:close()
     assert(s:wait_state(doc.org_id, "active", 60), s:logs())
     local text = {}
