@@ -35,17 +35,22 @@ local function start(db_url)
   return web, "http://127.0.0.1:" .. port
 end
 
+-- start_fresh(db) -> web, url, db_url: the web process on a new migrated database
+-- and an emptied Redis
+local function start_fresh(db)
+  local db_url = pg_db.create(db)
+  local m = proc.mc({ "migrate" }, { env = env_for(db_url, server.free_port()) })
+  assert(m.code == 0, "migrate failed: " .. tostring(m.stdout) .. tostring(m.stderr))
+  local r = assert(redis.connect(env_for(db_url, 1).REDIS_URL))
+  assert(r:call("FLUSHDB"))
+  r:close()
+  local web, url = start(db_url)
+  return web, url, db_url
+end
+
 describe("hostile callbacks", function()
   local web, url
-  setup(function()
-    local db_url = pg_db.create(DB)
-    local m = proc.mc({ "migrate" }, { env = env_for(db_url, server.free_port()) })
-    assert(m.code == 0, "migrate failed: " .. tostring(m.stdout) .. tostring(m.stderr))
-    local r = assert(redis.connect(env_for(db_url, 1).REDIS_URL))
-    assert(r:call("FLUSHDB"))
-    r:close()
-    web, url = start(db_url)
-  end)
+  setup(function() web, url = start_fresh(DB) end)
   teardown(function()
     web:stop()
     pg_db.drop(DB)
@@ -120,15 +125,7 @@ end)
 describe("forged callbacks", function()
   local web, url, db_url
   local ORG_F = "00D5e000000FoRgEAK"
-  setup(function()
-    db_url = pg_db.create(DB .. "_sig")
-    local m = proc.mc({ "migrate" }, { env = env_for(db_url, server.free_port()) })
-    assert(m.code == 0, "migrate failed: " .. tostring(m.stdout) .. tostring(m.stderr))
-    local r = assert(redis.connect(env_for(db_url, 1).REDIS_URL))
-    assert(r:call("FLUSHDB"))
-    r:close()
-    web, url = start(db_url)
-  end)
+  setup(function() web, url, db_url = start_fresh(DB .. "_sig") end)
   teardown(function()
     web:stop()
     pg_db.drop(DB .. "_sig")

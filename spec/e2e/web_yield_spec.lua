@@ -79,15 +79,21 @@ describe("web handlers that wait on the network, one server thread", function()
   end)
   after_each(function() srv:stop() end)
 
-  it("serves 20 slow HTTP upstream calls together, and other requests meanwhile", function()
+  -- together(paths) -> the answers, the seconds they all took, and how long /fast
+  -- took once every request of paths was waiting
+  local function together(paths)
     local t0 = socket.gettime()
-    local paths = {}
-    for i = 1, 20 do paths[i] = "/http" end
     local conns = send_all(srv, paths)
-    socket.sleep(0.2) -- all twenty wait on the upstream now
+    socket.sleep(0.2) -- every one of them waits now
     local fast = fast_seconds(srv)
     local res = read_all(conns)
-    local total = socket.gettime() - t0
+    return res, socket.gettime() - t0, fast
+  end
+
+  it("serves 20 slow HTTP upstream calls together, and other requests meanwhile", function()
+    local paths = {}
+    for i = 1, 20 do paths[i] = "/http" end
+    local res, total, fast = together(paths)
     for i, r in ipairs(res) do
       assert.equal(200, r.status, r.body)
       local doc = json.decode(r.body)
@@ -101,14 +107,9 @@ describe("web handlers that wait on the network, one server thread", function()
   end)
 
   it("does the same for Redis and Postgres waits, the connections capped per thread", function()
-    local t0 = socket.gettime()
     local paths = {}
     for i = 1, 10 do paths[i] = i % 2 == 0 and "/redis" or "/pg" end
-    local conns = send_all(srv, paths)
-    socket.sleep(0.2)
-    local fast = fast_seconds(srv)
-    local res = read_all(conns)
-    local total = socket.gettime() - t0
+    local res, total, fast = together(paths)
     for i, r in ipairs(res) do
       assert.equal(200, r.status, r.body)
       local doc = json.decode(r.body)

@@ -20,7 +20,10 @@ local function run_all(fns, step)
   for i, fn in ipairs(fns) do
     s:spawn(fn, function(...) out[i] = table.pack(...) end)
   end
-  while s:count() > 0 do s:step(step or 1) end
+  while s:count() > 0 do
+    s:step(step or 1)
+    assert(host.now() - t0 < 60, "coroutines still running after 60 s")
+  end
   return out, host.now() - t0
 end
 
@@ -203,11 +206,12 @@ describe("mc.sched", function()
 
   it("closes a pooled connection given back inside a transaction", function()
     local c
-    run_all({ function()
+    local out = run_all({ function()
       c = assert(conns.pg())
       assert(c:exec("begin"))
       conns.release(coroutine.running())
     end })
+    assert.is_true(out[1][1], tostring(out[1][2]))
     assert.equal("closed", select(2, c:status()))
   end)
   it("parks a coroutine at the end of its task and reuses it for the next", function()
