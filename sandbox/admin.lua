@@ -17,6 +17,7 @@
 -- it holds sandbox:sendgrid:admin:reader (its pid, renewed every second, kept 5 s),
 -- and the stand-in starts one when that key is missing.
 local host = require "mc.host"
+local file = require "mc.file"
 package.path = host.root .. "/?.lua;" .. package.path
 local store = require "sandbox.store"
 local http = require "mc.http"
@@ -29,19 +30,9 @@ if not tostring(sandbox_pid or ""):match("^%d+$") then return nil, "usage: admin
 
 local QUEUE, READER, LEASE = store.key("sendgrid", "admin", "queue"), store.key("sendgrid", "admin", "reader"), 5
 
-local function own_pid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("l"):match("^(%d+)")
-  f:close()
-  return pid
-end
-local pid = own_pid()
+local pid = tostring(host.pid())
 
-local function alive(p)
-  local f = io.open("/proc/" .. p .. "/stat")
-  if f then f:close() end
-  return f ~= nil
-end
+local function alive(p) return file.exists("/proc/" .. p .. "/stat") end
 
 -- holds the reader's key -> false when another reader holds it (two started
 -- together, or after a reset: the later one keeps reading, this one stops)

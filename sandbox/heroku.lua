@@ -67,9 +67,10 @@ local function guard(req, counted)
   if not token or (pinned and token ~= pinned) then
     return failure(401, "unauthorized", "Invalid credentials provided.")
   end
-  local res = store.call("EVAL", BUCKET, 1, store.key("heroku", "ratebucket", token),
-    tonumber(store.knob("heroku", "rate_limit", 4500)), tonumber(store.knob("heroku", "rate_refill", 75)),
-    string.format("%.3f", host.time()), counted and 1 or 0)
+  local res, err = store.redis():eval(BUCKET, { store.key("heroku", "ratebucket", token) },
+    { tonumber(store.knob("heroku", "rate_limit", 4500)), tonumber(store.knob("heroku", "rate_refill", 75)),
+      string.format("%.3f", host.time()), counted and 1 or 0 })
+  if res == nil then error("sandbox: redis: " .. tostring(err), 0) end
   local spent, remaining = res[1], res[2]
   if spent == 0 then
     return failure(429, "rate_limit", "Your account reached the API rate limit", { ["RateLimit-Remaining"] = "0" })

@@ -207,9 +207,7 @@ end
 local function admin_reads(raw)
   store.call("RPUSH", store.key("sendgrid", "admin", "queue"), raw)
   if store.call("SET", store.key("sendgrid", "admin", "reader"), "starting", "NX", "EX", 5) == mc.null then return end
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("l"):match("^(%d+)")
-  f:close()
+  local pid = host.pid()
   local function q(v) return "'" .. tostring(v):gsub("'", "'\\''") .. "'" end
   os.execute(string.format("%s run %s %s >/dev/null 2>&1 &", q(host.exe), q(host.root .. "/sandbox/admin.lua"),
     q(pid)))

@@ -47,6 +47,11 @@ local find = string.find
 -- left to Postgres, which checks every COPY's input anyway and refuses the
 -- batch (22021), which then goes the careful way. (The providers send clean
 -- text: provider.clean_text.)
+-- what copy_in cannot send as it is: not a string, a NUL, longer than max
+local function unclean(s, max)
+  return type(s) ~= "string" or find(s, "\0", 1, true) or (max and #s > max)
+end
+
 local function rows_of(target, b, careful, keys)
   local tmax, acol = target.cols.text.max_len, target.cols.author
   local amax = acol and acol.max_len
@@ -59,17 +64,13 @@ local function rows_of(target, b, careful, keys)
     if not seen or not seen[id] then
       if seen then seen[id] = true end
       local s = p.text
-      if careful or type(s) ~= "string" or find(s, "\0", 1, true) or (tmax and #s > tmax) then
-        s = truncate(clean(s), tmax)
-      end
+      if careful or unclean(s, tmax) then s = truncate(clean(s), tmax) end
       local a = p.author
       if a then
         local c = authors[a]
         if not c then
           c = a
-          if acol and (careful or type(a) ~= "string" or find(a, "\0", 1, true) or (amax and #a > amax)) then
-            c = truncate(clean(a), amax)
-          end
+          if acol and (careful or unclean(a, amax)) then c = truncate(clean(a), amax) end
           authors[a] = c
         end
         a = c
