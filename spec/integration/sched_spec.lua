@@ -204,6 +204,25 @@ describe("mc.sched", function()
     assert.is_true(again[1][2] == seen[1] or again[1][2] == seen[2]) -- given back, then reused
   end)
 
+  it("caps another database's pooled connections as pg()'s are (conns.limit \"pg\")", function()
+    local url = os.getenv("DATABASE_URL") .. (os.getenv("DATABASE_URL"):find("?", 1, true) and "&" or "?")
+      .. "application_name=sched_pg_at_cap"
+    conns.limit("pg", 1)
+    local seen = {}
+    local out, secs = run_all(times(2, function(i)
+      local c = assert(conns.pg_at(url))
+      seen[i] = c
+      c:query("select pg_sleep(0.2)")
+      conns.release(coroutine.running())
+      return true
+    end))
+    conns.limit("pg", nil)
+    assert.same({ n = 2, true, true }, out[1])
+    assert.same({ n = 2, true, true }, out[2])
+    assert.equal(seen[1], seen[2]) -- one connection, one after the other
+    assert.is_true(secs >= 0.4, secs .. " s")
+  end)
+
   it("closes a pooled connection given back inside a transaction", function()
     local c
     local out = run_all({ function()

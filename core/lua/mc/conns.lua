@@ -30,9 +30,23 @@ local CONNECT = {
 }
 
 local function connect(kind)
-  local c, err = CONNECT[kind]()
-  if not c then return nil, kind == "pg" and ("postgres: " .. err) or ("redis: " .. err) end
+  local url = kind:match("^pg@(.*)$")
+  local c, err
+  if url then c, err = pg.connect(url) else c, err = CONNECT[kind]() end
+  if not c then return nil, kind == "redis" and ("redis: " .. err) or ("postgres: " .. err) end
   return c
+end
+
+-- The pool of kind: "pg", "redis", or "pg@<url>" (another Postgres: made on first
+-- use, with pg's limit and wait, so a tenant's database is capped as ours is).
+local function pool_of(kind)
+  local pool = pools[kind]
+  if not pool then
+    pool = new_pool()
+    pool.max, pool.wait = pools.pg.max, pools.pg.wait
+    pools[kind] = pool
+  end
+  return pool
 end
 
 local function get(kind)
@@ -48,7 +62,7 @@ end
 local function job_conn(co, kind)
   local mine = bound[co]
   if mine and mine[kind] then return mine[kind] end
-  local pool = pools[kind]
+  local pool = pool_of(kind)
   if #pool.free == 0 and pool.out >= pool.max then
     pool.waiting = pool.waiting + 1
     local got = sched.wait_until(function() return #pool.free > 0 or pool.out < pool.max end, pool.wait)
@@ -86,33 +100,15 @@ function _M.redis() return conn_for("redis") end
 -- pg_at(url) -> conn | nil, err: this state's connection to another Postgres
 -- (a tenant's database), made on first use and kept, one per URL. The URL of
 -- DATABASE_URL gets pg()'s own. A job in a scheduler coroutine gets one of its
--- own per URL, as it does for pg(): others may yield in the middle of a query on
--- a shared one.
+-- own per URL from that URL's pool, as it does for pg() and under pg()'s limit:
+-- others may yield in the middle of a query on a shared one.
 local others = {}
-local others_free = {} -- url -> connections given back by ended jobs
-
-local function job_conn_at(co, url)
-  local mine = bound[co] or {}
-  bound[co] = mine
-  local key = "pg@" .. url
-  if mine[key] then return mine[key] end
-  local free = others_free[url] or {}
-  others_free[url] = free
-  local c = table.remove(free)
-  if not c then
-    local err
-    c, err = pg.connect(url)
-    if not c then return nil, "postgres: " .. err end
-  end
-  mine[key] = c
-  return c
-end
 
 function _M.pg_at(url)
   if type(url) ~= "string" then error("conns.pg_at: url must be a string", 2) end
   if url == os.getenv("DATABASE_URL") then return _M.pg() end
   local co = running()
-  if sched.adopted(co) then return job_conn_at(co, url) end
+  if sched.adopted(co) then return job_conn(co, "pg@" .. url) end
   if others[url] then return others[url] end
   local c, err = pg.connect(url)
   if not c then return nil, "postgres: " .. err end
@@ -131,15 +127,21 @@ end
 -- flight that hold one; n = nil: no limit); a job waits up to `wait` seconds
 -- (default 30) for one to come back.
 function _M.limit(kind, n, wait)
-  if not pools[kind] then error("conns.limit: kind must be \"pg\" or \"redis\"", 2) end
-  pools[kind].max = n or math.huge
-  pools[kind].wait = wait or 30
+  if not CONNECT[kind] then error("conns.limit: kind must be \"pg\" or \"redis\"", 2) end
+  for k, pool in pairs(pools) do -- pg's limit is every other Postgres's too
+    if k == kind or (kind == "pg" and k:find("^pg@")) then
+      pool.max = n or math.huge
+      pool.wait = wait or 30
+    end
+  end
 end
 
 -- waiting() -> how many coroutines wait for a pooled connection now (the worker
 -- fetches no more jobs meanwhile, leaving them to threads with room)
 function _M.waiting()
-  return pools.pg.waiting + pools.redis.waiting
+  local n = 0
+  for _, pool in pairs(pools) do n = n + pool.waiting end
+  return n
 end
 
 -- release(co): gives the connections job coroutine co held back to the pool
@@ -150,13 +152,12 @@ function _M.release(co)
   if not mine then return end
   bound[co] = nil
   for kind, c in pairs(mine) do
-    local url = kind:match("^pg@(.*)$")
-    local free = url and others_free[url] or pools[kind].free
-    if not url then pools[kind].out = pools[kind].out - 1 end
-    if (url or kind == "pg") and c:status() ~= "idle" then
+    local pool = pools[kind]
+    pool.out = pool.out - 1
+    if kind ~= "redis" and c:status() ~= "idle" then
       c:close()
     else
-      free[#free + 1] = c
+      pool.free[#pool.free + 1] = c
     end
   end
 end
