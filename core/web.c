@@ -83,6 +83,7 @@ struct server_thread {
   int running;      /* the thread was started (joined at the end) */
   app_state *cur;   /* new requests start here */
   app_state *older; /* replaced by a reload, with handlers still running */
+  int resumed;      /* a connection was resumed: MHD_run before any wait */
   size_t logn;      /* access-log lines not yet written */
   char logbuf[16384];
 };
@@ -95,6 +96,7 @@ typedef struct request {
   char *body;
   size_t len, cap;
   int too_large, started, suspended;
+  int body_guarded; /* a body was announced: the guard watches it until it is in */
   struct MHD_Connection *conn;
   web_ctx *ctx;              /* while its handler runs */
   struct MHD_Response *resp; /* its answer, built when the handler ended */
@@ -358,6 +360,7 @@ static int web_finish(lua_State *L) {
   }
   if (r->suspended) {
     r->suspended = 0;
+    r->t->resumed = 1;
     MHD_resume_connection(r->conn);
   }
   return 0;
@@ -503,7 +506,11 @@ static enum MHD_Result begin(server_thread *t, struct MHD_Connection *c, const c
   }
   /* a body still to come is guarded as the head was: closed past its deadline, and
    * evictable past WEB_MAX_CONNECTIONS (a trickled body must not hold a place) */
-  web_guard_body_wait(&srv->guard, c, srv->cfg.request_timeout);
+  if ((cl != NULL && strtoull(cl, NULL, 10) > 0) ||
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL) {
+    r->body_guarded = 1;
+    web_guard_body_wait(&srv->guard, c, srv->cfg.request_timeout);
+  }
   return MHD_YES;
 }
 
@@ -522,7 +529,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     *upload_data_size = 0;
     return MHD_YES;
   }
-  web_guard_head_done(&srv->guard, c); /* the body is in: the handler's time is not the client's */
+  if (r->body_guarded) web_guard_head_done(&srv->guard, c); /* the body is in */
   if (r->too_large) return send_error(srv, c, r, 413, "request body too large", method, url);
   return dispatch(t, c, r, method, url);
 }
@@ -834,10 +841,11 @@ static void *serve_thread(void *arg) {
   while (!atomic_load(&srv->stop)) {
     take_new_code(t);
     flush_log(t);
-    if (t->cur->inflight == 0 && t->older == NULL) {
+    if (t->cur->inflight == 0 && t->older == NULL && !t->resumed) {
       MHD_run_wait(t->d, TICK_MS); /* no handler waits: libmicrohttpd's own epoll_wait */
       continue;
     }
+    t->resumed = 0; /* a resumed connection is answered by this run, not after a wait */
     MHD_run(t->d);
     flush_log(t);
     wait_for_work(t);

@@ -258,7 +258,10 @@ function _M.thread_entry(app_file, yields)
   local handle, answer, release = _M.handle, native.finish, conns.release
   local function run(ctx, method, path, body, id)
     local ok, status, resp_body, headers = pcall(handle, app, method, path, body, id, ctx)
-    release(running())
+    -- answered whatever the release does: a suspended connection left unanswered
+    -- would hold its client and the drain for ever
+    local rok, rerr = pcall(release, running())
+    if not rok then log.error("web: giving the request's connections back failed", { err = rerr, request_id = id }) end
     answer(ctx, ok, status, resp_body, headers)
   end
   if yields == false then return { start = run, step = function() end } end
