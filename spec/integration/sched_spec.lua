@@ -223,6 +223,29 @@ describe("mc.sched", function()
     assert.is_true(secs >= 0.4, secs .. " s")
   end)
 
+  it("never makes a coroutine holding one kind wait for another (crossed waits would stall both)", function()
+    conns.limit("pg", 1, 1)
+    conns.limit("redis", 1, 1)
+    local out = run_all({
+      function() -- Redis, then Postgres
+        assert(conns.redis()); sched.sleep(0.1)
+        local c = assert(conns.pg())
+        conns.release(coroutine.running())
+        return c ~= nil
+      end,
+      function() -- Postgres, then Redis
+        assert(conns.pg()); sched.sleep(0.1)
+        local r = assert(conns.redis())
+        conns.release(coroutine.running())
+        return r ~= nil
+      end,
+    })
+    conns.limit("pg", nil)
+    conns.limit("redis", nil)
+    assert.same({ n = 2, true, true }, out[1])
+    assert.same({ n = 2, true, true }, out[2])
+  end)
+
   it("closes a pooled connection given back inside a transaction", function()
     local c
     local out = run_all({ function()

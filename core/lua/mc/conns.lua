@@ -63,7 +63,11 @@ local function job_conn(co, kind)
   local mine = bound[co]
   if mine and mine[kind] then return mine[kind] end
   local pool = pool_of(kind)
-  if #pool.free == 0 and pool.out >= pool.max then
+  -- A coroutine that holds a connection of another kind never waits: a handler
+  -- holding Redis that waits for Postgres, and one holding Postgres that waits for
+  -- Redis, would stall each other (and every kind's pool) until POOL_WAIT. So a
+  -- kind may go past its cap by the coroutines holding another kind.
+  if #pool.free == 0 and pool.out >= pool.max and not mine then
     pool.waiting = pool.waiting + 1
     local got = sched.wait_until(function() return #pool.free > 0 or pool.out < pool.max end, pool.wait)
     pool.waiting = pool.waiting - 1
